@@ -1,0 +1,6 @@
+/**
+ * billiard-ts: Python's billiard for Node.js. This entry point is the public
+ * API; each layer lives in its own folder under src/.
+ */
+
+export * from './pickle/index.js';

@@ -1,0 +1,1155 @@
+/**
+ * The pickler: writes protocols 0 to 5 with the bytes CPython 3.11's C
+ * pickler writes for the same value (spec/pickle.md sections 4-8 and
+ * Appendix A): same opcodes, memo indexes, batching and framing.
+ *
+ * Memoization: objects by identity, as CPython does. Strings have no
+ * identity in JavaScript, so they are memoized by value, in three separate
+ * tables (data strings, module names of globals, qualified names of
+ * globals), which reproduces CPython for literals, identifiers and dict keys
+ * (spec/pickle.md section 12.3).
+ */
+
+import { PicklingError } from './errors.js';
+import { floatRepr } from './float-repr.js';
+import { DEFAULT_PROTOCOL, HIGHEST_PROTOCOL } from './opcodes.js';
+import { REVERSE_IMPORT_MAPPING, REVERSE_NAME_MAPPING } from './python-tables.js';
+import type { PickleRegistry } from './registry.js';
+import { defaultRegistry } from './default-registry.js';
+import {
+  EMPTY_TUPLE,
+  makeTuple,
+  PickleBuffer,
+  PyByteArray,
+  PyDict,
+  PyFloat,
+  PyFrozenSet,
+  PyGlobal,
+  PyTuple,
+  reduceEx,
+  type ReduceValue,
+} from './types.js';
+import { encodeUtf8Into } from './utf8.js';
+
+/** Options of {@link dumps} and {@link Pickler}. Every field has a default. */
+export interface PicklerOptions {
+  /** Protocol 0 to 5; negative means the highest (5). Defaults to 4, what CPython 3.8-3.13 write. */
+  protocol?: number;
+  /** Write Python 2 names (`__builtin__`, `copy_reg`...) at protocols 0-2, as Python's `fix_imports`. Defaults to true. */
+  fixImports?: boolean;
+  /**
+   * Protocol 5: called with each {@link PickleBuffer}; when it returns a
+   * false value the buffer goes out of band (NEXT_BUFFER) and the caller
+   * sends it separately. Defaults to none (every buffer in band).
+   */
+  bufferCallback?: (buffer: PickleBuffer) => unknown;
+  /** Returns a persistent id for an object to write instead of it, or `null`/`undefined`. Defaults to none. */
+  persistentId?: (obj: unknown) => unknown;
+  /** Where reducers for user classes and extension codes are found. Defaults to the default registry. */
+  registry?: PickleRegistry;
+}
+
+/** CPython's batch size for APPENDS/SETITEMS/ADDITEMS. */
+const BATCHSIZE = 1000;
+/** A frame is committed once it holds this many bytes (CPython's FRAME_SIZE_TARGET). */
+const FRAME_SIZE_TARGET = 64 * 1024;
+/** Frames smaller than this are written without a FRAME header (CPython's FRAME_SIZE_MIN). */
+const FRAME_SIZE_MIN = 4;
+/** FRAME opcode plus its 8-byte length. */
+const FRAME_HEADER_SIZE = 9;
+
+const INITIAL_CAPACITY = 2048;
+
+/** A string saved without a memo lookup (CPython memoizes a temporary object that can never be found again). */
+class FreshStr {
+  constructor(readonly value: string) {}
+}
+
+const kCopyreg = new PyGlobal('copyreg', '_reconstructor');
+const kObject = new PyGlobal('builtins', 'object');
+const kBytes = new PyGlobal('builtins', 'bytes');
+const kBytearray = new PyGlobal('builtins', 'bytearray');
+const kCodecsEncode = new PyGlobal('_codecs', 'encode');
+const kSet = new PyGlobal('builtins', 'set');
+const kFrozenset = new PyGlobal('builtins', 'frozenset');
+const kGetattr = new PyGlobal('builtins', 'getattr');
+
+function typeNameOf(v: unknown): string {
+  if (v === null) return 'null';
+  if (typeof v !== 'object') return typeof v;
+  const p = Object.getPrototypeOf(v) as { constructor?: { name?: string } } | null;
+  return p?.constructor?.name ?? 'object';
+}
+
+/** Mutable containers Python cannot hash (so they cannot be dict keys or set elements). */
+function isUnhashableKey(k: unknown): boolean {
+  if (k === null || typeof k !== 'object') return false;
+  if (k instanceof PyTuple || k instanceof PyFrozenSet || k instanceof PyFloat || k instanceof PyGlobal) return false;
+  if (k instanceof Uint8Array) return k instanceof PyByteArray;
+  if (Array.isArray(k) || k instanceof Map || k instanceof Set) return true;
+  const p = Object.getPrototypeOf(k);
+  return p === null || p === Object.prototype;
+}
+
+/**
+ * Writes pickles. One instance can be reused for many `dump` calls; its
+ * output buffer is kept between them.
+ */
+export class Pickler {
+  readonly protocol: number;
+  readonly #fixImports: boolean;
+  readonly #bufferCallback: ((b: PickleBuffer) => unknown) | undefined;
+  readonly #persistentId: ((obj: unknown) => unknown) | undefined;
+  readonly #registry: PickleRegistry;
+  readonly #framing: boolean;
+
+  #buf: Uint8Array;
+  #view: DataView;
+  #pos = 0;
+  /** Offset of the current frame's reserved header, or -1 when no frame is open. */
+  #frameStart = -1;
+
+  #memoLen = 0;
+  #objMemo = new Map<unknown, number>();
+  #strMemo = new Map<string, number>();
+  #moduleMemo = new Map<string, number>();
+  #nameMemo = new Map<string, number>();
+  #globalMemo = new Map<string, number>();
+  #busy = false;
+  #skipPersistentId = false;
+
+  constructor(options?: PicklerOptions) {
+    let protocol = options?.protocol ?? DEFAULT_PROTOCOL;
+    if (protocol < 0) protocol = HIGHEST_PROTOCOL;
+    if (!Number.isInteger(protocol) || protocol > HIGHEST_PROTOCOL) {
+      throw new RangeError(`options.protocol must be an integer from 0 to ${HIGHEST_PROTOCOL} (or negative for the highest)`);
+    }
+    this.protocol = protocol;
+    this.#fixImports = options?.fixImports ?? true;
+    this.#bufferCallback = options?.bufferCallback;
+    if (this.#bufferCallback !== undefined && protocol < 5) throw new RangeError('options.bufferCallback needs protocol 5');
+    this.#persistentId = options?.persistentId;
+    this.#registry = options?.registry ?? defaultRegistry;
+    this.#framing = protocol >= 4;
+    this.#buf = new Uint8Array(INITIAL_CAPACITY);
+    this.#view = new DataView(this.#buf.buffer);
+  }
+
+  /** True while a `dump` is running (the pickler is not reentrant). */
+  get busy(): boolean {
+    return this.#busy;
+  }
+
+  /**
+   * Pickles `obj` and returns a view of the pickler's own buffer, valid until
+   * the next `dump`. Use {@link dumps} for a copy.
+   */
+  dump(obj: unknown): Uint8Array {
+    if (this.#busy) throw new PicklingError('Pickler.dump called while a dump is running', { code: 'REENTRANT' });
+    this.#busy = true;
+    try {
+      this.#pos = 0;
+      this.#frameStart = -1;
+      this.#memoLen = 0;
+      if (this.protocol >= 2) {
+        this.#ensure(2);
+        this.#buf[this.#pos++] = 0x80; // PROTO
+        this.#buf[this.#pos++] = this.protocol;
+      }
+      if (this.#framing) this.#openFrame();
+      try {
+        this.#save(obj);
+      } catch (e) {
+        if (e instanceof RangeError && /call stack/i.test(e.message)) {
+          throw new PicklingError('maximum recursion depth exceeded while pickling an object', { code: 'RECURSION', cause: e });
+        }
+        throw e;
+      }
+      this.#byte(0x2e); // STOP
+      if (this.#framing) this.#commitFrame();
+      return this.#buf.subarray(0, this.#pos);
+    } finally {
+      this.#objMemo.clear();
+      this.#strMemo.clear();
+      this.#moduleMemo.clear();
+      this.#nameMemo.clear();
+      this.#globalMemo.clear();
+      this.#busy = false;
+      if (this.#buf.length > 16 * 1024 * 1024 && this.#pos < this.#buf.length / 4) {
+        // Do not keep a huge buffer alive for small pickles.
+        this.#buf = new Uint8Array(INITIAL_CAPACITY);
+        this.#view = new DataView(this.#buf.buffer);
+      }
+    }
+  }
+
+  // ------------------------------------------------------------ output
+
+  #ensure(n: number): void {
+    const need = this.#pos + n;
+    if (need <= this.#buf.length) return;
+    let cap = this.#buf.length * 2;
+    while (cap < need) cap *= 2;
+    const next = new Uint8Array(cap);
+    next.set(this.#buf.subarray(0, this.#pos));
+    this.#buf = next;
+    this.#view = new DataView(next.buffer);
+  }
+
+  #byte(b: number): void {
+    if (this.#pos >= this.#buf.length) this.#ensure(1);
+    this.#buf[this.#pos++] = b;
+  }
+
+  #bytes2(a: number, b: number): void {
+    if (this.#pos + 2 > this.#buf.length) this.#ensure(2);
+    this.#buf[this.#pos++] = a;
+    this.#buf[this.#pos++] = b;
+  }
+
+  #u32(op: number, v: number): void {
+    this.#ensure(5);
+    this.#buf[this.#pos] = op;
+    this.#view.setUint32(this.#pos + 1, v, true);
+    this.#pos += 5;
+  }
+
+  #u64(op: number, v: number): void {
+    this.#ensure(9);
+    this.#buf[this.#pos] = op;
+    this.#view.setUint32(this.#pos + 1, v >>> 0, true);
+    this.#view.setUint32(this.#pos + 5, Math.floor(v / 0x100000000), true);
+    this.#pos += 9;
+  }
+
+  #ascii(s: string): void {
+    this.#ensure(s.length);
+    for (let i = 0; i < s.length; i++) this.#buf[this.#pos++] = s.charCodeAt(i);
+  }
+
+  #openFrame(): void {
+    this.#ensure(FRAME_HEADER_SIZE);
+    this.#frameStart = this.#pos;
+    this.#pos += FRAME_HEADER_SIZE;
+  }
+
+  /** Closes the open frame: writes its header, or removes the reserved header if the frame is small. */
+  #commitFrame(): void {
+    const start = this.#frameStart;
+    if (start < 0) return;
+    const len = this.#pos - start - FRAME_HEADER_SIZE;
+    if (len >= FRAME_SIZE_MIN) {
+      this.#buf[start] = 0x95; // FRAME
+      this.#view.setUint32(start + 1, len >>> 0, true);
+      this.#view.setUint32(start + 5, Math.floor(len / 0x100000000), true);
+    } else {
+      this.#buf.copyWithin(start, start + FRAME_HEADER_SIZE, this.#pos);
+      this.#pos -= FRAME_HEADER_SIZE;
+    }
+    this.#frameStart = -1;
+  }
+
+  /** Writes a large payload outside any frame, as CPython does for 64 KiB and more. */
+  #writeUnframed(header: Uint8Array, payload: Uint8Array | null, str: string | null, strBytes: number): void {
+    this.#commitFrame();
+    this.#ensure(header.length + strBytes);
+    this.#buf.set(header, this.#pos);
+    this.#pos += header.length;
+    if (payload !== null) {
+      this.#buf.set(payload, this.#pos);
+      this.#pos += payload.length;
+    } else if (str !== null) {
+      this.#pos = encodeUtf8Into(str, this.#buf, this.#pos);
+    }
+    this.#openFrame();
+  }
+
+  // ------------------------------------------------------------ memo
+
+  #memoize(): number {
+    const idx = this.#memoLen++;
+    const p = this.protocol;
+    if (p >= 4) this.#byte(0x94); // MEMOIZE
+    else if (p >= 1) {
+      if (idx < 256) this.#bytes2(0x71, idx); // BINPUT
+      else this.#u32(0x72, idx); // LONG_BINPUT
+    } else {
+      this.#ascii(`p${idx}\n`); // PUT
+    }
+    return idx;
+  }
+
+  #get(idx: number): void {
+    const p = this.protocol;
+    if (p >= 1) {
+      if (idx < 256) this.#bytes2(0x68, idx); // BINGET
+      else this.#u32(0x6a, idx); // LONG_BINGET
+    } else {
+      this.#ascii(`g${idx}\n`); // GET
+    }
+  }
+
+  // ------------------------------------------------------------ dispatch
+
+  #save(obj: unknown): void {
+    if (this.#frameStart >= 0 && this.#pos - this.#frameStart - FRAME_HEADER_SIZE >= FRAME_SIZE_TARGET) {
+      this.#commitFrame();
+      this.#openFrame();
+    }
+    if (this.#persistentId !== undefined) {
+      // The id itself is saved without asking for its own id (CPython's pers_save).
+      if (this.#skipPersistentId) this.#skipPersistentId = false;
+      else if (this.#savePersistent(obj)) return;
+    }
+    switch (typeof obj) {
+      case 'string':
+        this.#saveStr(obj);
+        return;
+      case 'number':
+        this.#saveNumber(obj);
+        return;
+      case 'boolean':
+        if (this.protocol >= 2) this.#byte(obj ? 0x88 : 0x89); // NEWTRUE / NEWFALSE
+        else this.#ascii(obj ? 'I01\n' : 'I00\n');
+        return;
+      case 'bigint':
+        this.#saveInt(obj);
+        return;
+      case 'undefined':
+        this.#byte(0x4e); // NONE
+        return;
+      case 'object':
+        if (obj === null) {
+          this.#byte(0x4e); // NONE
+          return;
+        }
+        this.#saveObject(obj);
+        return;
+      default:
+        throw new PicklingError(`cannot pickle a ${typeof obj}`, { code: 'UNPICKLABLE' });
+    }
+  }
+
+  #saveObject(obj: object): void {
+    const proto = Object.getPrototypeOf(obj);
+    // Objects that pickle as atoms (never memoized) come first.
+    if (proto === PyFloat.prototype) {
+      this.#saveFloat((obj as PyFloat).value);
+      return;
+    }
+    const idx = this.#objMemo.get(obj);
+    if (idx !== undefined) {
+      this.#get(idx);
+      return;
+    }
+    if (proto === null || proto === Object.prototype) this.#saveObjectDict(obj as Record<string, unknown>);
+    else if (proto === Array.prototype) this.#saveList(obj as unknown[]);
+    else if (proto === PyTuple.prototype) this.#saveTuple(obj as PyTuple);
+    else if (proto === Map.prototype || proto === PyDict.prototype) this.#saveMap(obj as Map<unknown, unknown>);
+    else if (proto === Uint8Array.prototype) this.#saveBytes(obj as Uint8Array);
+    else if (proto === PyByteArray.prototype) this.#saveByteArray(obj as PyByteArray);
+    else if (proto === Set.prototype) this.#saveSet(obj as Set<unknown>);
+    else if (proto === PyFrozenSet.prototype) this.#saveFrozenSet(obj as PyFrozenSet);
+    else if (proto === PyGlobal.prototype) this.#saveGlobal(obj as PyGlobal);
+    else if (proto === PickleBuffer.prototype) this.#savePickleBuffer(obj as PickleBuffer);
+    else this.#saveOther(obj);
+  }
+
+  /** Objects with a reduce method or a registered reducer; subclasses of the builtin containers otherwise. */
+  #saveOther(obj: object): void {
+    const method = (obj as { [reduceEx]?: (protocol: number) => ReduceValue })[reduceEx];
+    if (typeof method === 'function') {
+      this.#saveReduce(method.call(obj, this.protocol), obj);
+      return;
+    }
+    const reducer = this.#registry.reducerFor(obj);
+    if (reducer !== undefined) {
+      this.#saveReduce((reducer as (o: object, p: number) => ReduceValue)(obj, this.protocol), obj);
+      return;
+    }
+    if (obj instanceof PyTuple) this.#saveTuple(obj);
+    else if (Array.isArray(obj)) this.#saveList(obj);
+    else if (obj instanceof PyFrozenSet) this.#saveFrozenSet(obj);
+    else if (obj instanceof Set) this.#saveSet(obj);
+    else if (obj instanceof Map) this.#saveMap(obj);
+    else if (obj instanceof PyByteArray) this.#saveByteArray(obj);
+    else if (obj instanceof Uint8Array) this.#saveBytes(obj);
+    else if (obj instanceof PyGlobal) this.#saveGlobal(obj);
+    else {
+      const hint = obj instanceof Date ? ' (use PyDatetime.fromDate)' : typeof obj === 'function' ? ' (functions travel as PyGlobal references)' : '';
+      throw new PicklingError(`cannot pickle a ${typeNameOf(obj)}: no reduceEx method and no reducer registered${hint}`, { code: 'UNPICKLABLE' });
+    }
+  }
+
+  #savePersistent(obj: unknown): boolean {
+    const pid = this.#persistentId!(obj);
+    if (pid === null || pid === undefined) return false;
+    if (this.protocol === 0) {
+      const text = typeof pid === 'string' ? pid : typeof pid === 'number' || typeof pid === 'bigint' ? String(pid) : null;
+      if (text === null) throw new PicklingError('persistent IDs in protocol 0 must be ASCII strings', { code: 'BAD_PERSISTENT_ID' });
+      if (!/^[\x00-\x09\x0b-\x7f]*$/.test(text)) throw new PicklingError('persistent IDs in protocol 0 must be ASCII strings without a newline', { code: 'BAD_PERSISTENT_ID' });
+      this.#ascii(`P${text}\n`);
+      return true;
+    }
+    this.#skipPersistentId = true;
+    this.#save(pid);
+    this.#byte(0x51); // BINPERSID
+    return true;
+  }
+
+  // ------------------------------------------------------------ atoms
+
+  #saveNumber(x: number): void {
+    if ((x | 0) === x && (x !== 0 || 1 / x > 0)) {
+      this.#saveInt32(x);
+      return;
+    }
+    if (Number.isSafeInteger(x) && x !== 0) {
+      this.#saveInt(BigInt(x));
+      return;
+    }
+    this.#saveFloat(x);
+  }
+
+  #saveInt32(x: number): void {
+    const p = this.protocol;
+    if (p >= 1) {
+      if (x >= 0 && x < 256) this.#bytes2(0x4b, x); // BININT1
+      else if (x >= 0 && x < 65536) {
+        this.#ensure(3);
+        this.#buf[this.#pos++] = 0x4d; // BININT2
+        this.#buf[this.#pos++] = x & 0xff;
+        this.#buf[this.#pos++] = x >> 8;
+      } else {
+        this.#ensure(5);
+        this.#buf[this.#pos] = 0x4a; // BININT
+        this.#view.setInt32(this.#pos + 1, x, true);
+        this.#pos += 5;
+      }
+    } else {
+      this.#ascii(`I${x}\n`);
+    }
+  }
+
+  #saveInt(v: bigint): void {
+    if (v >= -2147483648n && v <= 2147483647n) {
+      this.#saveInt32(Number(v));
+      return;
+    }
+    const p = this.protocol;
+    if (p < 2) {
+      const text = v.toString();
+      if (text.replace('-', '').length > 4300) {
+        throw new PicklingError('Exceeds the limit (4300 digits) for integer string conversion; use protocol 2 or higher', { code: 'INT_TOO_LARGE' });
+      }
+      this.#ascii(`L${text}L\n`);
+      return;
+    }
+    const abs = v < 0n ? -v : v;
+    let nbits: number;
+    if (abs < 0x10000000000000000n) {
+      const hi = Number(abs >> 32n);
+      nbits = hi !== 0 ? 64 - Math.clz32(hi) : 32 - Math.clz32(Number(abs));
+    } else {
+      const hex = abs.toString(16);
+      nbits = hex.length * 4 - (Math.clz32(parseInt(hex[0]!, 16)) - 28);
+    }
+    let nbytes = (nbits >> 3) + 1;
+    let tc = BigInt.asUintN(nbytes * 8, v);
+    if (v < 0n && nbytes > 1) {
+      // Drop a redundant 0xff top byte when the byte below already carries the sign.
+      const top = Number(tc >> BigInt((nbytes - 1) * 8));
+      const below = Number((tc >> BigInt((nbytes - 2) * 8)) & 0xffn);
+      if (top === 0xff && (below & 0x80) !== 0) {
+        nbytes--;
+        tc = BigInt.asUintN(nbytes * 8, v);
+      }
+    }
+    if (nbytes < 256) {
+      this.#ensure(2 + nbytes + 8);
+      this.#buf[this.#pos++] = 0x8a; // LONG1
+      this.#buf[this.#pos++] = nbytes;
+    } else {
+      this.#ensure(5 + nbytes + 8);
+      this.#buf[this.#pos] = 0x8b; // LONG4
+      this.#view.setInt32(this.#pos + 1, nbytes, true);
+      this.#pos += 5;
+    }
+    if (nbytes <= 8) {
+      this.#view.setBigUint64(this.#pos, tc, true);
+    } else if (nbytes <= 16) {
+      this.#view.setBigUint64(this.#pos, BigInt.asUintN(64, tc), true);
+      let rest = tc >> 64n;
+      for (let i = 8; i < nbytes; i++) {
+        this.#buf[this.#pos + i] = Number(rest & 0xffn);
+        rest >>= 8n;
+      }
+    } else {
+      const hex = tc.toString(16).padStart(nbytes * 2, '0');
+      for (let i = 0; i < nbytes; i++) {
+        const at = hex.length - 2 * (i + 1);
+        this.#buf[this.#pos + i] = parseInt(hex.slice(at, at + 2), 16);
+      }
+    }
+    this.#pos += nbytes;
+  }
+
+  #saveFloat(x: number): void {
+    if (this.protocol >= 1) {
+      this.#ensure(9);
+      this.#buf[this.#pos] = 0x47; // BINFLOAT
+      this.#view.setFloat64(this.#pos + 1, x, false);
+      this.#pos += 9;
+    } else {
+      this.#ascii(`F${floatRepr(x)}\n`);
+    }
+  }
+
+  // ------------------------------------------------------------ str, bytes
+
+  #saveStr(s: string): void {
+    const idx = this.#strMemo.get(s);
+    if (idx !== undefined) {
+      this.#get(idx);
+      return;
+    }
+    this.#writeStr(s);
+    this.#strMemo.set(s, this.#memoize());
+  }
+
+  /** Writes a str opcode and its payload (no memo). */
+  #writeStr(s: string): void {
+    const p = this.protocol;
+    if (p === 0) {
+      this.#writeRawUnicodeEscape(s);
+      return;
+    }
+    const n = s.length;
+    const maxBytes = n * 3;
+    if (p >= 4 && maxBytes < 256) {
+      // SHORT_BINUNICODE: the length surely fits in one byte.
+      this.#ensure(2 + maxBytes);
+      const start = this.#pos;
+      const end = encodeUtf8Into(s, this.#buf, start + 2);
+      this.#buf[start] = 0x8c;
+      this.#buf[start + 1] = end - start - 2;
+      this.#pos = end;
+      return;
+    }
+    if (this.#framing && maxBytes >= FRAME_SIZE_TARGET) {
+      // Possibly a large payload: it goes outside frames if its UTF-8 is 64 KiB or more.
+      const bytes = new Uint8Array(maxBytes);
+      const len = encodeUtf8Into(s, bytes, 0);
+      if (len >= FRAME_SIZE_TARGET) {
+        this.#writeUnframed(this.#strHeader(len), bytes.subarray(0, len), null, len);
+        return;
+      }
+      this.#writeStrBytes(bytes.subarray(0, len));
+      return;
+    }
+    // Reserve the 5-byte header; shrink to SHORT_BINUNICODE if the result is short at protocol 4+.
+    this.#ensure(5 + maxBytes);
+    const start = this.#pos;
+    const end = encodeUtf8Into(s, this.#buf, start + 5);
+    const len = end - start - 5;
+    if (p >= 4 && len < 256) {
+      this.#buf.copyWithin(start + 2, start + 5, end);
+      this.#buf[start] = 0x8c;
+      this.#buf[start + 1] = len;
+      this.#pos = end - 3;
+    } else {
+      this.#buf[start] = 0x58; // BINUNICODE
+      this.#view.setUint32(start + 1, len, true);
+      this.#pos = end;
+    }
+  }
+
+  #strHeader(len: number): Uint8Array {
+    if (len > 0xffffffff) {
+      const h = new Uint8Array(9);
+      h[0] = 0x8d; // BINUNICODE8
+      new DataView(h.buffer).setUint32(1, len >>> 0, true);
+      new DataView(h.buffer).setUint32(5, Math.floor(len / 0x100000000), true);
+      return h;
+    }
+    const h = new Uint8Array(5);
+    h[0] = 0x58; // BINUNICODE
+    new DataView(h.buffer).setUint32(1, len, true);
+    return h;
+  }
+
+  #writeStrBytes(bytes: Uint8Array): void {
+    const len = bytes.length;
+    if (this.protocol >= 4 && len < 256) this.#bytes2(0x8c, len);
+    else this.#u32(0x58, len);
+    this.#ensure(len);
+    this.#buf.set(bytes, this.#pos);
+    this.#pos += len;
+  }
+
+  /** Protocol 0's UNICODE argument: raw-unicode-escape with CPython's extra escapes. */
+  #writeRawUnicodeEscape(s: string): void {
+    this.#ensure(2 + s.length * 10);
+    const buf = this.#buf;
+    let pos = this.#pos;
+    buf[pos++] = 0x56; // UNICODE
+    for (let i = 0; i < s.length; i++) {
+      let c = s.charCodeAt(i);
+      if (c >= 0xd800 && c <= 0xdbff && i + 1 < s.length) {
+        const d = s.charCodeAt(i + 1);
+        if (d >= 0xdc00 && d <= 0xdfff) {
+          c = 0x10000 + ((c - 0xd800) << 10) + (d - 0xdc00);
+          i++;
+        }
+      }
+      if (c >= 0x10000) {
+        const h = c.toString(16).padStart(8, '0');
+        buf[pos++] = 0x5c;
+        buf[pos++] = 0x55;
+        for (let k = 0; k < 8; k++) buf[pos++] = h.charCodeAt(k);
+      } else if (c >= 0x100 || c === 0x5c || c === 0 || c === 0x0a || c === 0x0d || c === 0x1a) {
+        const h = c.toString(16).padStart(4, '0');
+        buf[pos++] = 0x5c;
+        buf[pos++] = 0x75;
+        for (let k = 0; k < 4; k++) buf[pos++] = h.charCodeAt(k);
+      } else {
+        buf[pos++] = c;
+      }
+    }
+    buf[pos++] = 0x0a;
+    this.#pos = pos;
+  }
+
+  #saveBytes(b: Uint8Array): void {
+    const p = this.protocol;
+    if (p < 3) {
+      // bytes(), or _codecs.encode(latin1 text, 'latin1') (spec/pickle.md section 4.5).
+      if (b.length === 0) this.#saveReduce({ callable: kBytes, args: EMPTY_TUPLE }, b);
+      else {
+        let text = '';
+        for (let i = 0; i < b.length; i += 8192) text += String.fromCharCode.apply(null, b.subarray(i, i + 8192) as unknown as number[]);
+        this.#saveReduce({ callable: kCodecsEncode, args: [new FreshStr(text), 'latin1'] }, b);
+      }
+      return;
+    }
+    this.#writeBinary(b, 0x43, 0x42, 0x8e);
+    this.#objMemo.set(b, this.#memoize());
+  }
+
+  /** bytes-like payload with the short (u1), 4-byte and 8-byte length opcodes. */
+  #writeBinary(b: Uint8Array, shortOp: number, op4: number, op8: number): void {
+    const len = b.length;
+    if (this.#framing && len >= FRAME_SIZE_TARGET) {
+      const header = new Uint8Array(len > 0xffffffff ? 9 : 5);
+      const hv = new DataView(header.buffer);
+      if (len > 0xffffffff) {
+        header[0] = op8;
+        hv.setUint32(1, len >>> 0, true);
+        hv.setUint32(5, Math.floor(len / 0x100000000), true);
+      } else {
+        header[0] = op4;
+        hv.setUint32(1, len, true);
+      }
+      this.#writeUnframed(header, b, null, len);
+      return;
+    }
+    if (len < 256 && shortOp >= 0) this.#bytes2(shortOp, len);
+    else if (len <= 0xffffffff && op4 >= 0) this.#u32(op4, len);
+    else if (op8 >= 0 && this.protocol >= 4) this.#u64(op8, len);
+    else throw new PicklingError('serializing a bytes object larger than 4 GiB requires pickle protocol 4 or higher', { code: 'TOO_LARGE' });
+    this.#ensure(len);
+    this.#buf.set(b, this.#pos);
+    this.#pos += len;
+  }
+
+  #saveByteArray(b: PyByteArray): void {
+    if (this.protocol < 5) {
+      const args = b.length === 0 ? EMPTY_TUPLE : [Uint8Array.prototype.slice.call(b)];
+      this.#saveReduce({ callable: kBytearray, args }, b);
+      return;
+    }
+    // BYTEARRAY8
+    const len = b.length;
+    if (len >= FRAME_SIZE_TARGET) {
+      const header = new Uint8Array(9);
+      header[0] = 0x96;
+      new DataView(header.buffer).setUint32(1, len >>> 0, true);
+      new DataView(header.buffer).setUint32(5, Math.floor(len / 0x100000000), true);
+      this.#writeUnframed(header, b, null, len);
+    } else {
+      this.#u64(0x96, len);
+      this.#ensure(len);
+      this.#buf.set(b, this.#pos);
+      this.#pos += len;
+    }
+    this.#objMemo.set(b, this.#memoize());
+  }
+
+  #savePickleBuffer(pb: PickleBuffer): void {
+    if (this.protocol < 5) throw new PicklingError('PickleBuffer can only be pickled with protocol >= 5', { code: 'PROTOCOL' });
+    const inBand = this.#bufferCallback === undefined || Boolean(this.#bufferCallback(pb));
+    if (inBand) {
+      if (pb.readonly) this.#writeBinary(pb.buffer, 0x43, 0x42, 0x8e);
+      else {
+        const len = pb.buffer.length;
+        if (len >= FRAME_SIZE_TARGET) {
+          const header = new Uint8Array(9);
+          header[0] = 0x96;
+          new DataView(header.buffer).setUint32(1, len >>> 0, true);
+          new DataView(header.buffer).setUint32(5, Math.floor(len / 0x100000000), true);
+          this.#writeUnframed(header, pb.buffer, null, len);
+        } else {
+          this.#u64(0x96, len);
+          this.#ensure(len);
+          this.#buf.set(pb.buffer, this.#pos);
+          this.#pos += len;
+        }
+      }
+      this.#objMemo.set(pb, this.#memoize());
+      return;
+    }
+    this.#byte(0x97); // NEXT_BUFFER
+    if (pb.readonly) this.#byte(0x98); // READONLY_BUFFER
+  }
+
+  // ------------------------------------------------------------ containers
+
+  #saveList(list: readonly unknown[]): void {
+    if (this.protocol >= 1) this.#byte(0x5d); // EMPTY_LIST
+    else this.#bytes2(0x28, 0x6c); // MARK LIST
+    this.#objMemo.set(list, this.#memoize());
+    this.#batchListExact(list);
+  }
+
+  /** Items of an exact list: APPEND for a single item, else MARK..APPENDS batches (spec 4.9, path 1). */
+  #batchListExact(list: readonly unknown[]): void {
+    const n = list.length;
+    if (n === 0) return;
+    if (this.protocol === 0) {
+      for (let i = 0; i < n; i++) {
+        this.#save(list[i]);
+        this.#byte(0x61); // APPEND
+      }
+      return;
+    }
+    if (n === 1) {
+      this.#save(list[0]);
+      this.#byte(0x61); // APPEND
+      return;
+    }
+    let i = 0;
+    while (i < n) {
+      this.#byte(0x28); // MARK
+      const stop = Math.min(n, i + BATCHSIZE);
+      for (; i < stop; i++) this.#save(list[i]);
+      this.#byte(0x65); // APPENDS
+    }
+  }
+
+  /** Items of a reduce's listitems iterator (spec 4.9, path 2). */
+  #batchListIter(items: Iterable<unknown>): void {
+    const it = items[Symbol.iterator]();
+    if (this.protocol === 0) {
+      for (let r = it.next(); !r.done; r = it.next()) {
+        this.#save(r.value);
+        this.#byte(0x61); // APPEND
+      }
+      return;
+    }
+    for (;;) {
+      const first = it.next();
+      if (first.done) return;
+      const second = it.next();
+      if (second.done) {
+        this.#save(first.value);
+        this.#byte(0x61); // APPEND
+        return;
+      }
+      this.#byte(0x28); // MARK
+      this.#save(first.value);
+      this.#save(second.value);
+      let n = 2;
+      while (n < BATCHSIZE) {
+        const r = it.next();
+        if (r.done) break;
+        this.#save(r.value);
+        n++;
+      }
+      this.#byte(0x65); // APPENDS
+      if (n < BATCHSIZE) return;
+    }
+  }
+
+  #saveObjectDict(d: Record<string, unknown>): void {
+    this.#openDict(d);
+    const keys = Object.keys(d);
+    const n = keys.length;
+    if (n === 0) return;
+    if (this.protocol === 0) {
+      for (let i = 0; i < n; i++) {
+        this.#save(keys[i]);
+        this.#save(d[keys[i]!]);
+        this.#byte(0x73); // SETITEM
+      }
+      return;
+    }
+    if (n === 1) {
+      this.#save(keys[0]);
+      this.#save(d[keys[0]!]);
+      this.#byte(0x73); // SETITEM
+      return;
+    }
+    let i = 0;
+    while (i < n) {
+      this.#byte(0x28); // MARK
+      const stop = Math.min(n, i + BATCHSIZE);
+      for (; i < stop; i++) {
+        const k = keys[i]!;
+        this.#save(k);
+        this.#save(d[k]);
+      }
+      this.#byte(0x75); // SETITEMS
+    }
+  }
+
+  #openDict(d: object): void {
+    if (this.protocol >= 1) this.#byte(0x7d); // EMPTY_DICT
+    else this.#bytes2(0x28, 0x64); // MARK DICT
+    this.#objMemo.set(d, this.#memoize());
+  }
+
+  #saveMap(m: Map<unknown, unknown>): void {
+    this.#openDict(m);
+    const n = m.size;
+    if (n === 0) return;
+    if (this.protocol === 0 || n === 1) {
+      for (const [k, v] of m) {
+        this.#checkKey(k);
+        this.#save(k);
+        this.#save(v);
+        this.#byte(0x73); // SETITEM
+      }
+      return;
+    }
+    let count = 0;
+    for (const [k, v] of m) {
+      if (count % BATCHSIZE === 0) {
+        if (count > 0) this.#byte(0x75); // SETITEMS
+        this.#byte(0x28); // MARK
+      }
+      this.#checkKey(k);
+      this.#save(k);
+      this.#save(v);
+      count++;
+    }
+    this.#byte(0x75); // SETITEMS
+  }
+
+  #checkKey(k: unknown): void {
+    if (isUnhashableKey(k)) throw new PicklingError(`unhashable type: a ${typeNameOf(k)} cannot be a dict key or set element`, { code: 'UNHASHABLE' });
+  }
+
+  /** Items of a reduce's dictitems iterator (spec 4.9, path 2). */
+  #batchDictIter(items: Iterable<readonly [unknown, unknown]>): void {
+    const it = items[Symbol.iterator]();
+    const pair = (r: IteratorResult<readonly [unknown, unknown]>): readonly [unknown, unknown] => {
+      const p = r.value;
+      if (!Array.isArray(p) || p.length !== 2) throw new PicklingError('dictitems must yield [key, value] pairs', { code: 'BAD_REDUCE' });
+      return p as unknown as readonly [unknown, unknown];
+    };
+    if (this.protocol === 0) {
+      for (let r = it.next(); !r.done; r = it.next()) {
+        const [k, v] = pair(r);
+        this.#save(k);
+        this.#save(v);
+        this.#byte(0x73); // SETITEM
+      }
+      return;
+    }
+    for (;;) {
+      const first = it.next();
+      if (first.done) return;
+      const second = it.next();
+      if (second.done) {
+        const [k, v] = pair(first);
+        this.#save(k);
+        this.#save(v);
+        this.#byte(0x73); // SETITEM
+        return;
+      }
+      this.#byte(0x28); // MARK
+      for (const r of [first, second]) {
+        const [k, v] = pair(r);
+        this.#save(k);
+        this.#save(v);
+      }
+      let n = 2;
+      while (n < BATCHSIZE) {
+        const r = it.next();
+        if (r.done) break;
+        const [k, v] = pair(r);
+        this.#save(k);
+        this.#save(v);
+        n++;
+      }
+      this.#byte(0x75); // SETITEMS
+      if (n < BATCHSIZE) return;
+    }
+  }
+
+  #saveTuple(t: readonly unknown[]): void {
+    const n = t.length;
+    const p = this.protocol;
+    if (n === 0) {
+      if (p >= 1) this.#byte(0x29); // EMPTY_TUPLE
+      else this.#bytes2(0x28, 0x74); // MARK TUPLE
+      return;
+    }
+    if (p >= 2 && n <= 3) {
+      for (let i = 0; i < n; i++) this.#save(t[i]);
+      const idx = this.#objMemo.get(t);
+      if (idx !== undefined) {
+        // The tuple was reached through its own items: discard them and fetch it.
+        for (let i = 0; i < n; i++) this.#byte(0x30); // POP
+        this.#get(idx);
+        return;
+      }
+      this.#byte(0x84 + n); // TUPLE1 / TUPLE2 / TUPLE3
+      this.#objMemo.set(t, this.#memoize());
+      return;
+    }
+    this.#byte(0x28); // MARK
+    for (let i = 0; i < n; i++) this.#save(t[i]);
+    const idx = this.#objMemo.get(t);
+    if (idx !== undefined) {
+      if (p >= 1) this.#byte(0x31); // POP_MARK
+      else for (let i = 0; i <= n; i++) this.#byte(0x30); // POP
+      this.#get(idx);
+      return;
+    }
+    this.#byte(0x74); // TUPLE
+    this.#objMemo.set(t, this.#memoize());
+  }
+
+  #saveSet(s: Set<unknown>): void {
+    if (this.protocol < 4) {
+      this.#saveReduce({ callable: kSet, args: [Array.from(s)] }, s);
+      return;
+    }
+    this.#byte(0x8f); // EMPTY_SET
+    this.#objMemo.set(s, this.#memoize());
+    let count = 0;
+    for (const v of s) {
+      if (count % BATCHSIZE === 0) {
+        if (count > 0) this.#byte(0x90); // ADDITEMS
+        this.#byte(0x28); // MARK
+      }
+      this.#checkKey(v);
+      this.#save(v);
+      count++;
+    }
+    if (count > 0) this.#byte(0x90); // ADDITEMS
+  }
+
+  #saveFrozenSet(s: PyFrozenSet): void {
+    if (this.protocol < 4) {
+      this.#saveReduce({ callable: kFrozenset, args: [Array.from(s)] }, s);
+      return;
+    }
+    this.#byte(0x28); // MARK
+    for (const v of s) {
+      this.#checkKey(v);
+      this.#save(v);
+    }
+    const idx = this.#objMemo.get(s);
+    if (idx !== undefined) {
+      this.#byte(0x31); // POP_MARK
+      this.#get(idx);
+      return;
+    }
+    this.#byte(0x91); // FROZENSET
+    this.#objMemo.set(s, this.#memoize());
+  }
+
+  // ------------------------------------------------------------ globals and reduce
+
+  #saveGlobal(g: PyGlobal): void {
+    const key = `${g.module}\n${g.name}`;
+    const idx = this.#globalMemo.get(key);
+    if (idx !== undefined) {
+      this.#get(idx);
+      return;
+    }
+    const p = this.protocol;
+    if (p >= 2 && this.#registry.hasExtensions) {
+      const code = this.#registry.extensionCode(g.module, g.name);
+      if (code !== undefined) {
+        if (code <= 0xff) this.#bytes2(0x82, code); // EXT1
+        else if (code <= 0xffff) {
+          this.#ensure(3);
+          this.#buf[this.#pos++] = 0x83; // EXT2
+          this.#buf[this.#pos++] = code & 0xff;
+          this.#buf[this.#pos++] = code >> 8;
+        } else this.#u32(0x84, code); // EXT4
+        return;
+      }
+    }
+    if (p >= 4) {
+      this.#saveNameStr(g.module, this.#moduleMemo);
+      this.#saveNameStr(g.name, this.#nameMemo);
+      this.#byte(0x93); // STACK_GLOBAL
+    } else if (g.name.includes('.')) {
+      // Protocols < 4 cannot name nested objects: getattr(parent, last) (CPython 3.11's form).
+      const dot = g.name.lastIndexOf('.');
+      const parent = new PyGlobal(g.module, g.name.slice(0, dot));
+      this.#saveReduce({ callable: kGetattr, args: [parent, g.name.slice(dot + 1)] }, null);
+    } else {
+      let module = g.module;
+      let name = g.name;
+      if (p < 3 && this.#fixImports) {
+        const mapped = REVERSE_NAME_MAPPING.get(key);
+        if (mapped !== undefined) {
+          const nl = mapped.indexOf('\n');
+          module = mapped.slice(0, nl);
+          name = mapped.slice(nl + 1);
+        } else {
+          module = REVERSE_IMPORT_MAPPING.get(module) ?? module;
+        }
+      }
+      if (p < 3 && (/[^\x00-\x7f]/.test(module) || /[^\x00-\x7f]/.test(name))) {
+        throw new PicklingError(`can't pickle global identifier '${g.module}.${g.name}' using pickle protocol ${p}`, { code: 'NON_ASCII_GLOBAL' });
+      }
+      if (module.includes('\n') || name.includes('\n')) throw new PicklingError('global names cannot contain newlines', { code: 'BAD_GLOBAL' });
+      this.#byte(0x63); // GLOBAL
+      const bytes = new Uint8Array((module.length + name.length) * 3 + 2);
+      let n = encodeUtf8Into(module, bytes, 0);
+      bytes[n++] = 0x0a;
+      n = encodeUtf8Into(name, bytes, n);
+      bytes[n++] = 0x0a;
+      this.#ensure(n);
+      this.#buf.set(bytes.subarray(0, n), this.#pos);
+      this.#pos += n;
+    }
+    this.#globalMemo.set(key, this.#memoize());
+  }
+
+  /** The module or qualified name of a STACK_GLOBAL, memoized in its own table. */
+  #saveNameStr(s: string, table: Map<string, number>): void {
+    if (this.#frameStart >= 0 && this.#pos - this.#frameStart - FRAME_HEADER_SIZE >= FRAME_SIZE_TARGET) {
+      this.#commitFrame();
+      this.#openFrame();
+    }
+    const idx = table.get(s);
+    if (idx !== undefined) {
+      this.#get(idx);
+      return;
+    }
+    this.#writeStr(s);
+    table.set(s, this.#memoize());
+  }
+
+  /**
+   * Writes a reduce value (spec/pickle.md section 8.3): callable and args
+   * (or class and args for NEWOBJ), the memo entry of `obj`, list and dict
+   * items, then the state with BUILD.
+   */
+  #saveReduce(rv: ReduceValue, obj: object | null): void {
+    if (rv === null || typeof rv !== 'object') throw new PicklingError('a reduce function must return a ReduceValue object', { code: 'BAD_REDUCE' });
+    const p = this.protocol;
+    const kind = rv.kind ?? 'reduce';
+    const state = rv.state;
+    if (kind === 'newobj' && p >= 2) {
+      this.#save(rv.callable);
+      this.#saveArgs(rv.args);
+      this.#byte(0x81); // NEWOBJ
+    } else if (kind === 'newobj_ex') {
+      if (p < 4) throw new PicklingError('objects with keyword-only constructor arguments need protocol 4 or higher', { code: 'PROTOCOL' });
+      this.#save(rv.callable);
+      this.#saveArgs(rv.args);
+      this.#save(rv.kwargs ?? new PyDict());
+      this.#byte(0x92); // NEWOBJ_EX
+    } else if (kind === 'newobj') {
+      // Protocols 0 and 1: copyreg._reconstructor(cls, object, None), as object.__reduce_ex__ writes.
+      this.#save(kCopyreg);
+      this.#saveArgs([rv.callable, kObject, null]);
+      this.#byte(0x52); // REDUCE
+    } else {
+      this.#save(rv.callable);
+      this.#saveArgs(rv.args);
+      this.#byte(0x52); // REDUCE
+    }
+    if (obj !== null) {
+      const idx = this.#objMemo.get(obj);
+      if (idx !== undefined) {
+        this.#byte(0x30); // POP
+        this.#get(idx);
+      } else {
+        this.#objMemo.set(obj, this.#memoize());
+      }
+    }
+    if (rv.listItems != null) this.#batchListIter(rv.listItems);
+    if (rv.dictItems != null) this.#batchDictIter(rv.dictItems);
+    if (state !== undefined && state !== null) {
+      this.#save(state);
+      this.#byte(0x62); // BUILD
+    }
+  }
+
+  /** Saves reduce arguments as a tuple: a PyTuple as itself (memo identity kept), an array as a new tuple. */
+  #saveArgs(args: readonly unknown[]): void {
+    if (!Array.isArray(args)) throw new PicklingError('reduce args must be an array or a tuple', { code: 'BAD_REDUCE' });
+    if (args instanceof PyTuple) {
+      this.#save(args);
+      return;
+    }
+    this.#saveTupleWithFresh(makeTuple(args.slice()));
+  }
+
+  /** A tuple that may hold FreshStr items (strings memoized without lookup). */
+  #saveTupleWithFresh(t: PyTuple): void {
+    if (!t.some((x) => x instanceof FreshStr)) {
+      this.#save(t);
+      return;
+    }
+    const saveItem = (x: unknown): void => {
+      if (x instanceof FreshStr) {
+        if (this.#frameStart >= 0 && this.#pos - this.#frameStart - FRAME_HEADER_SIZE >= FRAME_SIZE_TARGET) {
+          this.#commitFrame();
+          this.#openFrame();
+        }
+        this.#writeStr(x.value);
+        this.#memoize();
+      } else this.#save(x);
+    };
+    const n = t.length;
+    if (this.protocol >= 2 && n <= 3) {
+      t.forEach(saveItem);
+      this.#byte(0x84 + n);
+    } else {
+      this.#byte(0x28); // MARK
+      t.forEach(saveItem);
+      this.#byte(0x74); // TUPLE
+    }
+    this.#memoize();
+  }
+}
+
+/** One reusable pickler per protocol for plain `dumps` calls (their buffers are kept). */
+const sharedPicklers: Array<Pickler | undefined> = [];
+
+/**
+ * Pickles `obj` (protocol 4 unless `options.protocol` says otherwise) and
+ * returns a new `Uint8Array`.
+ */
+export function dumps(obj: unknown, options?: PicklerOptions): Uint8Array {
+  const plain = options === undefined || (options.bufferCallback === undefined && options.persistentId === undefined && options.registry === undefined && options.fixImports !== false);
+  if (!plain) return new Pickler(options).dump(obj).slice();
+  let protocol = options?.protocol ?? DEFAULT_PROTOCOL;
+  if (protocol < 0) protocol = HIGHEST_PROTOCOL;
+  let p = sharedPicklers[protocol];
+  if (p === undefined || p.busy) {
+    p = new Pickler({ protocol });
+    sharedPicklers[protocol] ??= p;
+  }
+  return p.dump(obj).slice();
+}

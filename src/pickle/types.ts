@@ -1,0 +1,248 @@
+/**
+ * JavaScript types for Python values that have no exact JavaScript
+ * counterpart. The mapping is documented in ./README.md ("Values across the
+ * wire" in DESIGN.md is the decision).
+ */
+
+/**
+ * The symbol of the method an object implements to say how it pickles: the
+ * counterpart of Python's `__reduce_ex__(protocol)`. It returns a
+ * {@link ReduceValue}.
+ */
+export const reduceEx: unique symbol = Symbol.for('billiard-ts.pickle.reduceEx') as never;
+
+/**
+ * The symbol of the method an object implements to take the state of a
+ * `BUILD` opcode: the counterpart of Python's `__setstate__`.
+ */
+export const setState: unique symbol = Symbol.for('billiard-ts.pickle.setState') as never;
+
+/** What an object's {@link reduceEx} method returns: the parts of a Python reduce tuple. */
+export interface ReduceValue {
+  /**
+   * `'reduce'`: `callable(*args)` (REDUCE). `'newobj'`: `cls.__new__(cls, *args)`
+   * (NEWOBJ; at protocols 0 and 1 written as `copyreg._reconstructor(cls, object, None)`
+   * as CPython's `object.__reduce_ex__` does). `'newobj_ex'`: with keyword arguments.
+   * Defaults to `'reduce'`.
+   */
+  kind?: 'reduce' | 'newobj' | 'newobj_ex';
+  /** The callable (for `'reduce'`) or class (for the `newobj` kinds), usually a {@link PyGlobal}. */
+  callable: unknown;
+  /** Positional arguments; written as a tuple. */
+  args: readonly unknown[];
+  /** Keyword arguments, for `'newobj_ex'`. */
+  kwargs?: unknown;
+  /** State for BUILD; `undefined` (or `null`) means no BUILD. */
+  state?: unknown;
+  /** Items appended after construction (APPEND/APPENDS). */
+  listItems?: Iterable<unknown>;
+  /** Items set after construction (SETITEM/SETITEMS). */
+  dictItems?: Iterable<readonly [unknown, unknown]>;
+}
+
+/**
+ * A Python `tuple`: a frozen `Array` subclass. `Array.isArray` is true for it;
+ * `map`/`filter`/`slice` return plain arrays.
+ */
+export class PyTuple<T = unknown> extends Array<T> {
+  static override get [Symbol.species](): ArrayConstructor {
+    return Array;
+  }
+  /** Builds a frozen tuple from the items given. */
+  static override of<T>(...items: T[]): PyTuple<T> {
+    return makeTuple(items);
+  }
+  /** Builds a frozen tuple from an iterable. */
+  static override from<T>(items: Iterable<T> | ArrayLike<T>): PyTuple<T> {
+    return makeTuple(Array.from(items));
+  }
+}
+
+/**
+ * Turns `items` (which the caller gives up) into a frozen {@link PyTuple}
+ * without copying.
+ */
+export function makeTuple<T>(items: T[]): PyTuple<T> {
+  Object.setPrototypeOf(items, PyTuple.prototype);
+  return Object.freeze(items) as PyTuple<T>;
+}
+
+/** Builds a Python tuple: `tuple(1, 'a')` pickles as `(1, 'a')`. */
+export function tuple<T extends unknown[]>(...items: T): PyTuple<T[number]> {
+  return makeTuple(items);
+}
+
+/** The empty tuple, shared. */
+export const EMPTY_TUPLE: PyTuple<never> = makeTuple<never>([]);
+
+/** A Python `bytearray`; a plain `Uint8Array` is Python `bytes`. */
+export class PyByteArray extends Uint8Array {
+  /** Copies `data` into a new bytearray. */
+  static fromBytes(data: ArrayLike<number>): PyByteArray {
+    const out = new PyByteArray(data.length);
+    out.set(data);
+    return out;
+  }
+}
+
+/** A Python `dict` whose keys are not all strings (or any dict, with `dicts: 'map'`). */
+export class PyDict<K = unknown, V = unknown> extends Map<K, V> {}
+
+/** A Python `frozenset`: a `Set` whose mutators throw once it is built. */
+export class PyFrozenSet<T = unknown> extends Set<T> {
+  #frozen = false;
+  constructor(items?: Iterable<T> | null) {
+    super(items);
+    this.#frozen = true;
+  }
+  override add(value: T): this {
+    if (this.#frozen) throw new TypeError('frozenset is immutable');
+    return super.add(value);
+  }
+  override delete(_value: T): boolean {
+    throw new TypeError('frozenset is immutable');
+  }
+  override clear(): void {
+    throw new TypeError('frozenset is immutable');
+  }
+}
+
+/**
+ * A Python `float` that must stay a float even though its value is integral
+ * (a plain `2` pickles as the int `2`). Loading gives these only with the
+ * option `floats: 'wrap-integral'`.
+ */
+export class PyFloat {
+  readonly value: number;
+  constructor(value: number) {
+    this.value = +value;
+  }
+  valueOf(): number {
+    return this.value;
+  }
+  toString(): string {
+    return String(this.value);
+  }
+  toJSON(): number {
+    return this.value;
+  }
+}
+
+/** Wraps a number so that it pickles as a Python `float`. */
+export function pyFloat(value: number): PyFloat {
+  return new PyFloat(value);
+}
+
+const kHandler = Symbol('billiard-ts.pickle.handler');
+
+/**
+ * A reference to a Python global (a class or a function) by module and
+ * qualified name. It is inert: loading one never imports or calls anything.
+ */
+export class PyGlobal {
+  readonly module: string;
+  readonly name: string;
+  /** @internal handler from the registry, if this global is a registered one. */
+  declare [kHandler]?: unknown;
+  constructor(module: string, name: string) {
+    this.module = module;
+    this.name = name;
+  }
+  /** `module.name`, as Python prints a qualified name. */
+  get qualifiedName(): string {
+    return `${this.module}.${this.name}`;
+  }
+  toString(): string {
+    return `<PyGlobal ${this.module}.${this.name}>`;
+  }
+}
+
+/** @internal */
+export { kHandler };
+
+/**
+ * Names a Python function (or class) for a Python callee: `pyfunc('tasks.square')`
+ * is the global `square` of module `tasks`; `pyfunc('pkg.mod:Outer.method')`
+ * separates a dotted qualified name from its module with a colon.
+ */
+export function pyfunc(spec: string): PyGlobal {
+  const colon = spec.indexOf(':');
+  if (colon >= 0) return new PyGlobal(spec.slice(0, colon), spec.slice(colon + 1));
+  const dot = spec.lastIndexOf('.');
+  if (dot <= 0 || dot === spec.length - 1) {
+    throw new TypeError(`pyfunc(${JSON.stringify(spec)}): expected 'module.name' or 'module:qual.name'`);
+  }
+  return new PyGlobal(spec.slice(0, dot), spec.slice(dot + 1));
+}
+
+/**
+ * An inert placeholder for a Python object whose class is not registered: it
+ * records how the object was built, and pickles back to the same bytes.
+ */
+export class PyObject {
+  /** How the object was made: REDUCE, NEWOBJ or NEWOBJ_EX. */
+  kind: 'reduce' | 'newobj' | 'newobj_ex';
+  /** The callable (REDUCE) or class (NEWOBJ). */
+  callable: unknown;
+  /** The positional arguments. */
+  args: PyTuple;
+  /** Keyword arguments of NEWOBJ_EX. */
+  kwargs: unknown;
+  /** The state given by BUILD; `undefined` when there was none. */
+  state: unknown;
+  /** Items appended after construction; `undefined` when there were none. */
+  listItems: unknown[] | undefined;
+  /** Items set after construction; `undefined` when there were none. */
+  dictItems: Array<[unknown, unknown]> | undefined;
+
+  constructor(kind: 'reduce' | 'newobj' | 'newobj_ex', callable: unknown, args: PyTuple, kwargs?: unknown) {
+    this.kind = kind;
+    this.callable = callable;
+    this.args = args;
+    this.kwargs = kwargs;
+    this.state = undefined;
+    this.listItems = undefined;
+    this.dictItems = undefined;
+  }
+
+  /** The qualified name of the class or callable, when it is a global. */
+  get pyType(): string | undefined {
+    return this.callable instanceof PyGlobal ? this.callable.qualifiedName : undefined;
+  }
+
+  [setState](state: unknown): void {
+    this.state = state;
+  }
+
+  [reduceEx](): ReduceValue {
+    return {
+      kind: this.kind,
+      callable: this.callable,
+      args: this.args,
+      kwargs: this.kwargs,
+      state: this.state,
+      listItems: this.listItems,
+      dictItems: this.dictItems,
+    };
+  }
+}
+
+/**
+ * Python's `pickle.PickleBuffer`: a buffer that protocol 5 can send out of
+ * band. `readonly` buffers pickle in band as `bytes`, writable ones as
+ * `bytearray`. Loading gives one for a READONLY_BUFFER applied to a writable
+ * buffer (Python's read-only `memoryview`).
+ */
+export class PickleBuffer {
+  readonly buffer: Uint8Array;
+  readonly readonly: boolean;
+  constructor(buffer: Uint8Array, options?: { readonly?: boolean }) {
+    if (!(buffer instanceof Uint8Array)) throw new TypeError('PickleBuffer needs a Uint8Array');
+    this.buffer = buffer;
+    this.readonly = options?.readonly ?? !(buffer instanceof PyByteArray);
+  }
+  /** The bytes, as a `Uint8Array` view (Python's `PickleBuffer.raw()`). */
+  raw(): Uint8Array {
+    return this.buffer;
+  }
+}

@@ -1,0 +1,1304 @@
+/**
+ * The unpickler: a loop over the opcodes of protocols 0 to 5 with an explicit
+ * stack, mark stack and memo, as CPython's C unpickler runs them
+ * (spec/pickle.md sections 1-3 and 11).
+ *
+ * Safety rules, each tested in test/pickle-bad-input.test.ts:
+ * - no recursion: nesting depth costs heap, never call stack;
+ * - every length is checked against the remaining input before anything is
+ *   allocated for it;
+ * - no prototype is ever written: dict keys go into null-prototype objects or
+ *   Maps;
+ * - globals resolve only through the registry; unregistered ones stay inert;
+ * - every failure is an UnpicklingError (with a code) or an EOFError.
+ */
+
+import { EOFError, UnpicklingError, type UnpicklingErrorCode } from './errors.js';
+import { parsePythonFloat } from './float-repr.js';
+import { opName } from './opcodes.js';
+import { IMPORT_MAPPING, NAME_MAPPING } from './python-tables.js';
+import { handlerOf, NOT_HANDLED, type PickleRegistry } from './registry.js';
+import { defaultRegistry } from './default-registry.js';
+import {
+  EMPTY_TUPLE,
+  makeTuple,
+  PickleBuffer,
+  PyByteArray,
+  PyDict,
+  PyFloat,
+  PyFrozenSet,
+  PyGlobal,
+  PyObject,
+  PyTuple,
+  setState,
+} from './types.js';
+import { decodeLatin1, decodeUtf8, Utf8Error } from './utf8.js';
+
+/** Options of {@link loads} and {@link Unpickler}. Every field has a default. */
+export interface UnpicklerOptions {
+  /** Where globals are resolved. Defaults to the package's default registry (stdlib handlers). */
+  registry?: PickleRegistry;
+  /** Out-of-band buffers for protocol 5's NEXT_BUFFER, in order. Defaults to none. */
+  buffers?: Iterable<unknown>;
+  /** Resolves persistent ids (PERSID/BINPERSID). Defaults to none: such pickles are rejected. */
+  persistentLoad?: (pid: unknown) => unknown;
+  /** Map Python 2 names (`__builtin__`, `copy_reg`...) at protocols 0-2, as Python's `fix_imports`. Defaults to true. */
+  fixImports?: boolean;
+  /**
+   * How Python 2 `str` (STRING, BINSTRING, SHORT_BINSTRING) is decoded:
+   * `'ascii'` (Python's default), `'latin1'`, `'utf-8'`, or `'bytes'` to keep
+   * them as bytes. Defaults to `'ascii'`.
+   */
+  encoding?: 'ascii' | 'latin1' | 'utf-8' | 'bytes';
+  /**
+   * `'auto'` (default): a dict whose keys are all strings, none of which looks
+   * like an array index, becomes a null-prototype object; any other dict a
+   * {@link PyDict}. `'map'`: every dict is a {@link PyDict}.
+   */
+  dicts?: 'auto' | 'map';
+  /** `'number'` (default), or `'wrap-integral'` to load integral floats as {@link PyFloat} so they stay floats. */
+  floats?: 'number' | 'wrap-integral';
+  /** `'auto'` (default): safe integers as `number`, others as `bigint`. `'bigint'`: every int a `bigint`. */
+  ints?: 'auto' | 'bigint';
+  /**
+   * Reject what CPython tolerates: data after STOP, a stack left with more
+   * than the result, unregistered globals (`FORBIDDEN_GLOBAL`). Defaults to false.
+   */
+  strict?: boolean;
+  /** Decimal digits allowed in a text int (INT, LONG), as Python's `sys.int_max_str_digits`. Defaults to 4300. */
+  maxLongDigits?: number;
+  /** Bytes allowed in a binary int (LONG1, LONG4). Defaults to 16 MiB. */
+  maxLongBytes?: number;
+  /** Return bytes as views into the input instead of copies. Defaults to false (copies). */
+  zeroCopy?: boolean;
+}
+
+const MAX_JS_STRING_UNITS = 0x1fffffe8;
+
+type StringEncoding = 'ascii' | 'latin1' | 'utf-8' | 'bytes';
+
+interface ResolvedOptions {
+  fixImports: boolean;
+  encoding: StringEncoding;
+  dicts: 'auto' | 'map';
+  floats: 'number' | 'wrap-integral';
+  ints: 'auto' | 'bigint';
+  strict: boolean;
+  maxLongDigits: number;
+  maxLongBytes: number;
+  zeroCopy: boolean;
+}
+
+const DEFAULTS: Readonly<ResolvedOptions> = {
+  fixImports: true,
+  encoding: 'ascii',
+  dicts: 'auto',
+  floats: 'number',
+  ints: 'auto',
+  strict: false,
+  maxLongDigits: 4300,
+  maxLongBytes: 16 * 1024 * 1024,
+  zeroCopy: false,
+};
+
+/** Raised inside a pass that must be run again with some dicts forced to maps. */
+class RestartWithMaps {
+  constructor(readonly ordinals: Set<number>) {}
+}
+
+/** True for keys JavaScript objects would reorder (canonical array indexes). */
+function isIndexKey(k: string): boolean {
+  const c = k.charCodeAt(0);
+  if (c < 48 || c > 57) return false;
+  if (k.length === 1) return true;
+  if (c === 48 || k.length > 10) return false;
+  for (let i = 1; i < k.length; i++) {
+    const d = k.charCodeAt(i);
+    if (d < 48 || d > 57) return false;
+  }
+  return Number(k) < 4294967295;
+}
+
+/** True when `v` is a Python value that cannot be a dict key or set element. */
+function isUnhashable(v: unknown): boolean {
+  if (v === null || typeof v !== 'object') return false;
+  if (v instanceof PyTuple || v instanceof PyFrozenSet || v instanceof PyFloat || v instanceof PyGlobal) return false;
+  if (v instanceof Uint8Array) return v instanceof PyByteArray;
+  if (Array.isArray(v) || v instanceof Map || v instanceof Set) return true;
+  const proto = Object.getPrototypeOf(v);
+  return proto === null || proto === Object.prototype;
+}
+
+function typeName(v: unknown): string {
+  if (v === null) return 'None';
+  if (Array.isArray(v)) return v instanceof PyTuple ? 'tuple' : 'list';
+  if (v instanceof PyDict) return 'dict';
+  if (v instanceof Uint8Array) return v instanceof PyByteArray ? 'bytearray' : 'bytes';
+  if (v instanceof PyGlobal) return `global ${v.module}.${v.name}`;
+  if (v instanceof PyObject) return `object ${v.pyType ?? ''}`.trim();
+  if (typeof v === 'object') {
+    const p = Object.getPrototypeOf(v);
+    if (p === null || p === Object.prototype) return 'dict';
+    return (p as { constructor?: { name?: string } }).constructor?.name ?? 'object';
+  }
+  if (typeof v === 'number') return Number.isInteger(v) ? 'int' : 'float';
+  if (typeof v === 'bigint') return 'int';
+  if (typeof v === 'string') return 'str';
+  if (typeof v === 'boolean') return 'bool';
+  return typeof v;
+}
+
+function newObjectDict(): Record<string, unknown> {
+  const o = {};
+  Object.setPrototypeOf(o, null);
+  return o as Record<string, unknown>;
+}
+
+/**
+ * Reads one pickle. `load()` returns the value; `position` is then the
+ * offset just past its STOP opcode (bytes after it are left alone, as
+ * Python's `pickle.load` leaves them in the file).
+ */
+export class Unpickler {
+  readonly #data: Uint8Array;
+  readonly #view: DataView;
+  readonly #registry: PickleRegistry;
+  readonly #opts: ResolvedOptions;
+  readonly #persistentLoad: ((pid: unknown) => unknown) | undefined;
+  readonly #buffers: unknown[] | undefined;
+  #bufferIndex = 0;
+  /** The offset of the next byte to read. */
+  position: number;
+  readonly #start: number;
+
+  // Per-pass state.
+  #stack: unknown[] = [];
+  #marks: number[] = [];
+  #memo: unknown[] = [];
+  #memoCount = 0;
+  #proto = 0;
+  /** Dict-ordinals forced to PyDict on this pass (see #convertDict). */
+  #forced: Set<number> | null = null;
+  #dictOrdinal = 0;
+  /** The object dicts of this pass, in creation order (for restarts). */
+  #autoDicts: unknown[] = [];
+  /** Index of each object dict in #autoDicts, built the first time a restart needs it. */
+  #autoIndex: Map<unknown, number> | null = null;
+  /** Object dicts pushed again by GET or DUP: other objects may hold them. */
+  #escaped: Set<unknown> | null = null;
+  /** Object dicts replaced by a PyDict: memo reads of the old object give the new one. */
+  #redirect: Map<unknown, unknown> | null = null;
+  #restartOrdinals: Set<number> | null = null;
+  #passes = 0;
+  #opPos = 0;
+
+  constructor(data: Uint8Array, options?: UnpicklerOptions) {
+    if (!(data instanceof Uint8Array)) throw new TypeError('loads() needs a Uint8Array (or Buffer)');
+    this.#data = data;
+    this.#view = new DataView(data.buffer, data.byteOffset, data.byteLength);
+    this.#registry = options?.registry ?? defaultRegistry;
+    this.#opts = {
+      fixImports: options?.fixImports ?? DEFAULTS.fixImports,
+      encoding: options?.encoding ?? DEFAULTS.encoding,
+      dicts: options?.dicts ?? DEFAULTS.dicts,
+      floats: options?.floats ?? DEFAULTS.floats,
+      ints: options?.ints ?? DEFAULTS.ints,
+      strict: options?.strict ?? DEFAULTS.strict,
+      maxLongDigits: options?.maxLongDigits ?? DEFAULTS.maxLongDigits,
+      maxLongBytes: options?.maxLongBytes ?? DEFAULTS.maxLongBytes,
+      zeroCopy: options?.zeroCopy ?? DEFAULTS.zeroCopy,
+    };
+    this.#persistentLoad = options?.persistentLoad;
+    this.#buffers = options?.buffers === undefined ? undefined : Array.from(options.buffers);
+    this.position = 0;
+    this.#start = 0;
+  }
+
+  /** Reads the pickle and returns its value. */
+  load(): unknown {
+    const start = this.position;
+    for (;;) {
+      this.#resetPass(start);
+      try {
+        const value = this.#run();
+        if (this.#restartOrdinals) {
+          // Some dict became a Map after other objects took references to it:
+          // run again with that dict created as a Map from the start.
+          throw new RestartWithMaps(this.#restartOrdinals);
+        }
+        return value;
+      } catch (e) {
+        if (e instanceof RestartWithMaps) {
+          if (++this.#passes > 8) throw new UnpicklingError('dicts keep changing representation', { code: 'LIMIT' });
+          const merged = new Set([...(this.#forced ?? []), ...e.ordinals]);
+          this.#forced = merged;
+          continue;
+        }
+        throw this.#normalizeError(e);
+      }
+    }
+  }
+
+  #resetPass(start: number): void {
+    const forced = this.#forced;
+    this.position = start;
+    this.#stack = [];
+    this.#marks = [];
+    this.#memo = [];
+    this.#memoCount = 0;
+    this.#proto = 0;
+    this.#dictOrdinal = 0;
+    this.#autoDicts = [];
+    this.#autoIndex = null;
+    this.#escaped = null;
+    this.#redirect = null;
+    this.#restartOrdinals = null;
+    this.#bufferIndex = 0;
+    this.#forced = forced;
+  }
+
+  #normalizeError(e: unknown): Error {
+    if (e instanceof UnpicklingError || e instanceof EOFError) return e;
+    if (e instanceof RangeError && /call stack|Invalid string length|Maximum BigInt|too big|Array buffer allocation/i.test(e.message)) {
+      return new UnpicklingError(`resource limit hit at offset ${this.#opPos}: ${e.message}`, { code: 'LIMIT', cause: e, position: this.#opPos });
+    }
+    return new UnpicklingError(`internal error at offset ${this.#opPos}: ${(e as Error)?.message ?? String(e)}`, { code: 'INTERNAL', cause: e, position: this.#opPos });
+  }
+
+  // ------------------------------------------------------------ errors
+
+  #fail(code: UnpicklingErrorCode, message: string): never {
+    throw new UnpicklingError(`${message} (opcode ${opName(this.#data[this.#opPos]!)} at offset ${this.#opPos})`, { code, position: this.#opPos });
+  }
+
+  #truncated(): never {
+    throw new UnpicklingError(`pickle data was truncated (opcode ${opName(this.#data[this.#opPos]!)} at offset ${this.#opPos})`, {
+      code: 'TRUNCATED',
+      position: this.#opPos,
+    });
+  }
+
+  #underflow(): never {
+    if (this.#marks.length > 0 && this.#stack.length === this.#marks[this.#marks.length - 1]) {
+      this.#fail('UNEXPECTED_MARK', 'unexpected MARK found');
+    }
+    this.#fail('STACK_UNDERFLOW', 'unpickling stack underflow');
+  }
+
+  // ------------------------------------------------------------ the loop
+
+  #run(): unknown {
+    const data = this.#data;
+    const view = this.#view;
+    const end = data.length;
+    const stack = this.#stack;
+    const marks = this.#marks;
+    const memo = this.#memo;
+    const bigints = this.#opts.ints === 'bigint';
+    const wrapFloats = this.#opts.floats === 'wrap-integral';
+    const autoDicts = this.#opts.dicts === 'auto';
+    const zeroCopy = this.#opts.zeroCopy;
+    let pos = this.position;
+    let fence = 0;
+    let n = 0;
+
+    for (;;) {
+      if (pos >= end) {
+        this.#opPos = pos;
+        throw new EOFError();
+      }
+      this.#opPos = pos;
+      const op = data[pos++]!;
+      switch (op) {
+        // ---------------------------------------------------- memo (hot)
+        case 0x94: {
+          // MEMOIZE
+          if (stack.length <= fence) this.#underflow();
+          const v = stack[stack.length - 1];
+          const idx = this.#memoCount;
+          if (memo[idx] === undefined) this.#memoCount++;
+          memo[idx] = v;
+          break;
+        }
+        case 0x68: {
+          // BINGET
+          if (pos >= end) this.#truncated();
+          let v = memo[data[pos++]!];
+          if (v === undefined) this.#memoMissing(data[pos - 1]!);
+          if (typeof v === 'object' && v !== null && Object.getPrototypeOf(v) === null) v = this.#reuseDict(v);
+          stack.push(v);
+          break;
+        }
+        case 0x6a: {
+          // LONG_BINGET
+          if (pos + 4 > end) this.#truncated();
+          const idx = view.getUint32(pos, true);
+          pos += 4;
+          let v = memo[idx];
+          if (v === undefined) this.#memoMissing(idx);
+          if (typeof v === 'object' && v !== null && Object.getPrototypeOf(v) === null) v = this.#reuseDict(v);
+          stack.push(v);
+          break;
+        }
+        case 0x71: {
+          // BINPUT
+          if (pos >= end) this.#truncated();
+          if (stack.length <= fence) this.#underflow();
+          this.#memoPut(data[pos++]!, stack[stack.length - 1]);
+          break;
+        }
+        case 0x72: {
+          // LONG_BINPUT
+          if (pos + 4 > end) this.#truncated();
+          if (stack.length <= fence) this.#underflow();
+          this.#memoPut(view.getUint32(pos, true), stack[stack.length - 1]);
+          pos += 4;
+          break;
+        }
+
+        // ---------------------------------------------------- strings and bytes (hot)
+        case 0x8c: {
+          // SHORT_BINUNICODE
+          if (pos >= end) this.#truncated();
+          n = data[pos++]!;
+          if (pos + n > end) this.#truncated();
+          stack.push(this.#utf8(pos, pos + n));
+          pos += n;
+          break;
+        }
+        case 0x58: {
+          // BINUNICODE
+          if (pos + 4 > end) this.#truncated();
+          n = view.getUint32(pos, true);
+          pos += 4;
+          if (pos + n > end) this.#truncated();
+          stack.push(this.#utf8(pos, pos + n));
+          pos += n;
+          break;
+        }
+        case 0x43: {
+          // SHORT_BINBYTES
+          if (pos >= end) this.#truncated();
+          n = data[pos++]!;
+          if (pos + n > end) this.#truncated();
+          stack.push(zeroCopy ? data.subarray(pos, pos + n) : data.slice(pos, pos + n));
+          pos += n;
+          break;
+        }
+        case 0x42: {
+          // BINBYTES
+          if (pos + 4 > end) this.#truncated();
+          n = view.getUint32(pos, true);
+          pos += 4;
+          if (pos + n > end) this.#truncated();
+          stack.push(zeroCopy ? data.subarray(pos, pos + n) : data.slice(pos, pos + n));
+          pos += n;
+          break;
+        }
+
+        // ---------------------------------------------------- numbers (hot)
+        case 0x4b: // BININT1
+          if (pos >= end) this.#truncated();
+          stack.push(bigints ? BigInt(data[pos++]!) : data[pos++]!);
+          break;
+        case 0x4d: // BININT2
+          if (pos + 2 > end) this.#truncated();
+          n = data[pos]! | (data[pos + 1]! << 8);
+          pos += 2;
+          stack.push(bigints ? BigInt(n) : n);
+          break;
+        case 0x4a: // BININT
+          if (pos + 4 > end) this.#truncated();
+          n = view.getInt32(pos, true);
+          pos += 4;
+          stack.push(bigints ? BigInt(n) : n);
+          break;
+        case 0x47: {
+          // BINFLOAT
+          if (pos + 8 > end) this.#truncated();
+          const f = view.getFloat64(pos, false);
+          pos += 8;
+          stack.push(wrapFloats && Number.isInteger(f) ? new PyFloat(f) : f);
+          break;
+        }
+        case 0x8a: {
+          // LONG1
+          if (pos >= end) this.#truncated();
+          n = data[pos++]!;
+          if (pos + n > end) this.#truncated();
+          stack.push(this.#binaryInt(pos, n));
+          pos += n;
+          break;
+        }
+        case 0x8b: {
+          // LONG4
+          if (pos + 4 > end) this.#truncated();
+          n = view.getInt32(pos, true);
+          pos += 4;
+          if (n < 0) this.#fail('BAD_ARGUMENT', 'LONG pickle has negative byte count');
+          if (pos + n > end) this.#truncated();
+          if (n > this.#opts.maxLongBytes) this.#fail('LIMIT', `LONG4 of ${n} bytes exceeds maxLongBytes (${this.#opts.maxLongBytes})`);
+          stack.push(this.#binaryInt(pos, n));
+          pos += n;
+          break;
+        }
+        case 0x4e: // NONE
+          stack.push(null);
+          break;
+        case 0x88: // NEWTRUE
+          stack.push(true);
+          break;
+        case 0x89: // NEWFALSE
+          stack.push(false);
+          break;
+
+        // ---------------------------------------------------- containers (hot)
+        case 0x28: // MARK
+          marks.push(stack.length);
+          fence = stack.length;
+          break;
+        case 0x5d: // EMPTY_LIST
+          stack.push([]);
+          break;
+        case 0x7d: // EMPTY_DICT
+          stack.push(this.#newDict(autoDicts));
+          break;
+        case 0x29: // EMPTY_TUPLE
+          stack.push(EMPTY_TUPLE);
+          break;
+        case 0x61: {
+          // APPEND
+          if (stack.length - fence < 2) this.#underflow();
+          const v = stack.pop();
+          const list = stack[stack.length - 1];
+          if (Array.isArray(list) && !(list instanceof PyTuple)) list.push(v);
+          else this.#appendOther(list, [v]);
+          break;
+        }
+        case 0x65: {
+          // APPENDS
+          if (marks.length === 0) this.#fail('NO_MARK', 'could not find MARK');
+          const mark = marks.pop()!;
+          fence = marks.length > 0 ? marks[marks.length - 1]! : 0;
+          if (mark <= fence) this.#underflow();
+          const list = stack[mark - 1];
+          if (Array.isArray(list) && !(list instanceof PyTuple)) {
+            for (let i = mark; i < stack.length; i++) list.push(stack[i]);
+            stack.length = mark;
+          } else {
+            this.#appendOther(list, stack.splice(mark));
+          }
+          break;
+        }
+        case 0x73: {
+          // SETITEM
+          if (stack.length - fence < 3) this.#underflow();
+          this.#setItems(stack.length - 3, stack.length - 2);
+          stack.length -= 2;
+          break;
+        }
+        case 0x75: {
+          // SETITEMS
+          if (marks.length === 0) this.#fail('NO_MARK', 'could not find MARK');
+          const mark = marks.pop()!;
+          fence = marks.length > 0 ? marks[marks.length - 1]! : 0;
+          if (mark <= fence) this.#underflow();
+          if ((stack.length - mark) % 2 !== 0) this.#fail('ODD_ITEMS', 'odd number of items for SETITEMS');
+          this.#setItems(mark - 1, mark);
+          stack.length = mark;
+          break;
+        }
+        case 0x85: {
+          // TUPLE1
+          if (stack.length - fence < 1) this.#underflow();
+          stack[stack.length - 1] = makeTuple([stack[stack.length - 1]]);
+          break;
+        }
+        case 0x86: {
+          // TUPLE2
+          if (stack.length - fence < 2) this.#underflow();
+          const b = stack.pop();
+          stack[stack.length - 1] = makeTuple([stack[stack.length - 1], b]);
+          break;
+        }
+        case 0x87: {
+          // TUPLE3
+          if (stack.length - fence < 3) this.#underflow();
+          const c = stack.pop();
+          const b = stack.pop();
+          stack[stack.length - 1] = makeTuple([stack[stack.length - 1], b, c]);
+          break;
+        }
+        case 0x74: {
+          // TUPLE
+          if (marks.length === 0) this.#fail('NO_MARK', 'could not find MARK');
+          const mark = marks.pop()!;
+          fence = marks.length > 0 ? marks[marks.length - 1]! : 0;
+          const items = stack.splice(mark);
+          stack.push(items.length === 0 ? EMPTY_TUPLE : makeTuple(items));
+          break;
+        }
+        case 0x8f: // EMPTY_SET
+          stack.push(new Set());
+          break;
+        case 0x90: {
+          // ADDITEMS
+          if (marks.length === 0) this.#fail('NO_MARK', 'could not find MARK');
+          const mark = marks.pop()!;
+          fence = marks.length > 0 ? marks[marks.length - 1]! : 0;
+          if (mark <= fence) this.#underflow();
+          const set = stack[mark - 1];
+          if (!(set instanceof Set) || set instanceof PyFrozenSet) this.#fail('TYPE', `ADDITEMS on a ${typeName(set)}`);
+          for (let i = mark; i < stack.length; i++) {
+            const v = stack[i];
+            if (isUnhashable(v)) this.#fail('TYPE', `unhashable type: '${typeName(v)}'`);
+            set.add(v);
+          }
+          stack.length = mark;
+          break;
+        }
+        case 0x91: {
+          // FROZENSET
+          if (marks.length === 0) this.#fail('NO_MARK', 'could not find MARK');
+          const mark = marks.pop()!;
+          fence = marks.length > 0 ? marks[marks.length - 1]! : 0;
+          const items = stack.splice(mark);
+          for (let i = 0; i < items.length; i++) {
+            if (isUnhashable(items[i])) this.#fail('TYPE', `unhashable type: '${typeName(items[i])}'`);
+          }
+          stack.push(new PyFrozenSet(items));
+          break;
+        }
+        case 0x6c: {
+          // LIST
+          if (marks.length === 0) this.#fail('NO_MARK', 'could not find MARK');
+          const mark = marks.pop()!;
+          fence = marks.length > 0 ? marks[marks.length - 1]! : 0;
+          stack.push(stack.splice(mark));
+          break;
+        }
+        case 0x64: {
+          // DICT
+          if (marks.length === 0) this.#fail('NO_MARK', 'could not find MARK');
+          const mark = marks.pop()!;
+          fence = marks.length > 0 ? marks[marks.length - 1]! : 0;
+          if ((stack.length - mark) % 2 !== 0) this.#fail('ODD_ITEMS', 'odd number of items for DICT');
+          stack.splice(mark, 0, this.#newDict(autoDicts));
+          this.#setItems(mark, mark + 1);
+          stack.length = mark + 1;
+          break;
+        }
+
+        // ---------------------------------------------------- stack
+        case 0x30: // POP
+          if (marks.length > 0 && marks[marks.length - 1] === stack.length) {
+            marks.pop();
+            fence = marks.length > 0 ? marks[marks.length - 1]! : 0;
+          } else if (stack.length <= fence) {
+            this.#underflow();
+          } else {
+            stack.pop();
+          }
+          break;
+        case 0x31: {
+          // POP_MARK
+          if (marks.length === 0) this.#fail('NO_MARK', 'could not find MARK');
+          stack.length = marks.pop()!;
+          fence = marks.length > 0 ? marks[marks.length - 1]! : 0;
+          break;
+        }
+        case 0x32: {
+          // DUP
+          if (stack.length <= fence) this.#underflow();
+          const v = stack[stack.length - 1];
+          if (typeof v === 'object' && v !== null && Object.getPrototypeOf(v) === null) (this.#escaped ??= new Set()).add(v);
+          stack.push(v);
+          break;
+        }
+
+        // ---------------------------------------------------- framing and control
+        case 0x95: {
+          // FRAME
+          if (pos + 8 > end) this.#truncated();
+          const len = this.#u64(pos);
+          pos += 8;
+          if (len > end - pos) this.#truncated();
+          break;
+        }
+        case 0x80: {
+          // PROTO
+          if (pos >= end) this.#truncated();
+          const p = data[pos++]!;
+          if (p > 5) this.#fail('UNSUPPORTED_PROTOCOL', `unsupported pickle protocol: ${p}`);
+          this.#proto = p;
+          break;
+        }
+        case 0x2e: {
+          // STOP
+          if (stack.length <= fence) this.#underflow();
+          const v = stack.pop();
+          this.position = pos;
+          if (this.#opts.strict) {
+            if (stack.length > 0 || marks.length > 0) this.#fail('TRAILING_DATA', 'stack not empty at STOP');
+            if (pos < end) this.#fail('TRAILING_DATA', `${end - pos} bytes after STOP`);
+          }
+          return v;
+        }
+
+        // ---------------------------------------------------- objects
+        case 0x93: {
+          // STACK_GLOBAL
+          if (stack.length - fence < 2) this.#underflow();
+          const name = stack.pop();
+          const module = stack.pop();
+          if (typeof module !== 'string' || typeof name !== 'string') this.#fail('TYPE', 'STACK_GLOBAL requires str');
+          stack.push(this.#findClass(module, name));
+          break;
+        }
+        case 0x52: {
+          // REDUCE
+          if (stack.length - fence < 2) this.#underflow();
+          const args = stack.pop();
+          const callable = stack[stack.length - 1];
+          stack[stack.length - 1] = this.#call(callable, args);
+          break;
+        }
+        case 0x81: {
+          // NEWOBJ
+          if (stack.length - fence < 2) this.#underflow();
+          const args = stack.pop();
+          const cls = stack[stack.length - 1];
+          stack[stack.length - 1] = this.#newobj(cls, args, null, 'NEWOBJ');
+          break;
+        }
+        case 0x92: {
+          // NEWOBJ_EX
+          if (stack.length - fence < 3) this.#underflow();
+          const kwargs = stack.pop();
+          const args = stack.pop();
+          const cls = stack[stack.length - 1];
+          if (!this.#isDict(kwargs)) this.#fail('TYPE', `NEWOBJ_EX kwargs argument must be a dict, not ${typeName(kwargs)}`);
+          stack[stack.length - 1] = this.#newobj(cls, args, kwargs, 'NEWOBJ_EX');
+          break;
+        }
+        case 0x62: {
+          // BUILD
+          if (stack.length - fence < 2) this.#underflow();
+          const state = stack.pop();
+          this.#build(stack[stack.length - 1], state);
+          break;
+        }
+
+        default:
+          this.position = pos;
+          this.#rareOp(op);
+          pos = this.position;
+          fence = marks.length > 0 ? marks[marks.length - 1]! : 0;
+      }
+    }
+  }
+
+  /** Opcodes that protocol 0/1 and unusual pickles use: kept out of the hot loop. */
+  #rareOp(op: number): void {
+    const stack = this.#stack;
+    const data = this.#data;
+    const marks = this.#marks;
+    switch (op) {
+      case 0x49: {
+        // INT
+        const line = this.#line();
+        if (line === '00' || line === '01') {
+          stack.push(line === '01');
+          return;
+        }
+        stack.push(this.#textInt(line, false));
+        return;
+      }
+      case 0x4c: // LONG
+        stack.push(this.#textInt(this.#line(), true));
+        return;
+      case 0x46: {
+        // FLOAT
+        const line = this.#line();
+        const v = parsePythonFloat(line);
+        if (v === undefined) this.#fail('BAD_ARGUMENT', `could not convert string to float: '${line}'`);
+        if (v === null) this.#fail('BAD_ARGUMENT', 'value too large to convert to float');
+        stack.push(this.#opts.floats === 'wrap-integral' && Number.isInteger(v) ? new PyFloat(v) : v);
+        return;
+      }
+      case 0x56: // UNICODE
+        stack.push(this.#rawUnicodeEscape(this.#lineBytes()));
+        return;
+      case 0x53: {
+        // STRING
+        const [s, e] = this.#lineBytes();
+        const q = data[s];
+        if (e - s < 2 || (q !== 0x27 && q !== 0x22) || data[e - 1] !== q) this.#fail('BAD_ARGUMENT', 'the STRING opcode argument must be quoted');
+        stack.push(this.#py2str(this.#unescapeBytes(s + 1, e - 1)));
+        return;
+      }
+      case 0x54: {
+        // BINSTRING
+        const n = this.#need(4);
+        const len = this.#view.getInt32(n, true);
+        if (len < 0) this.#fail('BAD_ARGUMENT', 'BINSTRING pickle has negative byte count');
+        const at = this.#need(len);
+        stack.push(this.#py2str(data.slice(at, at + len)));
+        return;
+      }
+      case 0x55: {
+        // SHORT_BINSTRING
+        const len = data[this.#need(1)]!;
+        const at = this.#need(len);
+        stack.push(this.#py2str(data.slice(at, at + len)));
+        return;
+      }
+      case 0x8d: {
+        // BINUNICODE8
+        const len = this.#u64(this.#need(8));
+        if (len > data.length - this.position) this.#truncated();
+        const at = this.#need(len);
+        stack.push(this.#utf8(at, at + len));
+        return;
+      }
+      case 0x8e: {
+        // BINBYTES8
+        const len = this.#u64(this.#need(8));
+        if (len > data.length - this.position) this.#truncated();
+        const at = this.#need(len);
+        stack.push(this.#opts.zeroCopy ? data.subarray(at, at + len) : data.slice(at, at + len));
+        return;
+      }
+      case 0x96: {
+        // BYTEARRAY8
+        const len = this.#u64(this.#need(8));
+        if (len > data.length - this.position) this.#truncated();
+        const at = this.#need(len);
+        stack.push(PyByteArray.fromBytes(data.subarray(at, at + len)));
+        return;
+      }
+      case 0x97: {
+        // NEXT_BUFFER
+        if (this.#buffers === undefined) this.#fail('NO_BUFFERS', 'pickle stream refers to out-of-band data but no buffers option was given');
+        if (this.#bufferIndex >= this.#buffers.length) this.#fail('NO_BUFFERS', 'not enough out-of-band buffers');
+        stack.push(this.#buffers[this.#bufferIndex++]);
+        return;
+      }
+      case 0x98: {
+        // READONLY_BUFFER
+        if (stack.length <= this.#fence()) this.#underflow();
+        const v = stack[stack.length - 1];
+        if (v instanceof PickleBuffer) {
+          if (!v.readonly) stack[stack.length - 1] = new PickleBuffer(v.buffer, { readonly: true });
+        } else if (v instanceof PyByteArray) {
+          stack[stack.length - 1] = new PickleBuffer(v, { readonly: true });
+        } else if (!(v instanceof Uint8Array)) {
+          this.#fail('TYPE', `READONLY_BUFFER needs a bytes-like object, not ${typeName(v)}`);
+        }
+        return;
+      }
+      case 0x70: {
+        // PUT
+        const line = this.#line();
+        if (!/^-?\d+$/.test(line)) this.#fail('BAD_ARGUMENT', `invalid PUT argument '${line}'`);
+        if (line.startsWith('-')) this.#fail('BAD_ARGUMENT', 'negative PUT argument');
+        if (stack.length <= this.#fence()) this.#underflow();
+        this.#memoPut(Number(line), stack[stack.length - 1]);
+        return;
+      }
+      case 0x67: {
+        // GET
+        const line = this.#line();
+        if (!/^\d+$/.test(line)) this.#fail('BAD_ARGUMENT', `invalid GET argument '${line}'`);
+        let v = this.#memo[Number(line)];
+        if (v === undefined) this.#memoMissing(Number(line));
+        if (typeof v === 'object' && v !== null && Object.getPrototypeOf(v) === null) v = this.#reuseDict(v);
+        stack.push(v);
+        return;
+      }
+      case 0x63: {
+        // GLOBAL
+        const module = this.#utf8Line();
+        const name = this.#utf8Line();
+        stack.push(this.#findClass(module, name));
+        return;
+      }
+      case 0x69: {
+        // INST
+        const module = this.#asciiLine();
+        const name = this.#asciiLine();
+        const mark = this.#popMark();
+        const args = makeTuple(stack.splice(mark));
+        stack.push(this.#call(this.#findClass(module, name), args));
+        return;
+      }
+      case 0x6f: {
+        // OBJ
+        const mark = this.#popMark();
+        if (stack.length - mark < 1) this.#underflow();
+        const items = stack.splice(mark);
+        const cls = items.shift();
+        stack.push(this.#call(cls, makeTuple(items)));
+        return;
+      }
+      case 0x82: // EXT1
+        this.#ext(data[this.#need(1)]!);
+        return;
+      case 0x83: {
+        // EXT2
+        const at = this.#need(2);
+        this.#ext(data[at]! | (data[at + 1]! << 8));
+        return;
+      }
+      case 0x84: // EXT4
+        this.#ext(this.#view.getInt32(this.#need(4), true));
+        return;
+      case 0x50: {
+        // PERSID
+        const pid = this.#asciiLine();
+        stack.push(this.#persistent(pid));
+        return;
+      }
+      case 0x51: {
+        // BINPERSID
+        if (stack.length <= this.#fence()) this.#underflow();
+        stack[stack.length - 1] = this.#persistent(stack[stack.length - 1]);
+        return;
+      }
+      default:
+        void marks;
+        this.#fail('INVALID_OPCODE', `invalid load key, ${this.#describeByte(op)}`);
+    }
+  }
+
+  #describeByte(op: number): string {
+    return op >= 0x20 && op < 0x7f ? `'${String.fromCharCode(op)}'` : `'\\x${op.toString(16).padStart(2, '0')}'`;
+  }
+
+  #fence(): number {
+    const m = this.#marks;
+    return m.length > 0 ? m[m.length - 1]! : 0;
+  }
+
+  #popMark(): number {
+    if (this.#marks.length === 0) this.#fail('NO_MARK', 'could not find MARK');
+    return this.#marks.pop()!;
+  }
+
+  /** Reserves `n` argument bytes at `position`, returning where they start. */
+  #need(n: number): number {
+    const at = this.position;
+    if (n > this.#data.length - at) this.#truncated();
+    this.position = at + n;
+    return at;
+  }
+
+  #u64(at: number): number {
+    const lo = this.#view.getUint32(at, true);
+    const hi = this.#view.getUint32(at + 4, true);
+    if (hi >= 0x200000) this.#fail('LIMIT', 'length field of 2**53 bytes or more');
+    return hi * 0x100000000 + lo;
+  }
+
+  // ------------------------------------------------------------ text arguments
+
+  /** The bytes of a newline-terminated argument, without the newline. */
+  #lineBytes(): [number, number] {
+    const data = this.#data;
+    const start = this.position;
+    const nl = data.indexOf(0x0a, start);
+    if (nl < 0) this.#truncated();
+    this.position = nl + 1;
+    return [start, nl];
+  }
+
+  /** A text argument as latin-1 (digits, names): a NUL inside is rejected. */
+  #line(): string {
+    const [s, e] = this.#lineBytes();
+    const data = this.#data;
+    for (let i = s; i < e; i++) if (data[i] === 0) this.#fail('BAD_ARGUMENT', 'NUL byte in a text argument');
+    return decodeLatin1(data, s, e);
+  }
+
+  #asciiLine(): string {
+    const [s, e] = this.#lineBytes();
+    const data = this.#data;
+    for (let i = s; i < e; i++) if (data[i]! >= 0x80) this.#fail('DECODE', "'ascii' codec can't decode byte in a text argument");
+    return decodeLatin1(data, s, e);
+  }
+
+  #utf8Line(): string {
+    const [s, e] = this.#lineBytes();
+    return this.#utf8(s, e);
+  }
+
+  #textInt(line: string, isLong: boolean): number | bigint {
+    const m = /^([+-]?)(\d+)(L?)$/.exec(line);
+    if (!m || (m[3] && !isLong)) this.#fail('BAD_ARGUMENT', `invalid literal for int(): '${line}'`);
+    const digits = m[2]!;
+    if (digits.length > this.#opts.maxLongDigits) {
+      this.#fail('LIMIT', `Exceeds the limit (${this.#opts.maxLongDigits} digits) for integer string conversion`);
+    }
+    return this.#intValue(BigInt(m[1] === '-' ? `-${digits}` : digits));
+  }
+
+  #intValue(v: bigint): number | bigint {
+    if (this.#opts.ints === 'bigint') return v;
+    return v >= -9007199254740991n && v <= 9007199254740991n ? Number(v) : v;
+  }
+
+  /** LONG1/LONG4 payload: little-endian two's complement of `n` bytes at `at`. */
+  #binaryInt(at: number, n: number): number | bigint {
+    const data = this.#data;
+    if (n === 0) return this.#opts.ints === 'bigint' ? 0n : 0;
+    if (n <= 6 && this.#opts.ints !== 'bigint') {
+      let v = 0;
+      for (let i = n - 1; i >= 0; i--) v = v * 256 + data[at + i]!;
+      if (data[at + n - 1]! & 0x80) v -= 2 ** (8 * n);
+      return v;
+    }
+    let v: bigint;
+    if (n <= 8) {
+      let lo = 0;
+      let hi = 0;
+      for (let i = Math.min(n, 4) - 1; i >= 0; i--) lo = lo * 256 + data[at + i]!;
+      for (let i = n - 1; i >= 4; i--) hi = hi * 256 + data[at + i]!;
+      v = (BigInt(hi) << 32n) | BigInt(lo);
+    } else if (n <= 16) {
+      const view = this.#view;
+      let lo = 0n;
+      let hiBytes = 0n;
+      lo = view.getBigUint64(at, true);
+      for (let i = n - 1; i >= 8; i--) hiBytes = (hiBytes << 8n) | BigInt(data[at + i]!);
+      v = (hiBytes << 64n) | lo;
+    } else {
+      let hex = '';
+      for (let i = n - 1; i >= 0; i--) {
+        const b = data[at + i]!;
+        hex += (b < 16 ? '0' : '') + b.toString(16);
+      }
+      v = BigInt(`0x${hex}`);
+    }
+    if (data[at + n - 1]! & 0x80) v -= 1n << BigInt(8 * n);
+    return this.#intValue(v);
+  }
+
+  #utf8(s: number, e: number): string {
+    if (e - s > MAX_JS_STRING_UNITS) this.#fail('LIMIT', `string of ${e - s} bytes is longer than JavaScript allows`);
+    try {
+      return decodeUtf8(this.#data, s, e);
+    } catch (err) {
+      if (err instanceof Utf8Error) this.#fail('DECODE', `'utf-8' codec can't decode: ${err.message}`);
+      throw err;
+    }
+  }
+
+  /** Python 2 `str` from STRING/BINSTRING/SHORT_BINSTRING, per the `encoding` option. */
+  #py2str(bytes: Uint8Array): string | Uint8Array {
+    const enc = this.#opts.encoding;
+    if (enc === 'bytes') return bytes;
+    if (enc === 'latin1') return decodeLatin1(bytes, 0, bytes.length);
+    if (enc === 'utf-8') {
+      try {
+        return decodeUtf8(bytes, 0, bytes.length);
+      } catch (err) {
+        if (err instanceof Utf8Error) this.#fail('DECODE', `'utf-8' codec can't decode: ${err.message}`);
+        throw err;
+      }
+    }
+    for (let i = 0; i < bytes.length; i++) {
+      if (bytes[i]! >= 0x80) this.#fail('DECODE', `'ascii' codec can't decode byte 0x${bytes[i]!.toString(16)} in position ${i}`);
+    }
+    return decodeLatin1(bytes, 0, bytes.length);
+  }
+
+  /** Python bytes-literal escapes (`codecs.escape_decode`) of STRING's quoted argument. */
+  #unescapeBytes(s: number, e: number): Uint8Array {
+    const data = this.#data;
+    const out: number[] = [];
+    for (let i = s; i < e; i++) {
+      const c = data[i]!;
+      if (c !== 0x5c || i + 1 >= e) {
+        if (c === 0x5c) this.#fail('BAD_ARGUMENT', 'Trailing \\ in string');
+        out.push(c);
+        continue;
+      }
+      const d = data[++i]!;
+      switch (d) {
+        case 0x5c: out.push(0x5c); break;
+        case 0x27: out.push(0x27); break;
+        case 0x22: out.push(0x22); break;
+        case 0x6e: out.push(0x0a); break; // \n
+        case 0x74: out.push(0x09); break; // \t
+        case 0x72: out.push(0x0d); break; // \r
+        case 0x61: out.push(0x07); break; // \a
+        case 0x62: out.push(0x08); break; // \b
+        case 0x66: out.push(0x0c); break; // \f
+        case 0x76: out.push(0x0b); break; // \v
+        case 0x78: {
+          // \xhh
+          const h = i + 2 < e ? decodeLatin1(data, i + 1, i + 3) : '';
+          if (!/^[0-9a-fA-F]{2}$/.test(h)) this.#fail('BAD_ARGUMENT', `invalid \\x escape at position ${i - 1 - s}`);
+          out.push(parseInt(h, 16));
+          i += 2;
+          break;
+        }
+        default:
+          if (d >= 0x30 && d <= 0x37) {
+            let v = d - 0x30;
+            for (let k = 0; k < 2 && i + 1 < e && data[i + 1]! >= 0x30 && data[i + 1]! <= 0x37; k++) v = v * 8 + (data[++i]! - 0x30);
+            out.push(v & 0xff);
+          } else {
+            out.push(0x5c, d);
+          }
+      }
+    }
+    return Uint8Array.from(out);
+  }
+
+  /** Python's `raw-unicode-escape` decoder (UNICODE opcode), spec/pickle.md section 3. */
+  #rawUnicodeEscape([s, e]: [number, number]): string {
+    const data = this.#data;
+    let out = '';
+    let i = s;
+    while (i < e) {
+      const c = data[i]!;
+      if (c === 0x5c) {
+        // Count the run of backslashes: an escape needs an odd count.
+        let j = i;
+        while (j < e && data[j] === 0x5c) j++;
+        const run = j - i;
+        out += '\\'.repeat(run - 1);
+        const kind = data[j];
+        if (run % 2 === 1 && j < e && (kind === 0x75 || kind === 0x55)) {
+          const digits = kind === 0x75 ? 4 : 8;
+          const hex = j + 1 + digits <= e ? decodeLatin1(data, j + 1, j + 1 + digits) : '';
+          if (!/^[0-9a-fA-F]+$/.test(hex) || hex.length !== digits) {
+            this.#fail('DECODE', `'rawunicodeescape' codec can't decode bytes: truncated \\${kind === 0x75 ? 'uXXXX' : 'UXXXXXXXX'} escape`);
+          }
+          const cp = parseInt(hex, 16);
+          if (cp > 0x10ffff) this.#fail('DECODE', "'rawunicodeescape' codec can't decode bytes: \\Uxxxxxxxx out of range");
+          out += String.fromCodePoint(cp);
+          i = j + 1 + digits;
+        } else {
+          out += '\\';
+          i = j;
+        }
+      } else {
+        let j = i;
+        while (j < e && data[j] !== 0x5c) j++;
+        out += decodeLatin1(data, i, j);
+        i = j;
+      }
+    }
+    return out;
+  }
+
+  // ------------------------------------------------------------ memo
+
+  #memoPut(idx: number, v: unknown): void {
+    const memo = this.#memo;
+    if (memo[idx] === undefined) this.#memoCount++;
+    memo[idx] = v;
+  }
+
+  #memoMissing(idx: number): never {
+    this.#fail('MEMO_MISSING', `Memo value not found at index ${idx}`);
+  }
+
+  // ------------------------------------------------------------ dicts
+
+  #newDict(auto: boolean): unknown {
+    const ordinal = this.#dictOrdinal++;
+    if (!auto || (this.#forced !== null && this.#forced.has(ordinal))) return new PyDict();
+    const d = newObjectDict();
+    this.#autoIndex?.set(d, this.#autoDicts.length);
+    this.#autoDicts.push(d);
+    return d;
+  }
+
+  /** An object dict read from the memo: follow a replacement, and note that it escaped. */
+  #reuseDict(v: unknown): unknown {
+    const r = this.#redirect?.get(v);
+    if (r !== undefined) return r;
+    (this.#escaped ??= new Set()).add(v);
+    return v;
+  }
+
+  #isDict(v: unknown): boolean {
+    if (v instanceof Map) return true;
+    return v !== null && typeof v === 'object' && Object.getPrototypeOf(v) === null;
+  }
+
+  /**
+   * Sets the key/value pairs at `stack[from...]` into the dict (or
+   * dict-like object) at `stack[at]`.
+   */
+  #setItems(at: number, from: number): void {
+    const stack = this.#stack;
+    let target = stack[at];
+    if (target !== null && typeof target === 'object' && Object.getPrototypeOf(target) === null) {
+      const obj = target as Record<string, unknown>;
+      let i = from;
+      for (; i < stack.length; i += 2) {
+        const k = stack[i];
+        if (typeof k !== 'string' || isIndexKey(k)) break;
+        if (k === '__proto__') Object.defineProperty(obj, k, { value: stack[i + 1], writable: true, enumerable: true, configurable: true });
+        else obj[k] = stack[i + 1];
+      }
+      if (i >= stack.length) return;
+      target = this.#convertDict(at, obj);
+      from = i;
+    }
+    if (target instanceof Map) {
+      for (let i = from; i < stack.length; i += 2) {
+        const k = stack[i];
+        if (isUnhashable(k)) this.#fail('TYPE', `unhashable type: '${typeName(k)}'`);
+        target.set(k, stack[i + 1]);
+      }
+      return;
+    }
+    if (target instanceof PyObject) {
+      const items = (target.dictItems ??= []);
+      for (let i = from; i < stack.length; i += 2) items.push([stack[i], stack[i + 1]]);
+      return;
+    }
+    this.#fail('TYPE', `cannot set items on a ${typeName(target)}`);
+  }
+
+  /**
+   * An object dict received a key an object cannot hold in order (not a
+   * string, or an array index): it becomes a PyDict. When only its stack slot
+   * and memo entries can refer to it (it was never pushed again by GET or
+   * DUP), the slot is replaced and later memo reads are redirected; otherwise
+   * the whole load runs again with this dict made a PyDict from the start.
+   */
+  #convertDict(at: number, obj: Record<string, unknown>): PyDict {
+    const map = new PyDict<unknown, unknown>();
+    for (const k of Object.keys(obj)) map.set(k, obj[k]);
+    this.#stack[at] = map;
+    (this.#redirect ??= new Map()).set(obj, map);
+    if (this.#escaped?.has(obj)) {
+      // Other objects may hold it: finish this pass (its result is dropped), then run again.
+      if (this.#autoIndex === null) this.#autoIndex = new Map(this.#autoDicts.map((d, i) => [d, i]));
+      const autoIndex = this.#autoIndex.get(obj);
+      if (autoIndex === undefined) this.#fail('TYPE', 'dict of unknown origin cannot take a non-string key');
+      (this.#restartOrdinals ??= new Set()).add(this.#ordinalOfAutoDict(autoIndex));
+    }
+    return map;
+  }
+
+  /** The creation ordinal (among all dicts) of the n-th object dict of this pass. */
+  #ordinalOfAutoDict(autoIndex: number): number {
+    // Dicts forced to PyDict are counted in ordinals but are not in #autoDicts.
+    const forced = this.#forced;
+    if (forced === null) return autoIndex;
+    let seen = -1;
+    for (let ordinal = 0; ; ordinal++) {
+      if (!forced.has(ordinal)) seen++;
+      if (seen === autoIndex) return ordinal;
+    }
+  }
+
+  // ------------------------------------------------------------ objects
+
+  #appendOther(target: unknown, items: unknown[]): void {
+    if (target instanceof PyObject) {
+      const list = (target.listItems ??= []);
+      for (const v of items) list.push(v);
+      return;
+    }
+    if (Array.isArray(target) && !(target instanceof PyTuple)) {
+      for (const v of items) target.push(v);
+      return;
+    }
+    this.#fail('TYPE', `cannot append to a ${typeName(target)}`);
+  }
+
+  #findClass(module: string, name: string): PyGlobal {
+    if (this.#proto < 3 && this.#opts.fixImports) {
+      const mapped = NAME_MAPPING.get(`${module}\n${name}`);
+      if (mapped !== undefined) {
+        const nl = mapped.indexOf('\n');
+        module = mapped.slice(0, nl);
+        name = mapped.slice(nl + 1);
+      } else {
+        module = IMPORT_MAPPING.get(module) ?? module;
+      }
+    }
+    if (this.#proto < 4 && name.includes('.')) this.#fail('BAD_ARGUMENT', `dotted global name '${name}' needs protocol 4 or higher`);
+    const g = this.#registry.lookup(module, name);
+    if (g !== undefined) return g;
+    if (this.#opts.strict) this.#fail('FORBIDDEN_GLOBAL', `global '${module}.${name}' is not registered`);
+    return new PyGlobal(module, name);
+  }
+
+  #checkCallable(callable: unknown, what: string): void {
+    if (!(callable instanceof PyGlobal) && !(callable instanceof PyObject)) this.#fail('TYPE', `${what}: '${typeName(callable)}' object is not callable`);
+  }
+
+  #call(callable: unknown, args: unknown): unknown {
+    this.#checkCallable(callable, 'REDUCE');
+    if (!(args instanceof PyTuple)) this.#fail('TYPE', `argument list must be a tuple, not ${typeName(args)}`);
+    if (callable instanceof PyGlobal) {
+      const h = handlerOf(callable);
+      if (h?.call) {
+        const v = this.#runHandler(() => h.call!(args, callable));
+        if (v !== NOT_HANDLED) return v;
+      }
+    }
+    return new PyObject('reduce', callable, args);
+  }
+
+  #newobj(cls: unknown, args: unknown, kwargs: unknown, what: string): unknown {
+    if (!(cls instanceof PyGlobal)) this.#fail('TYPE', `${what} class argument must be a type, not ${typeName(cls)}`);
+    if (!(args instanceof PyTuple)) this.#fail('TYPE', `${what} args argument must be a tuple, not ${typeName(args)}`);
+    const h = handlerOf(cls);
+    if (h?.newobj) {
+      const v = this.#runHandler(() => h.newobj!(args, kwargs, cls));
+      if (v !== NOT_HANDLED) return v;
+    }
+    return kwargs === null ? new PyObject('newobj', cls, args) : new PyObject('newobj_ex', cls, args, kwargs);
+  }
+
+  #runHandler(f: () => unknown): unknown {
+    let v: unknown;
+    try {
+      v = f();
+    } catch (e) {
+      if (e instanceof UnpicklingError) throw e;
+      this.#fail('HANDLER', `handler failed: ${(e as Error)?.message ?? String(e)}`);
+    }
+    return v === undefined ? null : v;
+  }
+
+  #build(obj: unknown, state: unknown): void {
+    const setter = obj !== null && typeof obj === 'object' ? (obj as { [setState]?: (s: unknown) => void })[setState] : undefined;
+    if (typeof setter !== 'function') this.#fail('TYPE', `BUILD: a ${typeName(obj)} takes no state`);
+    this.#runHandler(() => setter.call(obj, state));
+  }
+
+  #ext(code: number): void {
+    if (code <= 0) this.#fail('BAD_EXTENSION', 'EXT specifies code <= 0');
+    const g = this.#registry.extensionGlobal(code);
+    if (g === undefined) this.#fail('BAD_EXTENSION', `unregistered extension code ${code}`);
+    this.#stack.push(this.#registry.lookup(g.module, g.name) ?? g);
+  }
+
+  #persistent(pid: unknown): unknown {
+    const f = this.#persistentLoad;
+    if (f === undefined) {
+      this.#fail('NO_PERSISTENT_LOAD', 'A load persistent id instruction was encountered, but no persistentLoad function was specified');
+    }
+    return this.#runHandler(() => f(pid));
+  }
+}
+
+
+/**
+ * Reads a pickle (protocols 0 to 5) and returns its value. Trailing bytes
+ * after STOP are ignored, as in Python (use `strict` to reject them).
+ */
+export function loads(data: Uint8Array, options?: UnpicklerOptions): unknown {
+  return new Unpickler(data, options).load();
+}
