@@ -7,7 +7,8 @@ one Debian's python3-billiard runs on):
 
 The four mapping tables are the name mappings pickle applies when reading
 (NAME_MAPPING, IMPORT_MAPPING) and writing (REVERSE_*) globals at protocols
-0-2; BUILTIN_EXCEPTIONS lists the exception classes of `builtins`.
+0-2; BUILTIN_EXCEPTIONS lists the exception classes of `builtins`,
+BUILTIN_FUNCTIONS its functions.
 """
 import builtins
 import json
@@ -37,3 +38,10 @@ print('export const REVERSE_IMPORT_MAPPING: ReadonlyMap<string, string> = new Ma
 print()
 excs = sorted(n for n, v in vars(builtins).items() if isinstance(v, type) and issubclass(v, BaseException))
 print('export const BUILTIN_EXCEPTIONS: readonly string[] = %s;' % json.dumps(excs))
+print()
+funcs = sorted(n for n, v in vars(builtins).items() if type(v).__name__ == 'builtin_function_or_method')
+print('/**')
+print(' * Functions of `builtins`. Their `__module__` is a different str object from the one')
+print(' * builtin types report, so CPython memoizes the module name of each group apart.')
+print(' */')
+print('export const BUILTIN_FUNCTIONS: ReadonlySet<string> = new Set(%s);' % json.dumps(funcs))

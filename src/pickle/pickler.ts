@@ -13,7 +13,7 @@
 import { PicklingError } from './errors.js';
 import { floatRepr } from './float-repr.js';
 import { DEFAULT_PROTOCOL, HIGHEST_PROTOCOL } from './opcodes.js';
-import { REVERSE_IMPORT_MAPPING, REVERSE_NAME_MAPPING } from './python-tables.js';
+import { BUILTIN_FUNCTIONS, REVERSE_IMPORT_MAPPING, REVERSE_NAME_MAPPING } from './python-tables.js';
 import type { PickleRegistry } from './registry.js';
 import { defaultRegistry } from './default-registry.js';
 import {
@@ -664,7 +664,7 @@ export class Pickler {
 
   #saveByteArray(b: PyByteArray): void {
     if (this.protocol < 5) {
-      const args = b.length === 0 ? EMPTY_TUPLE : [Uint8Array.prototype.slice.call(b)];
+      const args = b.length === 0 ? EMPTY_TUPLE : [new Uint8Array(b)];
       this.#saveReduce({ callable: kBytearray, args }, b);
       return;
     }
@@ -799,17 +799,20 @@ export class Pickler {
       this.#byte(0x73); // SETITEM
       return;
     }
+    // CPython's batch_dict_exact: a dict of exactly k*1000 items ends with an empty MARK SETITEMS.
     let i = 0;
-    while (i < n) {
+    let batch: number;
+    do {
       this.#byte(0x28); // MARK
       const stop = Math.min(n, i + BATCHSIZE);
+      batch = stop - i;
       for (; i < stop; i++) {
         const k = keys[i]!;
         this.#save(k);
         this.#save(d[k]);
       }
       this.#byte(0x75); // SETITEMS
-    }
+    } while (batch === BATCHSIZE);
   }
 
   #openDict(d: object): void {
@@ -832,10 +835,11 @@ export class Pickler {
       return;
     }
     let count = 0;
+    this.#byte(0x28); // MARK
     for (const [k, v] of m) {
-      if (count % BATCHSIZE === 0) {
-        if (count > 0) this.#byte(0x75); // SETITEMS
-        this.#byte(0x28); // MARK
+      if (count === BATCHSIZE) {
+        this.#bytes2(0x75, 0x28); // SETITEMS, MARK
+        count = 0;
       }
       this.#checkKey(k);
       this.#save(k);
@@ -843,6 +847,8 @@ export class Pickler {
       count++;
     }
     this.#byte(0x75); // SETITEMS
+    // As CPython's do-while loop: a full last batch is followed by an empty one.
+    if (count === BATCHSIZE) this.#bytes2(0x28, 0x75);
   }
 
   #checkKey(k: unknown): void {
@@ -938,17 +944,21 @@ export class Pickler {
     }
     this.#byte(0x8f); // EMPTY_SET
     this.#objMemo.set(s, this.#memoize());
+    if (s.size === 0) return;
     let count = 0;
+    this.#byte(0x28); // MARK
     for (const v of s) {
-      if (count % BATCHSIZE === 0) {
-        if (count > 0) this.#byte(0x90); // ADDITEMS
-        this.#byte(0x28); // MARK
+      if (count === BATCHSIZE) {
+        this.#bytes2(0x90, 0x28); // ADDITEMS, MARK
+        count = 0;
       }
       this.#checkKey(v);
       this.#save(v);
       count++;
     }
-    if (count > 0) this.#byte(0x90); // ADDITEMS
+    this.#byte(0x90); // ADDITEMS
+    // As CPython's do-while loop: a full last batch is followed by an empty one.
+    if (count === BATCHSIZE) this.#bytes2(0x28, 0x90);
   }
 
   #saveFrozenSet(s: PyFrozenSet): void {
@@ -995,7 +1005,9 @@ export class Pickler {
       }
     }
     if (p >= 4) {
-      this.#saveNameStr(g.module, this.#moduleMemo);
+      // CPython holds 'builtins' as two str objects: one for builtin functions, one for builtin types.
+      const moduleKey = g.module === 'builtins' && BUILTIN_FUNCTIONS.has(g.name) ? 'builtins\u0000function' : g.module;
+      this.#saveNameStr(g.module, this.#moduleMemo, moduleKey);
       this.#saveNameStr(g.name, this.#nameMemo);
       this.#byte(0x93); // STACK_GLOBAL
     } else if (g.name.includes('.')) {
@@ -1034,18 +1046,18 @@ export class Pickler {
   }
 
   /** The module or qualified name of a STACK_GLOBAL, memoized in its own table. */
-  #saveNameStr(s: string, table: Map<string, number>): void {
+  #saveNameStr(s: string, table: Map<string, number>, key: string = s): void {
     if (this.#frameStart >= 0 && this.#pos - this.#frameStart - FRAME_HEADER_SIZE >= FRAME_SIZE_TARGET) {
       this.#commitFrame();
       this.#openFrame();
     }
-    const idx = table.get(s);
+    const idx = table.get(key);
     if (idx !== undefined) {
       this.#get(idx);
       return;
     }
     this.#writeStr(s);
-    table.set(s, this.#memoize());
+    table.set(key, this.#memoize());
   }
 
   /**

@@ -67,12 +67,12 @@ export function makeTuple<T>(items: T[]): PyTuple<T> {
   return Object.freeze(items) as PyTuple<T>;
 }
 
-/** Builds a Python tuple: `tuple(1, 'a')` pickles as `(1, 'a')`. */
+/** Builds a Python tuple: `tuple(1, 'a')` pickles as `(1, 'a')`; `tuple()` is the shared empty tuple. */
 export function tuple<T extends unknown[]>(...items: T): PyTuple<T[number]> {
-  return makeTuple(items);
+  return items.length === 0 ? EMPTY_TUPLE : makeTuple(items);
 }
 
-/** The empty tuple, shared. */
+/** The empty tuple, shared (as Python's `()` is a singleton). */
 export const EMPTY_TUPLE: PyTuple<never> = makeTuple<never>([]);
 
 /** A Python `bytearray`; a plain `Uint8Array` is Python `bytes`. */
@@ -88,15 +88,16 @@ export class PyByteArray extends Uint8Array {
 /** A Python `dict` whose keys are not all strings (or any dict, with `dicts: 'map'`). */
 export class PyDict<K = unknown, V = unknown> extends Map<K, V> {}
 
+const kFrozen = Symbol('frozen');
+
 /** A Python `frozenset`: a `Set` whose mutators throw once it is built. */
 export class PyFrozenSet<T = unknown> extends Set<T> {
-  #frozen = false;
   constructor(items?: Iterable<T> | null) {
     super(items);
-    this.#frozen = true;
+    Object.defineProperty(this, kFrozen, { value: true });
   }
   override add(value: T): this {
-    if (this.#frozen) throw new TypeError('frozenset is immutable');
+    if ((this as { [kFrozen]?: boolean })[kFrozen]) throw new TypeError('frozenset is immutable');
     return super.add(value);
   }
   override delete(_value: T): boolean {

@@ -1,0 +1,60 @@
+/**
+ * Finding the Python interpreter that runs billiard: `BILLIARD_PYTHON` if
+ * set, else the first of `python3` and `/usr/bin/python3` that can
+ * `import billiard` (the first `python3` on PATH may be an interpreter
+ * without it).
+ */
+
+import { spawnSync } from 'node:child_process';
+
+import { BilliardError } from '../pickle/errors.js';
+
+/** The command that installs billiard (and the test peers) on Debian. */
+export const BILLIARD_INSTALL_COMMAND = 'apt-get install -y python3-billiard python3-pytest python3-hypothesis';
+
+/** No Python interpreter with billiard was found. */
+export class PythonNotFoundError extends BilliardError {
+  static override readonly brand: string = 'billiard-ts.PythonNotFoundError';
+  constructor(message: string) {
+    super(message, { code: 'PYTHON_NOT_FOUND' });
+  }
+}
+
+const DEFAULT_CANDIDATES = ['python3', '/usr/bin/python3'];
+const cache = new Map<string, string>();
+
+/** True when `python` runs and can import every module of `modules`. */
+export function canImport(python: string, modules: readonly string[]): boolean {
+  const r = spawnSync(python, ['-c', modules.map((m) => `import ${m}`).join('; ')], { stdio: 'ignore', timeout: 30_000 });
+  return r.status === 0;
+}
+
+/**
+ * The path of a Python interpreter that can import `modules` (default:
+ * `billiard`). Throws {@link PythonNotFoundError}, naming the install
+ * command, when there is none.
+ */
+export function findPython(options?: { modules?: readonly string[]; env?: NodeJS.ProcessEnv }): string {
+  const modules = options?.modules ?? ['billiard'];
+  const env = options?.env ?? process.env;
+  const key = `${env.BILLIARD_PYTHON ?? ''}\n${modules.join(',')}`;
+  const hit = cache.get(key);
+  if (hit !== undefined) return hit;
+  const explicit = env.BILLIARD_PYTHON;
+  if (explicit) {
+    if (!canImport(explicit, modules)) {
+      throw new PythonNotFoundError(`BILLIARD_PYTHON=${explicit} cannot import ${modules.join(', ')}. On Debian: ${BILLIARD_INSTALL_COMMAND} (for /usr/bin/python3)`);
+    }
+    cache.set(key, explicit);
+    return explicit;
+  }
+  for (const candidate of DEFAULT_CANDIDATES) {
+    if (canImport(candidate, modules)) {
+      cache.set(key, candidate);
+      return candidate;
+    }
+  }
+  throw new PythonNotFoundError(
+    `no Python interpreter that can import ${modules.join(', ')} was found (tried BILLIARD_PYTHON, ${DEFAULT_CANDIDATES.join(', ')}). On Debian, as root: ${BILLIARD_INSTALL_COMMAND}`,
+  );
+}
