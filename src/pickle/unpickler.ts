@@ -193,7 +193,9 @@ export class Unpickler {
   #opPos = 0;
 
   constructor(data: Uint8Array, options?: UnpicklerOptions) {
-    if (!(data instanceof Uint8Array)) throw new TypeError('loads() needs a Uint8Array (or Buffer)');
+    if (!(data instanceof Uint8Array)) throw new TypeError('loads() needs a Uint8Array');
+    // A plain view: Buffer#slice (and other subclasses) would not copy, and would leak their class.
+    if (Object.getPrototypeOf(data) !== Uint8Array.prototype) data = new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
     this.#data = data;
     this.#view = new DataView(data.buffer, data.byteOffset, data.byteLength);
     this.#registry = options?.registry ?? defaultRegistry;
