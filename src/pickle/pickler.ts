@@ -59,10 +59,27 @@ const FRAME_SIZE_MIN = 4;
 const FRAME_HEADER_SIZE = 9;
 
 const INITIAL_CAPACITY = 2048;
+/** Key positions of object dicts whose memo indexes are remembered (see #saveDictKey). */
+const SHAPE_CACHE_KEYS = 32;
+/** Dumps before the stamped memo tables start over (stamps stay below 2**53). */
+const GENERATION_LIMIT = 1 << 20;
+/** String memo entries kept between dumps at most. */
+const STRING_MEMO_LIMIT = 1 << 16;
+/** Characters of memoized strings kept between dumps at most. */
+const STRING_CHARS_LIMIT = 1 << 22;
 
 /** A string saved without a memo lookup (CPython memoizes a temporary object that can never be found again). */
 class FreshStr {
   constructor(readonly value: string) {}
+}
+
+const TWO64 = 1n << 64n;
+const TWO128 = 1n << 128n;
+
+/** Bit length of a non-negative bigint below 2**64. */
+function bitLength64(x: bigint): number {
+  const hi = Number(x >> 32n);
+  return hi !== 0 ? 64 - Math.clz32(hi) : 32 - Math.clz32(Number(x));
 }
 
 const kCopyreg = new PyGlobal('copyreg', '_reconstructor');
@@ -110,11 +127,25 @@ export class Pickler {
   #frameStart = -1;
 
   #memoLen = 0;
-  #objMemo = new Map<unknown, number>();
+  /**
+   * Memo tables outlive a dump: each entry is stamped with the dump it
+   * belongs to (`#base` + memo index), so a new dump needs no clearing, which
+   * would drop the tables and make V8 allocate (and the OS fault in) new
+   * ones every time. Objects are held weakly; strings are dropped when the
+   * tables grow past STRING_MEMO_LIMIT.
+   */
+  #objMemo = new WeakMap<object, number>();
   #strMemo = new Map<string, number>();
   #moduleMemo = new Map<string, number>();
   #nameMemo = new Map<string, number>();
   #globalMemo = new Map<string, number>();
+  #stringChars = 0;
+  /** Per key position of object dicts, the key last saved there and its memo index (this dump). */
+  #shapeKeys: string[] = [];
+  #shapeIndexes: number[] = [];
+  #generation = 0;
+  /** `generation * 2**32`: memo values below it are from earlier dumps. */
+  #base = 0;
   #busy = false;
   #skipPersistentId = false;
 
@@ -151,6 +182,7 @@ export class Pickler {
       this.#pos = 0;
       this.#frameStart = -1;
       this.#memoLen = 0;
+      this.#nextGeneration();
       if (this.protocol >= 2) {
         this.#ensure(2);
         this.#buf[this.#pos++] = 0x80; // PROTO
@@ -169,11 +201,6 @@ export class Pickler {
       if (this.#framing) this.#commitFrame();
       return this.#buf.subarray(0, this.#pos);
     } finally {
-      this.#objMemo.clear();
-      this.#strMemo.clear();
-      this.#moduleMemo.clear();
-      this.#nameMemo.clear();
-      this.#globalMemo.clear();
       this.#busy = false;
       if (this.#buf.length > 16 * 1024 * 1024 && this.#pos < this.#buf.length / 4) {
         // Do not keep a huge buffer alive for small pickles.
@@ -266,6 +293,47 @@ export class Pickler {
 
   // ------------------------------------------------------------ memo
 
+  #nextGeneration(): void {
+    if (++this.#generation >= GENERATION_LIMIT) {
+      this.#objMemo = new WeakMap();
+      this.#generation = 1;
+      this.#clearStrings();
+    }
+    if (this.#strMemo.size + this.#nameMemo.size > STRING_MEMO_LIMIT || this.#stringChars > STRING_CHARS_LIMIT) this.#clearStrings();
+    this.#base = this.#generation * 0x100000000;
+    this.#shapeKeys.length = 0;
+  }
+
+  #clearStrings(): void {
+    this.#strMemo.clear();
+    this.#moduleMemo.clear();
+    this.#nameMemo.clear();
+    this.#globalMemo.clear();
+    this.#stringChars = 0;
+  }
+
+  /** The memo index of `obj` in this dump, or -1. */
+  #objIndex(obj: object): number {
+    const v = this.#objMemo.get(obj);
+    return v !== undefined && v >= this.#base ? v - this.#base : -1;
+  }
+
+  /** Writes the memo opcode for `obj` and records it. */
+  #memoizeObj(obj: object): void {
+    this.#objMemo.set(obj, this.#base + this.#memoize());
+  }
+
+  /** The memo index of `key` in `table` in this dump, or -1. */
+  #strIndex(table: Map<string, number>, key: string): number {
+    const v = table.get(key);
+    return v !== undefined && v >= this.#base ? v - this.#base : -1;
+  }
+
+  #memoizeStr(table: Map<string, number>, key: string): void {
+    table.set(key, this.#base + this.#memoize());
+    this.#stringChars += key.length;
+  }
+
   #memoize(): number {
     const idx = this.#memoLen++;
     const p = this.protocol;
@@ -337,8 +405,8 @@ export class Pickler {
       this.#saveFloat((obj as PyFloat).value);
       return;
     }
-    const idx = this.#objMemo.get(obj);
-    if (idx !== undefined) {
+    const idx = this.#objIndex(obj);
+    if (idx >= 0) {
       this.#get(idx);
       return;
     }
@@ -445,50 +513,44 @@ export class Pickler {
       this.#ascii(`L${text}L\n`);
       return;
     }
-    const abs = v < 0n ? -v : v;
+    // LONG1/LONG4: the shortest little-endian two's complement (spec/pickle.md 4.2).
+    const neg = v < 0n;
+    const abs = neg ? -v : v;
     let nbits: number;
-    if (abs < 0x10000000000000000n) {
-      const hi = Number(abs >> 32n);
-      nbits = hi !== 0 ? 64 - Math.clz32(hi) : 32 - Math.clz32(Number(abs));
+    let high = 0n; // bits 64..127 of |v| when |v| < 2**128
+    if (abs < TWO64) nbits = bitLength64(abs);
+    else if (abs < TWO128) {
+      high = abs >> 64n;
+      nbits = 64 + bitLength64(high);
     } else {
       const hex = abs.toString(16);
       nbits = hex.length * 4 - (Math.clz32(parseInt(hex[0]!, 16)) - 28);
     }
     let nbytes = (nbits >> 3) + 1;
-    let tc = BigInt.asUintN(nbytes * 8, v);
-    if (v < 0n && nbytes > 1) {
-      // Drop a redundant 0xff top byte when the byte below already carries the sign.
-      const top = Number(tc >> BigInt((nbytes - 1) * 8));
-      const below = Number((tc >> BigInt((nbytes - 2) * 8)) & 0xffn);
-      if (top === 0xff && (below & 0x80) !== 0) {
-        nbytes--;
-        tc = BigInt.asUintN(nbytes * 8, v);
-      }
-    }
+    // -(2**(8k-1)) is its own 256's complement in k bytes: no sign byte needed.
+    if (neg && (nbits & 7) === 0 && abs === 1n << BigInt(nbits - 1)) nbytes--;
+    this.#ensure(5 + nbytes + 16);
+    const buf = this.#buf;
     if (nbytes < 256) {
-      this.#ensure(2 + nbytes + 8);
-      this.#buf[this.#pos++] = 0x8a; // LONG1
-      this.#buf[this.#pos++] = nbytes;
+      buf[this.#pos++] = 0x8a; // LONG1
+      buf[this.#pos++] = nbytes;
     } else {
-      this.#ensure(5 + nbytes + 8);
-      this.#buf[this.#pos] = 0x8b; // LONG4
+      buf[this.#pos] = 0x8b; // LONG4
       this.#view.setInt32(this.#pos + 1, nbytes, true);
       this.#pos += 5;
     }
+    const view = this.#view;
     if (nbytes <= 8) {
-      this.#view.setBigUint64(this.#pos, tc, true);
+      view.setBigUint64(this.#pos, BigInt.asUintN(64, v), true);
     } else if (nbytes <= 16) {
-      this.#view.setBigUint64(this.#pos, BigInt.asUintN(64, tc), true);
-      let rest = tc >> 64n;
-      for (let i = 8; i < nbytes; i++) {
-        this.#buf[this.#pos + i] = Number(rest & 0xffn);
-        rest >>= 8n;
-      }
+      // Bytes past nbytes are scratch: the next write overwrites them.
+      view.setBigUint64(this.#pos, BigInt.asUintN(64, v), true);
+      view.setBigUint64(this.#pos + 8, neg ? BigInt.asUintN(64, v >> 64n) : high, true);
     } else {
-      const hex = tc.toString(16).padStart(nbytes * 2, '0');
-      for (let i = 0; i < nbytes; i++) {
-        const at = hex.length - 2 * (i + 1);
-        this.#buf[this.#pos + i] = parseInt(hex.slice(at, at + 2), 16);
+      const hex = BigInt.asUintN(nbytes * 8, v).toString(16).padStart(nbytes * 2, '0');
+      for (let k = 0; k < nbytes; k++) {
+        const at = hex.length - 2 * (k + 1);
+        buf[this.#pos + k] = parseInt(hex.slice(at, at + 2), 16);
       }
     }
     this.#pos += nbytes;
@@ -508,13 +570,13 @@ export class Pickler {
   // ------------------------------------------------------------ str, bytes
 
   #saveStr(s: string): void {
-    const idx = this.#strMemo.get(s);
-    if (idx !== undefined) {
+    const idx = this.#strIndex(this.#strMemo, s);
+    if (idx >= 0) {
       this.#get(idx);
       return;
     }
     this.#writeStr(s);
-    this.#strMemo.set(s, this.#memoize());
+    this.#memoizeStr(this.#strMemo, s);
   }
 
   /** Writes a str opcode and its payload (no memo). */
@@ -633,7 +695,7 @@ export class Pickler {
       return;
     }
     this.#writeBinary(b, 0x43, 0x42, 0x8e);
-    this.#objMemo.set(b, this.#memoize());
+    this.#memoizeObj(b);
   }
 
   /** bytes-like payload with the short (u1), 4-byte and 8-byte length opcodes. */
@@ -682,7 +744,7 @@ export class Pickler {
       this.#buf.set(b, this.#pos);
       this.#pos += len;
     }
-    this.#objMemo.set(b, this.#memoize());
+    this.#memoizeObj(b);
   }
 
   #savePickleBuffer(pb: PickleBuffer): void {
@@ -705,7 +767,7 @@ export class Pickler {
           this.#pos += len;
         }
       }
-      this.#objMemo.set(pb, this.#memoize());
+      this.#memoizeObj(pb);
       return;
     }
     this.#byte(0x97); // NEXT_BUFFER
@@ -717,7 +779,7 @@ export class Pickler {
   #saveList(list: readonly unknown[]): void {
     if (this.protocol >= 1) this.#byte(0x5d); // EMPTY_LIST
     else this.#bytes2(0x28, 0x6c); // MARK LIST
-    this.#objMemo.set(list, this.#memoize());
+    this.#memoizeObj(list);
     this.#batchListExact(list);
   }
 
@@ -785,18 +847,13 @@ export class Pickler {
     const keys = Object.keys(d);
     const n = keys.length;
     if (n === 0) return;
-    if (this.protocol === 0) {
+    const values = Object.values(d);
+    if (this.protocol === 0 || n === 1) {
       for (let i = 0; i < n; i++) {
-        this.#save(keys[i]);
-        this.#save(d[keys[i]!]);
+        this.#saveDictKey(keys[i]!, i);
+        this.#save(values[i]);
         this.#byte(0x73); // SETITEM
       }
-      return;
-    }
-    if (n === 1) {
-      this.#save(keys[0]);
-      this.#save(d[keys[0]!]);
-      this.#byte(0x73); // SETITEM
       return;
     }
     // CPython's batch_dict_exact: a dict of exactly k*1000 items ends with an empty MARK SETITEMS.
@@ -807,18 +864,41 @@ export class Pickler {
       const stop = Math.min(n, i + BATCHSIZE);
       batch = stop - i;
       for (; i < stop; i++) {
-        const k = keys[i]!;
-        this.#save(k);
-        this.#save(d[k]);
+        this.#saveDictKey(keys[i]!, i);
+        this.#save(values[i]);
       }
       this.#byte(0x75); // SETITEMS
     } while (batch === BATCHSIZE);
   }
 
+  /**
+   * Saves the i-th key of an object dict. Records of one shape repeat their
+   * keys in order, so the memo index of the key last seen at position i is
+   * kept: a hit is a pointer comparison instead of a string-table lookup.
+   */
+  #saveDictKey(k: string, i: number): void {
+    if (i < SHAPE_CACHE_KEYS && this.#persistentId === undefined && this.#shapeKeys[i] === k) {
+      if (this.#frameStart >= 0 && this.#pos - this.#frameStart - FRAME_HEADER_SIZE >= FRAME_SIZE_TARGET) {
+        this.#commitFrame();
+        this.#openFrame();
+      }
+      this.#get(this.#shapeIndexes[i]!);
+      return;
+    }
+    this.#save(k);
+    if (i < SHAPE_CACHE_KEYS) {
+      const idx = this.#strIndex(this.#strMemo, k);
+      if (idx >= 0) {
+        this.#shapeKeys[i] = k;
+        this.#shapeIndexes[i] = idx;
+      }
+    }
+  }
+
   #openDict(d: object): void {
     if (this.protocol >= 1) this.#byte(0x7d); // EMPTY_DICT
     else this.#bytes2(0x28, 0x64); // MARK DICT
-    this.#objMemo.set(d, this.#memoize());
+    this.#memoizeObj(d);
   }
 
   #saveMap(m: Map<unknown, unknown>): void {
@@ -913,28 +993,28 @@ export class Pickler {
     }
     if (p >= 2 && n <= 3) {
       for (let i = 0; i < n; i++) this.#save(t[i]);
-      const idx = this.#objMemo.get(t);
-      if (idx !== undefined) {
+      const idx = this.#objIndex(t);
+      if (idx >= 0) {
         // The tuple was reached through its own items: discard them and fetch it.
         for (let i = 0; i < n; i++) this.#byte(0x30); // POP
         this.#get(idx);
         return;
       }
       this.#byte(0x84 + n); // TUPLE1 / TUPLE2 / TUPLE3
-      this.#objMemo.set(t, this.#memoize());
+      this.#memoizeObj(t);
       return;
     }
     this.#byte(0x28); // MARK
     for (let i = 0; i < n; i++) this.#save(t[i]);
-    const idx = this.#objMemo.get(t);
-    if (idx !== undefined) {
+    const idx = this.#objIndex(t);
+    if (idx >= 0) {
       if (p >= 1) this.#byte(0x31); // POP_MARK
       else for (let i = 0; i <= n; i++) this.#byte(0x30); // POP
       this.#get(idx);
       return;
     }
     this.#byte(0x74); // TUPLE
-    this.#objMemo.set(t, this.#memoize());
+    this.#memoizeObj(t);
   }
 
   #saveSet(s: Set<unknown>): void {
@@ -943,7 +1023,7 @@ export class Pickler {
       return;
     }
     this.#byte(0x8f); // EMPTY_SET
-    this.#objMemo.set(s, this.#memoize());
+    this.#memoizeObj(s);
     if (s.size === 0) return;
     let count = 0;
     this.#byte(0x28); // MARK
@@ -971,22 +1051,22 @@ export class Pickler {
       this.#checkKey(v);
       this.#save(v);
     }
-    const idx = this.#objMemo.get(s);
-    if (idx !== undefined) {
+    const idx = this.#objIndex(s);
+    if (idx >= 0) {
       this.#byte(0x31); // POP_MARK
       this.#get(idx);
       return;
     }
     this.#byte(0x91); // FROZENSET
-    this.#objMemo.set(s, this.#memoize());
+    this.#memoizeObj(s);
   }
 
   // ------------------------------------------------------------ globals and reduce
 
   #saveGlobal(g: PyGlobal): void {
     const key = `${g.module}\n${g.name}`;
-    const idx = this.#globalMemo.get(key);
-    if (idx !== undefined) {
+    const idx = this.#strIndex(this.#globalMemo, key);
+    if (idx >= 0) {
       this.#get(idx);
       return;
     }
@@ -1042,7 +1122,7 @@ export class Pickler {
       this.#buf.set(bytes.subarray(0, n), this.#pos);
       this.#pos += n;
     }
-    this.#globalMemo.set(key, this.#memoize());
+    this.#memoizeStr(this.#globalMemo, key);
   }
 
   /** The module or qualified name of a STACK_GLOBAL, memoized in its own table. */
@@ -1051,13 +1131,13 @@ export class Pickler {
       this.#commitFrame();
       this.#openFrame();
     }
-    const idx = table.get(key);
-    if (idx !== undefined) {
+    const idx = this.#strIndex(table, key);
+    if (idx >= 0) {
       this.#get(idx);
       return;
     }
     this.#writeStr(s);
-    table.set(key, this.#memoize());
+    this.#memoizeStr(table, key);
   }
 
   /**
@@ -1091,12 +1171,12 @@ export class Pickler {
       this.#byte(0x52); // REDUCE
     }
     if (obj !== null) {
-      const idx = this.#objMemo.get(obj);
-      if (idx !== undefined) {
+      const idx = this.#objIndex(obj);
+      if (idx >= 0) {
         this.#byte(0x30); // POP
         this.#get(idx);
       } else {
-        this.#objMemo.set(obj, this.#memoize());
+        this.#memoizeObj(obj);
       }
     }
     if (rv.listItems != null) this.#batchListIter(rv.listItems);

@@ -101,6 +101,14 @@ const DEFAULTS: Readonly<ResolvedOptions> = {
   zeroCopy: false,
 };
 
+/** The 9th byte of a LONG1 as the signed top of a 72-bit integer, precomputed. */
+const TOP_BYTE_72: readonly bigint[] = Array.from({ length: 256 }, (_, b) => BigInt.asIntN(72, BigInt(b) << 64n));
+
+/** The memo array shared by loads, or null while one is using it (loads can nest through handlers). */
+let sharedMemo: unknown[] | null = [];
+/** Memo arrays longer than this are not kept between loads. */
+const MEMO_KEEP_LIMIT = 1 << 20;
+
 /** Raised inside a pass that must be run again with some dicts forced to maps. */
 class RestartWithMaps {
   constructor(readonly ordinals: Set<number>) {}
@@ -175,6 +183,8 @@ export class Unpickler {
   #stack: unknown[] = [];
   #marks: number[] = [];
   #memo: unknown[] = [];
+  /** False once a PUT went far past the memo's end (the array may be sparse). */
+  #memoDense = true;
   #memoCount = 0;
   #proto = 0;
   /** Dict-ordinals forced to PyDict on this pass (see #convertDict). */
@@ -219,8 +229,29 @@ export class Unpickler {
   /** Reads the pickle and returns its value. */
   load(): unknown {
     const start = this.position;
+    // Borrow the shared memo array (kept between loads so that V8 need not
+    // allocate, and the OS fault in, a new large one each time).
+    const borrowed = sharedMemo !== null;
+    const memo = sharedMemo ?? [];
+    sharedMemo = null;
+    try {
+      return this.#loadWith(start, memo);
+    } finally {
+      if (borrowed) {
+        // Drop references to this load's objects; keep the array unless it went sparse.
+        if (memo.length <= MEMO_KEEP_LIMIT && this.#memoDense) {
+          memo.fill(undefined, 0, memo.length);
+          sharedMemo = memo;
+        } else {
+          sharedMemo = [];
+        }
+      }
+    }
+  }
+
+  #loadWith(start: number, memo: unknown[]): unknown {
     for (;;) {
-      this.#resetPass(start);
+      this.#resetPass(start, memo);
       try {
         const value = this.#run();
         if (this.#restartOrdinals) {
@@ -241,12 +272,14 @@ export class Unpickler {
     }
   }
 
-  #resetPass(start: number): void {
+  #resetPass(start: number, memo: unknown[]): void {
     const forced = this.#forced;
     this.position = start;
     this.#stack = [];
     this.#marks = [];
-    this.#memo = [];
+    if (this.#memoCount > 0) memo.fill(undefined, 0, memo.length);
+    this.#memo = memo;
+    this.#memoDense = true;
     this.#memoCount = 0;
     this.#proto = 0;
     this.#dictOrdinal = 0;
@@ -261,7 +294,7 @@ export class Unpickler {
 
   #normalizeError(e: unknown): Error {
     if (e instanceof UnpicklingError || e instanceof EOFError) return e;
-    if (e instanceof RangeError && /call stack|Invalid string length|Maximum BigInt|too big|Array buffer allocation/i.test(e.message)) {
+    if (e instanceof RangeError && /Invalid string length|Maximum BigInt|too big|Array buffer allocation/i.test(e.message)) {
       return new UnpicklingError(`resource limit hit at offset ${this.#opPos}: ${e.message}`, { code: 'LIMIT', cause: e, position: this.#opPos });
     }
     return new UnpicklingError(`internal error at offset ${this.#opPos}: ${(e as Error)?.message ?? String(e)}`, { code: 'INTERNAL', cause: e, position: this.#opPos });
@@ -486,7 +519,8 @@ export class Unpickler {
           const list = stack[mark - 1];
           if (Array.isArray(list) && !(list instanceof PyTuple)) {
             for (let i = mark; i < stack.length; i++) list.push(stack[i]);
-            stack.length = mark;
+            // Popping is inlined; assigning length is a runtime call.
+            while (stack.length > mark) stack.pop();
           } else {
             this.#appendOther(list, stack.splice(mark));
           }
@@ -496,7 +530,8 @@ export class Unpickler {
           // SETITEM
           if (stack.length - fence < 3) this.#underflow();
           this.#setItems(stack.length - 3, stack.length - 2);
-          stack.length -= 2;
+          stack.pop();
+          stack.pop();
           break;
         }
         case 0x75: {
@@ -507,7 +542,7 @@ export class Unpickler {
           if (mark <= fence) this.#underflow();
           if ((stack.length - mark) % 2 !== 0) this.#fail('ODD_ITEMS', 'odd number of items for SETITEMS');
           this.#setItems(mark - 1, mark);
-          stack.length = mark;
+          while (stack.length > mark) stack.pop();
           break;
         }
         case 0x85: {
@@ -556,7 +591,7 @@ export class Unpickler {
             if (isUnhashable(v)) this.#fail('TYPE', `unhashable type: '${typeName(v)}'`);
             set.add(v);
           }
-          stack.length = mark;
+          while (stack.length > mark) stack.pop();
           break;
         }
         case 0x91: {
@@ -960,6 +995,13 @@ export class Unpickler {
       return v;
     }
     let v: bigint;
+    if (n === 9 && this.#opts.ints !== 'bigint') {
+      // 9 bytes (|v| >= 2**63 when minimal, as CPython writes them; 2**70 + i in the benchmark).
+      const lo = this.#view.getBigUint64(at, true);
+      const top = data[at + 8]!;
+      v = top === 0 ? lo : TOP_BYTE_72[top]! | lo;
+      return v >= -9007199254740991n && v <= 9007199254740991n ? Number(v) : v;
+    }
     if (n <= 8) {
       let lo = 0;
       let hi = 0;
@@ -1100,6 +1142,7 @@ export class Unpickler {
 
   #memoPut(idx: number, v: unknown): void {
     const memo = this.#memo;
+    if (idx > memo.length + 1024) this.#memoDense = false;
     if (memo[idx] === undefined) this.#memoCount++;
     memo[idx] = v;
   }

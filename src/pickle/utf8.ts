@@ -81,6 +81,33 @@ export function utf8Length(s: string): number {
   return len;
 }
 
+/** ASCII bytes to a string: short ones without an intermediate array or concatenations. */
+function asciiString(d: Uint8Array, p: number, n: number): string {
+  const f = String.fromCharCode;
+  switch (n) {
+    case 0:
+      return '';
+    case 1:
+      return f(d[p]!);
+    case 2:
+      return f(d[p]!, d[p + 1]!);
+    case 3:
+      return f(d[p]!, d[p + 1]!, d[p + 2]!);
+    case 4:
+      return f(d[p]!, d[p + 1]!, d[p + 2]!, d[p + 3]!);
+    case 5:
+      return f(d[p]!, d[p + 1]!, d[p + 2]!, d[p + 3]!, d[p + 4]!);
+    case 6:
+      return f(d[p]!, d[p + 1]!, d[p + 2]!, d[p + 3]!, d[p + 4]!, d[p + 5]!);
+    case 7:
+      return f(d[p]!, d[p + 1]!, d[p + 2]!, d[p + 3]!, d[p + 4]!, d[p + 5]!, d[p + 6]!);
+    case 8:
+      return f(d[p]!, d[p + 1]!, d[p + 2]!, d[p + 3]!, d[p + 4]!, d[p + 5]!, d[p + 6]!, d[p + 7]!);
+    default:
+      return f.apply(null, d.subarray(p, p + n) as unknown as number[]);
+  }
+}
+
 /** Thrown by {@link decodeUtf8} on bytes that are not UTF-8 (surrogatepass). */
 export class Utf8Error extends Error {
   readonly offset: number;
@@ -100,14 +127,7 @@ export function decodeUtf8(data: Uint8Array, start: number, end: number): string
     // Short runs: ASCII is by far the most common case.
     let i = start;
     while (i < end && data[i]! < 0x80) i++;
-    if (i === end) {
-      if (n <= 8) {
-        let s = '';
-        for (let j = start; j < end; j++) s += String.fromCharCode(data[j]!);
-        return s;
-      }
-      return String.fromCharCode.apply(null, data.subarray(start, end) as unknown as number[]);
-    }
+    if (i === end) return asciiString(data, start, n);
     return decodeSlow(data, start, end);
   }
   try {
