@@ -68,18 +68,33 @@ const STRING_MEMO_LIMIT = 1 << 16;
 /** Characters of memoized strings kept between dumps at most. */
 const STRING_CHARS_LIMIT = 1 << 22;
 
-/** A string saved without a memo lookup (CPython memoizes a temporary object that can never be found again). */
-class FreshStr {
-  constructor(readonly value: string) {}
+/**
+ * A string CPython holds as a different object from equal strings of user
+ * data, in the protocol 0-2 form of bytes (`_codecs.encode(text, 'latin1')`):
+ * `'fresh'`, the latin-1 text (a new object each time, never found in the
+ * memo again), or `'codec'`, the codec name `'latin1'` (one interned object,
+ * shared between all bytes of a pickle, apart from user strings).
+ */
+class SpecialStr {
+  constructor(
+    readonly value: string,
+    readonly kind: 'fresh' | 'codec',
+  ) {}
 }
+
+const LATIN1_CODEC = new SpecialStr('latin1', 'codec');
+
+/** ASCII codes of the lowercase hex digits. */
+const HEX_DIGITS = Uint8Array.from('0123456789abcdef', (c) => c.charCodeAt(0));
 
 const TWO64 = 1n << 64n;
 const TWO128 = 1n << 128n;
 
 /** Bit length of a non-negative bigint below 2**64. */
 function bitLength64(x: bigint): number {
+  if (x < 0x100000000n) return 32 - Math.clz32(Number(x));
   const hi = Number(x >> 32n);
-  return hi !== 0 ? 64 - Math.clz32(hi) : 32 - Math.clz32(Number(x));
+  return 64 - Math.clz32(hi);
 }
 
 const kCopyreg = new PyGlobal('copyreg', '_reconstructor');
@@ -139,6 +154,7 @@ export class Pickler {
   #moduleMemo = new Map<string, number>();
   #nameMemo = new Map<string, number>();
   #globalMemo = new Map<string, number>();
+  #codecMemo = new Map<string, number>();
   #stringChars = 0;
   /** Per key position of object dicts, the key last saved there and its memo index (this dump). */
   #shapeKeys: string[] = [];
@@ -309,6 +325,7 @@ export class Pickler {
     this.#moduleMemo.clear();
     this.#nameMemo.clear();
     this.#globalMemo.clear();
+    this.#codecMemo.clear();
     this.#stringChars = 0;
   }
 
@@ -473,10 +490,27 @@ export class Pickler {
       return;
     }
     if (Number.isSafeInteger(x) && x !== 0) {
-      this.#saveInt(BigInt(x));
+      if (this.protocol >= 2) this.#saveLong1Number(x);
+      else this.#saveInt(BigInt(x));
       return;
     }
     this.#saveFloat(x);
+  }
+
+  /** LONG1 of a safe integer outside the 32-bit range, without a detour through bigint. */
+  #saveLong1Number(x: number): void {
+    const abs = x < 0 ? -x : x;
+    const nbits = 64 - Math.clz32(Math.floor(abs / 0x100000000)); // abs >= 2**31, so the high word decides
+    let nbytes = (nbits >> 3) + 1;
+    if (x < 0 && (nbits & 7) === 0 && abs === 2 ** (nbits - 1)) nbytes--;
+    this.#ensure(2 + 8);
+    const at = this.#pos;
+    this.#buf[at] = 0x8a; // LONG1
+    this.#buf[at + 1] = nbytes;
+    // Two's complement in 64 bits, little-endian; bytes past nbytes are scratch.
+    this.#view.setUint32(at + 2, x >>> 0, true);
+    this.#view.setInt32(at + 6, Math.floor(x / 0x100000000), true);
+    this.#pos = at + 2 + nbytes;
   }
 
   #saveInt32(x: number): void {
@@ -665,15 +699,13 @@ export class Pickler {
         }
       }
       if (c >= 0x10000) {
-        const h = c.toString(16).padStart(8, '0');
         buf[pos++] = 0x5c;
-        buf[pos++] = 0x55;
-        for (let k = 0; k < 8; k++) buf[pos++] = h.charCodeAt(k);
+        buf[pos++] = 0x55; // \U
+        for (let shift = 28; shift >= 0; shift -= 4) buf[pos++] = HEX_DIGITS[(c >> shift) & 15]!;
       } else if (c >= 0x100 || c === 0x5c || c === 0 || c === 0x0a || c === 0x0d || c === 0x1a) {
-        const h = c.toString(16).padStart(4, '0');
         buf[pos++] = 0x5c;
-        buf[pos++] = 0x75;
-        for (let k = 0; k < 4; k++) buf[pos++] = h.charCodeAt(k);
+        buf[pos++] = 0x75; // \u
+        for (let shift = 12; shift >= 0; shift -= 4) buf[pos++] = HEX_DIGITS[(c >> shift) & 15]!;
       } else {
         buf[pos++] = c;
       }
@@ -690,7 +722,9 @@ export class Pickler {
       else {
         let text = '';
         for (let i = 0; i < b.length; i += 8192) text += String.fromCharCode.apply(null, b.subarray(i, i + 8192) as unknown as number[]);
-        this.#saveReduce({ callable: kCodecsEncode, args: [new FreshStr(text), 'latin1'] }, b);
+        // CPython caches one-character latin-1 strings, so those are shared with user strings.
+        const arg = text.length === 1 ? text : new SpecialStr(text, 'fresh');
+        this.#saveReduce({ callable: kCodecsEncode, args: [arg, LATIN1_CODEC] }, b);
       }
       return;
     }
@@ -1194,24 +1228,36 @@ export class Pickler {
       this.#save(args);
       return;
     }
-    this.#saveTupleWithFresh(makeTuple(args.slice()));
+    this.#saveTupleWithSpecial(makeTuple(args.slice()));
   }
 
-  /** A tuple that may hold FreshStr items (strings memoized without lookup). */
-  #saveTupleWithFresh(t: PyTuple): void {
-    if (!t.some((x) => x instanceof FreshStr)) {
+  /** A tuple that may hold SpecialStr items. */
+  #saveTupleWithSpecial(t: PyTuple): void {
+    if (!t.some((x) => x instanceof SpecialStr)) {
       this.#save(t);
       return;
     }
     const saveItem = (x: unknown): void => {
-      if (x instanceof FreshStr) {
-        if (this.#frameStart >= 0 && this.#pos - this.#frameStart - FRAME_HEADER_SIZE >= FRAME_SIZE_TARGET) {
-          this.#commitFrame();
-          this.#openFrame();
+      if (!(x instanceof SpecialStr)) {
+        this.#save(x);
+        return;
+      }
+      if (this.#frameStart >= 0 && this.#pos - this.#frameStart - FRAME_HEADER_SIZE >= FRAME_SIZE_TARGET) {
+        this.#commitFrame();
+        this.#openFrame();
+      }
+      if (x.kind === 'codec') {
+        const idx = this.#strIndex(this.#codecMemo, x.value);
+        if (idx >= 0) {
+          this.#get(idx);
+          return;
         }
         this.#writeStr(x.value);
-        this.#memoize();
-      } else this.#save(x);
+        this.#memoizeStr(this.#codecMemo, x.value);
+        return;
+      }
+      this.#writeStr(x.value);
+      this.#memoize();
     };
     const n = t.length;
     if (this.protocol >= 2 && n <= 3) {

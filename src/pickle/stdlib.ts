@@ -426,6 +426,11 @@ function iterableItems(v: unknown, what: string): Iterable<unknown> {
   throw new TypeError(`${what}: argument is not iterable`);
 }
 
+/** Set elements with each NaN as its own PyFloat: Python tells NaNs apart by identity, a JS Set merges them. */
+function distinctNaN(items: Iterable<unknown>): unknown[] {
+  return Array.from(items, (v) => (v !== v ? new PyFloat(NaN) : v));
+}
+
 /**
  * Registers the standard-library handlers in `registry`. The default registry
  * has them; call this on a fresh `new PickleRegistry()` to start from the
@@ -434,8 +439,8 @@ function iterableItems(v: unknown, what: string): Iterable<unknown> {
 export function installStdlib(registry: PickleRegistry): void {
   const r = registry;
   // builtins
-  r.register('builtins', 'set', { call: (a) => new Set(iterableItems(a[0], 'set')) });
-  r.register('builtins', 'frozenset', { call: (a) => new PyFrozenSet(iterableItems(a[0], 'frozenset')) });
+  r.register('builtins', 'set', { call: (a) => new Set(distinctNaN(iterableItems(a[0], 'set'))) });
+  r.register('builtins', 'frozenset', { call: (a) => new PyFrozenSet(distinctNaN(iterableItems(a[0], 'frozenset'))) });
   r.register('builtins', 'bytearray', { call: (a) => PyByteArray.fromBytes(bytesFromArgs(a, 'bytearray')) });
   r.register('builtins', 'bytes', { call: (a) => Uint8Array.from(bytesFromArgs(a, 'bytes')) });
   r.register('builtins', 'complex', { call: (a) => new PyComplex(a.length > 0 ? toFloat(a[0]) : 0, a.length > 1 ? toFloat(a[1]) : 0) });

@@ -589,7 +589,7 @@ export class Unpickler {
           for (let i = mark; i < stack.length; i++) {
             const v = stack[i];
             if (isUnhashable(v)) this.#fail('TYPE', `unhashable type: '${typeName(v)}'`);
-            set.add(v);
+            set.add(v === v ? v : new PyFloat(NaN)); // NaN elements stay distinct, as in Python
           }
           while (stack.length > mark) stack.pop();
           break;
@@ -601,7 +601,9 @@ export class Unpickler {
           fence = marks.length > 0 ? marks[marks.length - 1]! : 0;
           const items = stack.splice(mark);
           for (let i = 0; i < items.length; i++) {
-            if (isUnhashable(items[i])) this.#fail('TYPE', `unhashable type: '${typeName(items[i])}'`);
+            const v = items[i];
+            if (isUnhashable(v)) this.#fail('TYPE', `unhashable type: '${typeName(v)}'`);
+            if (v !== v) items[i] = new PyFloat(NaN); // NaN elements stay distinct, as in Python
           }
           stack.push(new PyFrozenSet(items));
           break;
@@ -1197,8 +1199,10 @@ export class Unpickler {
     }
     if (target instanceof Map) {
       for (let i = from; i < stack.length; i += 2) {
-        const k = stack[i];
+        let k = stack[i];
         if (isUnhashable(k)) this.#fail('TYPE', `unhashable type: '${typeName(k)}'`);
+        // Python tells NaN keys apart by identity; a Map would merge them.
+        if (k !== k) k = new PyFloat(NaN);
         target.set(k, stack[i + 1]);
       }
       return;

@@ -55,6 +55,11 @@ function isIndexKey(k: string): boolean {
 
 const PENDING = Symbol('pending');
 
+/** A NaN dict key or set element as its own PyFloat: Python tells NaNs apart by identity (src/pickle/README.md). */
+function nanApart(v: unknown): unknown {
+  return typeof v === 'number' && v !== v ? new PyFloat(NaN) : v;
+}
+
 /**
  * Builds values; `def`/`ref` make shared and recursive structure. A ref to
  * an object still being built (a tuple reached through a list inside it) is
@@ -131,7 +136,7 @@ export class Builder {
         const out = new PyDict();
         if (defId !== undefined) this.#define(defId, out);
         for (const [kd, vd] of pairs) {
-          const k = this.#build(kd);
+          const k = nanApart(this.#build(kd));
           out.set(k, this.#child(vd, (x) => out.set(k, x)));
         }
         return out;
@@ -139,7 +144,7 @@ export class Builder {
       case 'set': {
         const out = new Set<unknown>();
         if (defId !== undefined) this.#define(defId, out);
-        for (const item of a as Desc[]) out.add(this.#build(item));
+        for (const item of a as Desc[]) out.add(nanApart(this.#build(item)));
         return out;
       }
       case 'tuple': {
@@ -148,7 +153,7 @@ export class Builder {
         return this.#done(tuple(...items), defId);
       }
       case 'frozenset':
-        return this.#done(new PyFrozenSet((a as Desc[]).map((x) => this.#build(x))), defId);
+        return this.#done(new PyFrozenSet((a as Desc[]).map((x) => nanApart(this.#build(x)))), defId);
       case 'datetime': {
         const f = a as number[];
         return this.#done(new PyDatetime(f[0]!, f[1]!, f[2]!, f[3]!, f[4]!, f[5]!, f[6]!, this.#build(b as Desc), c as 0 | 1), defId);
