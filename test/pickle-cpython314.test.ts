@@ -56,7 +56,12 @@ def same(a, b, memo=None):
         if id(a) in memo:
             return memo[id(a)] is b
         memo[id(a)] = b
-        return list(a.keys()) == list(b.keys()) and all(same(a[k], b[k], memo) for k in a) and getattr(a, 'default_factory', None) == getattr(b, 'default_factory', None)
+        return (len(a) == len(b) and all(same(ka, kb, memo) and same(va, vb, memo) for (ka, va), (kb, vb) in zip(a.items(), b.items()))
+                and getattr(a, 'default_factory', None) == getattr(b, 'default_factory', None))
+    if isinstance(a, (set, frozenset)):
+        # NaN elements are distinct objects that compare unequal: count them apart.
+        isnan = lambda x: isinstance(x, float) and math.isnan(x)
+        return sum(map(isnan, a)) == sum(map(isnan, b)) and {x for x in a if not isnan(x)} == {x for x in b if not isnan(x)}
     if type(a).__name__ == 'Decimal':
         return str(a) == str(b)  # Decimal('NaN') != Decimal('NaN')
     if isinstance(a, BaseException):
