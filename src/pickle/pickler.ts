@@ -189,13 +189,17 @@ export class Pickler {
 
   /**
    * Pickles `obj` and returns a view of the pickler's own buffer, valid until
-   * the next `dump`. Use {@link dumps} for a copy.
+   * the next `dump`. Use {@link dumps} for a copy. `reserve` bytes are left
+   * free at the start of the view (the pickle follows them), so that a caller
+   * can put a header there without copying the pickle.
    */
-  dump(obj: unknown): Uint8Array {
+  dump(obj: unknown, reserve = 0): Uint8Array {
     if (this.#busy) throw new PicklingError('Pickler.dump called while a dump is running', { code: 'REENTRANT' });
     this.#busy = true;
     try {
       this.#pos = 0;
+      this.#ensure(reserve);
+      this.#pos = reserve;
       this.#frameStart = -1;
       this.#memoLen = 0;
       this.#nextGeneration();
