@@ -4,3 +4,5 @@
  */
 
 export * from './pickle/index.js';
+export * from './connection/index.js';
+export { currentProcess } from './process/current.js';

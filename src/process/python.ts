@@ -6,6 +6,9 @@
  */
 
 import { spawnSync } from 'node:child_process';
+import { existsSync, readdirSync } from 'node:fs';
+import { homedir } from 'node:os';
+import { join } from 'node:path';
 
 import { BilliardError } from '../pickle/errors.js';
 
@@ -57,4 +60,40 @@ export function findPython(options?: { modules?: readonly string[]; env?: NodeJS
   throw new PythonNotFoundError(
     `no Python interpreter that can import ${modules.join(', ')} was found (tried BILLIARD_PYTHON, ${DEFAULT_CANDIDATES.join(', ')}). On Debian, as root: ${BILLIARD_INSTALL_COMMAND}`,
   );
+}
+
+/**
+ * The path of a CPython `major.minor` interpreter (standard library only):
+ * `BILLIARD_PYTHON<major><minor>` (e.g. BILLIARD_PYTHON312) if set, else
+ * `python<version>` on PATH, else a pyenv installation of that version
+ * (`$PYENV_ROOT/versions/<version>.*`), else /usr/bin and /usr/local/bin.
+ * Throws {@link PythonNotFoundError} when there is none.
+ */
+export function findPythonVersion(version: string, env: NodeJS.ProcessEnv = process.env): string {
+  const key = `version:${version}`;
+  const hit = cache.get(key);
+  if (hit !== undefined) return hit;
+  const works = (exe: string): boolean => {
+    const r = spawnSync(exe, ['-c', 'import sys; print("%d.%d" % sys.version_info[:2])'], { encoding: 'utf8', timeout: 30_000 });
+    return r.status === 0 && r.stdout.trim() === version;
+  };
+  const candidates: string[] = [];
+  const explicit = env[`BILLIARD_PYTHON${version.replace('.', '')}`];
+  if (explicit) candidates.push(explicit);
+  candidates.push(`python${version}`);
+  const pyenvRoot = env.PYENV_ROOT ?? join(homedir(), '.pyenv');
+  const versions = join(pyenvRoot, 'versions');
+  if (existsSync(versions)) {
+    for (const v of readdirSync(versions).filter((d) => d === version || d.startsWith(`${version}.`)).sort().reverse()) {
+      candidates.push(join(versions, v, 'bin', `python${version}`));
+    }
+  }
+  candidates.push(`/usr/bin/python${version}`, `/usr/local/bin/python${version}`);
+  for (const exe of candidates) {
+    if (works(exe)) {
+      cache.set(key, exe);
+      return exe;
+    }
+  }
+  throw new PythonNotFoundError(`no CPython ${version} interpreter was found (tried ${candidates.join(', ')}); install CPython ${version} or set BILLIARD_PYTHON${version.replace('.', '')}`);
 }

@@ -21,8 +21,42 @@ function isObjectDict(v: unknown): v is Record<string, unknown> {
   return v !== null && typeof v === 'object' && (Object.getPrototypeOf(v) === null || Object.getPrototypeOf(v) === Object.prototype);
 }
 
+/** A key that identifies a primitive set element, or null for objects. */
+function primitiveKey(v: unknown): string | null {
+  if (v === null || (typeof v !== 'object' && typeof v !== 'function')) return `${typeof v}:${Object.is(v, -0) ? '-0' : String(v)}`;
+  return null;
+}
+
+/**
+ * Sets compared without order: primitive elements by value, objects (tuples,
+ * frozensets...) pairwise. Returns null when they hold the same elements.
+ */
+function setDiff(x: Set<unknown>, y: Set<unknown>, path: string): string | null {
+  const ykeys = new Map<string, number>();
+  const yobjs: unknown[] = [];
+  for (const v of y) {
+    const k = primitiveKey(v);
+    if (k === null) yobjs.push(v);
+    else ykeys.set(k, (ykeys.get(k) ?? 0) + 1);
+  }
+  for (const v of x) {
+    const k = primitiveKey(v);
+    if (k !== null) {
+      const n = ykeys.get(k);
+      if (!n) return `${path}: element ${k} missing`;
+      ykeys.set(k, n - 1);
+      continue;
+    }
+    const i = yobjs.findIndex((o) => pyDiff(v, o, { unorderedSets: true }) === null);
+    if (i < 0) return `${path}: an element object has no match`;
+    yobjs.splice(i, 1);
+  }
+  return null;
+}
+
 /** Returns null when equal, else a path and reason. */
-export function pyDiff(a: unknown, b: unknown): string | null {
+export function pyDiff(a: unknown, b: unknown, options?: { unorderedSets?: boolean }): string | null {
+  const unordered = options?.unorderedSets ?? false;
   const ab = new Map<object, object>();
   const ba = new Map<object, object>();
   const work: Array<[unknown, unknown, string]> = [[a, b, '$']];
@@ -76,6 +110,11 @@ export function pyDiff(a: unknown, b: unknown): string | null {
     } else if (xo instanceof Set) {
       const ys = yo as Set<unknown>;
       if (xo.size !== ys.size) return `${path}: size ${xo.size} vs ${ys.size}`;
+      if (unordered) {
+        const d = setDiff(xo, ys, path);
+        if (d !== null) return d;
+        continue;
+      }
       const xa = [...xo];
       const ya = [...ys];
       xa.forEach((v, i) => work.push([v, ya[i], `${path}{${i}}`]));

@@ -1,0 +1,77 @@
+// The Node binding of native/posix.h: argument checks and conversions only.
+// Policy (defaults, seconds, error classes) lives in src/native/index.ts.
+#include <napi.h>
+
+#include "posix.h"
+
+namespace {
+
+Napi::Value ErrnoError(Napi::Env env, int err, const char* call) {
+  Napi::Error e = Napi::Error::New(env, std::string(call) + " failed: " + strerror(err));
+  e.Set("code", Napi::String::New(env, billiard::ErrnoName(err)));
+  e.Set("errno", Napi::Number::New(env, err));
+  e.Set("syscall", Napi::String::New(env, call));
+  e.ThrowAsJavaScriptException();
+  return env.Undefined();
+}
+
+Napi::Value FdPair(const Napi::CallbackInfo& info, int (*make)(int[2]), const char* call) {
+  int fds[2];
+  int err = make(fds);
+  if (err != 0) return ErrnoError(info.Env(), err, call);
+  Napi::Array out = Napi::Array::New(info.Env(), 2);
+  out.Set(0u, Napi::Number::New(info.Env(), fds[0]));
+  out.Set(1u, Napi::Number::New(info.Env(), fds[1]));
+  return out;
+}
+
+Napi::Value SocketPair(const Napi::CallbackInfo& info) { return FdPair(info, billiard::SocketPair, "socketpair"); }
+
+Napi::Value Pipe(const Napi::CallbackInfo& info) { return FdPair(info, billiard::Pipe, "pipe2"); }
+
+bool PathArg(const Napi::CallbackInfo& info, Napi::Uint8Array* out) {
+  if (info.Length() < 1 || !info[0].IsTypedArray() || info[0].As<Napi::TypedArray>().TypedArrayType() != napi_uint8_array) {
+    Napi::TypeError::New(info.Env(), "path must be a Uint8Array").ThrowAsJavaScriptException();
+    return false;
+  }
+  *out = info[0].As<Napi::Uint8Array>();
+  return true;
+}
+
+Napi::Value UnixListen(const Napi::CallbackInfo& info) {
+  Napi::Uint8Array path;
+  if (!PathArg(info, &path)) return info.Env().Undefined();
+  if (info.Length() < 2 || !info[1].IsNumber()) {
+    Napi::TypeError::New(info.Env(), "backlog must be a number").ThrowAsJavaScriptException();
+    return info.Env().Undefined();
+  }
+  int fd = -1;
+  int err = billiard::UnixListen(path.Data(), path.ByteLength(), info[1].As<Napi::Number>().Int32Value(), &fd);
+  if (err != 0) return ErrnoError(info.Env(), err, "bind/listen");
+  return Napi::Number::New(info.Env(), fd);
+}
+
+Napi::Value UnixConnect(const Napi::CallbackInfo& info) {
+  Napi::Uint8Array path;
+  if (!PathArg(info, &path)) return info.Env().Undefined();
+  int fd = -1;
+  bool in_progress = false;
+  int err = billiard::UnixConnect(path.Data(), path.ByteLength(), &fd, &in_progress);
+  if (err != 0) return ErrnoError(info.Env(), err, "connect");
+  Napi::Object out = Napi::Object::New(info.Env());
+  out.Set("fd", Napi::Number::New(info.Env(), fd));
+  out.Set("inProgress", Napi::Boolean::New(info.Env(), in_progress));
+  return out;
+}
+
+Napi::Object Init(Napi::Env env, Napi::Object exports) {
+  exports.Set("socketpair", Napi::Function::New(env, SocketPair, "socketpair"));
+  exports.Set("pipe", Napi::Function::New(env, Pipe, "pipe"));
+  exports.Set("unixListen", Napi::Function::New(env, UnixListen, "unixListen"));
+  exports.Set("unixConnect", Napi::Function::New(env, UnixConnect, "unixConnect"));
+  return exports;
+}
+
+}  // namespace
+
+NODE_API_MODULE(billiard_native, Init)

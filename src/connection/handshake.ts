@@ -1,0 +1,225 @@
+/**
+ * The authkey handshake of `multiprocessing.connection` in both its forms
+ * (spec/connection.md section 4): the HMAC-MD5 challenge of billiard and
+ * CPython <= 3.11, and the `{digest}` form of CPython 3.12+.
+ *
+ * One handshake is six frames, each read with a 256-byte limit:
+ *
+ *   #  direction  frame
+ *   1  S -> C     #CHALLENGE# + M          M = {sha256} + 40 random bytes (modern)
+ *                                           or 20 random bytes (legacy)
+ *   2  C -> S     response                 HMAC-MD5(key, M) raw (16 bytes) for a
+ *                                           20-byte M, else {name} + HMAC-name(key, M)
+ *   3  S -> C     #WELCOME# | #FAILURE#
+ *   4-6           the same with the roles swapped
+ *
+ * `Listener.accept()` delivers then answers; `Client()` answers then
+ * delivers. The MAC covers the whole of M, its `{digest}` prefix included.
+ * A challenger accepts any allowed digest, and a raw 16-byte response as
+ * MD5 (what billiard and 3.11 always send); a responder answers a 20-byte
+ * challenge with raw MD5 (what billiard and 3.11 expect). So billiard-ts
+ * talks to every version in both roles.
+ */
+
+import { createHmac, randomBytes as nodeRandomBytes, timingSafeEqual } from 'node:crypto';
+
+import type { Connection } from './connection.js';
+import { AuthenticationError, TimeoutError } from './errors.js';
+
+const enc = (s: string): Uint8Array => new TextEncoder().encode(s);
+
+/** `#CHALLENGE#` (CPython's `CHALLENGE`, `_CHALLENGE` in 3.12+). */
+export const CHALLENGE = enc('#CHALLENGE#');
+/** `#WELCOME#`. */
+export const WELCOME = enc('#WELCOME#');
+/** `#FAILURE#`. */
+export const FAILURE = enc('#FAILURE#');
+/** Random bytes in a legacy challenge (billiard, CPython <= 3.11 `MESSAGE_LENGTH`). */
+export const LEGACY_MESSAGE_LENGTH = 20;
+/** Random bytes in a modern challenge (CPython 3.12+ `MESSAGE_LENGTH`). */
+export const MESSAGE_LENGTH = 40;
+/** A raw HMAC-MD5 response: the legacy format (CPython 3.12's `_MD5ONLY_MESSAGE_LENGTH`). */
+const MD5_RESPONSE_LENGTH = 16;
+/** Every handshake frame is read with this limit. */
+export const HANDSHAKE_MAX_LENGTH = 256;
+
+/** Digests CPython 3.12+ allows, with Node's names and MAC sizes. */
+const DIGESTS: ReadonlyMap<string, { node: string; size: number }> = new Map([
+  ['md5', { node: 'md5', size: 16 }],
+  ['sha256', { node: 'sha256', size: 32 }],
+  ['sha384', { node: 'sha384', size: 48 }],
+  ['sha3_256', { node: 'sha3-256', size: 32 }],
+  ['sha3_384', { node: 'sha3-384', size: 48 }],
+]);
+
+/** The longest allowed digest name (`sha3_256`), in bytes. */
+const MAX_DIGEST_NAME = 8;
+
+/** A digest name CPython 3.12+ allows. */
+export type DigestName = 'md5' | 'sha256' | 'sha384' | 'sha3_256' | 'sha3_384';
+
+/** Options of both handshake roles. */
+export interface HandshakeOptions {
+  /**
+   * Seconds the whole handshake may take; on expiry the connection is closed
+   * and the handshake fails with TimeoutError. Defaults to none (as CPython).
+   */
+  timeout?: number | null;
+  /** Aborts the handshake (the connection is closed). */
+  signal?: AbortSignal;
+  /** Random bytes for challenges; tests make them deterministic. Defaults to crypto.randomBytes. */
+  randomBytes?: (n: number) => Uint8Array;
+}
+
+/** Options of the challenger. */
+export interface DeliverOptions extends HandshakeOptions {
+  /**
+   * The challenge form: a digest name for the CPython 3.12+ form (default
+   * `'sha256'`), or `'legacy'` for billiard's 20 random bytes.
+   */
+  digest?: DigestName | 'legacy';
+}
+
+function concat(...parts: Uint8Array[]): Uint8Array {
+  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
+  let at = 0;
+  for (const p of parts) {
+    out.set(p, at);
+    at += p.length;
+  }
+  return out;
+}
+
+function startsWith(data: Uint8Array, prefix: Uint8Array): boolean {
+  if (data.length < prefix.length) return false;
+  for (let i = 0; i < prefix.length; i++) if (data[i] !== prefix[i]) return false;
+  return true;
+}
+
+function equal(a: Uint8Array, b: Uint8Array): boolean {
+  return a.length === b.length && startsWith(a, b);
+}
+
+/** Python's `repr(bytes)`-ish rendering of a message, for errors. */
+function show(data: Uint8Array): string {
+  let s = "b'";
+  for (const b of data.subarray(0, 64)) s += b >= 0x20 && b < 0x7f && b !== 0x27 && b !== 0x5c ? String.fromCharCode(b) : `\\x${b.toString(16).padStart(2, '0')}`;
+  return `${s}${data.length > 64 ? '...' : ''}'`;
+}
+
+function checkKey(authkey: Uint8Array): void {
+  if (!(authkey instanceof Uint8Array)) throw new TypeError('authkey should be a byte string (Uint8Array)');
+}
+
+function hmac(digest: string, key: Uint8Array, message: Uint8Array): Uint8Array {
+  return new Uint8Array(createHmac(digest, key).update(message).digest());
+}
+
+/**
+ * Splits `{name}mac` into a known digest and the rest, as CPython 3.12's
+ * `_get_digest_name_and_payload`: a 16- or 20-byte message is legacy MD5.
+ */
+function parseDigest(message: Uint8Array): { name: string; node: string; size: number; payload: Uint8Array } {
+  if (message.length === MD5_RESPONSE_LENGTH || message.length === LEGACY_MESSAGE_LENGTH) {
+    return { name: 'md5', ...DIGESTS.get('md5')!, payload: message };
+  }
+  if (message[0] === 0x7b) {
+    // The '}' must come within the longest allowed name (8, 'sha3_256') + 2 bytes, as in CPython.
+    const end = message.subarray(1, MAX_DIGEST_NAME + 2).indexOf(0x7d);
+    if (end > 0) {
+      const name = new TextDecoder().decode(message.subarray(1, 1 + end));
+      const d = DIGESTS.get(name);
+      if (d !== undefined) return { name, ...d, payload: message.subarray(end + 2) };
+    }
+  }
+  throw new AuthenticationError(`unsupported message length, missing digest prefix, or unsupported digest: message=${show(message)}`, { code: 'BAD_DIGEST' });
+}
+
+/** Runs `body` under the options' timeout and signal: on either, the connection is closed. */
+async function guarded<T>(conn: Connection, options: HandshakeOptions | undefined, what: string, body: () => Promise<T>): Promise<T> {
+  const timeout = options?.timeout;
+  const signal = options?.signal;
+  if ((timeout === undefined || timeout === null) && signal === undefined) return body();
+  signal?.throwIfAborted();
+  let timer: NodeJS.Timeout | undefined;
+  let onAbort: (() => void) | undefined;
+  const stop = new Promise<never>((_, reject) => {
+    if (timeout !== undefined && timeout !== null) {
+      timer = setTimeout(() => {
+        conn.close();
+        reject(new TimeoutError(`${what} timed out after ${timeout} s`));
+      }, timeout * 1000);
+    }
+    if (signal !== undefined) {
+      onAbort = () => {
+        conn.close();
+        reject(signal.reason);
+      };
+      signal.addEventListener('abort', onAbort, { once: true });
+    }
+  });
+  try {
+    return await Promise.race([body(), stop]);
+  } finally {
+    if (timer) clearTimeout(timer);
+    if (onAbort) signal?.removeEventListener('abort', onAbort);
+  }
+}
+
+/**
+ * The challenger's half (`deliver_challenge`): sends a challenge, checks the
+ * response, sends the verdict. Throws AuthenticationError on a wrong or
+ * malformed response, after sending `#FAILURE#`.
+ */
+export function deliverChallenge(conn: Connection, authkey: Uint8Array, options?: DeliverOptions): Promise<void> {
+  checkKey(authkey);
+  const form = options?.digest ?? 'sha256';
+  const random = options?.randomBytes ?? ((n: number) => new Uint8Array(nodeRandomBytes(n)));
+  return guarded(conn, options, 'authentication', async () => {
+    let message: Uint8Array;
+    if (form === 'legacy') message = random(LEGACY_MESSAGE_LENGTH);
+    else {
+      if (!DIGESTS.has(form)) throw new RangeError(`unsupported digest ${String(form)}`);
+      message = concat(enc(`{${form}}`), random(MESSAGE_LENGTH));
+    }
+    await conn.sendBytes(concat(CHALLENGE, message));
+    const response = await conn.recvBytes(HANDSHAKE_MAX_LENGTH);
+    try {
+      const { name, node, size, payload } = parseDigest(response);
+      const expected = hmac(node, authkey, message);
+      if (payload.length !== size) throw new AuthenticationError(`expected '${name}' of length ${size} got ${payload.length}`, { code: 'BAD_DIGEST' });
+      if (!timingSafeEqual(payload, expected)) throw new AuthenticationError('digest received was wrong', { code: 'WRONG_DIGEST' });
+    } catch (e) {
+      if (e instanceof AuthenticationError) await conn.sendBytes(FAILURE).catch(() => undefined);
+      throw e;
+    }
+    await conn.sendBytes(WELCOME);
+  });
+}
+
+/**
+ * The responder's half (`answer_challenge`), with CPython 3.12+'s rules:
+ * answers a 20-byte challenge with raw HMAC-MD5 and a `{digest}` challenge
+ * in kind; throws AuthenticationError on anything else and when the verdict
+ * is not `#WELCOME#`.
+ */
+export function answerChallenge(conn: Connection, authkey: Uint8Array, options?: HandshakeOptions): Promise<void> {
+  checkKey(authkey);
+  return guarded(conn, options, 'authentication', async () => {
+    const challenge = await conn.recvBytes(HANDSHAKE_MAX_LENGTH);
+    if (!startsWith(challenge, CHALLENGE)) {
+      throw new AuthenticationError(`Protocol error, expected challenge: message=${show(challenge)}`, { code: 'PROTOCOL' });
+    }
+    const message = challenge.subarray(CHALLENGE.length);
+    if (message.length < LEGACY_MESSAGE_LENGTH) throw new AuthenticationError(`challenge too short: ${message.length} bytes`, { code: 'PROTOCOL' });
+    let response: Uint8Array;
+    if (message.length === LEGACY_MESSAGE_LENGTH) response = hmac('md5', authkey, message);
+    else {
+      const { name, node } = parseDigest(message);
+      response = concat(enc(`{${name}}`), hmac(node, authkey, message));
+    }
+    await conn.sendBytes(response);
+    const verdict = await conn.recvBytes(HANDSHAKE_MAX_LENGTH);
+    if (!equal(verdict, WELCOME)) throw new AuthenticationError('digest sent was rejected', { code: 'REJECTED' });
+  });
+}

@@ -1,0 +1,32 @@
+/**
+ * `Pipe(duplex)` (spec/connection.md section 2): a socket pair whose ends both
+ * read and write, or a one-way pipe `[readEnd, writeEnd]`. The file
+ * descriptors come from the native layer (Node has no socketpair or pipe)
+ * and can be handed to child processes.
+ */
+
+import { pipe, socketpair } from '../native/index.js';
+import { Connection, type ConnectionOptions } from './connection.js';
+
+/** Options of {@link Pipe}. */
+export interface PipeOptions {
+  /** Both ends read and write (an AF_UNIX socket pair). Defaults to true. */
+  duplex?: boolean;
+  /** Options given to both connections. */
+  connection?: Omit<ConnectionOptions, 'readable' | 'writable'>;
+}
+
+/**
+ * A pair of connected Connections. With `duplex: false` the first end only
+ * reads and the second only writes (an `os.pipe()`), as in Python.
+ */
+export function Pipe(options?: PipeOptions | boolean): [Connection, Connection] {
+  const opts: PipeOptions = typeof options === 'boolean' ? { duplex: options } : (options ?? {});
+  const duplex = opts.duplex ?? true;
+  if (duplex) {
+    const [a, b] = socketpair();
+    return [Connection.fromFd(a, opts.connection), Connection.fromFd(b, opts.connection)];
+  }
+  const [r, w] = pipe();
+  return [Connection.fromFd(r, { ...opts.connection, writable: false }), Connection.fromFd(w, { ...opts.connection, readable: false })];
+}

@@ -1,0 +1,85 @@
+/**
+ * The native layer: POSIX calls Node has no API for, from the addon built
+ * out of native/ by node-gyp (`npm run build:native`). This file alone loads
+ * the `.node` file; it checks arguments and turns errno values into
+ * {@link NativeError}s whose `code` is the errno name.
+ */
+
+import { createRequire } from 'node:module';
+
+/** A failed system call: `code` is the errno name (`'EAGAIN'`), `errno` its number. */
+export class NativeError extends Error {
+  readonly code: string;
+  readonly errno: number;
+  readonly syscall: string;
+  constructor(message: string, code: string, errno: number, syscall: string) {
+    super(message);
+    this.name = 'NativeError';
+    this.code = code;
+    this.errno = errno;
+    this.syscall = syscall;
+  }
+}
+
+interface Binding {
+  socketpair(): [number, number];
+  pipe(): [number, number];
+  unixListen(path: Uint8Array, backlog: number): number;
+  unixConnect(path: Uint8Array): { fd: number; inProgress: boolean };
+}
+
+let binding: Binding | undefined;
+
+function load(): Binding {
+  if (binding !== undefined) return binding;
+  const require = createRequire(import.meta.url);
+  // src/native and dist/native are both two levels below the package root.
+  try {
+    binding = require('../../build/Release/billiard_native.node') as Binding;
+  } catch (e) {
+    throw new Error(`the billiard-ts native addon is not built: run \`npm run build:native\` in the package directory (needs make, g++ and Python 3): ${(e as Error).message}`, {
+      cause: e,
+    });
+  }
+  return binding;
+}
+
+function call<T>(f: () => T): T {
+  try {
+    return f();
+  } catch (e) {
+    const err = e as { message?: string; code?: string; errno?: number; syscall?: string };
+    if (typeof err?.code === 'string' && typeof err.errno === 'number') {
+      throw new NativeError(err.message ?? 'system call failed', err.code, err.errno, err.syscall ?? '');
+    }
+    throw e;
+  }
+}
+
+/** An AF_UNIX stream socket pair, both ends close-on-exec: `[fd, fd]`. */
+export function socketpair(): [number, number] {
+  return call(() => load().socketpair());
+}
+
+/** A one-way pipe, close-on-exec: `[readFd, writeFd]`. */
+export function pipe(): [number, number] {
+  return call(() => load().pipe());
+}
+
+/**
+ * A listening, non-blocking AF_UNIX socket bound to `path` with its exact
+ * length (a Linux abstract name begins with a NUL byte).
+ */
+export function unixListen(path: Uint8Array, backlog: number): number {
+  if (!Number.isInteger(backlog) || backlog < 0) throw new RangeError('backlog must be a non-negative integer');
+  return call(() => load().unixListen(path, backlog));
+}
+
+/**
+ * Starts a non-blocking connect of an AF_UNIX socket to `path` with its
+ * exact length. Throws NativeError `EAGAIN` when the listener's accept queue
+ * is full and `ECONNREFUSED`/`ENOENT` when nobody listens.
+ */
+export function unixConnect(path: Uint8Array): { fd: number; inProgress: boolean } {
+  return call(() => load().unixConnect(path));
+}
