@@ -341,15 +341,17 @@ export class Connection {
 
   /** An error the next read must raise now, if the stream cannot deliver another frame. */
   #pendingFailure(maxlength: number): Error | null {
+    if (this.#endError) return this.#endError;
     try {
       const n = this.#reader.peekLength();
       if (n > maxlength) return this.#refuse(n, maxlength);
     } catch (e) {
-      this.#finish(e as Error);
+      // A protocol error in the stream (a bad header): reading is over.
+      this.#endError = e as Error;
+      this.#ended = true;
       return this.#endError;
     }
     if (!this.#ended) return null;
-    if (this.#endError) return this.#endError;
     if (this.#reader.partial) return new EOFError('got end of file during message', { code: 'TRUNCATED_FRAME' });
     return new EOFError();
   }

@@ -1,0 +1,272 @@
+/**
+ * The Connection, Pipe, Listener, Client and wait API, with the semantics of
+ * multiprocessing.connection (spec/connection.md): bytes on the wire,
+ * one-way ends, recvBytesInto, poll, wait, close, backpressure, addresses,
+ * abstract Unix names and a Python Listener's backlog of 1.
+ */
+import { spawn } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { createInterface } from 'node:readline';
+
+import { describe, expect, test } from 'vitest';
+
+import {
+  arbitraryAddress,
+  BufferTooShort,
+  Client,
+  Connection,
+  EOFError,
+  Listener,
+  OSError,
+  Pipe,
+  tuple,
+  wait,
+  type Address,
+} from '../src/index.js';
+import { pythonFor, startPeer } from './helpers/peers.js';
+
+const hex = (b: Uint8Array): string => Buffer.from(b).toString('hex');
+
+describe('Pipe and Connection', () => {
+  test('send writes exactly what Python writes: frame header, then the protocol-4 pickle', async () => {
+    const [a, b] = Pipe();
+    const raw = b.stream;
+    const got = new Promise<Buffer>((resolve) => raw.once('data', (c: Buffer) => resolve(c)));
+    await a.send({ a: 1 });
+    // billiard and CPython 3.11-3.13: send({'a': 1})
+    expect(hex(await got)).toBe('00000015' + '8004950a000000000000007d948c0161944b01732e');
+    a.close();
+    b.close();
+  });
+
+  test('sendBytes with offset and size counts bytes, and checks its arguments first', async () => {
+    const [a, b] = Pipe();
+    await a.sendBytes(new TextEncoder().encode('hello world'), 6, 5);
+    expect(Buffer.from(await b.recvBytes()).toString()).toBe('world');
+    await a.sendBytes(new Int32Array([1, 2]));
+    expect(hex(await b.recvBytes())).toBe('0100000002000000');
+    await expect(a.sendBytes(new Uint8Array(4), -1)).rejects.toThrow('offset is negative');
+    await expect(a.sendBytes(new Uint8Array(4), 5)).rejects.toThrow('buffer length < offset');
+    await expect(a.sendBytes(new Uint8Array(4), 0, -1)).rejects.toThrow('size is negative');
+    await expect(a.sendBytes(new Uint8Array(4), 2, 3)).rejects.toThrow('buffer length < offset + size');
+    await a.sendBytes(new Uint8Array(0));
+    expect((await b.recvBytes()).length).toBe(0);
+    a.close();
+    b.close();
+  });
+
+  test('a one-way Pipe: the first end only reads, the second only writes', async () => {
+    const [r, w] = Pipe({ duplex: false });
+    expect([r.readable, r.writable, w.readable, w.writable]).toEqual([true, false, false, true]);
+    await w.send(tuple(1, 'two'));
+    expect(await r.recv()).toEqual([1, 'two']);
+    await expect(r.send(1)).rejects.toMatchObject({ code: 'READ_ONLY' });
+    await expect(w.recv()).rejects.toMatchObject({ code: 'WRITE_ONLY' });
+    r.close();
+    w.close();
+  });
+
+  test('recvBytesInto: offset in bytes, BufferTooShort with the whole message, the stream stays in step', async () => {
+    const [a, b] = Pipe();
+    for (const s of ['hello', 'world', 'xyz']) await a.sendBytes(new TextEncoder().encode(s));
+    const buf = new Uint8Array(8);
+    expect(await b.recvBytesInto(buf, 2)).toBe(5);
+    expect(hex(buf)).toBe(hex(new Uint8Array([0, 0, ...new TextEncoder().encode('hello'), 0])));
+    const e = await b.recvBytesInto(new Uint8Array(4)).catch((x: unknown) => x);
+    expect(e).toBeInstanceOf(BufferTooShort);
+    expect(Buffer.from((e as BufferTooShort).args[0]).toString()).toBe('world');
+    expect(Buffer.from(await b.recvBytes()).toString()).toBe('xyz');
+    const ints = new Int32Array(3);
+    await a.sendBytes(new Int32Array([7]));
+    expect(await b.recvBytesInto(ints, 4)).toBe(4);
+    expect(Array.from(ints)).toEqual([0, 7, 0]);
+    await expect(b.recvBytesInto(new Uint8Array(2), 3)).rejects.toThrow('offset too large');
+    a.close();
+    b.close();
+  });
+
+  test('poll: immediate, with a timeout, for ever; the end of the stream counts as readable', async () => {
+    const [a, b] = Pipe();
+    expect(await b.poll()).toBe(false);
+    expect(await b.poll(0.05)).toBe(false);
+    setTimeout(() => void a.send('later'), 30);
+    expect(await b.poll(null)).toBe(true);
+    expect(await b.recv()).toBe('later');
+    a.close();
+    expect(await b.poll(1)).toBe(true);
+    await expect(b.recv()).rejects.toBeInstanceOf(EOFError);
+    b.close();
+  });
+
+  test('concurrent recv calls get frames in call order', async () => {
+    const [a, b] = Pipe();
+    const got = Promise.all([b.recv(), b.recv(), b.recv()]);
+    await Promise.all([a.send(1), a.send(2), a.send(3)]);
+    expect(await got).toEqual([1, 2, 3]);
+    a.close();
+    b.close();
+  });
+
+  test('close is idempotent; every method but close then raises OSError HANDLE_CLOSED; a pending recv fails; the peer sees EOF', async () => {
+    const [a, b] = Pipe();
+    const pending = a.recv();
+    a.close();
+    a.close();
+    await expect(pending).rejects.toMatchObject({ code: 'HANDLE_CLOSED' });
+    await expect(a.send(1)).rejects.toMatchObject({ code: 'HANDLE_CLOSED' });
+    await expect(a.recv()).rejects.toMatchObject({ code: 'HANDLE_CLOSED' });
+    await expect(a.poll()).rejects.toBeInstanceOf(OSError);
+    expect(() => a.fileno()).toThrow(OSError);
+    expect(a.closed).toBe(true);
+    await expect(b.recv()).rejects.toBeInstanceOf(EOFError);
+    b.close();
+  });
+
+  test('fileno gives the descriptor; Connection.fromFd wraps one', async () => {
+    const [a, b] = Pipe();
+    expect(a.fileno()).toBeGreaterThan(2);
+    expect(b.fileno()).not.toBe(a.fileno());
+    a.close();
+    b.close();
+  });
+
+  test('a reader that does not read pauses the stream instead of buffering without bound', async () => {
+    const [a, b] = Pipe();
+    const chunk = new Uint8Array(1024 * 1024);
+    const sends: Array<Promise<void>> = [];
+    for (let i = 0; i < 48; i++) sends.push(a.sendBytes(chunk));
+    await new Promise((r) => setTimeout(r, 300));
+    expect(b.stream.isPaused()).toBe(true);
+    for (let i = 0; i < 48; i++) expect((await b.recvBytes()).length).toBe(chunk.length);
+    await Promise.all(sends);
+    a.close();
+    b.close();
+  });
+});
+
+describe('wait', () => {
+  test('returns the ready connections, in order, or [] after the timeout', async () => {
+    const [a1, b1] = Pipe();
+    const [a2, b2] = Pipe();
+    const [a3, b3] = Pipe();
+    expect(await wait([b1, b2, b3], 0.05)).toEqual([]);
+    await a3.send('x');
+    await a1.send('y');
+    await new Promise((r) => setTimeout(r, 20));
+    expect(await wait([b1, b2, b3], 0)).toEqual([b1, b3]);
+    const later = wait([b2], null);
+    setTimeout(() => void a2.send('z'), 20);
+    expect(await later).toEqual([b2]);
+    expect(await wait([], 0.01)).toEqual([]);
+    b1.close();
+    await expect(wait([b1, b2])).rejects.toMatchObject({ code: 'HANDLE_CLOSED' });
+    for (const c of [a1, a2, a3, b2, b3]) c.close();
+  });
+});
+
+describe('Listener and Client', () => {
+  test('addresses, lastAccepted and close', async () => {
+    const tcp = await Listener.create(['127.0.0.1', 0]);
+    expect(tcp.address[0]).toBe('127.0.0.1');
+    expect(tcp.address[1]).toBeGreaterThan(0);
+    expect(tcp.lastAccepted).toBeNull();
+    const [s, c] = await Promise.all([tcp.accept(), Client(tcp.address)]);
+    expect(tcp.lastAccepted![0]).toBe('127.0.0.1');
+    s.close();
+    c.close();
+    tcp.close();
+    await expect(tcp.accept()).rejects.toMatchObject({ code: 'LISTENER_CLOSED' });
+
+    const path = arbitraryAddress('AF_UNIX') as string;
+    const unix = await Listener.create(path);
+    expect(unix.address).toBe(path);
+    const [s2, c2] = await Promise.all([unix.accept(), Client(path)]);
+    expect(unix.lastAccepted).toBe('');
+    s2.close();
+    c2.close();
+    unix.close();
+    expect(existsSync(path)).toBe(false);
+  });
+
+  test('an empty authkey is a real key (CPython 3.13+)', async () => {
+    const key = new Uint8Array(0);
+    const l = await Listener.create(arbitraryAddress('AF_UNIX'), { authkey: key });
+    const [s, c] = await Promise.all([l.accept(), Client(l.address, { authkey: key })]);
+    await c.send('ok');
+    expect(await s.recv()).toBe('ok');
+    s.close();
+    c.close();
+    l.close();
+  });
+
+  test('Linux abstract names: billiard-ts to billiard-ts, and both ways with Python', async () => {
+    const key = new TextEncoder().encode('abstract');
+    const name = `\0billiard-ts-test-${process.pid}-${Date.now()}`;
+    const l = await Listener.create(name, { authkey: key });
+    expect(l.address).toBe(name);
+    // Python clients (billiard and the standard library) reach the Node listener.
+    for (const impl of ['billiard', 'mp']) {
+      const peer = await startPeer(pythonFor('3.11'), 'conn_peer.py', ['--impl', impl, '--role', 'client', '--address', JSON.stringify(name), '--authkey', Buffer.from(key).toString('hex')]);
+      const conn = await l.accept();
+      await conn.send(tuple('echo', `hello ${impl}`));
+      expect(await conn.recv()).toBe(`hello ${impl}`);
+      await conn.send(tuple('exit'));
+      expect(await peer.exited).toBe(0);
+      conn.close();
+    }
+    l.close();
+    // A Python listener on an abstract name, reached by a Node client.
+    const name2 = `\0billiard-ts-py-${process.pid}-${Date.now()}`;
+    const peer = await startPeer(pythonFor('3.11'), 'conn_peer.py', ['--impl', 'mp', '--role', 'server', '--address', JSON.stringify(name2), '--authkey', Buffer.from(key).toString('hex')]);
+    expect(peer.info.address).toBe(name2);
+    const conn = await Client(name2, { authkey: key });
+    await conn.send(tuple('echo', 'from node'));
+    expect(await conn.recv()).toBe('from node');
+    await conn.send(tuple('exit'));
+    expect(await peer.exited).toBe(0);
+    conn.close();
+  });
+
+  test('many Node clients at once reach a Python Listener with its backlog of 1 (EAGAIN is retried)', async () => {
+    const key = new TextEncoder().encode('backlog');
+    const path = arbitraryAddress('AF_UNIX') as string;
+    const n = 8;
+    const script = [
+      'import sys, json, time',
+      'from billiard.connection import Listener',
+      `l = Listener(${JSON.stringify(path)}, authkey=bytes.fromhex(${JSON.stringify(Buffer.from(key).toString('hex'))}))`,
+      'print(json.dumps({"ready": True}), flush=True)',
+      `for i in range(${n}):`,
+      '    time.sleep(0.02)',
+      '    c = l.accept()',
+      '    c.send(c.recv() * 2)',
+      '    c.close()',
+    ].join('\n');
+    const proc = spawn(pythonFor('3.11'), ['-c', script], { stdio: ['ignore', 'pipe', 'inherit'] });
+    await new Promise((r) => createInterface({ input: proc.stdout! }).once('line', r));
+    const results = await Promise.all(
+      Array.from({ length: n }, async (_, i) => {
+        const c = await Client(path, { authkey: key, timeout: 30 });
+        await c.send(i);
+        const v = await c.recv();
+        c.close();
+        return v;
+      }),
+    );
+    expect(results).toEqual(Array.from({ length: n }, (_, i) => i * 2));
+    expect(await new Promise((r) => proc.on('exit', r))).toBe(0);
+  });
+
+  test('connecting to nobody fails with a typed error', async () => {
+    const e = await Client(arbitraryAddress('AF_UNIX')).catch((x: unknown) => x);
+    expect(e).toBeInstanceOf(OSError);
+    expect((e as OSError).code).toBe('ENOENT');
+    const e2 = await Client(`\0nobody-${process.pid}` as Address).catch((x: unknown) => x);
+    expect((e2 as OSError).code).toBe('ECONNREFUSED');
+  });
+
+  test('Connection.fromFd refuses a bad handle', () => {
+    expect(() => Connection.fromFd(-1)).toThrow('invalid handle');
+    expect(() => new Connection(Pipe()[0].stream, { readable: false, writable: false })).toThrow('at least one');
+  });
+});
