@@ -132,6 +132,7 @@ describe('Pipe and Connection', () => {
 
   test('a reader that does not read pauses the stream instead of buffering without bound', async () => {
     const [a, b] = Pipe();
+    expect(await b.poll()).toBe(false); // b is reading from now on
     const chunk = new Uint8Array(1024 * 1024);
     const sends: Array<Promise<void>> = [];
     for (let i = 0; i < 48; i++) sends.push(a.sendBytes(chunk));

@@ -63,6 +63,8 @@ async function startFdPeer(impl: Impl, mode: 'serve' | 'read' | 'write', end: Co
   // spawn() ran synchronously inside startPeer: close before anything is sent.
   end.close();
   const peer = await started;
+  // The child wraps the fd as is: it must arrive blocking, as Python Pipe() ends do.
+  expect(peer.info.nonblocking).toBe(false);
   const lines: string[] = [];
   createInterface({ input: peer.proc.stdout! }).on('line', (l) => lines.push(l));
   return { ...peer, lines };
@@ -183,12 +185,11 @@ describe.each(['billiard', 'mp'] as const)('Python child (--impl %s) on an inher
 });
 
 /**
- * Python's Pipe() ends are blocking; a billiard-ts end reaches the child
- * non-blocking, so a child that wraps it as is gets BlockingIOError from
- * recv(). Marked `fails` while that is so: when Pipe() hands out blocking
- * fds, this starts failing; then drop `.fails` (and the fix in fd_peer.py).
+ * Python's Pipe() ends are blocking, and a Python child wraps its fd as is:
+ * an end only handed to a child must reach it blocking (a Connection made
+ * from a descriptor becomes a non-blocking Node socket only on first use).
  */
-test.fails(
+test(
   'every Pipe() end reaches a spawned child blocking, as Python Pipe() ends do',
   async () => {
     const python = pythonFor('3.11');

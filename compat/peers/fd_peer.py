@@ -66,7 +66,6 @@ def main():
         from multiprocessing.connection import Connection
     nonblocking = not os.get_blocking(args.fd)
     print(json.dumps({'python': sys.version.split()[0], 'nonblocking': nonblocking}), flush=True)
-    os.set_blocking(args.fd, True)
     if args.mode == 'serve':
         conn_peer.serve(Connection(args.fd))
     elif args.mode == 'read':

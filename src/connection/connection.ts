@@ -9,6 +9,7 @@
  * a fast sender cannot fill this process's memory.
  */
 
+import { closeSync } from 'node:fs';
 import { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 
@@ -71,7 +72,10 @@ function toSeconds(timeout: number | null | undefined, name: string): number | n
  * or from a file descriptor or stream.
  */
 export class Connection {
-  readonly #stream: Duplex;
+  /** The stream; null until first use for a connection made from a file descriptor. */
+  #streamOrNull: Duplex | null;
+  /** The file descriptor a lazily opened connection wraps, else -1. */
+  readonly #fd: number;
   readonly #readable: boolean;
   readonly #writable: boolean;
   readonly #protocol: number;
@@ -93,11 +97,20 @@ export class Connection {
   #paused = false;
   readonly [kOnReadable] = new Set<() => void>();
 
-  constructor(stream: Duplex, options?: ConnectionOptions) {
+  /**
+   * A connection over a Node stream, or over a file descriptor (a number),
+   * which is wrapped in a socket only when the connection is first used: an
+   * end that is only handed to a child process keeps its blocking mode, as a
+   * Python child expects (Node makes the descriptors it reads non-blocking,
+   * and that flag is shared with every process holding the descriptor).
+   */
+  constructor(source: Duplex | number, options?: ConnectionOptions) {
     const readable = options?.readable ?? true;
     const writable = options?.writable ?? true;
     if (!readable && !writable) throw new RangeError('at least one of `readable` and `writable` must be true');
-    this.#stream = stream;
+    if (typeof source === 'number' && (!Number.isInteger(source) || source < 0)) throw new RangeError('invalid handle');
+    this.#streamOrNull = typeof source === 'number' ? null : source;
+    this.#fd = typeof source === 'number' ? source : -1;
     this.#readable = readable;
     this.#writable = writable;
     this.#protocol = options?.protocol ?? 4;
@@ -105,8 +118,31 @@ export class Connection {
     this.#largeFrames = options?.largeFrames ?? false;
     this.#maxMessageSize = options?.maxMessageSize ?? Number.MAX_SAFE_INTEGER;
     if (!Number.isInteger(this.#protocol) || this.#protocol < 0 || this.#protocol > 5) throw new RangeError('options.protocol must be 0 to 5');
+    if (this.#streamOrNull !== null) this.#attach(this.#streamOrNull);
+  }
+
+  /**
+   * Wraps an open file descriptor (a socket or a pipe end), e.g. one inherited
+   * from a parent process. The Connection owns it and closes it. The
+   * descriptor is opened as a Node socket on first use.
+   */
+  static fromFd(fd: number, options?: ConnectionOptions): Connection {
+    return new Connection(fd, options);
+  }
+
+  /** The stream, opening a file descriptor on first use. */
+  get #stream(): Duplex {
+    if (this.#streamOrNull === null) {
+      const socket = new Socket({ fd: this.#fd, readable: this.#readable, writable: this.#writable, allowHalfOpen: true });
+      this.#streamOrNull = socket;
+      this.#attach(socket);
+    }
+    return this.#streamOrNull;
+  }
+
+  #attach(stream: Duplex): void {
     stream.on('error', (e: Error) => this.#finish(e));
-    if (readable) {
+    if (this.#readable) {
       stream.on('data', (chunk: Uint8Array) => this.#onData(chunk));
       stream.on('end', () => this.#finish(null));
     } else {
@@ -114,18 +150,6 @@ export class Connection {
       stream.on('end', () => undefined);
     }
     stream.on('close', () => this.#finish(null));
-  }
-
-  /**
-   * Wraps an open file descriptor (a socket or a pipe end), e.g. one inherited
-   * from a parent process. The Connection owns it and closes it.
-   */
-  static fromFd(fd: number, options?: ConnectionOptions): Connection {
-    if (!Number.isInteger(fd) || fd < 0) throw new RangeError('invalid handle');
-    const readable = options?.readable ?? true;
-    const writable = options?.writable ?? true;
-    const socket = new Socket({ fd, readable, writable, allowHalfOpen: true });
-    return new Connection(socket, options);
   }
 
   /** True once `close()` was called. */
@@ -146,7 +170,7 @@ export class Connection {
   /** The file descriptor, or -1 when the stream has none. Throws once closed. */
   fileno(): number {
     this.#checkOpen();
-    return fdOf(this.#stream);
+    return this.#streamOrNull === null ? this.#fd : fdOf(this.#streamOrNull);
   }
 
   /** The underlying Node stream. */
@@ -316,11 +340,14 @@ export class Connection {
   }
 
   #isReady(): boolean {
-    return this.#frames.length > 0 || this.#reader.partial || this.#ended || this.#closed;
+    if (this.#closed) return true;
+    if (this.#readable && this.#streamOrNull === null) void this.#stream; // start reading
+    return this.#frames.length > 0 || this.#reader.partial || this.#ended;
   }
 
   #nextFrame(maxlength: number): Promise<Uint8Array> {
     this.#checkReadable();
+    void this.#stream; // a descriptor starts reading on first use
     if (this.#waiters.length === 0 && this.#frames.length > 0) {
       const frame = this.#frames[0]!;
       if (frame.length > maxlength) return Promise.reject(this.#refuse(frame.length, maxlength));
@@ -469,7 +496,18 @@ export class Connection {
   close(): void {
     if (this.#closed) return;
     this.#closed = true;
-    const stream = this.#stream;
+    if (this.#streamOrNull === null) {
+      // Never used: close the descriptor without making it a socket.
+      try {
+        closeSync(this.#fd);
+      } catch {
+        // already closed elsewhere
+      }
+      this.#ended = true;
+      this.#failWaiters();
+      return;
+    }
+    const stream = this.#streamOrNull;
     if (stream.writableLength > 0 && !stream.destroyed) stream.end(() => stream.destroy());
     else stream.destroy();
     this.#failWaiters();
