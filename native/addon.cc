@@ -64,7 +64,32 @@ Napi::Value UnixConnect(const Napi::CallbackInfo& info) {
   return out;
 }
 
+Napi::Value SetParentDeathSignal(const Napi::CallbackInfo& info) {
+  if (info.Length() < 1 || !info[0].IsNumber()) {
+    Napi::TypeError::New(info.Env(), "signal must be a number").ThrowAsJavaScriptException();
+    return info.Env().Undefined();
+  }
+  int err = billiard::SetParentDeathSignal(info[0].As<Napi::Number>().Int32Value());
+  if (err != 0) return ErrnoError(info.Env(), err, "prctl");
+  return info.Env().Undefined();
+}
+
+Napi::Value ParentPid(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), billiard::ParentPid()); }
+
+Napi::Value SetBlocking(const Napi::CallbackInfo& info) {
+  if (info.Length() < 2 || !info[0].IsNumber() || !info[1].IsBoolean()) {
+    Napi::TypeError::New(info.Env(), "setBlocking(fd: number, blocking: boolean)").ThrowAsJavaScriptException();
+    return info.Env().Undefined();
+  }
+  int err = billiard::SetBlocking(info[0].As<Napi::Number>().Int32Value(), info[1].As<Napi::Boolean>().Value());
+  if (err != 0) return ErrnoError(info.Env(), err, "fcntl");
+  return info.Env().Undefined();
+}
+
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
+  exports.Set("setParentDeathSignal", Napi::Function::New(env, SetParentDeathSignal, "setParentDeathSignal"));
+  exports.Set("parentPid", Napi::Function::New(env, ParentPid, "parentPid"));
+  exports.Set("setBlocking", Napi::Function::New(env, SetBlocking, "setBlocking"));
   exports.Set("socketpair", Napi::Function::New(env, SocketPair, "socketpair"));
   exports.Set("pipe", Napi::Function::New(env, Pipe, "pipe"));
   exports.Set("unixListen", Napi::Function::New(env, UnixListen, "unixListen"));

@@ -9,6 +9,10 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#ifdef __linux__
+#include <sys/prctl.h>
+#endif
+
 namespace billiard {
 
 namespace {
@@ -72,6 +76,26 @@ int UnixConnect(const uint8_t* path, size_t len, int* fd, bool* in_progress) {
   return 0;
 }
 
+int SetParentDeathSignal(int signal) {
+#ifdef __linux__
+  if (prctl(PR_SET_PDEATHSIG, signal, 0, 0, 0) != 0) return errno;
+  return 0;
+#else
+  (void)signal;
+  return ENOSYS;
+#endif
+}
+
+int ParentPid() { return static_cast<int>(getppid()); }
+
+int SetBlocking(int fd, bool blocking) {
+  int flags = fcntl(fd, F_GETFL);
+  if (flags < 0) return errno;
+  int next = blocking ? (flags & ~O_NONBLOCK) : (flags | O_NONBLOCK);
+  if (next != flags && fcntl(fd, F_SETFL, next) != 0) return errno;
+  return 0;
+}
+
 const char* ErrnoName(int err) {
   switch (err) {
 #define BILLIARD_ERRNO(name) \
@@ -92,6 +116,8 @@ const char* ErrnoName(int err) {
     BILLIARD_ERRNO(ENOMEM)
     BILLIARD_ERRNO(ECONNRESET)
     BILLIARD_ERRNO(ETIMEDOUT)
+    BILLIARD_ERRNO(ENOSYS)
+    BILLIARD_ERRNO(EBADF)
 #undef BILLIARD_ERRNO
     default: {
       static thread_local char buf[16];

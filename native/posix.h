@@ -22,6 +22,16 @@ int UnixListen(const uint8_t* path, size_t len, int backlog, int* fd);
 // the socket is closed and the errno returned (EAGAIN when the accept queue is full).
 int UnixConnect(const uint8_t* path, size_t len, int* fd, bool* in_progress);
 
+// Asks the kernel to send `signal` to this process when its parent dies
+// (Linux prctl PR_SET_PDEATHSIG); ENOSYS elsewhere.
+int SetParentDeathSignal(int signal);
+
+// This process's parent pid.
+int ParentPid();
+
+// Sets or clears O_NONBLOCK on a descriptor.
+int SetBlocking(int fd, bool blocking);
+
 // The errno's symbolic name ("EAGAIN"), or "E<number>".
 const char* ErrnoName(int err);
 

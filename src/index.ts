@@ -5,4 +5,5 @@
 
 export * from './pickle/index.js';
 export * from './connection/index.js';
-export { currentProcess } from './process/current.js';
+export * from './process/index.js';
+export { Context, cpuCount, getAllStartMethods, getContext, getStartMethod, setStartMethod, type StartMethod } from './context.js';

@@ -49,6 +49,30 @@ const READ_HIGH_WATER = 16 * 1024 * 1024;
 
 const kOnReadable = Symbol('billiard-ts.connection.onReadable');
 
+/** Connections not yet closed, so that a finishing child can flush their writes (see flushConnections). */
+const live = new Set<Connection>();
+
+/**
+ * @internal Waits until every open connection has handed its queued writes
+ * to the kernel (or `timeoutMs` passed): a child calls it before exiting, so
+ * that a `send` its target did not await still reaches the parent, as
+ * Python's blocking send would have.
+ */
+export async function flushConnections(timeoutMs = 5000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  for (const c of live) {
+    const s = c.openedStream;
+    if (s === null || s.destroyed || s.writableLength === 0) continue;
+    await new Promise<void>((resolve) => {
+      const timer = setTimeout(resolve, Math.max(0, deadline - Date.now()));
+      s.write(new Uint8Array(0), () => {
+        clearTimeout(timer);
+        resolve();
+      });
+    });
+  }
+}
+
 interface Waiter {
   maxlength: number;
   resolve: (frame: Uint8Array) => void;
@@ -119,6 +143,12 @@ export class Connection {
     this.#maxMessageSize = options?.maxMessageSize ?? Number.MAX_SAFE_INTEGER;
     if (!Number.isInteger(this.#protocol) || this.#protocol < 0 || this.#protocol > 5) throw new RangeError('options.protocol must be 0 to 5');
     if (this.#streamOrNull !== null) this.#attach(this.#streamOrNull);
+    live.add(this);
+  }
+
+  /** @internal the stream if it was opened, else null. */
+  get openedStream(): Duplex | null {
+    return this.#streamOrNull;
   }
 
   /**
@@ -496,6 +526,7 @@ export class Connection {
   close(): void {
     if (this.#closed) return;
     this.#closed = true;
+    live.delete(this);
     if (this.#streamOrNull === null) {
       // Never used: close the descriptor without making it a socket.
       try {

@@ -3,7 +3,7 @@
  * wire exactly as Python (spec/connection.md).
  */
 
-export { Connection, type ConnectionOptions } from './connection.js';
+export { Connection, flushConnections, type ConnectionOptions } from './connection.js';
 export { Pipe, type PipeOptions } from './pipe.js';
 export { addressType, arbitraryAddress, Client, defaultFamily, families, Listener, type Address, type ClientOptions, type Family, type ListenerOptions } from './listener.js';
 export { answerChallenge, CHALLENGE, deliverChallenge, FAILURE, WELCOME, type DeliverOptions, type DigestName, type HandshakeOptions } from './handshake.js';

@@ -26,6 +26,9 @@ interface Binding {
   pipe(): [number, number];
   unixListen(path: Uint8Array, backlog: number): number;
   unixConnect(path: Uint8Array): { fd: number; inProgress: boolean };
+  setParentDeathSignal(signal: number): void;
+  parentPid(): number;
+  setBlocking(fd: number, blocking: boolean): void;
 }
 
 let binding: Binding | undefined;
@@ -82,4 +85,23 @@ export function unixListen(path: Uint8Array, backlog: number): number {
  */
 export function unixConnect(path: Uint8Array): { fd: number; inProgress: boolean } {
   return call(() => load().unixConnect(path));
+}
+
+/**
+ * Asks Linux to send `signal` (a number, e.g. 9) to this process when its
+ * parent dies (`prctl(PR_SET_PDEATHSIG)`). NativeError `ENOSYS` elsewhere.
+ */
+export function setParentDeathSignal(signal: number): void {
+  if (!Number.isInteger(signal) || signal < 0) throw new RangeError('signal must be a signal number');
+  call(() => load().setParentDeathSignal(signal));
+}
+
+/** This process's parent pid, as the kernel knows it now (1 or a subreaper once the parent died). */
+export function parentPid(): number {
+  return load().parentPid();
+}
+
+/** Sets (true) or clears (false) blocking mode of a file descriptor, as Python's `os.set_blocking`. */
+export function setBlocking(fd: number, blocking: boolean): void {
+  call(() => load().setBlocking(fd, blocking));
 }

@@ -1,0 +1,124 @@
+/**
+ * The entry point of a billiard-ts child process (the counterpart of
+ * billiard's `spawn_main`). It reads two pickles from the bootstrap channel
+ * (descriptor 3, or `--billiard-ts-fd N`):
+ *
+ *   1. the preparation data, a dict: name, authkey, identity, daemon,
+ *      parent_pid, parent_name, dir, start_method;
+ *   2. the process description, a dict: target (`'url#export'` or None),
+ *      cls (`'url#export'` of a Process subclass or None), args, kwargs,
+ *      state (own fields of the subclass instance).
+ *
+ * It imports the target's module, answers `('ready',)` (or `('error', kind,
+ * message, stack)` and exits 1), then runs the target: exit code 0 when it
+ * returns, 1 when it throws (after printing `Process <name>:` and the stack
+ * to stderr, as Python prints the traceback), n for `process.exit(n)`.
+ */
+
+import { Connection, flushConnections } from '../connection/index.js';
+import { setParentDeathSignal, parentPid } from '../native/index.js';
+import { loads, PyTuple } from '../pickle/index.js';
+import { becomeChild } from './current.js';
+import { parseRef } from './locate.js';
+import { childRegistry } from './reduction.js';
+
+/** The bootstrap descriptor: `--billiard-ts-fd N`, else 3. */
+function bootstrapFd(): number {
+  const i = process.argv.indexOf('--billiard-ts-fd');
+  return i >= 0 ? Number(process.argv[i + 1]) : 3;
+}
+
+function field(d: unknown, key: string): unknown {
+  if (d instanceof Map) return d.get(key);
+  return (d as Record<string, unknown> | null)?.[key];
+}
+
+async function importExport(spec: string): Promise<unknown> {
+  const { url, name } = parseRef(spec);
+  const ns = (await import(url)) as Record<string, unknown>;
+  if (name in ns) return ns[name];
+  const def = ns.default as { name?: string } | undefined;
+  if (typeof def === 'function' && def.name === name) return def;
+  throw Object.assign(new Error(`module ${url} has no export '${name}'`), { kind: 'TARGET_NOT_FOUND' });
+}
+
+async function main(): Promise<void> {
+  const channel = Connection.fromFd(bootstrapFd());
+  const registry = childRegistry();
+  const prep = loads(await channel.recvBytes(), { registry });
+  const spec = loads(await channel.recvBytes(), { registry });
+  const name = String(field(prep, 'name'));
+  const daemon = field(prep, 'daemon') === true;
+  const parentPidExpected = Number(field(prep, 'parent_pid'));
+  if (daemon) {
+    // A daemonic child dies with its parent, even when the parent is killed (SIGKILL).
+    setParentDeathSignal(9);
+    if (parentPid() !== parentPidExpected) process.exit(1);
+  }
+  const identity = field(prep, 'identity');
+  becomeChild({
+    name,
+    authkey: field(prep, 'authkey') as Uint8Array,
+    daemon,
+    identity: identity instanceof PyTuple || Array.isArray(identity) ? (identity as number[]).map(Number) : [],
+    parent: { name: String(field(prep, 'parent_name') ?? 'MainProcess'), pid: parentPidExpected },
+  });
+  const dir = field(prep, 'dir');
+  if (typeof dir === 'string' && dir !== process.cwd()) process.chdir(dir);
+
+  let body: () => unknown;
+  try {
+    const args = Array.from((field(spec, 'args') as unknown[]) ?? []);
+    const kwargs = field(spec, 'kwargs');
+    const kwargsEntries = kwargs instanceof Map ? [...kwargs.entries()] : Object.entries((kwargs as object) ?? {});
+    const kw = kwargsEntries.length > 0 ? Object.fromEntries(kwargsEntries as Array<[string, unknown]>) : undefined;
+    const cls = field(spec, 'cls');
+    const target = field(spec, 'target');
+    const targetFn = typeof target === 'string' ? await importExport(target) : null;
+    if (targetFn !== null && typeof targetFn !== 'function') throw Object.assign(new Error(`${String(target)} is not a function`), { kind: 'TARGET_NOT_FOUND' });
+    if (typeof cls === 'string') {
+      const Cls = (await importExport(cls)) as { prototype: { run?: () => unknown } };
+      // The instance is rebuilt without running its constructor, as Python unpickles a Process.
+      const self = Object.create(Cls.prototype) as Record<string, unknown> & { run?: () => unknown };
+      const state = field(spec, 'state');
+      Object.assign(self, state instanceof Map ? Object.fromEntries(state) : (state as object));
+      self.__billiardTarget = targetFn;
+      self.__billiardArgs = args;
+      self.__billiardKwargs = kw;
+      if (typeof self.run !== 'function') throw Object.assign(new Error(`${cls} has no run() method`), { kind: 'TARGET_NOT_FOUND' });
+      body = () => self.run!();
+    } else if (targetFn !== null) {
+      const fn = targetFn as (...a: unknown[]) => unknown;
+      body = () => (kw === undefined ? fn(...args) : fn(...args, kw));
+    } else {
+      body = () => undefined;
+    }
+  } catch (e) {
+    const err = e as Error & { kind?: string };
+    await channel.send(['error', err.kind ?? err.name ?? 'Error', err.message, err.stack ?? String(err)]).catch(() => undefined);
+    channel.close();
+    process.stderr.write(`Process ${name}:\n${err.stack ?? String(err)}\n`);
+    process.exitCode = 1;
+    return;
+  }
+  await channel.send(['ready']);
+  channel.close();
+  let code = 0;
+  try {
+    await body();
+  } catch (e) {
+    process.stderr.write(`Process ${name}:\n${(e as Error)?.stack ?? String(e)}\n`);
+    code = 1;
+  }
+  // The process ends when its target does, as in Python, whatever handles are
+  // still open; queued writes are flushed first.
+  await flushConnections();
+  await new Promise<void>((resolve) => process.stdout.write('', () => resolve()));
+  await new Promise<void>((resolve) => process.stderr.write('', () => resolve()));
+  process.exit(code);
+}
+
+main().catch((e: unknown) => {
+  process.stderr.write(`billiard-ts child bootstrap failed: ${(e as Error)?.stack ?? String(e)}\n`);
+  process.exit(1);
+});

@@ -1,0 +1,122 @@
+/**
+ * Finding where a function lives, so that a child process can import it:
+ * a target travels as `<module URL>#<export name>`, as a Python function
+ * travels as `module.qualname`.
+ *
+ * Modules the user registered (`registerModule`) are searched first: their
+ * exports are compared by identity. Otherwise V8's inspector tells the URL of
+ * the script that defines the function ([[FunctionLocation]]), and the export
+ * is taken to be the function's name (`export function f`, `export const f =
+ * () => ...`, or a default export of that name). Functions without a module
+ * (REPL, eval, built-ins) or without a name (closures and lambdas that were
+ * never exported) cannot travel, as in Python.
+ */
+
+import { Session } from 'node:inspector';
+
+import { PicklingError } from '../pickle/errors.js';
+
+/** Where a target is imported from: a module URL and an export name. */
+export interface TargetRef {
+  url: string;
+  name: string;
+}
+
+/** `url#name`, the form a target travels in. */
+export function formatRef(ref: TargetRef): string {
+  return `${ref.url}#${ref.name}`;
+}
+
+/** Parses `url#name` (the last `#` separates them). */
+export function parseRef(spec: string): TargetRef {
+  const hash = spec.lastIndexOf('#');
+  if (hash <= 0 || hash === spec.length - 1) throw new TypeError(`target ${JSON.stringify(spec)} is not of the form 'module#export'`);
+  return { url: spec.slice(0, hash), name: spec.slice(hash + 1) };
+}
+
+const registered: Array<{ url: string; namespace: Record<string, unknown> }> = [];
+const cache = new WeakMap<object, TargetRef>();
+
+/**
+ * Registers a module whose exports can be process targets: its URL and its
+ * namespace (`registerModule(import.meta.url, await import(import.meta.url))`,
+ * or `registerModule(url, { f, g })`). Exports are then found by identity,
+ * whatever their names.
+ */
+export function registerModule(url: string | URL, namespace: Record<string, unknown>): void {
+  const href = String(url);
+  registered.push({ url: href, namespace });
+}
+
+let session: Session | undefined;
+const scripts = new Map<string, string>();
+
+function post<T>(method: string, params?: Record<string, unknown>): T {
+  let result: T | undefined;
+  let error: Error | null = null;
+  session!.post(method, params ?? {}, (e, r) => {
+    error = e;
+    result = r as T;
+  });
+  if (error) throw error;
+  return result as T;
+}
+
+/** The URL of the script defining `fn`, from the inspector; null when it has none. */
+function scriptUrlOf(fn: object): string | null {
+  if (session === undefined) {
+    session = new Session();
+    session.connect();
+    session.on('Debugger.scriptParsed', (m: { params: { scriptId: string; url: string } }) => scripts.set(m.params.scriptId, m.params.url));
+  }
+  post('Debugger.enable');
+  const key = '__billiard_ts_locate__';
+  try {
+    (globalThis as Record<string, unknown>)[key] = fn;
+    const { result } = post<{ result: { objectId?: string } }>('Runtime.evaluate', { expression: `globalThis.${key}`, objectGroup: key });
+    if (result.objectId === undefined) return null;
+    const props = post<{ internalProperties?: Array<{ name: string; value?: { value?: { scriptId: string } } }> }>('Runtime.getProperties', {
+      objectId: result.objectId,
+      ownProperties: true,
+    });
+    const loc = props.internalProperties?.find((p) => p.name === '[[FunctionLocation]]')?.value?.value;
+    return loc === undefined ? null : (scripts.get(loc.scriptId) ?? null);
+  } finally {
+    delete (globalThis as Record<string, unknown>)[key];
+    post('Runtime.releaseObjectGroup', { objectGroup: key });
+    post('Debugger.disable');
+  }
+}
+
+/**
+ * The module URL and export name of a function or class, or a PicklingError
+ * (code `TARGET_NOT_IMPORTABLE`) explaining why it cannot be found.
+ */
+export function locateFunction(fn: unknown): TargetRef {
+  if (typeof fn !== 'function') throw new PicklingError(`a process target must be a function, not ${typeof fn}`, { code: 'TARGET_NOT_IMPORTABLE' });
+  const hit = cache.get(fn);
+  if (hit !== undefined) return hit;
+  for (const m of registered) {
+    for (const [name, value] of Object.entries(m.namespace)) {
+      if (value === fn) {
+        const ref = { url: m.url, name };
+        cache.set(fn, ref);
+        return ref;
+      }
+    }
+  }
+  const name = fn.name;
+  if (!name || name === 'anonymous' || name.startsWith('bound ')) {
+    throw new PicklingError(
+      `cannot send ${name ? `'${name}'` : 'an anonymous function'} to a child process: a target must be a named export of a module (export function f or export const f = ...), or an export of a module given to registerModule`,
+      { code: 'TARGET_NOT_IMPORTABLE' },
+    );
+  }
+  const url = scriptUrlOf(fn);
+  if (url === null || !/^(file|data):/.test(url)) {
+    throw new PicklingError(`cannot send '${name}' to a child process: it is not defined in a module file${url ? ` (${url})` : ''}`, { code: 'TARGET_NOT_IMPORTABLE' });
+  }
+  const ref = { url, name };
+  cache.set(fn, ref);
+  return ref;
+}

@@ -1,0 +1,188 @@
+/**
+ * Starting children. Node cannot fork, so every child is a fresh process,
+ * as Python's `spawn` start method makes them:
+ *
+ * - a Node child runs child.ts with descriptor 3 connected to the parent (a
+ *   socket pair); the parent sends two pickles on it, the preparation data
+ *   and the process description (see child.ts), and the child answers
+ *   `('ready',)` once it has found its target, or `('error', ...)`;
+ * - a Python child runs billiard's own spawn entry point,
+ *   `from billiard.spawn import spawn_main; spawn_main(pipe_handle=N)` with
+ *   `--billiard-fork`, and reads billiard's preparation data and a pickled
+ *   `billiard.context.SpawnProcess` from that pipe (spec/api.md §16).
+ *
+ * Connections in the arguments keep their descriptor in the child (passed at
+ * spawn, numbered from 4 up).
+ */
+
+import { spawn, type ChildProcess } from 'node:child_process';
+import { createRequire } from 'node:module';
+import { pathToFileURL } from 'node:url';
+
+import { Connection, Pipe } from '../connection/index.js';
+import { pipe } from '../native/index.js';
+import { dumps, PyGlobal, PyObject, tuple } from '../pickle/index.js';
+import { findPython } from './python.js';
+import { spawnRegistry, type FdPlan } from './reduction.js';
+
+/** What the parent tells a Node child before its target runs. */
+export interface PrepData {
+  name: string;
+  authkey: Uint8Array;
+  identity: number[];
+  daemon: boolean;
+  parentPid: number;
+  parentName: string;
+  dir: string;
+  startMethod: string;
+}
+
+/** The process description: a target or a Process subclass, and its arguments. */
+export interface ProcessSpec {
+  /** `url#export` of the target function, or null. */
+  target: string | null;
+  /** `url#export` of a Process subclass whose run() to call, or null. */
+  cls: string | null;
+  args: readonly unknown[];
+  kwargs: Record<string, unknown>;
+  /** Own fields of a subclass instance. */
+  state: Record<string, unknown>;
+}
+
+/** The descriptor the bootstrap channel has in a Node child. */
+export const BOOTSTRAP_FD = 3;
+
+/** The child entry script and the Node flags to run it with. */
+function childCommand(extraTsx: boolean): { script: string; execArgv: string[] } {
+  const here = import.meta.url;
+  const fromSource = here.endsWith('.ts');
+  const script = new URL(fromSource ? './child.ts' : './child.js', here);
+  // Keep the parent's flags except those that cannot be shared (a debugger port, profiles).
+  const execArgv = process.execArgv.filter((a) => !/^--(inspect|debug|cpu-prof|heap-prof|prof)/.test(a));
+  const hasTsx = execArgv.some((a) => a.includes('tsx'));
+  if ((fromSource || extraTsx) && !hasTsx) {
+    const require = createRequire(import.meta.url);
+    const loader = pathToFileURL(require.resolve('tsx/package.json').replace(/package\.json$/, 'dist/loader.mjs')).href;
+    execArgv.push('--import', loader);
+  }
+  return { script: script.pathname, execArgv };
+}
+
+function stdioFor(plan: FdPlan, first: number | 'pipe' | null): Array<'inherit' | 'ignore' | 'pipe' | number> {
+  const stdio: Array<'inherit' | 'ignore' | 'pipe' | number> = ['inherit', 'inherit', 'inherit'];
+  if (first !== null) stdio[BOOTSTRAP_FD] = first;
+  for (const f of plan.fds) {
+    while (stdio.length < f.childFd) stdio.push('ignore');
+    stdio[f.childFd] = f.parentFd;
+  }
+  return stdio;
+}
+
+/** A started child: the Node ChildProcess, and the parent's end of the bootstrap channel. */
+export interface Launched {
+  child: ChildProcess;
+  /** Node children: the parent's end of the bootstrap channel; null for Python children. */
+  channel: Connection | null;
+}
+
+/**
+ * Starts a Node child: pickles the description first (an error leaves no
+ * child behind), then spawns and sends it.
+ */
+export function launchNode(prep: PrepData, spec: ProcessSpec, options: { env?: NodeJS.ProcessEnv; detachedStdio?: boolean }): Launched {
+  const plan: FdPlan = { next: BOOTSTRAP_FD + 1, fds: [] };
+  const registry = spawnRegistry(plan);
+  const prepBytes = dumps(
+    {
+      __proto__: null,
+      name: prep.name,
+      authkey: prep.authkey,
+      identity: tuple(...prep.identity),
+      daemon: prep.daemon,
+      parent_pid: prep.parentPid,
+      parent_name: prep.parentName,
+      dir: prep.dir,
+      start_method: prep.startMethod,
+    },
+    { registry },
+  );
+  const specBytes = dumps(
+    { __proto__: null, target: spec.target, cls: spec.cls, args: tuple(...spec.args), kwargs: { __proto__: null, ...spec.kwargs }, state: { __proto__: null, ...spec.state } },
+    { registry },
+  );
+  const tsTarget = [spec.target, spec.cls].some((r) => r !== null && /\.(c|m)?ts(#|$)/.test(r.split('#')[0]!));
+  const { script, execArgv } = childCommand(tsTarget);
+  const [parentEnd, childEnd] = Pipe();
+  let child: ChildProcess;
+  try {
+    child = spawn(process.execPath, [...execArgv, script], {
+      stdio: stdioFor(plan, childEnd.fileno()),
+      env: options.env ?? process.env,
+      cwd: prep.dir,
+    });
+  } finally {
+    childEnd.close();
+  }
+  void parentEnd.sendBytes(prepBytes).catch(() => undefined);
+  void parentEnd.sendBytes(specBytes).catch(() => undefined);
+  return { child, channel: parentEnd };
+}
+
+/** billiard's names for what a SpawnProcess pickle holds. */
+const kSpawnProcess = new PyGlobal('billiard.context', 'SpawnProcess');
+const kAuthString = new PyGlobal('billiard.process', 'AuthenticationString');
+
+/**
+ * Starts a Python child running `target` (a PyGlobal) through billiard's
+ * spawn entry point, with billiard's preparation data and a pickled
+ * `billiard.context.SpawnProcess`, so that it runs exactly as a child
+ * started by billiard does.
+ */
+export function launchPython(prep: PrepData, target: PyGlobal, args: readonly unknown[], kwargs: Record<string, unknown>, options: { python?: string; env?: NodeJS.ProcessEnv; pythonPath?: readonly string[] }): Launched {
+  const plan: FdPlan = { next: BOOTSTRAP_FD + 1, fds: [] };
+  const registry = spawnRegistry(plan);
+  const authkey = new PyObject('reduce', kAuthString, tuple(prep.authkey));
+  const prepData = {
+    __proto__: null,
+    log_to_stderr: false,
+    authkey,
+    name: prep.name,
+    sys_argv: [''],
+    orig_dir: prep.dir,
+    dir: prep.dir,
+    start_method: 'spawn',
+  };
+  const procObj = new PyObject('newobj', kSpawnProcess, tuple());
+  procObj.state = {
+    __proto__: null,
+    _identity: tuple(...prep.identity),
+    _config: { __proto__: null, authkey, semprefix: '/mp', ...(prep.daemon ? { daemon: true } : {}) },
+    _parent_pid: prep.parentPid,
+    _popen: null,
+    _target: target,
+    _args: tuple(...args),
+    _kwargs: { __proto__: null, ...kwargs },
+    _name: prep.name,
+    _controlled_termination: false,
+  };
+  const bytes = new Uint8Array([...dumps(prepData, { registry }), ...dumps(procObj, { registry })]);
+  const python = options.python ?? findPython();
+  // The pipe billiard reads its two pickles from: its read end is the child's descriptor 3.
+  const [r, w] = pipe();
+  const env = { ...(options.env ?? process.env) };
+  if (options.pythonPath && options.pythonPath.length > 0) env.PYTHONPATH = [...options.pythonPath, env.PYTHONPATH].filter(Boolean).join(':');
+  const command = `from billiard.spawn import spawn_main; spawn_main(pipe_handle=${BOOTSTRAP_FD})`;
+  let child: ChildProcess;
+  const writer = Connection.fromFd(w, { readable: false });
+  try {
+    child = spawn(python, ['-c', command, '--billiard-fork'], { stdio: stdioFor(plan, r), env, cwd: prep.dir });
+  } catch (e) {
+    writer.close();
+    throw e;
+  } finally {
+    Connection.fromFd(r, { writable: false }).close();
+  }
+  // Raw bytes, not a frame: billiard reads the pickles straight from the pipe.
+  writer.stream.end(bytes);
+  return { child, channel: null };
+}
