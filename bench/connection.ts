@@ -1,0 +1,689 @@
+/**
+ * Connection benchmark: billiard-ts's Connection against billiard's, with
+ * real processes on both ends, in one run so the ratios are meaningful.
+ *
+ * A pair is a driver (the process that times) and an echo child it starts
+ * on an inherited socket pair end (Pipe) and, on demand, over TCP. Drivers
+ * are this Node process (billiard-ts) or a billiard process
+ * (bench/py_conn_bench.py --serve); children are bench/conn-echo-child.ts
+ * (billiard-ts) or bench/py_conn_bench.py --echo (billiard). The four pairs
+ * Node/Node, Node/billiard, billiard/Node and billiard/billiard run the same
+ * commands; for each cell they take turns in alternating rounds, and their
+ * samples are pooled, so that a change of machine load hits all of them alike.
+ *
+ * Measured: round trips of a small object and of 64 bytes (Pipe and TCP),
+ * one-way throughput of 1 KiB, 64 KiB and 1 MiB messages both ways (Pipe and
+ * TCP), and TCP Client() + authkey handshake against a Listener. Ratios are
+ * against billiard/billiard measured in the same run.
+ *
+ * BENCH_PIN=none|same|split runs drivers and children under `taskset -c`:
+ * all on CPU 0 (same), or drivers on CPU 0 and children on CPU 1 (split).
+ */
+
+import { spawn, spawnSync, type ChildProcessByStdio } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { cpus, loadavg } from 'node:os';
+import { dirname, join } from 'node:path';
+import { createInterface, type Interface } from 'node:readline';
+import type { Readable, Writable } from 'node:stream';
+import { fileURLToPath } from 'node:url';
+
+import { Client, Listener, Pipe, tuple, type Address, type Connection } from '../src/index.js';
+import { findPython } from '../src/process/python.js';
+import { fmt, formatTable, type Column } from './table.js';
+
+export type PinMode = 'none' | 'same' | 'split';
+type Impl = 'node' | 'python';
+type Transport = 'pipe' | 'tcp';
+type Payload = 'obj' | 'bytes';
+/** 'send': the driver sends, the child receives; 'recv': the other way. */
+type Dir = 'send' | 'recv';
+
+export interface ConnectionBenchOptions {
+  /** Seconds of round trips (and of connects) per cell and pair; throughput cells get half. Default 1. */
+  seconds?: number;
+  /** Seconds of warm-up per cell and pair (a tenth after the first round). Default 0.25. */
+  warmupSeconds?: number;
+  /** Rounds the measurement is split into, alternating pairs. Default 4. */
+  rounds?: number;
+  /** CPU pinning; default BENCH_PIN, else 'none'. */
+  pin?: PinMode;
+  /** Python interpreter; default findPython(). */
+  python?: string;
+  /** Progress messages (not part of the report). Default: none. */
+  progress?: (message: string) => void;
+}
+
+const BENCH_DIR = dirname(fileURLToPath(import.meta.url));
+const ROOT = dirname(BENCH_DIR);
+const PY_SCRIPT = join(BENCH_DIR, 'py_conn_bench.py');
+const NODE_CHILD = join(BENCH_DIR, 'conn-echo-child.ts');
+const NODE_CHILD_CMD = [process.execPath, '--import', 'tsx', NODE_CHILD];
+
+const OBJ = { id: 1, name: 'x' };
+const BYTES64 = new Uint8Array(64).fill(0x78);
+const AUTHKEY = new TextEncoder().encode('billiard-ts connection benchmark');
+const SIZES = [1024, 64 * 1024, 1024 * 1024] as const;
+/**
+ * Messages per throughput batch (one sample is one batch): 1 MiB of 1 KiB
+ * messages, 4 MiB of 64 KiB, 8 MiB of 1 MiB, so that even the slowest pair
+ * fits a few batches in a round.
+ */
+const BATCH_COUNT: Readonly<Record<number, number>> = { 1024: 1024, [64 * 1024]: 64, [1024 * 1024]: 8 };
+/** Connects per pair and round are capped at this many per second of BENCH_SECONDS (TIME_WAIT sockets). */
+const CONNECTS_PER_SECOND_CAP = 2000;
+
+const IMPL_NAME: Record<Impl, string> = { node: 'billiard-ts', python: 'billiard' };
+const DIRECTIONS: readonly Dir[] = ['send', 'recv'];
+
+const now = (): bigint => process.hrtime.bigint();
+const ns = (seconds: number): bigint => BigInt(Math.round(seconds * 1e9));
+
+/** The CPUs this process may run on (Linux), e.g. "0" or "0-1". */
+function allowedCpus(): string {
+  try {
+    return /^Cpus_allowed_list:\s*(.+)$/m.exec(readFileSync('/proc/self/status', 'utf8'))?.[1]?.trim() ?? '?';
+  } catch {
+    return '?';
+  }
+}
+
+interface ProcInfo {
+  impl: string;
+  runtime: string;
+  pid: number;
+  cpus: string;
+}
+
+/** One driver with its echo child: the same operations whichever runtime each is. */
+interface Pair {
+  readonly driver: Impl;
+  readonly child: Impl;
+  info(): Promise<{ driver: ProcInfo; child: ProcInfo }>;
+  /** Round-trip times in ns. */
+  rtt(transport: Transport, payload: Payload, seconds: number, warmup: number): Promise<number[]>;
+  /** [bytes, ns] per batch of `count` messages of `size` bytes. */
+  tput(transport: Transport, dir: Dir, size: number, count: number, seconds: number, warmup: number): Promise<Array<[number, number]>>;
+  /** Client(address, authkey) times in ns, to the child's Listener. */
+  connect(seconds: number, warmup: number, maxCount: number): Promise<number[]>;
+  close(): Promise<void>;
+}
+
+// ------------------------------------------------------------------ pinning
+
+interface Pinning {
+  mode: PinMode;
+  /** Prefix of the drivers' command lines (billiard drivers). */
+  driverPrefix: string[];
+  /** Prefix of the children's command lines. */
+  childPrefix: string[];
+  note: string;
+  /** Pins this process (the Node driver) and returns the undo. */
+  pinSelf(): () => void;
+}
+
+function hasTaskset(): boolean {
+  const r = spawnSync('taskset', ['--version'], { stdio: 'ignore' });
+  return r.status === 0;
+}
+
+function makePinning(requested: PinMode): Pinning {
+  const none: Pinning = { mode: 'none', driverPrefix: [], childPrefix: [], note: 'unpinned', pinSelf: () => () => undefined };
+  if (requested === 'none') return none;
+  if (!hasTaskset()) return { ...none, note: `BENCH_PIN=${requested} asked, but taskset (util-linux) is not installed: running unpinned` };
+  let mode = requested;
+  let note = '';
+  if (mode === 'split' && cpus().length < 2) {
+    mode = 'same';
+    note = `BENCH_PIN=split needs 2 CPUs, this machine has ${cpus().length}: running BENCH_PIN=same. `;
+  }
+  const childCpu = mode === 'split' ? '1' : '0';
+  note += mode === 'same' ? 'pinned: drivers and children on CPU 0 (taskset -c 0)' : 'pinned: drivers on CPU 0, children on CPU 1 (taskset -c)';
+  return {
+    mode,
+    driverPrefix: ['taskset', '-c', '0'],
+    childPrefix: ['taskset', '-c', childCpu],
+    note,
+    pinSelf: () => {
+      // Every thread of this process (V8's and libuv's included) to CPU 0; restored afterwards.
+      const pid = String(process.pid);
+      const before = /mask:\s*([0-9a-fA-F,]+)/.exec(spawnSync('taskset', ['-p', pid], { encoding: 'utf8' }).stdout)?.[1];
+      const r = spawnSync('taskset', ['-a', '-cp', '0', pid], { stdio: 'ignore' });
+      if (r.status !== 0) throw new Error(`taskset -a -cp 0 ${pid} failed`);
+      return () => {
+        if (before !== undefined) spawnSync('taskset', ['-a', '-p', before, pid], { stdio: 'ignore' });
+      };
+    },
+  };
+}
+
+/** Waits for a child's exit, at most 10 s (the timer does not keep the process alive). */
+function exitOrTimeout(exited: Promise<unknown>): Promise<unknown> {
+  return Promise.race([exited, new Promise((r) => setTimeout(r, 10_000).unref())]);
+}
+
+// ------------------------------------------------------------------ Node driver
+
+/** This process drives; the child (Node or billiard) echoes on an inherited socket pair end. */
+class NodePair implements Pair {
+  readonly driver = 'node' as const;
+  readonly #pipe: Connection;
+  #conn: Connection;
+  #transport: Transport = 'pipe';
+  #listener: Listener | null = null;
+  #connectAddress: Address | null = null;
+  #connectEstimateNs: number | null = null;
+  readonly #exited: Promise<number | null>;
+  readonly #sources = new Map<number, Uint8Array>();
+
+  constructor(
+    readonly child: Impl,
+    python: string,
+    childPrefix: readonly string[],
+  ) {
+    const [mine, theirs] = Pipe();
+    const cmd = child === 'node' ? [...NODE_CHILD_CMD, '--fd', '3'] : [python, PY_SCRIPT, '--echo', '--fd', '3'];
+    const full = [...childPrefix, ...cmd];
+    // The child's end becomes its fd 3; this process never opens it, so it stays blocking for Python.
+    const proc = spawn(full[0]!, full.slice(1), { stdio: ['ignore', 'ignore', 'inherit', theirs.fileno()], cwd: ROOT });
+    theirs.close();
+    this.#exited = new Promise((resolve) => proc.on('exit', (code) => resolve(code)));
+    proc.on('error', () => undefined);
+    this.#pipe = mine;
+    this.#conn = mine;
+  }
+
+  async #use(transport: Transport): Promise<void> {
+    if (transport === this.#transport) return;
+    if (transport === 'tcp') {
+      this.#listener ??= await Listener.create(['127.0.0.1', 0]);
+      await this.#pipe.send(tuple('tcp', this.#listener.address));
+      this.#conn = await this.#listener.accept();
+    } else {
+      await this.#conn.send(tuple('back'));
+      this.#conn.close();
+      this.#conn = this.#pipe;
+    }
+    this.#transport = transport;
+  }
+
+  async info(): Promise<{ driver: ProcInfo; child: ProcInfo }> {
+    await this.#conn.send(tuple('info'));
+    const child = (await this.#conn.recv()) as ProcInfo;
+    return { driver: { impl: 'billiard-ts', runtime: `Node ${process.version}`, pid: process.pid, cpus: allowedCpus() }, child: { ...child } };
+  }
+
+  async rtt(transport: Transport, payload: Payload, seconds: number, warmup: number): Promise<number[]> {
+    await this.#use(transport);
+    const c = this.#conn;
+    const samples: number[] = [];
+    if (payload === 'obj') {
+      await c.send(tuple('echo_obj'));
+      const warmEnd = now() + ns(warmup);
+      while (now() < warmEnd) {
+        await c.send(OBJ);
+        await c.recv();
+      }
+      const end = now() + ns(seconds);
+      for (;;) {
+        const t0 = now();
+        await c.send(OBJ);
+        await c.recv();
+        const t1 = now();
+        samples.push(Number(t1 - t0));
+        if (t1 >= end && samples.length >= 2) break;
+      }
+      await c.send(null);
+    } else {
+      await c.send(tuple('echo_bytes'));
+      const warmEnd = now() + ns(warmup);
+      while (now() < warmEnd) {
+        await c.sendBytes(BYTES64);
+        await c.recvBytes();
+      }
+      const end = now() + ns(seconds);
+      for (;;) {
+        const t0 = now();
+        await c.sendBytes(BYTES64);
+        await c.recvBytes();
+        const t1 = now();
+        samples.push(Number(t1 - t0));
+        if (t1 >= end && samples.length >= 2) break;
+      }
+      await c.sendBytes(new Uint8Array(0));
+    }
+    return samples;
+  }
+
+  async #batch(dir: Dir, size: number, count: number): Promise<[number, number]> {
+    const c = this.#conn;
+    let buf = this.#sources.get(size);
+    if (buf === undefined) this.#sources.set(size, (buf = new Uint8Array(size).fill(0x78)));
+    const t0 = now();
+    let total = 0;
+    if (dir === 'send') {
+      await c.send(tuple('sink', count));
+      for (let i = 0; i < count; i++) await c.sendBytes(buf);
+      total = ((await c.recv()) as [string, number])[1];
+    } else {
+      await c.send(tuple('source', count, size));
+      for (let i = 0; i < count; i++) total += (await c.recvBytes()).length;
+    }
+    const t1 = now();
+    if (total !== size * count) throw new Error(`${total} bytes arrived, ${size * count} expected`);
+    return [total, Number(t1 - t0)];
+  }
+
+  async tput(transport: Transport, dir: Dir, size: number, count: number, seconds: number, warmup: number): Promise<Array<[number, number]>> {
+    await this.#use(transport);
+    const warmEnd = now() + ns(warmup);
+    while (now() < warmEnd) await this.#batch(dir, size, count);
+    const batches: Array<[number, number]> = [];
+    const end = now() + ns(seconds);
+    while (batches.length === 0 || now() < end) batches.push(await this.#batch(dir, size, count));
+    return batches;
+  }
+
+  async #connects(n: number, samples: number[] | null): Promise<void> {
+    await this.#conn.send(tuple('accept', n));
+    const address = this.#connectAddress!;
+    for (let i = 0; i < n; i++) {
+      const t0 = now();
+      const c = await Client(address, { authkey: AUTHKEY });
+      const t1 = now();
+      c.close();
+      samples?.push(Number(t1 - t0));
+    }
+    const reply = (await this.#conn.recv()) as unknown[];
+    if (reply[0] !== 'accepted' || reply[1] !== n) throw new Error(`unexpected reply ${String(reply)}`);
+  }
+
+  async connect(seconds: number, warmup: number, maxCount: number): Promise<number[]> {
+    if (this.#connectAddress === null) {
+      await this.#conn.send(tuple('listen', AUTHKEY));
+      this.#connectAddress = ((await this.#conn.recv()) as unknown[])[1] as Address;
+    }
+    if (this.#connectEstimateNs === null) {
+      const est: number[] = [];
+      await this.#connects(10, est);
+      this.#connectEstimateNs = Math.max(1, est.sort((a, b) => a - b)[est.length >> 1]!);
+    } else {
+      await this.#connects(Math.max(1, Math.min(50, Math.floor((warmup * 1e9) / this.#connectEstimateNs))), null);
+    }
+    const n = Math.max(5, Math.min(maxCount, Math.floor((seconds * 1e9) / this.#connectEstimateNs) + 1));
+    const samples: number[] = [];
+    await this.#connects(n, samples);
+    return samples;
+  }
+
+  async close(): Promise<void> {
+    try {
+      if (this.#connectAddress !== null) {
+        await this.#conn.send(tuple('unlisten'));
+        await this.#conn.recv();
+      }
+      await this.#use('pipe');
+      await this.#pipe.send(tuple('exit'));
+    } finally {
+      this.#pipe.close();
+      this.#listener?.close();
+      await exitOrTimeout(this.#exited);
+    }
+  }
+}
+
+// ------------------------------------------------------------------ billiard driver
+
+/** A billiard driver process (py_conn_bench.py --serve) with its child: one JSON request per line. */
+class PythonPair implements Pair {
+  readonly driver = 'python' as const;
+  readonly #proc: ChildProcessByStdio<Writable, Readable, null>;
+  readonly #lines: Interface;
+  readonly #waiting: { resolve: (line: string) => void; reject: (e: Error) => void }[] = [];
+  readonly #exited: Promise<number | null>;
+  #failed: Error | null = null;
+
+  constructor(
+    readonly child: Impl,
+    python: string,
+    driverPrefix: readonly string[],
+    childPrefix: readonly string[],
+  ) {
+    const args = [PY_SCRIPT, '--serve', '--child', child, '--child-prefix', JSON.stringify(childPrefix)];
+    if (child === 'node') args.push('--node-cmd', JSON.stringify(NODE_CHILD_CMD));
+    const full = [...driverPrefix, python, ...args];
+    this.#proc = spawn(full[0]!, full.slice(1), { stdio: ['pipe', 'pipe', 'inherit'], cwd: ROOT });
+    this.#lines = createInterface({ input: this.#proc.stdout });
+    this.#lines.on('line', (line) => this.#waiting.shift()?.resolve(line));
+    const fail = (e: Error): void => {
+      this.#failed = e;
+      for (const w of this.#waiting.splice(0)) w.reject(e);
+    };
+    this.#proc.on('error', fail);
+    this.#proc.stdin.on('error', () => undefined); // a dead driver is reported by 'exit'
+    this.#exited = new Promise((resolve) =>
+      this.#proc.on('exit', (code) => {
+        fail(new Error(`${python} ${PY_SCRIPT} --serve --child ${child} exited (${code})`));
+        resolve(code);
+      }),
+    );
+  }
+
+  async #request<T>(req: Record<string, unknown>): Promise<T> {
+    if (this.#failed) throw this.#failed;
+    const line = new Promise<string>((resolve, reject) => this.#waiting.push({ resolve, reject }));
+    this.#proc.stdin.write(`${JSON.stringify(req)}\n`);
+    const answer = JSON.parse(await line) as T & { error?: string };
+    if (answer.error !== undefined) throw new Error(`billiard driver: ${answer.error} (request ${JSON.stringify(req)})`);
+    return answer;
+  }
+
+  info(): Promise<{ driver: ProcInfo; child: ProcInfo }> {
+    return this.#request({ cmd: 'info' });
+  }
+
+  async rtt(transport: Transport, payload: Payload, seconds: number, warmup: number): Promise<number[]> {
+    return (await this.#request<{ samples_ns: number[] }>({ cmd: 'rtt', transport, payload, seconds, warmup })).samples_ns;
+  }
+
+  async tput(transport: Transport, dir: Dir, size: number, count: number, seconds: number, warmup: number): Promise<Array<[number, number]>> {
+    return (await this.#request<{ batches: Array<[number, number]> }>({ cmd: 'tput', transport, dir, size, count, seconds, warmup })).batches;
+  }
+
+  async connect(seconds: number, warmup: number, maxCount: number): Promise<number[]> {
+    return (await this.#request<{ samples_ns: number[] }>({ cmd: 'connect', seconds, warmup, max_count: maxCount })).samples_ns;
+  }
+
+  async close(): Promise<void> {
+    if (this.#failed === null) this.#proc.stdin.write(`${JSON.stringify({ cmd: 'exit' })}\n`);
+    this.#proc.stdin.end();
+    this.#lines.close();
+    await exitOrTimeout(this.#exited);
+  }
+}
+
+// ------------------------------------------------------------------ statistics
+
+/** Statistics of a cell's samples (ns, or MB/s for throughput). */
+interface Stats {
+  median: number;
+  p99: number;
+  min: number;
+  max: number;
+  /** Interquartile range over the median. */
+  spread: number;
+  n: number;
+}
+
+function stats(samples: readonly number[]): Stats {
+  const s = [...samples].sort((a, b) => a - b);
+  const at = (q: number): number => {
+    const i = (s.length - 1) * q;
+    const lo = Math.floor(i);
+    return s[lo]! + (s[Math.ceil(i)]! - s[lo]!) * (i - lo);
+  };
+  const median = at(0.5);
+  return { median, p99: at(0.99), min: s[0]!, max: s[s.length - 1]!, spread: (at(0.75) - at(0.25)) / median, n: s.length };
+}
+
+const pairKey = (p: { driver: Impl; child: Impl }): string => `${p.driver}/${p.child}`;
+const BASELINE = 'python/python';
+
+/**
+ * Runs one cell: `rounds` rounds, each pair in turn (the order rotates each
+ * round), full warm-up in the first round only. Returns the pooled samples by pair.
+ */
+async function cell<T>(pairs: readonly Pair[], rounds: number, warmup: number, label: string, progress: (m: string) => void, fn: (p: Pair, warm: number) => Promise<T[]>): Promise<Map<string, T[]>> {
+  const out = new Map<string, T[]>(pairs.map((p) => [pairKey(p), []]));
+  for (let round = 0; round < rounds; round++) {
+    const warm = round === 0 ? warmup : warmup / 10;
+    for (let k = 0; k < pairs.length; k++) {
+      const p = pairs[(k + round) % pairs.length]!;
+      progress(`${label}: ${IMPL_NAME[p.driver]} -> ${IMPL_NAME[p.child]}, round ${round + 1}/${rounds}`);
+      out.get(pairKey(p))!.push(...(await fn(p, warm)));
+    }
+  }
+  return out;
+}
+
+// ------------------------------------------------------------------ run
+
+interface RttResult {
+  transport: Transport;
+  payload: Payload;
+  byPair: Map<string, Stats>;
+}
+
+interface TputResult {
+  transport: Transport;
+  dir: Dir;
+  size: number;
+  count: number;
+  /** MB/s per batch. */
+  byPair: Map<string, Stats>;
+}
+
+/** Runs the benchmark and returns its report (tables and notes). */
+export async function run(options: ConnectionBenchOptions = {}): Promise<string> {
+  const seconds = options.seconds ?? 1;
+  const warmupSeconds = options.warmupSeconds ?? 0.25;
+  const rounds = Math.max(1, Math.floor(options.rounds ?? 4));
+  const progress = options.progress ?? ((): void => {});
+  const requested = options.pin ?? parsePin(process.env.BENCH_PIN);
+  const python = options.python ?? findPython();
+  const pinning = makePinning(requested);
+
+  const started = now();
+  const loadBefore = loadavg()[0]!;
+  const unpin = pinning.pinSelf();
+  const pairs: Pair[] = [];
+  try {
+    progress('starting the drivers and echo children');
+    pairs.push(
+      new NodePair('node', python, pinning.childPrefix),
+      new NodePair('python', python, pinning.childPrefix),
+      new PythonPair('node', python, pinning.driverPrefix, pinning.childPrefix),
+      new PythonPair('python', python, pinning.driverPrefix, pinning.childPrefix),
+    );
+    const infos = new Map<string, { driver: ProcInfo; child: ProcInfo }>();
+    for (const p of pairs) infos.set(pairKey(p), await p.info());
+
+    const perRound = seconds / rounds;
+    const warm = warmupSeconds;
+    const rtts: RttResult[] = [];
+    const tputs: TputResult[] = [];
+    for (const transport of ['pipe', 'tcp'] as const) {
+      for (const payload of ['obj', 'bytes'] as const) {
+        const label = `round trip ${transport} ${payload}`;
+        const got = await cell(pairs, rounds, warm, label, progress, (p, w) => p.rtt(transport, payload, perRound, w));
+        rtts.push({ transport, payload, byPair: new Map([...got].map(([k, v]) => [k, stats(v)])) });
+      }
+      for (const dir of DIRECTIONS) {
+        for (const size of SIZES) {
+          const count = BATCH_COUNT[size]!;
+          const label = `throughput ${transport} ${dir} ${size} B`;
+          const got = await cell(pairs, rounds, warm / 2, label, progress, (p, w) => p.tput(transport, dir, size, count, perRound / 2, w));
+          const byPair = new Map([...got].map(([k, v]) => [k, stats(v.map(([bytes, t]) => (bytes / t) * 1e3))]));
+          tputs.push({ transport, dir, size, count, byPair });
+        }
+      }
+    }
+    const maxCount = Math.max(5, Math.ceil((CONNECTS_PER_SECOND_CAP * seconds) / rounds));
+    const connects = await cell(pairs, rounds, warm, 'connect + handshake', progress, (p, w) => p.connect(perRound, w, maxCount));
+    const connectStats = new Map([...connects].map(([k, v]) => [k, stats(v)]));
+    progress('');
+    const elapsed = Number(now() - started) / 1e9;
+    const load: [number, number] = [loadBefore, loadavg()[0]!];
+    return report({ python, pinning, infos, rtts, tputs, connectStats, seconds, warmupSeconds, rounds, elapsed, load });
+  } finally {
+    await Promise.allSettled(pairs.map((p) => p.close()));
+    unpin();
+  }
+}
+
+function parsePin(raw: string | undefined): PinMode {
+  if (raw === undefined || raw === '') return 'none';
+  if (raw === 'none' || raw === 'same' || raw === 'split') return raw;
+  throw new Error(`BENCH_PIN must be none, same or split, got ${JSON.stringify(raw)}`);
+}
+
+// ------------------------------------------------------------------ report
+
+interface ReportInput {
+  python: string;
+  pinning: Pinning;
+  infos: Map<string, { driver: ProcInfo; child: ProcInfo }>;
+  rtts: RttResult[];
+  tputs: TputResult[];
+  connectStats: Map<string, Stats>;
+  seconds: number;
+  warmupSeconds: number;
+  rounds: number;
+  elapsed: number;
+  /** 1-minute load average before and after. */
+  load: [number, number];
+}
+
+const PAIR_ORDER = ['node/node', 'node/python', 'python/node', 'python/python'];
+const us = (nsValue: number): string => fmt(nsValue / 1e3);
+const pct = (x: number): string => `${Math.round(x * 100)}%`;
+const times = (x: number): string => `${x.toFixed(2)}x`;
+const sizeLabel = (n: number): string => (n >= 1024 * 1024 ? `${n / (1024 * 1024)} MiB` : `${n / 1024} KiB`);
+
+function names(key: string): [string, string] {
+  const [d, c] = key.split('/') as [Impl, Impl];
+  return [IMPL_NAME[d], IMPL_NAME[c]];
+}
+
+function geomean(xs: readonly number[]): number {
+  return Math.exp(xs.reduce((s, x) => s + Math.log(x), 0) / xs.length);
+}
+
+function report(r: ReportInput): string {
+  const out: string[] = [];
+  const py = r.infos.get(BASELINE)!;
+  out.push('== connection ==');
+  out.push(`billiard-ts on Node ${process.version}; ${py.driver.impl} on ${py.driver.runtime} (${r.python})`);
+  out.push(`pairs: driver (times, parent) -> echo child; Pipe = AF_UNIX socket pair end inherited by the child (fd), TCP = Listener/Client on 127.0.0.1 without authkey`);
+  out.push(`timing: >= ${fmt(r.seconds / r.rounds)} s per pair and round trip cell (${fmt(r.seconds / r.rounds / 2)} s per throughput cell) in each of ${r.rounds} alternating rounds, after ${r.warmupSeconds} s warm-up (a tenth in later rounds)`);
+  out.push(`pinning: ${r.pinning.note}`);
+  const cpuLine = PAIR_ORDER.map((k) => {
+    const i = r.infos.get(k)!;
+    const [d, c] = names(k);
+    return `${d} driver ${i.driver.cpus} / ${c} child ${i.child.cpus}`;
+  });
+  out.push(`allowed CPUs: ${cpuLine.join('; ')}`);
+  out.push('');
+
+  // Round trips.
+  const rttRows: string[][] = [];
+  const rttRatioRows: string[][] = [];
+  const rttLogs = new Map<string, number[]>();
+  for (const c of r.rtts) {
+    const base = c.byPair.get(BASELINE)!;
+    for (const key of PAIR_ORDER) {
+      const s = c.byPair.get(key)!;
+      const [d, ch] = names(key);
+      const what = c.payload === 'obj' ? "{'id': 1, 'name': 'x'}" : '64 bytes';
+      rttRows.push([c.transport, what, d, ch, us(s.median), us(s.p99), us(s.min), pct(s.spread), String(s.n)]);
+      if (key !== BASELINE) {
+        const m = s.median / base.median;
+        const p = s.p99 / base.p99;
+        rttLogs.set(key, [...(rttLogs.get(key) ?? []), m]);
+        rttRatioRows.push([c.transport, what, d, ch, times(m), times(p), times(s.min / base.min)]);
+      }
+    }
+  }
+  out.push('round trip: send + recv of the echo (send/recv for the object, send_bytes/recv_bytes for 64 bytes); µs');
+  const rttCols: Column[] = [
+    { header: 'transport' }, { header: 'payload' }, { header: 'driver' }, { header: 'echo child' },
+    { header: 'median µs', align: 'right' }, { header: 'p99 µs', align: 'right' }, { header: 'min µs', align: 'right' },
+    { header: 'IQR', align: 'right' }, { header: 'round trips', align: 'right' },
+  ];
+  out.push(formatTable(rttCols, rttRows));
+  out.push('');
+
+  // Throughput.
+  const tputRows: string[][] = [];
+  const tputRatioRows: string[][] = [];
+  const tputLogs = new Map<string, number[]>();
+  for (const c of r.tputs) {
+    const base = c.byPair.get(BASELINE)!;
+    for (const key of PAIR_ORDER) {
+      const s = c.byPair.get(key)!;
+      const [d, ch] = names(key);
+      const [sender, receiver] = c.dir === 'send' ? [d, ch] : [ch, d];
+      const timedBy = c.dir === 'send' ? 'sender' : 'receiver';
+      tputRows.push([c.transport, sizeLabel(c.size), sender, receiver, timedBy, fmt(s.median), fmt(s.max), pct(s.spread), fmt((s.median * 1e6) / c.size), String(s.n)]);
+      if (key !== BASELINE) {
+        const m = s.median / base.median;
+        tputLogs.set(key, [...(tputLogs.get(key) ?? []), m]);
+        tputRatioRows.push([c.transport, sizeLabel(c.size), sender, receiver, timedBy, times(m), times(s.max / base.max)]);
+      }
+    }
+  }
+  const batches = SIZES.map((n) => `${BATCH_COUNT[n]} x ${sizeLabel(n)}`).join(', ');
+  out.push(`one-way throughput: batches of K send_bytes (${batches}); the receiver counts the bytes and the batch ends when it has them all; MB/s = 10^6 bytes/s, one sample per batch`);
+  out.push(formatTable(
+    [
+      { header: 'transport' }, { header: 'size' }, { header: 'sender' }, { header: 'receiver' }, { header: 'driver (times)' },
+      { header: 'median MB/s', align: 'right' }, { header: 'best MB/s', align: 'right' }, { header: 'IQR', align: 'right' },
+      { header: 'msgs/s', align: 'right' }, { header: 'batches', align: 'right' },
+    ],
+    tputRows,
+  ));
+  out.push('');
+
+  // Connect + handshake.
+  const connRows: string[][] = [];
+  const connRatioRows: string[][] = [];
+  const connBase = r.connectStats.get(BASELINE)!;
+  for (const key of PAIR_ORDER) {
+    const s = r.connectStats.get(key)!;
+    const [d, ch] = names(key);
+    connRows.push([d, ch, us(s.median), us(s.p99), us(s.min), pct(s.spread), String(s.n)]);
+    if (key !== BASELINE) connRatioRows.push([d, ch, times(s.median / connBase.median), times(s.p99 / connBase.p99), times(s.min / connBase.min)]);
+  }
+  out.push('connect + handshake: Client(address, authkey) to a Listener(("127.0.0.1", 0), authkey) in the child, both handshake directions (the listener accepts and closes); µs');
+  out.push(formatTable(
+    [
+      { header: 'client (driver)' }, { header: 'listener (child)' }, { header: 'median µs', align: 'right' }, { header: 'p99 µs', align: 'right' },
+      { header: 'min µs', align: 'right' }, { header: 'IQR', align: 'right' }, { header: 'connects', align: 'right' },
+    ],
+    connRows,
+  ));
+  out.push('');
+
+  // Ratios.
+  out.push('round trip vs billiard -> billiard (time / billiard time; <= 1.00x is the goal)');
+  out.push(formatTable(
+    [
+      { header: 'transport' }, { header: 'payload' }, { header: 'driver' }, { header: 'echo child' },
+      { header: 'median', align: 'right' }, { header: 'p99', align: 'right' }, { header: 'min', align: 'right' },
+    ],
+    rttRatioRows,
+  ));
+  out.push(`geometric means of the median ratios: ${[...rttLogs].map(([k, xs]) => `${names(k).join(' -> ')} ${times(geomean(xs))}`).join('; ')}`);
+  out.push('');
+  out.push('throughput vs billiard -> billiard in the same direction of the pair (MB/s / billiard MB/s; >= 1.00x is the goal)');
+  out.push(formatTable(
+    [
+      { header: 'transport' }, { header: 'size' }, { header: 'sender' }, { header: 'receiver' }, { header: 'driver (times)' },
+      { header: 'median', align: 'right' }, { header: 'best', align: 'right' },
+    ],
+    tputRatioRows,
+  ));
+  out.push(`geometric means of the median ratios: ${[...tputLogs].map(([k, xs]) => `${names(k).join(' / ')} ${times(geomean(xs))}`).join('; ')}`);
+  out.push('');
+  out.push('connect + handshake vs billiard -> billiard (time / billiard time; <= 1.00x is the goal)');
+  out.push(formatTable(
+    [{ header: 'client' }, { header: 'listener' }, { header: 'median', align: 'right' }, { header: 'p99', align: 'right' }, { header: 'min', align: 'right' }],
+    connRatioRows,
+  ));
+  out.push('');
+  out.push('notes:');
+  out.push('- billiard-ts challenges in the {sha256} form, billiard with 20 random bytes and HMAC-MD5; each side answers in kind, so a handshake\'s cost depends on which side challenges');
+  out.push('- billiard does not set TCP_NODELAY; billiard-ts does on both ends of its TCP connections');
+  out.push(`- measured in ${r.elapsed.toFixed(1)} s; 1-minute load average ${r.load[0].toFixed(2)} before, ${r.load[1].toFixed(2)} after (${cpus().length} CPUs): other load on the machine shows in p99 and IQR first`);
+  return out.join('\n');
+}
