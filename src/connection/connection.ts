@@ -49,7 +49,7 @@ const READ_HIGH_WATER = 16 * 1024 * 1024;
 
 const kOnReadable = Symbol('billiard-ts.connection.onReadable');
 
-/** Connections not yet closed, so that a finishing child can flush their writes (see flushConnections). */
+/** Connections with an open stream, so that a finishing child can flush their writes (see flushConnections). */
 const live = new Set<Connection>();
 
 /**
@@ -143,7 +143,6 @@ export class Connection {
     this.#maxMessageSize = options?.maxMessageSize ?? Number.MAX_SAFE_INTEGER;
     if (!Number.isInteger(this.#protocol) || this.#protocol < 0 || this.#protocol > 5) throw new RangeError('options.protocol must be 0 to 5');
     if (this.#streamOrNull !== null) this.#attach(this.#streamOrNull);
-    live.add(this);
   }
 
   /** @internal the stream if it was opened, else null. */
@@ -171,6 +170,7 @@ export class Connection {
   }
 
   #attach(stream: Duplex): void {
+    live.add(this);
     stream.on('error', (e: Error) => this.#finish(e));
     if (this.#readable) {
       stream.on('data', (chunk: Uint8Array) => this.#onData(chunk));
@@ -179,7 +179,10 @@ export class Connection {
       // A write-only end still learns when the peer goes away.
       stream.on('end', () => undefined);
     }
-    stream.on('close', () => this.#finish(null));
+    stream.on('close', () => {
+      live.delete(this);
+      this.#finish(null);
+    });
   }
 
   /** True once `close()` was called. */
@@ -319,6 +322,8 @@ export class Connection {
   async recvBytes(maxlength?: number | null): Promise<Uint8Array> {
     if (maxlength !== undefined && maxlength !== null && (typeof maxlength !== 'number' || maxlength < 0)) throw new RangeError('negative maxlength');
     const frame = await this.#nextFrame(maxlength ?? Number.MAX_SAFE_INTEGER);
+    // A frame the reader assembled is already a buffer of its own; a view into a received chunk is copied.
+    if (Object.getPrototypeOf(frame) === Uint8Array.prototype && frame.byteOffset === 0 && frame.byteLength === frame.buffer.byteLength) return frame;
     return new Uint8Array(frame);
   }
 

@@ -4,12 +4,13 @@
  * travels as `module.qualname`.
  *
  * Modules the user registered (`registerModule`) are searched first: their
- * exports are compared by identity. Otherwise V8's inspector tells the URL of
- * the script that defines the function ([[FunctionLocation]]), and the export
- * is taken to be the function's name (`export function f`, `export const f =
- * () => ...`, or a default export of that name). Functions without a module
- * (REPL, eval, built-ins) or without a name (closures and lambdas that were
- * never exported) cannot travel, as in Python.
+ * exports are compared by identity. Otherwise V8's inspector (a session on
+ * this thread, synchronous) tells the URL of the script that defines the
+ * function ([[FunctionLocation]]) and whether the function is a module-level
+ * binding of its own name ([[Scopes]]): then it is taken to be exported under
+ * that name (`export function f`, `export const f = () => ...`, or a default
+ * export named f; the child checks). Lambdas, closures, bound functions and
+ * functions of the REPL or of eval cannot travel, as in Python.
  */
 
 import { Session } from 'node:inspector';
@@ -62,8 +63,18 @@ function post<T>(method: string, params?: Record<string, unknown>): T {
   return result as T;
 }
 
-/** The URL of the script defining `fn`, from the inspector; null when it has none. */
-function scriptUrlOf(fn: object): string | null {
+interface RemoteObject {
+  objectId?: string;
+  description?: string;
+}
+
+/**
+ * What the inspector knows of `fn`: the URL of the script defining it, and
+ * whether a binding of its name in its scope chain (the module scope, or the
+ * wrapper scope of a transformed module) holds this very function, i.e.
+ * whether it is a module-level declaration an importer can find by name.
+ */
+function inspect(fn: object): { url: string | null; bound: boolean } {
   if (session === undefined) {
     session = new Session();
     session.connect();
@@ -73,14 +84,38 @@ function scriptUrlOf(fn: object): string | null {
   const key = '__billiard_ts_locate__';
   try {
     (globalThis as Record<string, unknown>)[key] = fn;
-    const { result } = post<{ result: { objectId?: string } }>('Runtime.evaluate', { expression: `globalThis.${key}`, objectGroup: key });
-    if (result.objectId === undefined) return null;
-    const props = post<{ internalProperties?: Array<{ name: string; value?: { value?: { scriptId: string } } }> }>('Runtime.getProperties', {
+    const { result } = post<{ result: RemoteObject }>('Runtime.evaluate', { expression: `globalThis.${key}`, objectGroup: key });
+    if (result.objectId === undefined) return { url: null, bound: false };
+    const props = post<{ internalProperties?: Array<{ name: string; value?: RemoteObject & { value?: { scriptId: string } } }> }>('Runtime.getProperties', {
       objectId: result.objectId,
       ownProperties: true,
     });
-    const loc = props.internalProperties?.find((p) => p.name === '[[FunctionLocation]]')?.value?.value;
-    return loc === undefined ? null : (scripts.get(loc.scriptId) ?? null);
+    const internal = props.internalProperties ?? [];
+    const loc = internal.find((p) => p.name === '[[FunctionLocation]]')?.value?.value;
+    const url = loc === undefined ? null : (scripts.get(loc.scriptId) ?? null);
+    const scopesRef = internal.find((p) => p.name === '[[Scopes]]')?.value;
+    let bound = false;
+    if (scopesRef?.objectId !== undefined) {
+      const scopes = post<{ result: Array<{ value: RemoteObject }> }>('Runtime.getProperties', { objectId: scopesRef.objectId, ownProperties: true }).result;
+      const name = (fn as { name: string }).name;
+      for (const scope of scopes) {
+        if (scope.value.objectId === undefined || scope.value.description === 'Global') continue;
+        const vars = post<{ result: Array<{ name: string; value?: RemoteObject }> }>('Runtime.getProperties', { objectId: scope.value.objectId, ownProperties: true }).result;
+        const binding = vars.find((v) => v.name === name)?.value?.objectId;
+        if (binding === undefined) continue;
+        const same = post<{ result: { value?: boolean } }>('Runtime.callFunctionOn', {
+          functionDeclaration: 'function (other) { return this === other; }',
+          objectId: binding,
+          arguments: [{ objectId: result.objectId }],
+          returnByValue: true,
+        });
+        if (same.result.value === true) {
+          bound = true;
+          break;
+        }
+      }
+    }
+    return { url, bound };
   } finally {
     delete (globalThis as Record<string, unknown>)[key];
     post('Runtime.releaseObjectGroup', { objectGroup: key });
@@ -112,9 +147,15 @@ export function locateFunction(fn: unknown): TargetRef {
       { code: 'TARGET_NOT_IMPORTABLE' },
     );
   }
-  const url = scriptUrlOf(fn);
+  const { url, bound } = inspect(fn);
   if (url === null || !/^(file|data):/.test(url)) {
     throw new PicklingError(`cannot send '${name}' to a child process: it is not defined in a module file${url ? ` (${url})` : ''}`, { code: 'TARGET_NOT_IMPORTABLE' });
+  }
+  if (!bound) {
+    throw new PicklingError(
+      `cannot send '${name}' to a child process: it is not a module-level declaration of ${url} under that name (a target must be a named export: export function ${name} or export const ${name} = ...)`,
+      { code: 'TARGET_NOT_IMPORTABLE' },
+    );
   }
   const ref = { url, name };
   cache.set(fn, ref);

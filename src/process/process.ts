@@ -64,6 +64,8 @@ interface Running {
   exitcode: number | null;
   exited: Promise<number>;
   startupError: ProcessStartupError | null;
+  /** The parent sent the child a signal: its death is not a start-up failure. */
+  signalled: boolean;
 }
 
 /** Readiness of a child's exit, for `wait()` (Python's `sentinel`). */
@@ -171,6 +173,7 @@ export class Process {
       exitcode: null,
       exited: new Promise<number>((r) => (resolveExit = r)),
       startupError: null,
+      signalled: false,
     };
     this.#running = running;
     children.add(this);
@@ -185,7 +188,7 @@ export class Process {
     });
     child.on('exit', (code: number | null, signal: NodeJS.Signals | null) => {
       running.exitcode = code ?? -(constants.signals[signal as keyof typeof constants.signals] ?? 0);
-      if (!ready && running.startupError === null) {
+      if (!ready && !running.signalled && running.startupError === null) {
         running.startupError = new ProcessStartupError(`child ${this.#name} exited with code ${running.exitcode} before it started running its target`);
       }
       children.delete(this);
@@ -247,6 +250,7 @@ export class Process {
     const running = this.#running;
     if (running === null) throw new AssertionError('can only signal a started process');
     if (running.exitcode !== null) return;
+    running.signalled = true;
     try {
       running.launched.child.kill(sig);
     } catch {

@@ -52,13 +52,49 @@ export interface ProcessSpec {
 /** The descriptor the bootstrap channel has in a Node child. */
 export const BOOTSTRAP_FD = 3;
 
+/**
+ * The environment of a child: the given one (or this process's) without the
+ * variables through which a parent started by `child_process.fork` or
+ * `cluster` talks to this process: a child inheriting NODE_CHANNEL_FD would
+ * take its own descriptor of that number (our bootstrap channel) for an IPC
+ * channel.
+ */
+function childEnv(env: NodeJS.ProcessEnv | undefined): NodeJS.ProcessEnv {
+  const out = { ...(env ?? process.env) };
+  delete out.NODE_CHANNEL_FD;
+  delete out.NODE_CHANNEL_SERIALIZATION_MODE;
+  delete out.NODE_UNIQUE_ID;
+  return out;
+}
+
+/** Flags of the parent that must not reach a child: what to run (-e, -p, --test...), debuggers, profiles. */
+const DROPPED_FLAGS = /^(-e|--eval|-p|--print|-i|--interactive|-c|--check|--input-type|--test|--watch|--inspect|--debug|--cpu-prof|--heap-prof|--prof)/;
+/** Of the dropped flags, those whose value is the next argument when not given with `=`. */
+const FLAGS_WITH_VALUE = new Set(['-e', '--eval', '-p', '--print', '--input-type', '--cpu-prof-dir', '--cpu-prof-name', '--heap-prof-dir', '--heap-prof-name', '--test-reporter', '--test-name-pattern']);
+
+/**
+ * The parent's Node flags a child keeps (loaders, conditions, memory limits,
+ * warnings...), as Python passes its interpreter flags to spawned children.
+ */
+export function childExecArgv(argv: readonly string[]): string[] {
+  const out: string[] = [];
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i]!;
+    if (DROPPED_FLAGS.test(a)) {
+      if (FLAGS_WITH_VALUE.has(a)) i++;
+      continue;
+    }
+    out.push(a);
+  }
+  return out;
+}
+
 /** The child entry script and the Node flags to run it with. */
 function childCommand(extraTsx: boolean): { script: string; execArgv: string[] } {
   const here = import.meta.url;
   const fromSource = here.endsWith('.ts');
   const script = new URL(fromSource ? './child.ts' : './child.js', here);
-  // Keep the parent's flags except those that cannot be shared (a debugger port, profiles).
-  const execArgv = process.execArgv.filter((a) => !/^--(inspect|debug|cpu-prof|heap-prof|prof)/.test(a));
+  const execArgv = childExecArgv(process.execArgv);
   const hasTsx = execArgv.some((a) => a.includes('tsx'));
   if ((fromSource || extraTsx) && !hasTsx) {
     const require = createRequire(import.meta.url);
@@ -117,7 +153,7 @@ export function launchNode(prep: PrepData, spec: ProcessSpec, options: { env?: N
   try {
     child = spawn(process.execPath, [...execArgv, script], {
       stdio: stdioFor(plan, childEnd.fileno()),
-      env: options.env ?? process.env,
+      env: childEnv(options.env),
       cwd: prep.dir,
     });
   } finally {
@@ -169,7 +205,7 @@ export function launchPython(prep: PrepData, target: PyGlobal, args: readonly un
   const python = options.python ?? findPython();
   // The pipe billiard reads its two pickles from: its read end is the child's descriptor 3.
   const [r, w] = pipe();
-  const env = { ...(options.env ?? process.env) };
+  const env = childEnv(options.env);
   if (options.pythonPath && options.pythonPath.length > 0) env.PYTHONPATH = [...options.pythonPath, env.PYTHONPATH].filter(Boolean).join(':');
   const command = `from billiard.spawn import spawn_main; spawn_main(pipe_handle=${BOOTSTRAP_FD})`;
   let child: ChildProcess;

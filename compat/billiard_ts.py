@@ -1,0 +1,168 @@
+"""Start billiard-ts (Node) processes from Python.
+
+    from billiard import Pipe
+    from billiard_ts import NodeProcess
+
+    parent, child = Pipe()
+    p = NodeProcess(target='./tasks.mjs#greet', args=(child, 'python'))
+    p.start()
+    child.close()
+    print(parent.recv())
+    p.join()
+
+`target` is '<module>#<export>': a path (relative to the current directory)
+or a file: URL of a JavaScript or TypeScript module, and the name of an
+exported function. The child is a fresh `node` running billiard-ts's child
+entry point; it gets the arguments pickled as billiard pickles them for a
+spawned child, so billiard (and multiprocessing) Connections in `args` arrive
+connected to the same pipe. Only billiard is needed on the Python side.
+
+Exit codes follow billiard's: 0 when the target returns, 1 when it throws,
+n for process.exit(n), -N when killed by signal N.
+"""
+import io
+import os
+import pickle
+import socket
+import subprocess
+import sys
+import urllib.parse
+import urllib.request
+
+__all__ = ['NodeProcess', 'child_command']
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+PACKAGE = os.path.dirname(HERE)
+
+_counter = [0]
+
+
+def child_command(node='node'):
+    """The command that runs billiard-ts's child entry point: built (dist/) if
+    present, else the TypeScript sources through tsx."""
+    built = os.path.join(PACKAGE, 'dist', 'process', 'child.js')
+    if os.path.exists(built):
+        return [node, built]
+    source = os.path.join(PACKAGE, 'src', 'process', 'child.ts')
+    loader = os.path.join(PACKAGE, 'node_modules', 'tsx', 'dist', 'loader.mjs')
+    return [node, '--import', urllib.parse.urljoin('file:', urllib.request.pathname2url(loader)), source]
+
+
+def _target_url(target):
+    module, sep, name = target.rpartition('#')
+    if not sep or not module or not name:
+        raise ValueError("target must be '<module>#<export>', not %r" % (target,))
+    if '://' not in module and not module.startswith('file:'):
+        module = urllib.parse.urljoin('file:', urllib.request.pathname2url(os.path.abspath(module)))
+    return '%s#%s' % (module, name)
+
+
+class _SpawningPopen:
+    """What billiard (and multiprocessing) consult while pickling for a spawned
+    child: Connections become `rebuild_connection(_DupFd(fd), ...)` and their
+    descriptors are passed to the child under the same numbers."""
+
+    def __init__(self):
+        self.fds = []
+
+    def duplicate_for_child(self, fd):
+        self.fds.append(fd)
+        return fd
+
+    def DupFd(self, fd):
+        from billiard.popen_spawn_posix import _DupFd
+        return _DupFd(fd)
+
+
+class NodeProcess:
+    """A billiard-ts child process running `target` (see the module doc)."""
+
+    def __init__(self, target, args=(), kwargs=None, name=None, daemon=False, node='node', env=None, cwd=None):
+        from billiard import current_process
+        _counter[0] += 1
+        self._identity = tuple(getattr(current_process(), '_identity', ())) + (_counter[0],)
+        self._target = _target_url(target)
+        self._args = tuple(args)
+        self._kwargs = dict(kwargs or {})
+        self.name = name or 'NodeProcess-%s' % ':'.join(str(i) for i in self._identity)
+        self.daemon = daemon
+        self._node = node
+        self._env = env
+        self._cwd = cwd or os.getcwd()
+        self._popen = None
+        self.startup_error = None
+
+    def _payload(self, popen):
+        from billiard import context as billiard_context, current_process
+        from multiprocessing import context as mp_context
+        prep = {
+            'name': self.name,
+            'authkey': bytes(current_process().authkey),
+            'identity': self._identity,
+            'daemon': bool(self.daemon),
+            'parent_pid': os.getpid(),
+            'parent_name': current_process().name,
+            'dir': self._cwd,
+            'start_method': 'spawn',
+        }
+        spec = {'target': self._target, 'cls': None, 'args': self._args, 'kwargs': self._kwargs, 'state': {}}
+        from billiard import reduction
+        buffers = []
+        billiard_context.set_spawning_popen(popen)
+        mp_context.set_spawning_popen(popen)
+        try:
+            for obj in (prep, spec):
+                fp = io.BytesIO()
+                reduction.dump(obj, fp)
+                buffers.append(fp.getvalue())
+        finally:
+            billiard_context.set_spawning_popen(None)
+            mp_context.set_spawning_popen(None)
+        return buffers
+
+    def start(self):
+        assert self._popen is None, 'cannot start a process twice'
+        from billiard.connection import Connection
+        popen = _SpawningPopen()
+        prep_bytes, spec_bytes = self._payload(popen)
+        ours, theirs = socket.socketpair()
+        try:
+            cmd = child_command(self._node) + ['--billiard-ts-fd', str(theirs.fileno())]
+            self._popen = subprocess.Popen(cmd, pass_fds=popen.fds + [theirs.fileno()], env=self._env, cwd=self._cwd)
+        finally:
+            theirs.close()
+        channel = Connection(ours.detach())
+        try:
+            channel.send_bytes(prep_bytes)
+            channel.send_bytes(spec_bytes)
+            reply = pickle.loads(channel.recv_bytes())
+        except EOFError:
+            reply = ('error', 'EOFError', 'the child exited before it started its target', '')
+        finally:
+            channel.close()
+        if reply[0] != 'ready':
+            self.startup_error = '%s: %s' % (reply[1], reply[2])
+
+    def join(self, timeout=None):
+        assert self._popen is not None, 'can only join a started process'
+        try:
+            self._popen.wait(timeout)
+        except subprocess.TimeoutExpired:
+            pass
+
+    def is_alive(self):
+        return self._popen is not None and self._popen.poll() is None
+
+    def terminate(self):
+        self._popen.terminate()
+
+    def kill(self):
+        self._popen.kill()
+
+    @property
+    def exitcode(self):
+        return None if self._popen is None else self._popen.poll()
+
+    @property
+    def pid(self):
+        return None if self._popen is None else self._popen.pid

@@ -1,0 +1,220 @@
+/**
+ * Process: start, join, exit codes as CPython gives them, names, the child's
+ * view of itself, subclasses, and the errors of misuse and failed start-ups.
+ */
+import { spawnSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+
+import { describe, expect, test } from 'vitest';
+
+import {
+  activeChildren,
+  AssertionError,
+  currentProcess,
+  getAllStartMethods,
+  getContext,
+  getStartMethod,
+  Pipe,
+  PicklingError,
+  Process,
+  ProcessStartupError,
+  setStartMethod,
+  ValueError,
+  wait,
+} from '../src/index.js';
+import { never } from './fixtures/crash-on-import.js';
+import { boom, exitWith, greet, report, sleepForever, startGrandchild, whoami, Worker } from './fixtures/targets.js';
+
+describe('starting, joining and exit codes', () => {
+  test('three children each send a greeting over their own Pipe', async () => {
+    const procs: Process[] = [];
+    const ends = [];
+    for (const who of ['a', 'b', 'c']) {
+      const [parent, child] = Pipe();
+      const p = new Process({ target: greet, args: [child, who] });
+      p.start();
+      child.close();
+      procs.push(p);
+      ends.push(parent);
+    }
+    const got = await Promise.all(ends.map((c) => c.recv()));
+    for (const p of procs) await p.join();
+    expect(got.map((g) => (g as unknown[])[0])).toEqual(['hello a', 'hello b', 'hello c']);
+    expect(got.map((g) => (g as unknown[])[1])).toEqual(procs.map((p) => p.name));
+    expect(got.map((g) => (g as unknown[])[2])).toEqual(procs.map((p) => p.pid));
+    expect(procs.map((p) => p.exitcode)).toEqual([0, 0, 0]);
+    for (const c of ends) c.close();
+  });
+
+  test('exit codes: returns 0, throws 1 with the traceback on stderr, process.exit(n) n, SIGTERM -15, SIGKILL -9', async () => {
+    const ok = new Process({ target: greet, args: [Pipe()[1], 'x'] });
+    const thrown = new Process({ target: boom });
+    const exited = new Process({ target: exitWith, args: [7] });
+    for (const p of [ok, thrown, exited]) p.start();
+    for (const p of [ok, thrown, exited]) await p.join();
+    expect([ok.exitcode, thrown.exitcode, exited.exitcode]).toEqual([0, 1, 7]);
+
+    for (const [sig, code] of [['terminate', -15], ['kill', -9]] as const) {
+      const [a, b] = Pipe();
+      const p = new Process({ target: sleepForever, args: [b] });
+      p.start();
+      expect(await a.recv()).toBe('sleeping');
+      expect(p.isAlive()).toBe(true);
+      p[sig]();
+      await p.join();
+      expect(p.exitcode).toBe(code);
+      expect(p.isAlive()).toBe(false);
+      a.close();
+    }
+  });
+
+  test('the traceback of a thrown error goes to stderr as "Process <name>:"', () => {
+    const script = `
+      import { Process } from ${JSON.stringify(new URL('../src/index.js', import.meta.url).href.replace('.js', '.ts'))};
+      import { boom } from ${JSON.stringify(new URL('./fixtures/targets.ts', import.meta.url).href)};
+      const p = new Process({ target: boom, name: 'Boomer' });
+      p.start();
+      await p.join();
+      console.log('exitcode', p.exitcode);`;
+    const r = spawnSync(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script], { encoding: 'utf8', cwd: new URL('..', import.meta.url).pathname });
+    expect(r.stdout.trim()).toBe('exitcode 1');
+    expect(r.stderr).toContain('Process Boomer:\nError: boom from the child');
+  });
+
+  test('join(timeout) returns on time with the child still alive', async () => {
+    const [a, b] = Pipe();
+    const p = new Process({ target: sleepForever, args: [b] });
+    p.start();
+    await a.recv();
+    const t0 = Date.now();
+    await p.join(0.2);
+    expect(Date.now() - t0).toBeLessThan(5000); // a hang guard, not a timing assertion
+    expect(p.isAlive()).toBe(true);
+    expect(p.exitcode).toBeNull();
+    expect(activeChildren()).toContain(p);
+    p.kill();
+    await p.join();
+    expect(activeChildren()).not.toContain(p);
+    a.close();
+  });
+
+  test('wait() on sentinels', async () => {
+    const p = new Process({ target: exitWith, args: [0] });
+    p.start();
+    expect(await wait([p.sentinel], 30)).toEqual([p.sentinel]);
+    await p.join();
+  });
+});
+
+describe('what the child knows', () => {
+  test('its name, the parent authkey, its identity and its parent', async () => {
+    const [a, b] = Pipe();
+    const p = new Process({ target: whoami, args: [b] });
+    p.start();
+    const me = (await a.recv()) as Record<string, unknown>;
+    await p.join();
+    expect(me.name).toBe(p.name);
+    expect(p.name).toMatch(/^Process-\d+$/);
+    expect(Buffer.from(me.authkey as Uint8Array).equals(Buffer.from(currentProcess().authkey))).toBe(true);
+    expect(currentProcess().authkey.length).toBe(32);
+    expect(me.daemon).toBe(false);
+    expect(me.parent).toBe(process.pid);
+    a.close();
+  });
+
+  test('a grandchild is named Process-N:1', async () => {
+    const [a, b] = Pipe();
+    const p = new Process({ target: startGrandchild, args: [b] });
+    p.start();
+    const [, name] = (await a.recv()) as [string, string];
+    await p.join();
+    expect(name).toBe(`${p.name}:1`);
+    a.close();
+  });
+
+  test('positional and keyword arguments', async () => {
+    const [a, b] = Pipe();
+    const p = new Process({ target: report, args: [b, 1, 'two'], kwargs: { three: 3 } });
+    p.start();
+    expect(await a.recv()).toEqual([1, 'two', { __proto__: null, three: 3 }]);
+    await p.join();
+    a.close();
+  });
+
+  test('a Process subclass runs its own run() with its fields', async () => {
+    const [a, b] = Pipe();
+    const w = new Worker({ name: 'custom' });
+    w.greeting = 'bonjour';
+    w.conn = b;
+    w.start();
+    expect(await a.recv()).toEqual(['bonjour', 'custom']);
+    await w.join();
+    expect(w.exitcode).toBe(0);
+    a.close();
+  });
+});
+
+describe('misuse and failures', () => {
+  test('start twice, join before start, close while running, use after close', async () => {
+    const p = new Process({ target: sleepForever });
+    await expect(p.join()).rejects.toBeInstanceOf(AssertionError);
+    await expect(p.join()).rejects.toThrow('can only join a started process');
+    p.start();
+    expect(() => p.start()).toThrow(AssertionError);
+    expect(() => p.start()).toThrow('cannot start a process twice');
+    expect(() => p.close()).toThrow(ValueError);
+    p.kill();
+    await p.join();
+    p.close();
+    expect(() => p.isAlive()).toThrow('process object is closed');
+    expect(() => p.exitcode).toThrow(ValueError);
+  });
+
+  test('a target that cannot travel is an error at start(), with no child left behind', () => {
+    const before = activeChildren().length;
+    expect(() => new Process({ target: () => 1 }).start()).toThrow(PicklingError);
+    const local = function localHelper(): void {};
+    expect(() => new Process({ target: local }).start()).toThrow(/localHelper|not defined in a module|named export/);
+    expect(activeChildren().length).toBe(before);
+  });
+
+  test('an argument that cannot be pickled is an error at start(), with no child left behind', () => {
+    const before = activeChildren().length;
+    const p = new Process({ target: report, args: [Pipe()[1], () => 'a function'] });
+    expect(() => p.start()).toThrow(PicklingError);
+    expect(p.pid).toBeNull();
+    expect(activeChildren().length).toBe(before);
+  });
+
+  test('a child whose target module fails to import: ProcessStartupError, no hang', async () => {
+    const p = new Process({ target: never });
+    p.start();
+    const e = await p.join().catch((x: unknown) => x);
+    expect(e).toBeInstanceOf(ProcessStartupError);
+    expect((e as ProcessStartupError).message).toContain('cannot be imported in a child');
+    expect(p.exitcode).toBe(1);
+  });
+});
+
+describe('contexts and start methods', () => {
+  test("'spawn' is the default and only method; 'fork' is refused with the reason", () => {
+    expect(getAllStartMethods()).toEqual(['spawn']);
+    expect(getStartMethod()).toBe('spawn');
+    expect(getContext('spawn').startMethod).toBe('spawn');
+    expect(() => getContext('fork')).toThrow(/cannot fork|use 'spawn'/);
+    expect(() => getContext('nope')).toThrow(ValueError);
+    expect(() => setStartMethod('spawn')).toThrow('context has already been set');
+    setStartMethod('spawn', { force: true });
+  });
+});
+
+describe('the example', () => {
+  test('examples/greetings.ts prints three greetings and joins its children', () => {
+    const r = spawnSync(process.execPath, ['--import', 'tsx', 'examples/greetings.ts'], { encoding: 'utf8', cwd: new URL('..', import.meta.url).pathname });
+    expect(r.status, r.stderr).toBe(0);
+    const lines = r.stdout.trim().split('\n');
+    expect(lines.filter((l) => l.startsWith('hello'))).toHaveLength(3);
+    expect(lines.at(-1)).toMatch(/exit codes: 0,0,0/);
+    expect(readFileSync(new URL('../examples/greetings.ts', import.meta.url), 'utf8')).toContain('isMainProcess(import.meta)');
+  });
+});
