@@ -74,6 +74,33 @@ class _SpawningPopen:
         return _DupFd(fd)
 
 
+def _pickler_class():
+    """billiard's ForkingPickler that also knows multiprocessing's reducers, so
+    that Connections of either library in `args` pickle in spawn form."""
+    from billiard.reduction import ForkingPickler as BilliardPickler
+    from multiprocessing.reduction import ForkingPickler as MpPickler
+    import multiprocessing.connection  # noqa: F401  (registers its Connection reducer)
+    import billiard.connection  # noqa: F401
+
+    class Pickler(BilliardPickler):
+        _extra_reducers = {**MpPickler._extra_reducers, **BilliardPickler._extra_reducers}
+
+    return Pickler
+
+
+class _LazyPickler:
+    def __init__(self):
+        self._cls = None
+
+    def __call__(self, fp):
+        if self._cls is None:
+            self._cls = _pickler_class()
+        return self._cls(fp, 4)
+
+
+_Pickler = _LazyPickler()
+
+
 class NodeProcess:
     """A billiard-ts child process running `target` (see the module doc)."""
 
@@ -106,14 +133,13 @@ class NodeProcess:
             'start_method': 'spawn',
         }
         spec = {'target': self._target, 'cls': None, 'args': self._args, 'kwargs': self._kwargs, 'state': {}}
-        from billiard import reduction
         buffers = []
         billiard_context.set_spawning_popen(popen)
         mp_context.set_spawning_popen(popen)
         try:
             for obj in (prep, spec):
                 fp = io.BytesIO()
-                reduction.dump(obj, fp)
+                _Pickler(fp).dump(obj)
                 buffers.append(fp.getvalue())
         finally:
             billiard_context.set_spawning_popen(None)

@@ -101,7 +101,8 @@ async function main(): Promise<void> {
     process.exitCode = 1;
     return;
   }
-  await channel.send(['ready']);
+  // The parent may be gone already (killed): the target still runs, as a Python child's does.
+  await channel.send(['ready']).catch(() => undefined);
   channel.close();
   let code = 0;
   try {

@@ -148,12 +148,18 @@ export function launchNode(prep: PrepData, spec: ProcessSpec, options: { env?: N
   );
   const tsTarget = [spec.target, spec.cls].some((r) => r !== null && /\.(c|m)?ts(#|$)/.test(r.split('#')[0]!));
   const { script, execArgv } = childCommand(tsTarget);
+  const env = childEnv(options.env);
+  if (prep.daemon) {
+    // Die with the parent from the child's first moments, before any module of ours loads.
+    execArgv.unshift('--import', new URL('../../native/parent-death.mjs', import.meta.url).href);
+    env.BILLIARD_TS_PARENT_DEATH = String(process.pid);
+  }
   const [parentEnd, childEnd] = Pipe();
   let child: ChildProcess;
   try {
     child = spawn(process.execPath, [...execArgv, script], {
       stdio: stdioFor(plan, childEnd.fileno()),
-      env: childEnv(options.env),
+      env,
       cwd: prep.dir,
     });
   } finally {
