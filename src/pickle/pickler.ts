@@ -64,25 +64,15 @@ const SHAPE_CACHE_KEYS = 32;
 /**
  * The stamped memo tables start over when stamps reach this, so that they stay
  * small integers, which V8 stores in a WeakMap or Map without allocating a
- * heap number for each (doubles made 30,000 of them per dump of the benchmark
- * payload, 1/4 of its garbage).
+ * heap number for each: `generation * 2**32 + index` stamps made 30,000 of
+ * them per dump of the benchmark payload, and a young-generation GC every 16
+ * dumps instead of every 30.
  */
 const STAMP_LIMIT = 2 ** 30;
 /** String memo entries kept between dumps at most. */
 const STRING_MEMO_LIMIT = 1 << 16;
 /** Characters of memoized strings kept between dumps at most. */
 const STRING_CHARS_LIMIT = 1 << 22;
-/**
- * Data strings up to this many UTF-16 units are memoized in the pickler's own
- * hash table (see #shortStrIndex); longer ones in a Map, whose hash V8 caches
- * in the string, where the table would hash every character on each lookup.
- * 32 keeps the table within STRING_CHARS_LIMIT (32 * STRING_TABLE_MAX_SLOTS).
- */
-const SHORT_STR_MAX = 32;
-/** Initial slots of the short-string table (a power of two). */
-const STRING_TABLE_INITIAL_SLOTS = 1 << 10;
-/** A table grown past this many slots is dropped when the next dump starts (as STRING_MEMO_LIMIT for the Maps). */
-const STRING_TABLE_MAX_SLOTS = STRING_MEMO_LIMIT * 2;
 
 /**
  * A string CPython holds as a different object from equal strings of user
@@ -128,13 +118,13 @@ const kGetattr = new PyGlobal('builtins', 'getattr');
  * object.
  */
 const OBJECT_PROTO = Object.prototype;
-const hasOwnProperty = Object.prototype.hasOwnProperty;
 const ARRAY_PROTO = Array.prototype;
 const UINT8ARRAY_PROTO = Uint8Array.prototype;
 const MAP_PROTO = Map.prototype;
 const PYFLOAT_PROTO = PyFloat.prototype;
 const PYTUPLE_PROTO = PyTuple.prototype;
 const PYDICT_PROTO = PyDict.prototype;
+const hasOwnProperty = Object.prototype.hasOwnProperty;
 
 function typeNameOf(v: unknown): string {
   if (v === null) return 'null';
@@ -182,23 +172,7 @@ export class Pickler {
    * tables grow past STRING_MEMO_LIMIT.
    */
   #objMemo = new WeakMap<object, number>();
-  /** Data strings longer than SHORT_STR_MAX; shorter ones are in the short-string table below. */
   #strMemo = new Map<string, number>();
-  /**
-   * The short-string table: open addressing with linear probing, in parallel
-   * arrays. A slot whose stamp (`#base` + memo index) is below `#base` is
-   * free: stale entries of earlier dumps need no clearing. Slots only go from
-   * free to used within a dump, so a probe can stop at the first free slot,
-   * and the lookup and the insertion of a missing string share one probe.
-   */
-  #shortKeys: string[] = [];
-  #shortHashes = new Int32Array(0);
-  #shortStamps = new Float64Array(0);
-  /** Used slots in this dump; the table doubles when they reach half of it. */
-  #shortUsed = 0;
-  /** Where #shortStrIndex stopped for a missing string, and that string's hash. */
-  #shortSlot = 0;
-  #shortHash = 0;
   #moduleMemo = new Map<string, number>();
   #nameMemo = new Map<string, number>();
   #globalMemo = new Map<string, number>();
@@ -211,8 +185,8 @@ export class Pickler {
   #scratchKeys: string[] = [];
   #scratchValues: unknown[] = [];
   #scratchTop = 0;
-  /** Stamps below it are from earlier dumps (it starts at 1: 0 marks the free slots of the short-string table). */
-  #base = 1;
+  /** Stamps below it are from earlier dumps. */
+  #base = 0;
   #busy = false;
   #skipPersistentId = false;
 
@@ -379,17 +353,14 @@ export class Pickler {
     if (base >= STAMP_LIMIT) {
       this.#objMemo = new WeakMap();
       this.#clearStrings();
-      base = 1;
+      base = 0;
     }
     this.#base = base;
     if (this.#strMemo.size + this.#nameMemo.size > STRING_MEMO_LIMIT || this.#stringChars > STRING_CHARS_LIMIT) this.#clearStrings();
-    if (this.#shortKeys.length === 0 || this.#shortKeys.length > STRING_TABLE_MAX_SLOTS) this.#resetShortTable(STRING_TABLE_INITIAL_SLOTS);
-    this.#shortUsed = 0;
     this.#shapeKeys.length = 0;
   }
 
   #clearStrings(): void {
-    this.#resetShortTable(STRING_TABLE_INITIAL_SLOTS);
     this.#strMemo.clear();
     this.#moduleMemo.clear();
     this.#nameMemo.clear();
@@ -418,77 +389,6 @@ export class Pickler {
   #memoizeStr(table: Map<string, number>, key: string): void {
     table.set(key, this.#base + this.#memoize());
     this.#stringChars += key.length;
-  }
-
-  #resetShortTable(slots: number): void {
-    this.#shortKeys = new Array<string>(slots).fill('');
-    this.#shortHashes = new Int32Array(slots);
-    this.#shortStamps = new Float64Array(slots);
-  }
-
-  /**
-   * The memo index of the short string `s` in this dump, or -1, leaving the
-   * free slot where it belongs in #shortSlot (for #memoizeShortStr). One
-   * probe here replaces a Map get and set (10-15% of a dump of the benchmark
-   * payload was in V8's FindOrderedHashMapEntry; measured in bench/micro-pickle.ts).
-   */
-  #shortStrIndex(s: string): number {
-    const n = s.length;
-    // FNV-1a over the UTF-16 units, then a multiply-xorshift so that the low bits (the slot) depend on every unit.
-    let h = 0x811c9dc5 ^ n;
-    for (let i = 0; i < n; i++) h = Math.imul(h ^ s.charCodeAt(i), 0x01000193);
-    h = Math.imul(h ^ (h >>> 16), 0x85ebca6b);
-    h ^= h >>> 13;
-    const keys = this.#shortKeys;
-    const hashes = this.#shortHashes;
-    const stamps = this.#shortStamps;
-    const mask = keys.length - 1;
-    const base = this.#base;
-    let j = h & mask;
-    for (;;) {
-      const stamp = stamps[j]!;
-      if (stamp < base) break;
-      if (hashes[j] === h && keys[j] === s) return stamp - base;
-      j = (j + 1) & mask;
-    }
-    this.#shortSlot = j;
-    this.#shortHash = h;
-    return -1;
-  }
-
-  /** Writes the memo opcode for the short string `s` that #shortStrIndex just missed, and records it. */
-  #memoizeShortStr(s: string): void {
-    const j = this.#shortSlot;
-    this.#shortKeys[j] = s;
-    this.#shortHashes[j] = this.#shortHash;
-    this.#shortStamps[j] = this.#base + this.#memoize();
-    if (++this.#shortUsed * 2 >= this.#shortKeys.length) this.#growShortTable();
-  }
-
-  /** Doubles the short-string table, keeping this dump's entries. */
-  #growShortTable(): void {
-    const keys = this.#shortKeys;
-    const hashes = this.#shortHashes;
-    const stamps = this.#shortStamps;
-    const base = this.#base;
-    this.#resetShortTable(keys.length * 2);
-    const nkeys = this.#shortKeys;
-    const nhashes = this.#shortHashes;
-    const nstamps = this.#shortStamps;
-    const mask = nkeys.length - 1;
-    for (let i = 0; i < keys.length; i++) {
-      if (stamps[i]! < base) continue;
-      let j = hashes[i]! & mask;
-      while (nstamps[j]! >= base) j = (j + 1) & mask;
-      nkeys[j] = keys[i]!;
-      nhashes[j] = hashes[i]!;
-      nstamps[j] = stamps[i]!;
-    }
-  }
-
-  /** The memo index of the data string `s` in this dump, or -1. */
-  #dataStrIndex(s: string): number {
-    return s.length <= SHORT_STR_MAX ? this.#shortStrIndex(s) : this.#strIndex(this.#strMemo, s);
   }
 
   #memoize(): number {
@@ -738,16 +638,6 @@ export class Pickler {
   // ------------------------------------------------------------ str, bytes
 
   #saveStr(s: string): void {
-    if (s.length <= SHORT_STR_MAX) {
-      const idx = this.#shortStrIndex(s);
-      if (idx >= 0) {
-        this.#get(idx);
-        return;
-      }
-      this.#writeStr(s);
-      this.#memoizeShortStr(s);
-      return;
-    }
     const idx = this.#strIndex(this.#strMemo, s);
     if (idx >= 0) {
       this.#get(idx);
@@ -1027,8 +917,8 @@ export class Pickler {
     // dicts (a stack: this dict's items sit at [start, end)) instead of two new
     // arrays per dict. for-in with the hasOwnProperty filter yields exactly
     // Object.keys's keys, in the same order, and V8 runs it from the map's
-    // enum cache: 36 instead of 45 ns per 6-key dict (bench/micro-pickle.ts),
-    // and no garbage.
+    // enum cache: about 30 instead of 38 ns per 6-key dict
+    // (`bench/micro-pickle.ts parts`), and 10% less CPU per dump.
     const keys = this.#scratchKeys;
     const values = this.#scratchValues;
     const start = this.#scratchTop;
@@ -1083,7 +973,7 @@ export class Pickler {
     }
     this.#save(k);
     if (i < SHAPE_CACHE_KEYS) {
-      const idx = this.#dataStrIndex(k);
+      const idx = this.#strIndex(this.#strMemo, k);
       if (idx >= 0) {
         this.#shapeKeys[i] = k;
         this.#shapeIndexes[i] = idx;

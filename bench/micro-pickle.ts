@@ -1,0 +1,159 @@
+/**
+ * Micro-benchmarks behind the tuning of src/pickle (not part of `npm run
+ * bench`, which needs Python). Run with plain node on a compiled build for
+ * numbers that match production, or through tsx:
+ *
+ *   npx tsx bench/micro-pickle.ts                 dumps and loads of the benchmark payload
+ *   npx tsx bench/micro-pickle.ts parts           the building blocks compared in comments of src/pickle
+ *   npx tsx bench/micro-pickle.ts --calls 400     samples per cell (default 300)
+ *
+ * The payload is bench/pickle.ts's: 10,000 rows of {'id', 'name', 'score',
+ * 'tags', 'blob', 'big'}, built here in JavaScript (scores as PyFloat, so that
+ * dumps writes the 568,789 bytes CPython writes for the 2**40 variant). Each cell prints the min and median of
+ * single-call times and the CPU time per call (all threads, GC included).
+ * This machine is noisy: compare builds by running them alternately several
+ * times, not by one run.
+ */
+
+import { dumps, loads } from '../src/pickle/index.js';
+import { PyFloat } from '../src/pickle/types.js';
+
+const args = process.argv.slice(2);
+const callsAt = args.indexOf('--calls');
+const CALLS = callsAt >= 0 ? Number(args[callsAt + 1]) : 300;
+const ROWS = 10_000;
+
+function payload(big: 'big40' | 'big70'): unknown[] {
+  // CPython folds b'\x00' * 16 into one constant: every row holds the same bytes object.
+  const blob = new Uint8Array(16);
+  const rows: unknown[] = [];
+  for (let i = 0; i < ROWS; i++) {
+    rows.push({
+      id: i,
+      name: `user${i}`,
+      score: new PyFloat(i * 1.5),
+      tags: ['a', 'b'],
+      blob,
+      big: big === 'big40' ? 2 ** 40 + i : 2n ** 70n + BigInt(i),
+    });
+  }
+  return rows;
+}
+
+function time(label: string, fn: () => unknown, calls = CALLS): void {
+  for (let i = 0; i < Math.max(50, calls / 4); i++) fn();
+  const samples: number[] = [];
+  const cpu0 = process.cpuUsage();
+  for (let i = 0; i < calls; i++) {
+    const t0 = process.hrtime.bigint();
+    fn();
+    samples.push(Number(process.hrtime.bigint() - t0) / 1e6);
+  }
+  const cpu = process.cpuUsage(cpu0);
+  samples.sort((a, b) => a - b);
+  const f = (x: number): string => x.toFixed(3).padStart(7);
+  console.log(
+    `${label.padEnd(34)} min ${f(samples[0]!)} ms  median ${f(samples[samples.length >> 1]!)} ms  cpu ${f((cpu.user + cpu.system) / 1e3 / calls)} ms`,
+  );
+}
+
+function whole(): void {
+  for (const variant of ['big40', 'big70'] as const) {
+    const value = payload(variant);
+    const bytes = dumps(value, { protocol: 4 });
+    time(`dumps ${variant} p4 (${bytes.length} B)`, () => dumps(value, { protocol: 4 }));
+    time(`loads ${variant} p4`, () => loads(bytes));
+  }
+}
+
+/** Rows as loads makes them: null-prototype objects. */
+function nullProtoRows(): Record<string, unknown>[] {
+  const rows: Record<string, unknown>[] = [];
+  for (let i = 0; i < ROWS; i++) {
+    const d = {} as Record<string, unknown>;
+    Object.setPrototypeOf(d, null);
+    Object.assign(d, { id: i, name: `user${i}`, score: i * 1.5, tags: ['a'], blob: null, big: i });
+    rows.push(d);
+  }
+  return rows;
+}
+
+function parts(): void {
+  // Dict iteration (src/pickle/pickler.ts #saveObjectDict).
+  const rows = nullProtoRows();
+  const hasOwn = Object.prototype.hasOwnProperty;
+  const scratchKeys: string[] = [];
+  const scratchValues: unknown[] = [];
+  let sink = 0;
+  time('dict items: Object.keys + values', () => {
+    for (const d of rows) {
+      const k = Object.keys(d);
+      const v = Object.values(d);
+      for (let i = 0; i < k.length; i++) if (v[i] !== undefined) sink += k[i]!.length;
+    }
+  });
+  time('dict items: for-in into scratch', () => {
+    for (const d of rows) {
+      let n = 0;
+      for (const k in d) {
+        if (!hasOwn.call(d, k)) continue;
+        scratchKeys[n] = k;
+        scratchValues[n] = d[k];
+        n++;
+      }
+      for (let i = 0; i < n; i++) if (scratchValues[i] !== undefined) sink += scratchKeys[i]!.length;
+    }
+  });
+
+  // The data-string memo: a dump's lookups, each name missing once, then 'a'
+  // and 'b' found. An open-addressing table in the pickler was tried and
+  // dropped: no faster than the Map inside whole dumps.
+  const names = rows.map((r) => r.name as string);
+  const seq: string[] = [];
+  for (const n of names) seq.push(n, 'a', 'b');
+  const map = new Map<string, number>();
+  let base = 1;
+  time('string memo: Map get + set', () => {
+    base += seq.length;
+    let idx = 0;
+    for (const s of seq) {
+      const v = map.get(s);
+      if (v !== undefined && v >= base) sink += v;
+      else map.set(s, base + idx++);
+    }
+  });
+  const slots = 1 << 15;
+  const keys = new Array<string>(slots).fill('');
+  const hashes = new Int32Array(slots);
+  const stamps = new Float64Array(slots);
+  time('string memo: open addressing', () => {
+    base += seq.length;
+    let idx = 0;
+    const mask = slots - 1;
+    for (const s of seq) {
+      let h = 0x811c9dc5 ^ s.length;
+      for (let i = 0; i < s.length; i++) h = Math.imul(h ^ s.charCodeAt(i), 0x01000193);
+      h = Math.imul(h ^ (h >>> 16), 0x85ebca6b);
+      h ^= h >>> 13;
+      let j = h & mask;
+      for (;;) {
+        const stamp = stamps[j]!;
+        if (stamp < base) {
+          keys[j] = s;
+          hashes[j] = h;
+          stamps[j] = base + idx++;
+          break;
+        }
+        if (hashes[j] === h && keys[j] === s) {
+          sink += stamp;
+          break;
+        }
+        j = (j + 1) & mask;
+      }
+    }
+  });
+  if (sink === 42) console.log('');
+}
+
+if (args.includes('parts')) parts();
+else whole();
