@@ -156,19 +156,6 @@ function typeName(v: unknown): string {
   return typeof v;
 }
 
-/**
- * An empty array whose elements kind is already V8's generic one: pushing
- * values of any type then never changes its map, so `stack.push` stays
- * monomorphic and inlined. A stack starting as `[]` (small integers only)
- * changed kind during each load, and V8 called the ArrayPrototypePush
- * builtin instead (4% of a load of the benchmark payload).
- */
-function newStack(): unknown[] {
-  const stack: unknown[] = [null];
-  stack.pop();
-  return stack;
-}
-
 /** Plain arrays (lists): APPEND/APPENDS push onto them directly; tuples and other objects go to #appendOther. */
 const ARRAY_PROTO = Array.prototype;
 
@@ -291,7 +278,7 @@ export class Unpickler {
   #resetPass(start: number, memo: unknown[]): void {
     const forced = this.#forced;
     this.position = start;
-    this.#stack = newStack();
+    this.#stack = [];
     this.#marks = [];
     if (this.#memoCount > 0) memo.fill(undefined, 0, memo.length);
     this.#memo = memo;
@@ -522,7 +509,7 @@ export class Unpickler {
           if (stack.length - fence < 2) this.#underflow();
           const v = stack.pop();
           const list = stack[stack.length - 1];
-          // A prototype check rather than `instanceof PyTuple`, which V8 ran as a generic builtin (2.8% of a load).
+          // A prototype check rather than `instanceof PyTuple`, which V8 ran as a generic builtin (2.8% of a load in perf).
           if (Array.isArray(list) && Object.getPrototypeOf(list) === ARRAY_PROTO) list.push(v);
           else this.#appendOther(list, [v]);
           break;
@@ -1207,43 +1194,8 @@ export class Unpickler {
       for (; i < stack.length; i += 2) {
         const k = stack[i];
         if (typeof k !== 'string' || isIndexKey(k)) break;
-        const v = stack[i + 1];
-        if (k === '__proto__') {
-          Object.defineProperty(obj, k, { value: v, writable: true, enumerable: true, configurable: true });
-          continue;
-        }
-        // One store site per position for the first 8 items: for records of
-        // one shape each site then sees one map and one key, and V8 inlines
-        // the store; through a single site every store went to the
-        // megamorphic stub cache (9% of a load of the benchmark payload).
-        switch ((i - from) >> 1) {
-          case 0:
-            obj[k] = v;
-            break;
-          case 1:
-            obj[k] = v;
-            break;
-          case 2:
-            obj[k] = v;
-            break;
-          case 3:
-            obj[k] = v;
-            break;
-          case 4:
-            obj[k] = v;
-            break;
-          case 5:
-            obj[k] = v;
-            break;
-          case 6:
-            obj[k] = v;
-            break;
-          case 7:
-            obj[k] = v;
-            break;
-          default:
-            obj[k] = v;
-        }
+        if (k === '__proto__') Object.defineProperty(obj, k, { value: stack[i + 1], writable: true, enumerable: true, configurable: true });
+        else obj[k] = stack[i + 1];
       }
       if (i >= stack.length) return;
       target = this.#convertDict(at, obj);
