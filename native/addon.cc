@@ -86,10 +86,22 @@ Napi::Value SetBlocking(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
+Napi::Value Dup(const Napi::CallbackInfo& info) {
+  if (info.Length() < 1 || !info[0].IsNumber()) {
+    Napi::TypeError::New(info.Env(), "dup(fd: number)").ThrowAsJavaScriptException();
+    return info.Env().Undefined();
+  }
+  int copy = -1;
+  int err = billiard::DupCloexec(info[0].As<Napi::Number>().Int32Value(), &copy);
+  if (err != 0) return ErrnoError(info.Env(), err, "fcntl");
+  return Napi::Number::New(info.Env(), copy);
+}
+
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("setParentDeathSignal", Napi::Function::New(env, SetParentDeathSignal, "setParentDeathSignal"));
   exports.Set("parentPid", Napi::Function::New(env, ParentPid, "parentPid"));
   exports.Set("setBlocking", Napi::Function::New(env, SetBlocking, "setBlocking"));
+  exports.Set("dup", Napi::Function::New(env, Dup, "dup"));
   exports.Set("socketpair", Napi::Function::New(env, SocketPair, "socketpair"));
   exports.Set("pipe", Napi::Function::New(env, Pipe, "pipe"));
   exports.Set("unixListen", Napi::Function::New(env, UnixListen, "unixListen"));

@@ -96,6 +96,13 @@ int SetBlocking(int fd, bool blocking) {
   return 0;
 }
 
+int DupCloexec(int fd, int* out) {
+  int copy = fcntl(fd, F_DUPFD_CLOEXEC, 0);
+  if (copy < 0) return errno;
+  *out = copy;
+  return 0;
+}
+
 const char* ErrnoName(int err) {
   switch (err) {
 #define BILLIARD_ERRNO(name) \

@@ -32,6 +32,9 @@ int ParentPid();
 // Sets or clears O_NONBLOCK on a descriptor.
 int SetBlocking(int fd, bool blocking);
 
+// A close-on-exec duplicate of fd in *out (the lowest free number).
+int DupCloexec(int fd, int* out);
+
 // The errno's symbolic name ("EAGAIN"), or "E<number>".
 const char* ErrnoName(int err);
 

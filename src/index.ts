@@ -6,4 +6,4 @@
 export * from './pickle/index.js';
 export * from './connection/index.js';
 export * from './process/index.js';
-export { Context, cpuCount, getAllStartMethods, getContext, getStartMethod, setStartMethod, type StartMethod } from './context.js';
+export { Context, cpuCount, getAllStartMethods, getContext, getStartMethod, setForkserverPreload, setStartMethod, type StartMethod } from './context.js';

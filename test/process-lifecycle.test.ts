@@ -9,7 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 
-import { afterAll, expect, test } from 'vitest';
+import { afterAll, describe, expect, test } from 'vitest';
 
 const ROOT = new URL('..', import.meta.url).pathname;
 const dir = mkdtempSync(join(tmpdir(), 'billiard-ts-lifecycle-'));
@@ -40,8 +40,16 @@ async function gone(pid: number, limitMs: number): Promise<number> {
   return Date.now() - t0;
 }
 
-function startParent(mode: 'hang' | 'exit', file: string): Promise<{ pids: { parent: number; daemon: number; worker: number }; exited: Promise<number | null> }> {
-  const proc = spawn(process.execPath, ['--import', 'tsx', 'test/fixtures/lifecycle.ts', mode, file], { cwd: ROOT, stdio: ['ignore', 'pipe', 'inherit'] });
+interface Pids {
+  parent: number;
+  daemon: number;
+  worker: number;
+  /** The fork server's waiting children. */
+  warm: number[];
+}
+
+function startParent(mode: 'hang' | 'exit', file: string, method: string): Promise<{ pids: Pids; exited: Promise<number | null> }> {
+  const proc = spawn(process.execPath, ['--import', 'tsx', 'test/fixtures/lifecycle.ts', mode, file, method], { cwd: ROOT, stdio: ['ignore', 'pipe', 'inherit'] });
   const exited = new Promise<number | null>((r) => proc.on('exit', (code) => r(code)));
   return new Promise((resolve, reject) => {
     createInterface({ input: proc.stdout }).once('line', (l) => resolve({ pids: JSON.parse(l), exited }));
@@ -49,26 +57,31 @@ function startParent(mode: 'hang' | 'exit', file: string): Promise<{ pids: { par
   });
 }
 
-test('a SIGKILLed parent takes its daemonic child with it; its non-daemonic child lives on', async () => {
-  const file = join(dir, 'sigkill');
-  const { pids, exited } = await startParent('hang', file);
-  expect(alive(pids.daemon)).toBe(true);
-  await new Promise((r) => setTimeout(r, 300)); // the children are running their targets
-  process.kill(pids.parent, 'SIGKILL');
-  await exited;
-  // Within a second in practice; the bound here only guards against a hang.
-  const ms = await gone(pids.daemon, 5000);
-  console.log(`daemonic child gone ${ms} ms after its parent was killed`);
-  expect(alive(pids.worker)).toBe(true);
-  await gone(pids.worker, 10_000);
-  expect(existsSync(file)).toBe(true);
-});
+describe.each(['spawn', 'forkserver'])('start method %s', (method) => {
+  test('a SIGKILLed parent takes its daemonic child (and the waiting fork server children) with it; its non-daemonic child lives on', async () => {
+    const file = join(dir, `sigkill-${method}`);
+    const { pids, exited } = await startParent('hang', file, method);
+    if (method === 'forkserver') expect(pids.warm.length).toBeGreaterThan(0);
+    expect(alive(pids.daemon)).toBe(true);
+    await new Promise((r) => setTimeout(r, 300)); // the children are running their targets
+    process.kill(pids.parent, 'SIGKILL');
+    await exited;
+    // Within a second in practice; the bound here only guards against a hang.
+    const ms = await gone(pids.daemon, 5000);
+    console.log(`${method}: daemonic child gone ${ms} ms after its parent was killed`);
+    for (const pid of pids.warm) await gone(pid, 5000);
+    expect(alive(pids.worker)).toBe(true);
+    await gone(pids.worker, 10_000);
+    expect(existsSync(file)).toBe(true);
+  });
 
-test('when the main section ends, the parent waits for its non-daemonic child and then terminates the daemonic one', async () => {
-  const file = join(dir, 'exit');
-  const { pids, exited } = await startParent('exit', file);
-  expect(await exited).toBe(0);
-  // The worker finished (and wrote its file) before the parent exited.
-  expect(existsSync(file)).toBe(true);
-  await gone(pids.daemon, 5000);
+  test('when the main section ends, the parent waits for its non-daemonic child and then terminates the daemonic one', async () => {
+    const file = join(dir, `exit-${method}`);
+    const { pids, exited } = await startParent('exit', file, method);
+    expect(await exited).toBe(0);
+    // The worker finished (and wrote its file) before the parent exited.
+    expect(existsSync(file)).toBe(true);
+    await gone(pids.daemon, 5000);
+    for (const pid of pids.warm) await gone(pid, 5000);
+  });
 });

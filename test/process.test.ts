@@ -197,8 +197,8 @@ describe('misuse and failures', () => {
 });
 
 describe('contexts and start methods', () => {
-  test("'spawn' is the default and only method; 'fork' is refused with the reason", () => {
-    expect(getAllStartMethods()).toEqual(['spawn']);
+  test("'spawn' is the default method; 'fork' is refused with the reason", () => {
+    expect(getAllStartMethods()).toEqual(['spawn', 'forkserver']);
     expect(getStartMethod()).toBe('spawn');
     expect(getContext('spawn').startMethod).toBe('spawn');
     expect(() => getContext('fork')).toThrow(/cannot fork|use 'spawn'/);

@@ -29,6 +29,7 @@ interface Binding {
   setParentDeathSignal(signal: number): void;
   parentPid(): number;
   setBlocking(fd: number, blocking: boolean): void;
+  dup(fd: number): number;
 }
 
 let binding: Binding | undefined;
@@ -104,4 +105,10 @@ export function parentPid(): number {
 /** Sets (true) or clears (false) blocking mode of a file descriptor, as Python's `os.set_blocking`. */
 export function setBlocking(fd: number, blocking: boolean): void {
   call(() => load().setBlocking(fd, blocking));
+}
+
+/** A close-on-exec duplicate of a file descriptor, as Python's `os.dup`. */
+export function dup(fd: number): number {
+  if (!Number.isInteger(fd) || fd < 0) throw new RangeError('fd must be a non-negative integer');
+  return call(() => load().dup(fd));
 }

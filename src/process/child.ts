@@ -17,10 +17,13 @@
 
 import { Connection, flushConnections } from '../connection/index.js';
 import { setParentDeathSignal, parentPid } from '../native/index.js';
-import { loads, PyTuple } from '../pickle/index.js';
+import type { Duplex } from 'node:stream';
+
+import { loads, PyTuple, type PickleRegistry } from '../pickle/index.js';
 import { becomeChild } from './current.js';
 import { parseRef } from './locate.js';
 import { childRegistry } from './reduction.js';
+import { setStartMethod, START_METHODS, type StartMethod } from './start-method.js';
 
 /** The bootstrap descriptor: `--billiard-ts-fd N`, else 3. */
 function bootstrapFd(): number {
@@ -42,11 +45,16 @@ async function importExport(spec: string): Promise<unknown> {
   throw Object.assign(new Error(`module ${url} has no export '${name}'`), { kind: 'TARGET_NOT_FOUND' });
 }
 
-async function main(): Promise<void> {
-  const channel = Connection.fromFd(bootstrapFd());
-  const registry = childRegistry();
-  const prep = loads(await channel.recvBytes(), { registry });
-  const spec = loads(await channel.recvBytes(), { registry });
+/** How the child reports to its parent: over the bootstrap channel, or the IPC channel of a warm child. */
+interface Reporter {
+  send(message: unknown[]): Promise<void>;
+  close(): void;
+}
+
+/** Runs a child from its two bootstrap pickles (see the top of this file). */
+async function run(prepBytes: Uint8Array, specBytes: Uint8Array, registry: PickleRegistry, reporter: Reporter): Promise<never | void> {
+  const prep = loads(prepBytes, { registry });
+  const spec = loads(specBytes, { registry });
   const name = String(field(prep, 'name'));
   const daemon = field(prep, 'daemon') === true;
   const parentPidExpected = Number(field(prep, 'parent_pid'));
@@ -65,6 +73,9 @@ async function main(): Promise<void> {
   });
   const dir = field(prep, 'dir');
   if (typeof dir === 'string' && dir !== process.cwd()) process.chdir(dir);
+  // The child's default start method is its parent's, as billiard's spawn.prepare sets it.
+  const method = field(prep, 'start_method');
+  if (typeof method === 'string' && START_METHODS.includes(method as StartMethod)) setStartMethod(method, { force: true });
 
   let body: () => unknown;
   try {
@@ -95,15 +106,15 @@ async function main(): Promise<void> {
     }
   } catch (e) {
     const err = e as Error & { kind?: string };
-    await channel.send(['error', err.kind ?? err.name ?? 'Error', err.message, err.stack ?? String(err)]).catch(() => undefined);
-    channel.close();
+    await reporter.send(['error', err.kind ?? err.name ?? 'Error', err.message, err.stack ?? String(err)]).catch(() => undefined);
+    reporter.close();
     process.stderr.write(`Process ${name}:\n${err.stack ?? String(err)}\n`);
-    process.exitCode = 1;
+    await exit(1);
     return;
   }
   // The parent may be gone already (killed): the target still runs, as a Python child's does.
-  await channel.send(['ready']).catch(() => undefined);
-  channel.close();
+  await reporter.send(['ready']).catch(() => undefined);
+  reporter.close();
   let code = 0;
   try {
     await body();
@@ -111,15 +122,60 @@ async function main(): Promise<void> {
     process.stderr.write(`Process ${name}:\n${(e as Error)?.stack ?? String(e)}\n`);
     code = 1;
   }
-  // The process ends when its target does, as in Python, whatever handles are
-  // still open; queued writes are flushed first.
+  await exit(code);
+}
+
+/**
+ * Ends the process when its target does, as in Python, whatever handles are
+ * still open; queued writes are flushed first.
+ */
+async function exit(code: number): Promise<never> {
   await flushConnections();
   await new Promise<void>((resolve) => process.stdout.write('', () => resolve()));
   await new Promise<void>((resolve) => process.stderr.write('', () => resolve()));
   process.exit(code);
 }
 
-main().catch((e: unknown) => {
+/** A spawned child: the bootstrap pickles come on descriptor 3 (or --billiard-ts-fd). */
+async function spawned(): Promise<void> {
+  const channel = Connection.fromFd(bootstrapFd());
+  const prepBytes = await channel.recvBytes();
+  const specBytes = await channel.recvBytes();
+  await run(prepBytes, specBytes, childRegistry(), { send: (m) => channel.send(m), close: () => channel.close() });
+}
+
+/**
+ * A warm child of the fork server: imports the preload modules, says
+ * `['warm']` on its IPC channel, then waits. The parent sends the sockets of
+ * the Connections in the arguments (`{ t: 'fd', fd }` with a handle each),
+ * then `{ t: 'start', prep, spec }`. It dies if the parent goes away first.
+ */
+async function warm(): Promise<void> {
+  const preload = JSON.parse(process.env.BILLIARD_TS_PRELOAD ?? '[]') as string[];
+  delete process.env.BILLIARD_TS_PRELOAD;
+  for (const spec of preload) await import(spec);
+  const sockets = new Map<number, Duplex>();
+  const onDisconnect = (): void => process.exit(0);
+  process.on('disconnect', onDisconnect);
+  const start = await new Promise<{ prep: Uint8Array; spec: Uint8Array }>((resolve) => {
+    process.on('message', (m: { t: string; fd?: number; prep?: Uint8Array; spec?: Uint8Array }, handle?: Duplex) => {
+      if (m.t === 'fd' && handle !== undefined) sockets.set(m.fd!, handle);
+      else if (m.t === 'start') resolve({ prep: m.prep!, spec: m.spec! });
+    });
+    process.send!(['warm']);
+  });
+  process.off('disconnect', onDisconnect);
+  process.removeAllListeners('message');
+  const reporter: Reporter = {
+    send: (m) => new Promise<void>((resolve) => (process.connected ? process.send!(m, undefined, undefined, () => resolve()) : resolve())),
+    close: () => {
+      if (process.connected) process.disconnect();
+    },
+  };
+  await run(start.prep, start.spec, childRegistry(sockets), reporter);
+}
+
+(process.argv.includes('--billiard-ts-warm') ? warm() : spawned()).catch((e: unknown) => {
   process.stderr.write(`billiard-ts child bootstrap failed: ${(e as Error)?.stack ?? String(e)}\n`);
   process.exit(1);
 });

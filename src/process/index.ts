@@ -1,6 +1,6 @@
 /** billiard-ts processes (spec/api.md §1, §3, §16). */
 
-export { activeChildren, Process, type ProcessOptions } from './process.js';
+export { activeChildren, ForkServerProcess, Process, SpawnProcess, type ProcessOptions } from './process.js';
 export { currentProcess, isMainProcess, parentProcess, type CurrentProcess, type ParentProcess } from './current.js';
 export { AssertionError, ProcessStartupError, ValueError } from './errors.js';
 export { registerModule, type TargetRef } from './locate.js';

@@ -17,7 +17,9 @@ import { PyGlobal } from '../pickle/index.js';
 import { currentProcess, nextChildIdentity } from './current.js';
 import { AssertionError, ProcessStartupError, ValueError } from './errors.js';
 import { formatRef, locateFunction } from './locate.js';
+import { forkServer } from './forkserver.js';
 import { launchNode, launchPython, type Launched } from './spawn.js';
+import { getStartMethod, type StartMethod } from './start-method.js';
 
 /** Options of {@link Process}: Python's keyword arguments. */
 export interface ProcessOptions {
@@ -87,6 +89,9 @@ class Sentinel {
  * subclass must be an exported class, as the child imports it).
  */
 export class Process {
+  /** The start method of this class's processes; undefined: the default (see setStartMethod). */
+  static startMethod: StartMethod | undefined = undefined;
+
   #target: ((...args: never[]) => unknown) | PyGlobal | null;
   #args: unknown[];
   #kwargs: Record<string, unknown>;
@@ -154,13 +159,16 @@ export class Process {
     };
     let launched: Launched;
     const target = this.#target;
+    const method = (this.constructor as typeof Process).startMethod ?? getStartMethod()!;
+    prep.startMethod = method;
     if (target instanceof PyGlobal) {
       launched = launchPython(prep, target, this.#args, this.#kwargs, { python: this.#python, env: this.#env, pythonPath: this.#pythonPath });
     } else {
       const overridesRun = this.run !== Process.prototype.run;
       const cls = overridesRun ? formatRef(locateFunction(this.constructor)) : null;
       const state: Record<string, unknown> = overridesRun ? { ...(this as object) } : {};
-      launched = launchNode(prep, { target: target === null ? null : formatRef(locateFunction(target)), cls, args: this.#args, kwargs: this.#kwargs, state }, { env: this.#env });
+      const spec = { target: target === null ? null : formatRef(locateFunction(target)), cls, args: this.#args, kwargs: this.#kwargs, state };
+      launched = method === 'forkserver' ? forkServer().launch(prep, spec, { env: this.#env }) : launchNode(prep, spec, { env: this.#env });
     }
     this.#attach(launched);
   }
@@ -177,7 +185,7 @@ export class Process {
     };
     this.#running = running;
     children.add(this);
-    let ready = launched.channel === null;
+    let ready = launched.report === null;
     child.on('error', (e: Error) => {
       running.startupError ??= new ProcessStartupError(`could not start the child process: ${e.message}`, { cause: e });
       if (running.exitcode === null) {
@@ -193,29 +201,21 @@ export class Process {
       }
       children.delete(this);
       daemons.delete(this);
-      launched.channel?.close();
+      launched.release();
       this.#sentinel.fire();
       resolveExit(running.exitcode);
     });
-    if (launched.channel !== null) {
-      const channel = launched.channel;
-      channel
-        .recv()
-        .then((msg) => {
-          const m = msg as unknown[];
-          if (m[0] === 'ready') ready = true;
-          else if (m[0] === 'error') {
-            running.startupError = new ProcessStartupError(`child ${this.#name} could not start its target: ${String(m[2])}`, { remoteStack: String(m[3] ?? '') });
-          }
-        })
-        .catch(() => undefined)
-        .finally(() => channel.close());
-    }
+    void launched.report?.then((m) => {
+      if (m?.[0] === 'ready') ready = true;
+      else if (m?.[0] === 'error') {
+        running.startupError = new ProcessStartupError(`child ${this.#name} could not start its target: ${String(m[2])}`, { remoteStack: String(m[3] ?? '') });
+      }
+    });
     if (this.#daemon) {
       daemons.add(this);
       installExitHook();
       child.unref();
-      (launched.channel?.openedStream as { unref?: () => void } | null)?.unref?.();
+      launched.unref();
     }
   }
 
@@ -282,7 +282,7 @@ export class Process {
     if (this.#running !== null && this.#running.exitcode === null) {
       throw new ValueError('Cannot close a process while it is still running. You should first call join() or terminate().', { code: 'RUNNING' });
     }
-    this.#running?.launched.channel?.close();
+    this.#running?.launched.release();
     this.#closed = true;
   }
 
@@ -353,4 +353,14 @@ export class Process {
 /** The started children of this process that have not exited (Python's `active_children()`). */
 export function activeChildren(): Process[] {
   return [...children].filter((p) => p.isAlive());
+}
+
+/** Processes started with the `'spawn'` start method (a fresh `node`), whatever the default. */
+export class SpawnProcess extends Process {
+  static override startMethod: StartMethod | undefined = 'spawn';
+}
+
+/** Processes started from the fork server's warm children (see forkserver.ts). */
+export class ForkServerProcess extends Process {
+  static override startMethod: StartMethod | undefined = 'forkserver';
 }

@@ -6,6 +6,8 @@
  * billiard child (Python) and a billiard-ts child (Node) both rebuild it.
  */
 
+import type { Duplex } from 'node:stream';
+
 import { Connection } from '../connection/index.js';
 import { defaultRegistry, PyGlobal, PyObject, setState, tuple, type PickleRegistry } from '../pickle/index.js';
 
@@ -35,8 +37,12 @@ export function spawnRegistry(plan: FdPlan): PickleRegistry {
   return registry;
 }
 
-/** A registry that rebuilds billiard's spawn-form Connections (in a child) from inherited descriptors. */
-export function childRegistry(): PickleRegistry {
+/**
+ * A registry that rebuilds billiard's spawn-form Connections in a child:
+ * from inherited descriptors, or, in a warm child of the fork server, from
+ * the sockets the parent sent (keyed by descriptor number).
+ */
+export function childRegistry(sockets?: ReadonlyMap<number, Duplex>): PickleRegistry {
   const registry = defaultRegistry.extend();
   for (const module of ['billiard.popen_spawn_posix', 'multiprocessing.popen_spawn_posix']) {
     registry.register(module, '_DupFd', {
@@ -59,7 +65,9 @@ export function childRegistry(): PickleRegistry {
         const [df, readable, writable] = args;
         const fd = typeof df === 'number' ? df : (df as { fd?: number } | null)?.fd;
         if (typeof fd !== 'number' || fd < 0) throw new TypeError('rebuild_connection needs a descriptor');
-        return Connection.fromFd(fd, { readable: readable !== false, writable: writable !== false });
+        const options = { readable: readable !== false, writable: writable !== false };
+        const socket = sockets?.get(fd);
+        return socket !== undefined ? new Connection(socket, options) : Connection.fromFd(fd, options);
       },
     });
   }

@@ -59,7 +59,7 @@ export const BOOTSTRAP_FD = 3;
  * take its own descriptor of that number (our bootstrap channel) for an IPC
  * channel.
  */
-function childEnv(env: NodeJS.ProcessEnv | undefined): NodeJS.ProcessEnv {
+export function childEnv(env: NodeJS.ProcessEnv | undefined): NodeJS.ProcessEnv {
   const out = { ...(env ?? process.env) };
   delete out.NODE_CHANNEL_FD;
   delete out.NODE_CHANNEL_SERIALIZATION_MODE;
@@ -90,7 +90,7 @@ export function childExecArgv(argv: readonly string[]): string[] {
 }
 
 /** The child entry script and the Node flags to run it with. */
-function childCommand(extraTsx: boolean): { script: string; execArgv: string[] } {
+export function childCommand(extraTsx: boolean): { script: string; execArgv: string[] } {
   const here = import.meta.url;
   const fromSource = here.endsWith('.ts');
   const script = new URL(fromSource ? './child.ts' : './child.js', here);
@@ -114,18 +114,32 @@ function stdioFor(plan: FdPlan, first: number | 'pipe' | null): Array<'inherit' 
   return stdio;
 }
 
-/** A started child: the Node ChildProcess, and the parent's end of the bootstrap channel. */
+/** A started child: the Node ChildProcess, and its start-up report. */
 export interface Launched {
   child: ChildProcess;
-  /** Node children: the parent's end of the bootstrap channel; null for Python children. */
-  channel: Connection | null;
+  /**
+   * Node children: resolves with the child's report, `['ready']` or
+   * `['error', kind, message, stack]`, or null when the child went away
+   * without one; null for Python children (billiard sends none).
+   */
+  report: Promise<unknown[] | null> | null;
+  /** Releases what the parent keeps for the start-up (the bootstrap channel). */
+  release(): void;
+  /** Makes the start-up machinery not keep the parent alive (daemonic children). */
+  unref(): void;
 }
 
-/**
- * Starts a Node child: pickles the description first (an error leaves no
- * child behind), then spawns and sends it.
- */
-export function launchNode(prep: PrepData, spec: ProcessSpec, options: { env?: NodeJS.ProcessEnv; detachedStdio?: boolean }): Launched {
+/** The report a child sends on its bootstrap channel, then the channel is closed. */
+function reportOf(channel: Connection): Promise<unknown[] | null> {
+  return channel
+    .recv()
+    .then((m) => (Array.isArray(m) ? (m as unknown[]) : null))
+    .catch(() => null)
+    .finally(() => channel.close());
+}
+
+/** The two bootstrap pickles of a Node child, and the descriptors its Connections need. */
+export function bootstrapPickles(prep: PrepData, spec: ProcessSpec): { prepBytes: Uint8Array; specBytes: Uint8Array; plan: FdPlan } {
   const plan: FdPlan = { next: BOOTSTRAP_FD + 1, fds: [] };
   const registry = spawnRegistry(plan);
   const prepBytes = dumps(
@@ -146,7 +160,21 @@ export function launchNode(prep: PrepData, spec: ProcessSpec, options: { env?: N
     { __proto__: null, target: spec.target, cls: spec.cls, args: tuple(...spec.args), kwargs: { __proto__: null, ...spec.kwargs }, state: { __proto__: null, ...spec.state } },
     { registry },
   );
-  const tsTarget = [spec.target, spec.cls].some((r) => r !== null && /\.(c|m)?ts(#|$)/.test(r.split('#')[0]!));
+  return { prepBytes, specBytes, plan };
+}
+
+/** True when a target or class lives in a TypeScript module (the child needs a TypeScript loader). */
+export function isTypeScriptSpec(spec: ProcessSpec): boolean {
+  return [spec.target, spec.cls].some((r) => r !== null && /\.(c|m)?ts$/.test(r.split('#')[0]!));
+}
+
+/**
+ * Starts a Node child: pickles the description first (an error leaves no
+ * child behind), then spawns and sends it.
+ */
+export function launchNode(prep: PrepData, spec: ProcessSpec, options: { env?: NodeJS.ProcessEnv }): Launched {
+  const { prepBytes, specBytes, plan } = bootstrapPickles(prep, spec);
+  const tsTarget = isTypeScriptSpec(spec);
   const { script, execArgv } = childCommand(tsTarget);
   const env = childEnv(options.env);
   if (prep.daemon) {
@@ -167,7 +195,12 @@ export function launchNode(prep: PrepData, spec: ProcessSpec, options: { env?: N
   }
   void parentEnd.sendBytes(prepBytes).catch(() => undefined);
   void parentEnd.sendBytes(specBytes).catch(() => undefined);
-  return { child, channel: parentEnd };
+  return {
+    child,
+    report: reportOf(parentEnd),
+    release: () => parentEnd.close(),
+    unref: () => (parentEnd.openedStream as { unref?: () => void } | null)?.unref?.(),
+  };
 }
 
 /** billiard's names for what a SpawnProcess pickle holds. */
@@ -226,5 +259,5 @@ export function launchPython(prep: PrepData, target: PyGlobal, args: readonly un
   }
   // Raw bytes, not a frame: billiard reads the pickles straight from the pipe.
   writer.stream.end(bytes);
-  return { child, channel: null };
+  return { child, report: null, release: () => writer.close(), unref: () => (writer.openedStream as { unref?: () => void } | null)?.unref?.() };
 }
