@@ -9,6 +9,7 @@ import { availableParallelism } from 'node:os';
 
 import { ForkServerProcess, Process, SpawnProcess } from './process/process.js';
 import { forkServer } from './process/forkserver.js';
+import { setNodeExecutable } from './process/spawn.js';
 import {
   checkMethod,
   getAllStartMethods,
@@ -57,6 +58,46 @@ export function getContext(method?: string | null): Context {
  */
 export function setForkserverPreload(modules: readonly string[]): void {
   forkServer().setPreload(modules);
+}
+
+/**
+ * billiard's `forkserver` module. `ensureRunning()` starts the fork
+ * server's children now and resolves once they wait (otherwise the first
+ * `start()` of a forkserver process does it). `setPoolSize(n)` is
+ * billiard-ts only (Python's server forks on demand): how many children are
+ * kept started and waiting, by default the number of CPUs, at most 4.
+ * `start()` takes a waiting child when there is one and starts a fresh one
+ * otherwise; each child taken is replaced in the background.
+ */
+export const forkserver = Object.freeze({
+  ensureRunning(): Promise<void> {
+    return forkServer().ready();
+  },
+  setForkserverPreload,
+  setPoolSize(size: number): void {
+    forkServer().size = size;
+  },
+});
+
+/** The `node` binary children run (Python's `set_executable`); default `process.execPath`. */
+export function setExecutable(path: string): void {
+  setNodeExecutable(path);
+}
+
+/** A no-op kept for parity: Python needs it for frozen Windows executables. */
+export function freezeSupport(): void {}
+
+/** A no-op kept for parity: Connections can always be pickled to children. */
+export function allowConnectionPickling(): void {}
+
+/** Always false: Node cannot fork (billiard's deprecated `forking_is_enabled`). */
+export function forkingIsEnabled(): boolean {
+  return false;
+}
+
+/** Deprecated in billiard; here it only warns, as forking cannot be enabled. */
+export function forkingEnable(value: boolean): void {
+  process.emitWarning(`forkingEnable(${String(value)}) has no effect: Node.js cannot fork`, 'DeprecationWarning');
 }
 
 /** The number of CPUs (`os.availableParallelism()`), as billiard's `cpu_count()`. */

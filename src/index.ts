@@ -6,4 +6,19 @@
 export * from './pickle/index.js';
 export * from './connection/index.js';
 export * from './process/index.js';
-export { Context, cpuCount, getAllStartMethods, getContext, getStartMethod, setForkserverPreload, setStartMethod, type StartMethod } from './context.js';
+export {
+  allowConnectionPickling,
+  Context,
+  cpuCount,
+  forkingEnable,
+  forkingIsEnabled,
+  forkserver,
+  freezeSupport,
+  getAllStartMethods,
+  getContext,
+  getStartMethod,
+  setExecutable,
+  setForkserverPreload,
+  setStartMethod,
+  type StartMethod,
+} from './context.js';

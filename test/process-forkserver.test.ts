@@ -8,7 +8,7 @@ import { readdirSync } from 'node:fs';
 
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 
-import { getAllStartMethods, getContext, getStartMethod, Pipe, ProcessStartupError, setForkserverPreload, setStartMethod, type Process } from '../src/index.js';
+import { forkserver, getAllStartMethods, getContext, getStartMethod, Pipe, ProcessStartupError, setForkserverPreload, setStartMethod, type Process } from '../src/index.js';
 import { forkServer } from '../src/process/forkserver.js';
 import { never } from './fixtures/crash-on-import.js';
 import { boom, exitWith, greet, preloadReport, relay, sleepForever } from './fixtures/targets.js';
@@ -18,11 +18,11 @@ const ctx = getContext('forkserver');
 
 beforeAll(async () => {
   setForkserverPreload([PRELOAD]);
-  await forkServer().ready();
+  await forkserver.ensureRunning();
 });
 
 afterAll(() => {
-  forkServer().size = 0;
+  forkserver.setPoolSize(0);
 });
 
 function openFds(): number {
@@ -39,6 +39,8 @@ describe('start methods', () => {
     expect(new (getContext('spawn').Process)({ target: greet }).name).toMatch(/^SpawnProcess-\d+$/);
     expect(() => getContext('fork')).toThrow(/cannot fork/);
     expect(() => setForkserverPreload('x' as never)).toThrow(TypeError);
+    expect(forkserver.setForkserverPreload).toBe(setForkserverPreload);
+    expect(() => forkserver.setPoolSize(-1)).toThrow(RangeError);
   });
 });
 
@@ -102,7 +104,7 @@ describe('forkserver children', () => {
     expect(procs.map((p) => p.exitcode)).toEqual([0, 0, 0, 0, 0, 0]);
     for (const c of outs) c.close();
     for (const p of procs) p.close();
-    await forkServer().ready();
+    await forkserver.ensureRunning();
     // The pool is full again, as it was at the baseline: the same number of IPC descriptors.
     expect(openFds()).toBe(baseline);
   });
@@ -113,7 +115,7 @@ describe('forkserver children', () => {
     const e = await p.join().catch((x: unknown) => x);
     expect(e).toBeInstanceOf(ProcessStartupError);
     expect(p.exitcode).toBe(1);
-    await forkServer().ready();
+    await forkserver.ensureRunning();
     expect(forkServer().pids.length).toBe(forkServer().size);
   });
 
@@ -140,7 +142,7 @@ describe('forkserver children', () => {
   test('changing the preload list replaces the waiting children', async () => {
     const old = forkServer().pids;
     setForkserverPreload([]);
-    await forkServer().ready();
+    await forkserver.ensureRunning();
     expect(forkServer().pids.some((pid) => old.includes(pid))).toBe(false);
     const [a, b] = Pipe();
     const p = new ctx.Process({ target: preloadReport, args: [b] });

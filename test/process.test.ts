@@ -4,12 +4,17 @@
  */
 import { spawnSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
 
 import { describe, expect, test } from 'vitest';
 
 import {
   activeChildren,
+  allowConnectionPickling,
   AssertionError,
+  forkingEnable,
+  forkingIsEnabled,
+  freezeSupport,
   currentProcess,
   getAllStartMethods,
   getContext,
@@ -18,12 +23,13 @@ import {
   PicklingError,
   Process,
   ProcessStartupError,
+  setExecutable,
   setStartMethod,
   ValueError,
   wait,
 } from '../src/index.js';
 import { never } from './fixtures/crash-on-import.js';
-import { boom, exitWith, greet, report, sleepForever, startGrandchild, whoami, Worker } from './fixtures/targets.js';
+import { boom, exitWith, greet, report, sendEnv, sleepForever, startGrandchild, whoami, Worker } from './fixtures/targets.js';
 
 describe('starting, joining and exit codes', () => {
   test('three children each send a greeting over their own Pipe', async () => {
@@ -205,6 +211,43 @@ describe('contexts and start methods', () => {
     expect(() => getContext('nope')).toThrow(ValueError);
     expect(() => setStartMethod('spawn')).toThrow('context has already been set');
     setStartMethod('spawn', { force: true });
+  });
+});
+
+describe('the rest of the top level', () => {
+  test('setExecutable: children run the given node binary', async () => {
+    process.env.BILLIARD_TS_REAL_NODE = process.execPath;
+    setExecutable(fileURLToPath(new URL('./fixtures/node-wrapper.sh', import.meta.url)));
+    try {
+      const [a, b] = Pipe();
+      const p = new Process({ target: sendEnv, args: [b, 'BILLIARD_TS_WRAPPED'] });
+      p.start();
+      b.close();
+      expect(await a.recv()).toBe('1');
+      await p.join();
+      expect(p.exitcode).toBe(0);
+      a.close();
+    } finally {
+      setExecutable(process.execPath);
+    }
+    expect(() => setExecutable('')).toThrow(TypeError);
+  });
+
+  test('parity no-ops: freezeSupport, allowConnectionPickling, forkingIsEnabled, forkingEnable warns', () => {
+    expect(freezeSupport()).toBeUndefined();
+    expect(allowConnectionPickling()).toBeUndefined();
+    expect(forkingIsEnabled()).toBe(false);
+    const warnings: string[] = [];
+    const onWarning = (w: Error): void => void warnings.push(`${w.name}: ${w.message}`);
+    process.on('warning', onWarning);
+    forkingEnable(true);
+    return new Promise<void>((resolve) =>
+      setImmediate(() => {
+        process.off('warning', onWarning);
+        expect(warnings).toEqual(['DeprecationWarning: forkingEnable(true) has no effect: Node.js cannot fork']);
+        resolve();
+      }),
+    );
   });
 });
 

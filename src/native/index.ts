@@ -7,6 +7,10 @@
 
 import { createRequire } from 'node:module';
 
+import { packagePath } from './package.js';
+
+export { FROM_SOURCE, packagePath, packageRoot } from './package.js';
+
 /** A failed system call: `code` is the errno name (`'EAGAIN'`), `errno` its number. */
 export class NativeError extends Error {
   readonly code: string;
@@ -37,9 +41,8 @@ let binding: Binding | undefined;
 function load(): Binding {
   if (binding !== undefined) return binding;
   const require = createRequire(import.meta.url);
-  // src/native and dist/native are both two levels below the package root.
   try {
-    binding = require('../../build/Release/billiard_native.node') as Binding;
+    binding = require(packagePath('build', 'Release', 'billiard_native.node')) as Binding;
   } catch (e) {
     throw new Error(`the billiard-ts native addon is not built: run \`npm run build:native\` in the package directory (needs make, g++ and Python 3): ${(e as Error).message}`, {
       cause: e,

@@ -5,7 +5,6 @@
  * and parent from the bootstrap data (see child.ts).
  */
 
-import { randomBytes } from 'node:crypto';
 import { realpathSync } from 'node:fs';
 import { pathToFileURL } from 'node:url';
 
@@ -34,7 +33,8 @@ export interface ParentProcess {
 
 interface State {
   name: string;
-  authkey: Uint8Array;
+  /** Made on first use in the main process (loading node:crypto costs a child's start-up). */
+  authkey: Uint8Array | null;
   daemon: boolean;
   identity: number[];
   parent: ParentProcess | null;
@@ -44,7 +44,7 @@ interface State {
 
 const state: State = {
   name: 'MainProcess',
-  authkey: new Uint8Array(randomBytes(32)),
+  authkey: null,
   daemon: false,
   identity: [],
   parent: null,
@@ -67,6 +67,7 @@ const current: CurrentProcess = {
     return process.pid;
   },
   get authkey(): Uint8Array {
+    state.authkey ??= globalThis.crypto.getRandomValues(new Uint8Array(32));
     return state.authkey;
   },
   set authkey(value: Uint8Array) {

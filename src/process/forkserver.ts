@@ -16,8 +16,8 @@ import { closeSync } from 'node:fs';
 import { Socket } from 'node:net';
 import { availableParallelism } from 'node:os';
 
-import { dup } from '../native/index.js';
-import { bootstrapPickles, childCommand, childEnv, isTypeScriptSpec, launchNode, type Launched, type PrepData, type ProcessSpec } from './spawn.js';
+import { dup, FROM_SOURCE } from '../native/index.js';
+import { bootstrapPickles, childCommand, childEnv, getNodeExecutable, isTypeScriptSpec, launchNode, type Launched, type PrepData, type ProcessSpec } from './spawn.js';
 
 interface WarmChild {
   child: ChildProcess;
@@ -31,7 +31,7 @@ export class ForkServer {
   #preload: string[] = [];
   #size = Math.min(4, availableParallelism());
   readonly #pool: WarmChild[] = [];
-  #ts = import.meta.url.endsWith('.ts');
+  #ts = FROM_SOURCE;
   /** Children are warmed only once this process starts one (or asks for ready()), as Python starts its server lazily. */
   #inUse = false;
 
@@ -88,7 +88,7 @@ export class ForkServer {
     const { script, execArgv } = childCommand(this.#ts);
     const env = childEnv(undefined);
     env.BILLIARD_TS_PRELOAD = JSON.stringify(this.#preload);
-    const child = spawn(process.execPath, [...execArgv, script, '--billiard-ts-warm'], {
+    const child = spawn(getNodeExecutable(), [...execArgv, script, '--billiard-ts-warm'], {
       stdio: ['inherit', 'inherit', 'inherit', 'ipc'],
       serialization: 'advanced',
       env,

@@ -13,7 +13,7 @@
  * functions of the REPL or of eval cannot travel, as in Python.
  */
 
-import { Session } from 'node:inspector';
+import type { Session } from 'node:inspector';
 
 import { PicklingError } from '../pickle/errors.js';
 
@@ -76,7 +76,9 @@ interface RemoteObject {
  */
 function inspect(fn: object): { url: string | null; bound: boolean } {
   if (session === undefined) {
-    session = new Session();
+    // Loaded on first use: a child that starts no process of its own never pays for it.
+    const { Session: InspectorSession } = process.getBuiltinModule('node:inspector');
+    session = new InspectorSession();
     session.connect();
     session.on('Debugger.scriptParsed', (m: { params: { scriptId: string; url: string } }) => scripts.set(m.params.scriptId, m.params.url));
   }

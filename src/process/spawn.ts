@@ -18,9 +18,10 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createRequire } from 'node:module';
 import { pathToFileURL } from 'node:url';
+import { join } from 'node:path';
 
 import { Connection, Pipe } from '../connection/index.js';
-import { pipe } from '../native/index.js';
+import { FROM_SOURCE, packagePath, pipe } from '../native/index.js';
 import { dumps, PyGlobal, PyObject, tuple } from '../pickle/index.js';
 import { findPython } from './python.js';
 import { spawnRegistry, type FdPlan } from './reduction.js';
@@ -67,6 +68,18 @@ export function childEnv(env: NodeJS.ProcessEnv | undefined): NodeJS.ProcessEnv 
   return out;
 }
 
+let nodeExecutable = process.execPath;
+
+/** The `node` binary Node children run (`setExecutable`). */
+export function setNodeExecutable(path: string): void {
+  if (typeof path !== 'string' || path === '') throw new TypeError('the executable must be a non-empty path');
+  nodeExecutable = path;
+}
+
+export function getNodeExecutable(): string {
+  return nodeExecutable;
+}
+
 /** Flags of the parent that must not reach a child: what to run (-e, -p, --test...), debuggers, profiles. */
 const DROPPED_FLAGS = /^(-e|--eval|-p|--print|-i|--interactive|-c|--check|--input-type|--test|--watch|--inspect|--debug|--cpu-prof|--heap-prof|--prof)/;
 /** Of the dropped flags, those whose value is the next argument when not given with `=`. */
@@ -91,17 +104,24 @@ export function childExecArgv(argv: readonly string[]): string[] {
 
 /** The child entry script and the Node flags to run it with. */
 export function childCommand(extraTsx: boolean): { script: string; execArgv: string[] } {
-  const here = import.meta.url;
-  const fromSource = here.endsWith('.ts');
-  const script = new URL(fromSource ? './child.ts' : './child.js', here);
+  const script = FROM_SOURCE ? packagePath('src', 'process', 'child.ts') : packagePath('dist', 'process', 'child.js');
   const execArgv = childExecArgv(process.execArgv);
   const hasTsx = execArgv.some((a) => a.includes('tsx'));
-  if ((fromSource || extraTsx) && !hasTsx) {
-    const require = createRequire(import.meta.url);
-    const loader = pathToFileURL(require.resolve('tsx/package.json').replace(/package\.json$/, 'dist/loader.mjs')).href;
-    execArgv.push('--import', loader);
+  if ((FROM_SOURCE || extraTsx) && !hasTsx) execArgv.push('--import', tsxLoader());
+  return { script, execArgv };
+}
+
+/** tsx's ESM loader: the application's own tsx (resolved from the working directory) first, else ours. */
+function tsxLoader(): string {
+  for (const base of [join(process.cwd(), 'package.json'), import.meta.url]) {
+    try {
+      const manifest = createRequire(base).resolve('tsx/package.json');
+      return pathToFileURL(manifest.replace(/package\.json$/, 'dist/loader.mjs')).href;
+    } catch {
+      // Not resolvable from there.
+    }
   }
-  return { script: script.pathname, execArgv };
+  throw new Error('a TypeScript target needs tsx in the child: install it (npm install --save-dev tsx)');
 }
 
 function stdioFor(plan: FdPlan, first: number | 'pipe' | null): Array<'inherit' | 'ignore' | 'pipe' | number> {
@@ -179,13 +199,13 @@ export function launchNode(prep: PrepData, spec: ProcessSpec, options: { env?: N
   const env = childEnv(options.env);
   if (prep.daemon) {
     // Die with the parent from the child's first moments, before any module of ours loads.
-    execArgv.unshift('--import', new URL('../../native/parent-death.mjs', import.meta.url).href);
+    execArgv.unshift('--import', pathToFileURL(packagePath('native', 'parent-death.mjs')).href);
     env.BILLIARD_TS_PARENT_DEATH = String(process.pid);
   }
   const [parentEnd, childEnd] = Pipe();
   let child: ChildProcess;
   try {
-    child = spawn(process.execPath, [...execArgv, script], {
+    child = spawn(nodeExecutable, [...execArgv, script], {
       stdio: stdioFor(plan, childEnd.fileno()),
       env,
       cwd: prep.dir,

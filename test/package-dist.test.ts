@@ -1,0 +1,53 @@
+/**
+ * The compiled package (`npm run build`, dist/): a plain JavaScript program
+ * on plain `node` starts children with both start methods, the children run
+ * the compiled child entry without a TypeScript loader and share the
+ * package's module instances with the user's module (currentProcess() in
+ * the target knows the child's name), and the `./pickle` entry uses nothing
+ * of Node.
+ */
+import { spawnSync } from 'node:child_process';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+import { beforeAll, expect, test } from 'vitest';
+
+const ROOT = fileURLToPath(new URL('..', import.meta.url));
+const DIST = join(ROOT, 'dist');
+
+beforeAll(() => {
+  const r = spawnSync(process.execPath, ['--import', 'tsx', 'scripts/build.ts'], { cwd: ROOT, encoding: 'utf8' });
+  expect(r.status, r.stderr).toBe(0);
+}, 120_000);
+
+test('dist/ has the entry points and their types', () => {
+  for (const f of ['index.js', 'index.d.ts', 'pickle/index.js', 'pickle/index.d.ts', 'process/child.js']) expect(existsSync(join(DIST, f)), f).toBe(true);
+});
+
+test('a plain node program on dist/ starts spawn and forkserver children that run without tsx', () => {
+  const r = spawnSync(process.execPath, ['test/fixtures/dist-check.mjs'], { cwd: ROOT, encoding: 'utf8', timeout: 60_000 });
+  expect(r.status, r.stderr).toBe(0);
+  const out = JSON.parse(r.stdout.trim()) as Record<string, { message: [string, string[], string]; exitcode: number; name: string }>;
+  for (const method of ['spawn', 'forkserver']) {
+    const { message, exitcode, name } = out[method]!;
+    expect(exitcode).toBe(0);
+    expect(message[0]).toBe(name);
+    expect(message[1].join(' ')).not.toContain('tsx');
+    expect(message[2]).toBe(join(DIST, 'process', 'child.js'));
+  }
+});
+
+test('the ./pickle entry and the chunks it loads import nothing of Node', () => {
+  const seen = new Set<string>();
+  const visit = (file: string): void => {
+    if (seen.has(file)) return;
+    seen.add(file);
+    const source = readFileSync(file, 'utf8');
+    expect(source, file).not.toMatch(/from\s*["']node:|require\(["']node:/);
+    for (const m of source.matchAll(/(?:from|import)\s*["'](\.[^"']+)["']/g)) visit(join(file, '..', m[1]!));
+  };
+  visit(join(DIST, 'pickle', 'index.js'));
+  expect(seen.size).toBeGreaterThan(1);
+  expect(readdirSync(join(DIST, 'chunks')).length).toBeGreaterThan(0);
+});
