@@ -7,6 +7,7 @@
  * module (one Connection class, one currentProcess()). A child loads a
  * handful of files instead of every module of src/, which is most of what
  * the bootstrap adds to a bare Node start (see bench/process.ts).
+ * The JavaScript is minified but for its names, with source maps.
  * Types: tsc writes the .d.ts files beside them.
  */
 
@@ -32,6 +33,10 @@ await build({
   target: 'node20',
   chunkNames: 'chunks/[name]-[hash]',
   sourcemap: true,
+  // Less source to parse is a faster child start-up (about 10 ms here); names
+  // are kept, and `node --enable-source-maps` maps stack traces back to src/.
+  minifyWhitespace: true,
+  minifySyntax: true,
   logLevel: 'warning',
 });
 const tsc = spawnSync(process.execPath, [join(ROOT, 'node_modules', 'typescript', 'bin', 'tsc'), '-p', 'tsconfig.build.json', '--emitDeclarationOnly'], { cwd: ROOT, stdio: 'inherit' });

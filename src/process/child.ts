@@ -45,6 +45,16 @@ async function importExport(spec: string): Promise<unknown> {
   throw Object.assign(new Error(`module ${url} has no export '${name}'`), { kind: 'TARGET_NOT_FOUND' });
 }
 
+/**
+ * With BILLIARD_TS_TRACE_STARTUP set, the milestones of the start-up go to
+ * stderr in milliseconds since this process began (bench/process.ts).
+ */
+const TRACE = process.env.BILLIARD_TS_TRACE_STARTUP !== undefined;
+
+function mark(what: string): void {
+  if (TRACE) process.stderr.write(`billiard-ts child ${process.pid}: ${what} at ${performance.now().toFixed(1)} ms\n`);
+}
+
 /** How the child reports to its parent: over the bootstrap channel, or the IPC channel of a warm child. */
 interface Reporter {
   send(message: unknown[]): Promise<void>;
@@ -86,6 +96,7 @@ async function run(prepBytes: Uint8Array, specBytes: Uint8Array, registry: Pickl
     const cls = field(spec, 'cls');
     const target = field(spec, 'target');
     const targetFn = typeof target === 'string' ? await importExport(target) : null;
+    mark('target imported');
     if (targetFn !== null && typeof targetFn !== 'function') throw Object.assign(new Error(`${String(target)} is not a function`), { kind: 'TARGET_NOT_FOUND' });
     if (typeof cls === 'string') {
       const Cls = (await importExport(cls)) as { prototype: { run?: () => unknown } };
@@ -115,6 +126,7 @@ async function run(prepBytes: Uint8Array, specBytes: Uint8Array, registry: Pickl
   // The parent may be gone already (killed): the target still runs, as a Python child's does.
   await reporter.send(['ready']).catch(() => undefined);
   reporter.close();
+  mark('ready sent');
   let code = 0;
   try {
     await body();
@@ -138,9 +150,11 @@ async function exit(code: number): Promise<never> {
 
 /** A spawned child: the bootstrap pickles come on descriptor 3 (or --billiard-ts-fd). */
 async function spawned(): Promise<void> {
+  mark('entry loaded');
   const channel = Connection.fromFd(bootstrapFd());
   const prepBytes = await channel.recvBytes();
   const specBytes = await channel.recvBytes();
+  mark('bootstrap read');
   await run(prepBytes, specBytes, childRegistry(), { send: (m) => channel.send(m), close: () => channel.close() });
 }
 

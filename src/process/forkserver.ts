@@ -11,12 +11,13 @@
  * Warm children do not keep the parent alive and exit when it goes away.
  */
 
-import { spawn, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { closeSync } from 'node:fs';
 import { Socket } from 'node:net';
 import { availableParallelism } from 'node:os';
 
 import { dup, FROM_SOURCE } from '../native/index.js';
+import { childProcess } from './builtins.js';
 import { bootstrapPickles, childCommand, childEnv, getNodeExecutable, isTypeScriptSpec, launchNode, type Launched, type PrepData, type ProcessSpec } from './spawn.js';
 
 interface WarmChild {
@@ -88,7 +89,7 @@ export class ForkServer {
     const { script, execArgv } = childCommand(this.#ts);
     const env = childEnv(undefined);
     env.BILLIARD_TS_PRELOAD = JSON.stringify(this.#preload);
-    const child = spawn(getNodeExecutable(), [...execArgv, script, '--billiard-ts-warm'], {
+    const child = childProcess().spawn(getNodeExecutable(), [...execArgv, script, '--billiard-ts-warm'], {
       stdio: ['inherit', 'inherit', 'inherit', 'ipc'],
       serialization: 'advanced',
       env,

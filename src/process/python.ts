@@ -5,12 +5,12 @@
  * without it).
  */
 
-import { spawnSync } from 'node:child_process';
 import { existsSync, readdirSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
 
 import { BilliardError } from '../pickle/errors.js';
+import { childProcess } from './builtins.js';
 
 /** The command that installs billiard (and the test peers) on Debian. */
 export const BILLIARD_INSTALL_COMMAND = 'apt-get install -y python3-billiard python3-pytest python3-hypothesis';
@@ -28,7 +28,7 @@ const cache = new Map<string, string>();
 
 /** True when `python` runs and can import every module of `modules`. */
 export function canImport(python: string, modules: readonly string[]): boolean {
-  const r = spawnSync(python, ['-c', modules.map((m) => `import ${m}`).join('; ')], { stdio: 'ignore', timeout: 30_000 });
+  const r = childProcess().spawnSync(python, ['-c', modules.map((m) => `import ${m}`).join('; ')], { stdio: 'ignore', timeout: 30_000 });
   return r.status === 0;
 }
 
@@ -74,7 +74,7 @@ export function findPythonVersion(version: string, env: NodeJS.ProcessEnv = proc
   const hit = cache.get(key);
   if (hit !== undefined) return hit;
   const works = (exe: string): boolean => {
-    const r = spawnSync(exe, ['-c', 'import sys; print("%d.%d" % sys.version_info[:2])'], { encoding: 'utf8', timeout: 30_000 });
+    const r = childProcess().spawnSync(exe, ['-c', 'import sys; print("%d.%d" % sys.version_info[:2])'], { encoding: 'utf8', timeout: 30_000 });
     return r.status === 0 && r.stdout.trim() === version;
   };
   const candidates: string[] = [];

@@ -15,7 +15,7 @@
  * spawn, numbered from 4 up).
  */
 
-import { spawn, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { createRequire } from 'node:module';
 import { pathToFileURL } from 'node:url';
 import { join } from 'node:path';
@@ -23,6 +23,7 @@ import { join } from 'node:path';
 import { Connection, Pipe } from '../connection/index.js';
 import { FROM_SOURCE, packagePath, pipe } from '../native/index.js';
 import { dumps, PyGlobal, PyObject, tuple } from '../pickle/index.js';
+import { childProcess } from './builtins.js';
 import { findPython } from './python.js';
 import { spawnRegistry, type FdPlan } from './reduction.js';
 
@@ -205,7 +206,7 @@ export function launchNode(prep: PrepData, spec: ProcessSpec, options: { env?: N
   const [parentEnd, childEnd] = Pipe();
   let child: ChildProcess;
   try {
-    child = spawn(nodeExecutable, [...execArgv, script], {
+    child = childProcess().spawn(nodeExecutable, [...execArgv, script], {
       stdio: stdioFor(plan, childEnd.fileno()),
       env,
       cwd: prep.dir,
@@ -270,7 +271,7 @@ export function launchPython(prep: PrepData, target: PyGlobal, args: readonly un
   let child: ChildProcess;
   const writer = Connection.fromFd(w, { readable: false });
   try {
-    child = spawn(python, ['-c', command, '--billiard-fork'], { stdio: stdioFor(plan, r), env, cwd: prep.dir });
+    child = childProcess().spawn(python, ['-c', command, '--billiard-fork'], { stdio: stdioFor(plan, r), env, cwd: prep.dir });
   } catch (e) {
     writer.close();
     throw e;
