@@ -37,6 +37,10 @@ import {
   UnpicklingError,
 } from '../src/pickle/index.js';
 
+import { spawnSync } from 'node:child_process';
+
+import { pythonFor } from './helpers/peers.js';
+
 const h = (hex: string): Uint8Array => new Uint8Array(Buffer.from(hex, 'hex'));
 const hex = (b: Uint8Array): string => Buffer.from(b).toString('hex');
 
@@ -198,6 +202,32 @@ describe('the registry', () => {
 });
 
 describe('value types and options', () => {
+  test('ints around every power of two to 2**101 dump as CPython dumps them', () => {
+    // The pickler has three LONG1 paths (doubles below 2**53, doubles plus a
+    // 64-bit write below 2**100, BigInt above): their edges are where they can
+    // go wrong, so CPython pickles each int near them and we compare bytes.
+    const script = [
+      'import pickle, sys',
+      'vals = []',
+      'for k in range(30, 102):',
+      '    for d in (-2, -1, 0, 1, 2):',
+      '        vals += [2**k + d, -(2**k + d)]',
+      'for k in range(4, 14):',
+      '    for d in (-1, 0, 1):',
+      '        vals += [2**(8*k-1) + d, -(2**(8*k-1)) + d]',
+      "sys.stdout.write(' '.join(map(str, vals)) + '\\n' + pickle.dumps(vals, 4).hex())",
+    ].join('\n');
+    const r = spawnSync(pythonFor('3.11'), ['-c', script], { encoding: 'utf8' });
+    expect(r.status, r.stderr).toBe(0);
+    const [text, want] = r.stdout.split('\n') as [string, string];
+    const vals = text.split(' ').map((s) => BigInt(s));
+    expect(vals.length).toBe(780);
+    expect(hex(dumps(vals.map((v) => (Number.isSafeInteger(Number(v)) ? Number(v) : v)), { protocol: 4 }))).toBe(want);
+    // bigints in the safe range take the same bytes.
+    expect(hex(dumps(vals, { protocol: 4 }))).toBe(want);
+    expect((loads(h(want), { ints: 'bigint' }) as bigint[]).map(String)).toEqual(text.split(' '));
+  });
+
   test('ints: safe integers as numbers, the rest as bigints, or all bigints', () => {
     expect(loads(dumps(2 ** 53 - 1))).toBe(2 ** 53 - 1);
     expect(loads(dumps(2n ** 53n))).toBe(2n ** 53n);

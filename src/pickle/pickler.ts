@@ -93,6 +93,12 @@ const LATIN1_CODEC = new SpecialStr('latin1', 'codec');
 /** ASCII codes of the lowercase hex digits. */
 const HEX_DIGITS = Uint8Array.from('0123456789abcdef', (c) => c.charCodeAt(0));
 
+/** 2**k and -(2**k) as bigints, k <= 100 (#saveLong1Big). */
+const POW2: readonly bigint[] = Array.from({ length: 101 }, (_, k) => 1n << BigInt(k));
+const NEG_POW2: readonly bigint[] = POW2.map((x) => -x);
+/** Scratch for reading the bits of a double (#saveLong1Big). */
+const F64_BITS = new DataView(new ArrayBuffer(8));
+
 const TWO64 = 1n << 64n;
 const TWO128 = 1n << 128n;
 
@@ -568,8 +574,11 @@ export class Pickler {
   }
 
   #saveInt(v: bigint): void {
-    if (v >= -2147483648n && v <= 2147483647n) {
-      this.#saveInt32(Number(v));
+    // Number(v) rounds to the nearest double, which keeps these range tests
+    // exact (the bounds are doubles), and is v itself below 2**53.
+    const f = Number(v);
+    if (f >= -2147483648 && f <= 2147483647) {
+      this.#saveInt32(f);
       return;
     }
     const p = this.protocol;
@@ -579,6 +588,14 @@ export class Pickler {
         throw new PicklingError('Exceeds the limit (4300 digits) for integer string conversion; use protocol 2 or higher', { code: 'INT_TOO_LARGE' });
       }
       this.#ascii(`L${text}L\n`);
+      return;
+    }
+    if (f > -(2 ** 53) && f < 2 ** 53) {
+      this.#saveLong1Number(f);
+      return;
+    }
+    if (f > -(2 ** 100) && f < 2 ** 100) {
+      this.#saveLong1Big(v, f);
       return;
     }
     // LONG1/LONG4: the shortest little-endian two's complement (spec/pickle.md 4.2).
@@ -622,6 +639,46 @@ export class Pickler {
       }
     }
     this.#pos += nbytes;
+  }
+
+  /**
+   * LONG1 of a bigint with 2**53 <= |v| < 2**100 (`f` is Number(v)), with
+   * no BigInt arithmetic: the general code below made two BigInts and eight
+   * BigInt builtin calls per value. The bit length comes from the exponent
+   * of `f`, DataView writes the low 64 bits, and the high part is computed in
+   * doubles, exactly at this size. Dumps of the 2**70 payload: 0.87x the
+   * time on min, 0.93x on median (separate processes, 8 each), 0.94-0.99x
+   * alternating in one process; 16 young-generation GCs per 500 dumps
+   * instead of 60.
+   */
+  #saveLong1Big(v: bigint, f: number): void {
+    const neg = f < 0;
+    F64_BITS.setFloat64(0, neg ? -f : f);
+    const hi = F64_BITS.getUint32(0);
+    const e = (hi >>> 20) - 1023; // |f| = 1.m * 2**e
+    // |f| is a power of two when its mantissa is zero: |v| may then lie just below it.
+    const pow2 = (hi & 0xfffff) === 0 && F64_BITS.getUint32(4) === 0;
+    let nbits = e + 1;
+    if (pow2 && (neg ? v > NEG_POW2[e]! : v < POW2[e]!)) nbits = e;
+    let nbytes = (nbits >> 3) + 1;
+    // -(2**(8k-1)) is its own 256's complement in k bytes: no sign byte needed.
+    if (neg && pow2 && nbits === e + 1 && (nbits & 7) === 0 && v === NEG_POW2[e]!) nbytes--;
+    this.#ensure(2 + 16);
+    const at = this.#pos;
+    const view = this.#view;
+    this.#buf[at] = 0x8a; // LONG1
+    this.#buf[at + 1] = nbytes;
+    // The low 64 bits in two's complement; bytes past nbytes are scratch (the next write overwrites them).
+    view.setBigUint64(at + 2, v, true);
+    if (nbytes > 8) {
+      // v = high * 2**64 + low with 0 <= low < 2**64. `low` below is within 2**10 of it and f within
+      // 2**46 of v, so (f - low) / 2**64 is within 2**-16 of the integer high: rounding gives it exactly.
+      const low = view.getUint32(at + 2, true) + view.getUint32(at + 6, true) * 2 ** 32;
+      const high = Math.round((f - low) / 2 ** 64);
+      view.setUint32(at + 10, high >>> 0, true);
+      view.setInt32(at + 14, Math.floor(high / 2 ** 32), true);
+    }
+    this.#pos = at + 2 + nbytes;
   }
 
   #saveFloat(x: number): void {
