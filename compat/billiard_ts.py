@@ -37,15 +37,39 @@ PACKAGE = os.path.dirname(HERE)
 _counter = [0]
 
 
-def child_command(node='node'):
-    """The command that runs billiard-ts's child entry point: built (dist/) if
-    present, else the TypeScript sources through tsx."""
+TS_SUFFIXES = ('.ts', '.mts', '.cts', '.tsx')
+
+
+def _tsx_loader(cwd):
+    """tsx's ESM loader: the application's own (under `cwd`) first, else ours."""
+    for base in (cwd, PACKAGE):
+        loader = os.path.join(base, 'node_modules', 'tsx', 'dist', 'loader.mjs')
+        if os.path.exists(loader):
+            return urllib.parse.urljoin('file:', urllib.request.pathname2url(loader))
+    raise RuntimeError('a TypeScript target needs tsx in the child: install it (npm install --save-dev tsx)')
+
+
+def child_command(node='node', target=None, cwd=None, entry=None):
+    """The command that runs billiard-ts's child entry point.
+
+    `entry` is 'dist' (the built package, what an installed billiard-ts
+    has) or 'source' (src/ through tsx, for a checkout whose targets import
+    the TypeScript sources: the child must load the same copy of the package
+    as its target, or values made by one copy are foreign to the other).
+    By default it is $BILLIARD_TS_ENTRY, else 'dist' when dist/ is built.
+    A TypeScript target (`module.ts#name`) also needs tsx's loader."""
+    cwd = cwd or os.getcwd()
     built = os.path.join(PACKAGE, 'dist', 'process', 'child.js')
-    if os.path.exists(built):
-        return [node, built]
-    source = os.path.join(PACKAGE, 'src', 'process', 'child.ts')
-    loader = os.path.join(PACKAGE, 'node_modules', 'tsx', 'dist', 'loader.mjs')
-    return [node, '--import', urllib.parse.urljoin('file:', urllib.request.pathname2url(loader)), source]
+    entry = entry or os.environ.get('BILLIARD_TS_ENTRY') or ('dist' if os.path.exists(built) else 'source')
+    if entry == 'source':
+        source = os.path.join(PACKAGE, 'src', 'process', 'child.ts')
+        return [node, '--import', _tsx_loader(cwd), source]
+    if entry != 'dist':
+        raise ValueError("entry must be 'dist' or 'source', not %r" % (entry,))
+    if not os.path.exists(built):
+        raise RuntimeError('billiard-ts is not built: run npm run build in %s' % (PACKAGE,))
+    module = (target or '').rpartition('#')[0].split('?')[0]
+    return [node] + (['--import', _tsx_loader(cwd)] if module.endswith(TS_SUFFIXES) else []) + [built]
 
 
 def _target_url(target):
@@ -104,7 +128,8 @@ _Pickler = _LazyPickler()
 class NodeProcess:
     """A billiard-ts child process running `target` (see the module doc)."""
 
-    def __init__(self, target, args=(), kwargs=None, name=None, daemon=False, node='node', env=None, cwd=None):
+    def __init__(self, target, args=(), kwargs=None, name=None, daemon=False, node='node', env=None, cwd=None,
+                 entry=None):
         from billiard import current_process
         _counter[0] += 1
         self._identity = tuple(getattr(current_process(), '_identity', ())) + (_counter[0],)
@@ -114,6 +139,7 @@ class NodeProcess:
         self.name = name or 'NodeProcess-%s' % ':'.join(str(i) for i in self._identity)
         self.daemon = daemon
         self._node = node
+        self._entry = entry
         self._env = env
         self._cwd = cwd or os.getcwd()
         self._popen = None
@@ -153,7 +179,7 @@ class NodeProcess:
         prep_bytes, spec_bytes = self._payload(popen)
         ours, theirs = socket.socketpair()
         try:
-            cmd = child_command(self._node) + ['--billiard-ts-fd', str(theirs.fileno())]
+            cmd = child_command(self._node, self._target, self._cwd, self._entry) + ['--billiard-ts-fd', str(theirs.fileno())]
             self._popen = subprocess.Popen(cmd, pass_fds=popen.fds + [theirs.fileno()], env=self._env, cwd=self._cwd)
         finally:
             theirs.close()

@@ -25,6 +25,12 @@ import billiard_ts  # noqa: E402
 import conn_peer  # noqa: E402
 
 TARGETS = str(REPO_ROOT / "test" / "fixtures" / "targets.ts")
+DIST_TARGETS = str(REPO_ROOT / "test" / "fixtures" / "dist-targets.mjs")
+
+# targets.ts imports billiard-ts from src/, so its children run the source
+# entry point: a child must load the same copy of the package as its target.
+# test_built_package_child runs the dist/ entry with a target importing dist/.
+SOURCE = "source"
 
 
 def make_pipe(impl):
@@ -38,7 +44,7 @@ def make_pipe(impl):
 @pytest.mark.parametrize("impl", ["billiard", "mp"])
 def test_node_child_echoes_every_corpus_value(impl):
     parent, child = make_pipe(impl)
-    p = billiard_ts.NodeProcess(target=TARGETS + "#echo", args=(child,), cwd=str(REPO_ROOT))
+    p = billiard_ts.NodeProcess(target=TARGETS + "#echo", args=(child,), cwd=str(REPO_ROOT), entry=SOURCE)
     p.start()
     child.close()
     assert p.startup_error is None
@@ -57,7 +63,7 @@ def test_node_child_echoes_every_corpus_value(impl):
 
 def test_name_and_exit_codes():
     parent, child = make_pipe("billiard")
-    p = billiard_ts.NodeProcess(target=TARGETS + "#whoami", args=(child,), name="FromPython", cwd=str(REPO_ROOT))
+    p = billiard_ts.NodeProcess(target=TARGETS + "#whoami", args=(child,), name="FromPython", cwd=str(REPO_ROOT), entry=SOURCE)
     p.start()
     child.close()
     me = parent.recv()
@@ -67,20 +73,59 @@ def test_name_and_exit_codes():
     assert bytes(me["authkey"]) == bytes(current_process().authkey)
     assert p.exitcode == 0
 
-    boom = billiard_ts.NodeProcess(target=TARGETS + "#boom", cwd=str(REPO_ROOT))
+    boom = billiard_ts.NodeProcess(target=TARGETS + "#boom", cwd=str(REPO_ROOT), entry=SOURCE)
     boom.start()
     boom.join(30)
     assert boom.exitcode == 1
 
-    exits = billiard_ts.NodeProcess(target=TARGETS + "#exitWith", args=(5,), cwd=str(REPO_ROOT))
+    exits = billiard_ts.NodeProcess(target=TARGETS + "#exitWith", args=(5,), cwd=str(REPO_ROOT), entry=SOURCE)
     exits.start()
     exits.join(30)
     assert exits.exitcode == 5
 
 
 def test_missing_export_is_a_startup_error():
-    p = billiard_ts.NodeProcess(target=TARGETS + "#noSuchExport", cwd=str(REPO_ROOT))
+    p = billiard_ts.NodeProcess(target=TARGETS + "#noSuchExport", cwd=str(REPO_ROOT), entry=SOURCE)
     p.start()
     p.join(30)
     assert p.exitcode == 1
     assert "noSuchExport" in p.startup_error
+
+
+@pytest.fixture(scope="module")
+def built():
+    """dist/, built now (npm run build) so the test sees the current sources."""
+    import subprocess
+
+    subprocess.run(["node", "--import", "tsx", "scripts/build.ts"], cwd=str(REPO_ROOT), check=True,
+                   stdout=subprocess.DEVNULL)
+
+
+def test_built_package_child(built):
+    """What an installed billiard-ts runs: dist/process/child.js under plain
+    node (no tsx), with a JavaScript target that imports dist/."""
+    cmd = billiard_ts.child_command("node", DIST_TARGETS + "#report", str(REPO_ROOT), "dist")
+    assert not any("tsx" in part for part in cmd)
+    parent, child = make_pipe("billiard")
+    p = billiard_ts.NodeProcess(target=DIST_TARGETS + "#report", args=(child,), name="Built",
+                                cwd=str(REPO_ROOT), entry="dist")
+    p.start()
+    child.close()
+    assert parent.poll(30)
+    name, exec_argv, script = parent.recv()
+    p.join(30)
+    assert p.exitcode == 0
+    assert name == "Built"
+    assert not any("tsx" in a for a in exec_argv)
+    assert script.endswith("dist/process/child.js")
+
+
+def test_child_command_entries(built):
+    """A TypeScript target under the built entry gets tsx's loader; a bad
+    entry name is refused."""
+    ts = billiard_ts.child_command("node", TARGETS + "#echo", str(REPO_ROOT), "dist")
+    assert ts[1] == "--import" and ts[2].endswith("tsx/dist/loader.mjs")
+    src = billiard_ts.child_command("node", TARGETS + "#echo", str(REPO_ROOT), "source")
+    assert src[-1].endswith("src/process/child.ts")
+    with pytest.raises(ValueError):
+        billiard_ts.child_command("node", TARGETS + "#echo", str(REPO_ROOT), "elsewhere")
