@@ -25,6 +25,7 @@ import {
 } from '../src/index.js';
 import { pythonFor, startPeer } from './helpers/peers.js';
 
+const KEY = new TextEncoder().encode('billiard-ts tests');
 const hex = (b: Uint8Array): string => Buffer.from(b).toString('hex');
 
 describe('Pipe and Connection', () => {
@@ -187,6 +188,21 @@ describe('Listener and Client', () => {
     c2.close();
     unix.close();
     expect(existsSync(path)).toBe(false);
+  });
+
+  test('a connection made with a timeout outlives the timeout', async () => {
+    // The connect deadline once kept its timer after the connection won, and
+    // destroyed the socket when it fired.
+    const l = await Listener.create(arbitraryAddress('AF_UNIX'), { authkey: KEY });
+    const [s, c] = await Promise.all([l.accept(), Client(l.address, { authkey: KEY, timeout: 0.1 })]);
+    await new Promise((r) => setTimeout(r, 300));
+    await c.send('still here');
+    expect(await s.recv()).toBe('still here');
+    await s.send('and back');
+    expect(await c.recv()).toBe('and back');
+    s.close();
+    c.close();
+    l.close();
   });
 
   test('an empty authkey is a real key (CPython 3.13+)', async () => {

@@ -313,6 +313,26 @@ function deadlineError(address: Address): TimeoutError {
   return new TimeoutError(`connecting to ${String(address)} timed out`);
 }
 
+/**
+ * `connecting` if it settles before `deadline`, else a TimeoutError (and the
+ * socket, should it connect later, is destroyed). The timer is cleared as soon
+ * as the race is decided: it must not outlive a connection that won.
+ */
+async function beforeDeadline(connecting: Promise<Socket>, deadline: number, address: Address): Promise<Socket> {
+  let timer: NodeJS.Timeout | undefined;
+  const expired = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => {
+      connecting.then((s) => s.destroy(), () => undefined);
+      reject(deadlineError(address));
+    }, Math.max(0, deadline - Date.now()));
+  });
+  try {
+    return await Promise.race([connecting, expired]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
 async function connectTo(address: Address, family: Family, deadline: number | null, signal: AbortSignal | undefined): Promise<Socket> {
   if (family === 'AF_INET') {
     const [host, port] = address as readonly [string, number];
@@ -357,16 +377,7 @@ export async function Client(address: Address, options?: ClientOptions): Promise
   const deadline = timeout === null ? null : Date.now() + timeout * 1000;
   const signal = options?.signal;
   const connecting = connectTo(address, family, deadline, signal);
-  const socket =
-    deadline === null
-      ? await connecting
-      : await Promise.race([
-          connecting,
-          sleep(Math.max(0, deadline - Date.now())).then(() => {
-            connecting.then((s) => s.destroy(), () => undefined);
-            throw deadlineError(address);
-          }),
-        ]);
+  const socket = deadline === null ? await connecting : await beforeDeadline(connecting, deadline, address);
   const conn = new Connection(socket, options?.connection);
   if (authkey !== null) {
     const left = deadline === null ? null : Math.max(0, (deadline - Date.now()) / 1000);
