@@ -21,10 +21,14 @@
  * talks to every version in both roles.
  */
 
-import { createHmac, randomBytes as nodeRandomBytes, timingSafeEqual } from 'node:crypto';
-
 import type { Connection } from './connection.js';
 import { AuthenticationError, TimeoutError } from './errors.js';
+
+let cryptoModule: typeof import('node:crypto') | undefined;
+/** node:crypto, loaded on first use: a child that never handshakes skips its ~10 ms of start-up. */
+function nodeCrypto(): typeof import('node:crypto') {
+  return (cryptoModule ??= process.getBuiltinModule('node:crypto'));
+}
 
 const enc = (s: string): Uint8Array => new TextEncoder().encode(s);
 
@@ -112,7 +116,7 @@ function checkKey(authkey: Uint8Array): void {
 }
 
 function hmac(digest: string, key: Uint8Array, message: Uint8Array): Uint8Array {
-  return new Uint8Array(createHmac(digest, key).update(message).digest());
+  return new Uint8Array(nodeCrypto().createHmac(digest, key).update(message).digest());
 }
 
 /**
@@ -174,7 +178,7 @@ async function guarded<T>(conn: Connection, options: HandshakeOptions | undefine
 export function deliverChallenge(conn: Connection, authkey: Uint8Array, options?: DeliverOptions): Promise<void> {
   checkKey(authkey);
   const form = options?.digest ?? 'sha256';
-  const random = options?.randomBytes ?? ((n: number) => new Uint8Array(nodeRandomBytes(n)));
+  const random = options?.randomBytes ?? ((n: number) => new Uint8Array(nodeCrypto().randomBytes(n)));
   return guarded(conn, options, 'authentication', async () => {
     let message: Uint8Array;
     if (form === 'legacy') message = random(LEGACY_MESSAGE_LENGTH);
@@ -188,7 +192,7 @@ export function deliverChallenge(conn: Connection, authkey: Uint8Array, options?
       const { name, node, size, payload } = parseDigest(response);
       const expected = hmac(node, authkey, message);
       if (payload.length !== size) throw new AuthenticationError(`expected '${name}' of length ${size} got ${payload.length}`, { code: 'BAD_DIGEST' });
-      if (!timingSafeEqual(payload, expected)) throw new AuthenticationError('digest received was wrong', { code: 'WRONG_DIGEST' });
+      if (!nodeCrypto().timingSafeEqual(payload, expected)) throw new AuthenticationError('digest received was wrong', { code: 'WRONG_DIGEST' });
     } catch (e) {
       if (e instanceof AuthenticationError) await conn.sendBytes(FAILURE).catch(() => undefined);
       throw e;

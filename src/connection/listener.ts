@@ -5,7 +5,6 @@
  * the authkey handshake when a key is given.
  */
 
-import { randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync, unlinkSync } from 'node:fs';
 import { createServer, Socket, type Server } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -51,7 +50,7 @@ export function arbitraryAddress(family: Family): Address {
       tempDir = dir;
       process.once('exit', () => rmSync(dir, { recursive: true, force: true }));
     }
-    return join(tempDir, `listener-${randomBytes(4).toString('hex')}`);
+    return join(tempDir, `listener-${Buffer.from(globalThis.crypto.getRandomValues(new Uint8Array(4))).toString('hex')}`);
   }
   throw new RangeError(`Family ${String(family)} is not recognized.`);
 }
