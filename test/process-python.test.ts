@@ -45,3 +45,14 @@ test("exit codes of a Python child are billiard's: raise 1, sys.exit(n) n", asyn
   await exited.join();
   expect([raised.exitcode, exited.exitcode]).toEqual([1, 3]);
 });
+
+test('examples/python-child.ts: a Python child squares numbers, a Python client reaches a Node Listener', async () => {
+  const { spawnSync } = await import('node:child_process');
+  const r = spawnSync(process.execPath, ['--import', 'tsx', 'examples/python-child.ts'], { encoding: 'utf8', cwd: new URL('..', import.meta.url).pathname, timeout: 60_000 });
+  expect(r.status, r.stderr).toBe(0);
+  expect(r.stdout).toContain("python child says: PyTuple(3) [ 'PySquares', 3, 9 ]");
+  expect(r.stdout).toContain('1208925819614629174706176n');
+  expect(r.stdout).toContain('PySquares exited with 0');
+  expect(r.stdout).toMatch(/node listener got: .*\n\s+from: 'python 3\.\d+',/);
+  expect(r.stdout).toContain("python client got: ['thanks', 'from', 'node']");
+});
