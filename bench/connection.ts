@@ -20,17 +20,16 @@
  * all on CPU 0 (same), or drivers on CPU 0 and children on CPU 1 (split).
  */
 
-import { spawn, spawnSync, type ChildProcessByStdio } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { cpus, loadavg } from 'node:os';
 import { dirname, join } from 'node:path';
-import { createInterface, type Interface } from 'node:readline';
-import type { Readable, Writable } from 'node:stream';
 import { fileURLToPath } from 'node:url';
 
 import { Client, Listener, Pipe, tuple, type Address, type Connection } from '../src/index.js';
 import { findPython } from '../src/process/python.js';
 import { fmt, formatTable, type Column } from './table.js';
+import { JsonLineWorker } from './json-worker.js';
 
 export type PinMode = 'none' | 'same' | 'split';
 type Impl = 'node' | 'python';
@@ -337,11 +336,7 @@ class NodePair implements Pair {
 /** A billiard driver process (py_conn_bench.py --serve) with its child: one JSON request per line. */
 class PythonPair implements Pair {
   readonly driver = 'python' as const;
-  readonly #proc: ChildProcessByStdio<Writable, Readable, null>;
-  readonly #lines: Interface;
-  readonly #waiting: { resolve: (line: string) => void; reject: (e: Error) => void }[] = [];
-  readonly #exited: Promise<number | null>;
-  #failed: Error | null = null;
+  readonly #worker: JsonLineWorker;
 
   constructor(
     readonly child: Impl,
@@ -351,31 +346,11 @@ class PythonPair implements Pair {
   ) {
     const args = [PY_SCRIPT, '--serve', '--child', child, '--child-prefix', JSON.stringify(childPrefix)];
     if (child === 'node') args.push('--node-cmd', JSON.stringify(NODE_CHILD_CMD));
-    const full = [...driverPrefix, python, ...args];
-    this.#proc = spawn(full[0]!, full.slice(1), { stdio: ['pipe', 'pipe', 'inherit'], cwd: ROOT });
-    this.#lines = createInterface({ input: this.#proc.stdout });
-    this.#lines.on('line', (line) => this.#waiting.shift()?.resolve(line));
-    const fail = (e: Error): void => {
-      this.#failed = e;
-      for (const w of this.#waiting.splice(0)) w.reject(e);
-    };
-    this.#proc.on('error', fail);
-    this.#proc.stdin.on('error', () => undefined); // a dead driver is reported by 'exit'
-    this.#exited = new Promise((resolve) =>
-      this.#proc.on('exit', (code) => {
-        fail(new Error(`${python} ${PY_SCRIPT} --serve --child ${child} exited (${code})`));
-        resolve(code);
-      }),
-    );
+    this.#worker = new JsonLineWorker([...driverPrefix, python, ...args], 'billiard driver', { cwd: ROOT });
   }
 
-  async #request<T>(req: Record<string, unknown>): Promise<T> {
-    if (this.#failed) throw this.#failed;
-    const line = new Promise<string>((resolve, reject) => this.#waiting.push({ resolve, reject }));
-    this.#proc.stdin.write(`${JSON.stringify(req)}\n`);
-    const answer = JSON.parse(await line) as T & { error?: string };
-    if (answer.error !== undefined) throw new Error(`billiard driver: ${answer.error} (request ${JSON.stringify(req)})`);
-    return answer;
+  #request<T>(req: Record<string, unknown>): Promise<T> {
+    return this.#worker.request<T>(req);
   }
 
   info(): Promise<{ driver: ProcInfo; child: ProcInfo }> {
@@ -395,10 +370,9 @@ class PythonPair implements Pair {
   }
 
   async close(): Promise<void> {
-    if (this.#failed === null) this.#proc.stdin.write(`${JSON.stringify({ cmd: 'exit' })}\n`);
-    this.#proc.stdin.end();
-    this.#lines.close();
-    await exitOrTimeout(this.#exited);
+    this.#worker.tell({ cmd: 'exit' });
+    this.#worker.end();
+    await exitOrTimeout(this.#worker.exited);
   }
 }
 

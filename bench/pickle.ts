@@ -11,12 +11,9 @@
  * load hits all of them alike.
  */
 
-import { spawn, type ChildProcessByStdio } from 'node:child_process';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
-import { createInterface, type Interface } from 'node:readline';
-import type { Readable, Writable } from 'node:stream';
 import { fileURLToPath } from 'node:url';
 import v8 from 'node:v8';
 import vm from 'node:vm';
@@ -26,6 +23,7 @@ import { NameRegistry, Parser } from 'pickleparser';
 import { dumps, loads } from '../src/pickle/index.js';
 import { findPython } from '../src/process/python.js';
 import { fmt, formatTable, type Column } from './table.js';
+import { JsonLineWorker } from './json-worker.js';
 
 /** Payload variants: the base added to each row's index in the 'big' field. */
 export type Variant = 'big70' | 'big40';
@@ -105,37 +103,19 @@ interface PyCase {
 
 /** The Python worker: one JSON request per line in, one JSON answer per line out. */
 class PythonWorker {
-  readonly #child: ChildProcessByStdio<Writable, Readable, null>;
-  readonly #lines: Interface;
-  readonly #waiting: { resolve: (line: string) => void; reject: (e: Error) => void }[] = [];
-  #exited: Error | null = null;
+  readonly #worker: JsonLineWorker;
 
   constructor(python: string) {
     const script = join(dirname(fileURLToPath(import.meta.url)), 'py_pickle_bench.py');
-    this.#child = spawn(python, [script, '--serve'], { stdio: ['pipe', 'pipe', 'inherit'] });
-    this.#lines = createInterface({ input: this.#child.stdout });
-    this.#lines.on('line', (line) => this.#waiting.shift()?.resolve(line));
-    const fail = (e: Error): void => {
-      this.#exited = e;
-      for (const w of this.#waiting.splice(0)) w.reject(e);
-    };
-    this.#child.on('error', fail);
-    this.#child.stdin.on('error', () => {}); // a dead worker is reported by 'exit'
-    this.#child.on('exit', (code) => fail(new Error(`${python} ${script} --serve exited (${code})`)));
+    this.#worker = new JsonLineWorker([python, script, '--serve'], 'Python worker');
   }
 
-  async request<T>(req: Record<string, unknown>): Promise<T> {
-    if (this.#exited) throw this.#exited;
-    const line = new Promise<string>((resolve, reject) => this.#waiting.push({ resolve, reject }));
-    this.#child.stdin.write(`${JSON.stringify(req)}\n`);
-    const answer = JSON.parse(await line) as T & { error?: string };
-    if (answer.error !== undefined) throw new Error(`Python worker: ${answer.error} (request ${JSON.stringify(req)})`);
-    return answer;
+  request<T>(req: Record<string, unknown>): Promise<T> {
+    return this.#worker.request<T>(req);
   }
 
   close(): void {
-    this.#child.stdin.end();
-    this.#lines.close();
+    this.#worker.end();
   }
 }
 

@@ -23,32 +23,15 @@ import { createInterface } from 'node:readline';
 import { describe, expect, test } from 'vitest';
 
 import { EOFError, Pipe, tuple, type Connection } from '../src/index.js';
-import { buildValue } from './helpers/describe.js';
-import { goldenPickles } from './helpers/fixtures.js';
+import { expectCorpusFrom, GROUPS, pattern, receiveBurst, sendCorpusToCheck } from './helpers/exchange.js';
 import { pythonFor, startPeer, type Peer } from './helpers/peers.js';
-import { pyDiff } from './helpers/pyequal.js';
 
 const BIG = 8 * 1024 * 1024;
 const BURST = 10_000;
 const TIMEOUT = 20_000;
 /** Integral floats stay floats, so they compare with the corpus values. */
 const connection = { loadOptions: { floats: 'wrap-integral' as const } };
-const GROUPS = ['builtin', 'stdlib'] as const;
-type Group = (typeof GROUPS)[number];
 type Impl = 'billiard' | 'mp';
-
-/** The corpus values by name, built from the golden descriptors. */
-function corpus(group: Group): Array<[string, unknown]> {
-  return goldenPickles()
-    .cases.filter((c) => c.group === group)
-    .map((c) => [c.name, buildValue(c.desc)]);
-}
-
-function pattern(n: number): Uint8Array {
-  const out = new Uint8Array(n);
-  for (let i = 0; i < n; i++) out[i] = i & 0xff;
-  return out;
-}
 
 const sha256 = (b: Uint8Array): string => createHash('sha256').update(b).digest('hex');
 
@@ -68,35 +51,6 @@ async function startFdPeer(impl: Impl, mode: 'serve' | 'read' | 'write', end: Co
   const lines: string[] = [];
   createInterface({ input: peer.proc.stdout! }).on('line', (l) => lines.push(l));
   return { ...peer, lines };
-}
-
-/** Reads the corpus groups the peer sends ('corpus' command), as connection-interop.test.ts does. */
-async function expectCorpusFrom(conn: Connection, group: Group): Promise<void> {
-  const want = new Map(corpus(group));
-  const bad: string[] = [];
-  for (;;) {
-    const [name, value] = (await conn.recv()) as [string, unknown];
-    if (name === 'done') {
-      expect(value).toBe(want.size);
-      break;
-    }
-    const diff = want.has(name) ? pyDiff(value, want.get(name), { unorderedSets: true }) : 'unknown name';
-    if (diff !== null) bad.push(`${name}: ${diff}`);
-  }
-  expect(bad, `${group} values from Python`).toEqual([]);
-}
-
-/** Sends ('check', group, n) and the n corpus pairs (not awaited one by one, as a burst). */
-async function sendCorpusToCheck(conn: Connection, group: Group): Promise<void> {
-  const items = corpus(group);
-  await conn.send(tuple('check', group, items.length));
-  await Promise.all(items.map(([name, value]) => conn.send(tuple(name, value))));
-}
-
-async function receiveBurst(conn: Connection): Promise<void> {
-  const received: unknown[] = [];
-  for (let i = 0; i < BURST; i++) received.push(await conn.recv());
-  expect(received.every((v, i) => v === i)).toBe(true);
 }
 
 /** Resolves when the peer has printed `n` reply lines after its first; returns them parsed. */
@@ -137,7 +91,7 @@ describe.each(['billiard', 'mp'] as const)('Python child (--impl %s) on an inher
       await Promise.all(Array.from({ length: BURST }, (_, i) => conn.send(i)));
       expect(await conn.recv()).toEqual([true, BURST]);
       await conn.send(tuple('burst', BURST));
-      await receiveBurst(conn);
+      await receiveBurst(conn, BURST);
       await conn.send(tuple('exit'));
       expect(await peer.exited, peer.stderr()).toBe(0);
       // The child closed the only other copy: end of file.
@@ -175,7 +129,7 @@ describe.each(['billiard', 'mp'] as const)('Python child (--impl %s) on an inher
       const got = await readEnd.recvBytes();
       expect(got.length).toBe(BIG);
       expect(sha256(got)).toBe(sha256(pattern(BIG)));
-      await receiveBurst(readEnd);
+      await receiveBurst(readEnd, BURST);
       await expect(readEnd.recv()).rejects.toBeInstanceOf(EOFError);
       expect(await peer.exited, peer.stderr()).toBe(0);
       readEnd.close();
