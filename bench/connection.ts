@@ -28,7 +28,7 @@ import { fileURLToPath } from 'node:url';
 
 import { Client, Listener, Pipe, tuple, type Address, type Connection } from '../src/index.js';
 import { findPython } from '../src/process/python.js';
-import { fmt, formatTable, type Column } from './table.js';
+import { fmt, formatTable, quantiles, type Column } from './table.js';
 import { JsonLineWorker } from './json-worker.js';
 
 export type PinMode = 'none' | 'same' | 'split';
@@ -390,12 +390,7 @@ interface Stats {
 }
 
 function stats(samples: readonly number[]): Stats {
-  const s = [...samples].sort((a, b) => a - b);
-  const at = (q: number): number => {
-    const i = (s.length - 1) * q;
-    const lo = Math.floor(i);
-    return s[lo]! + (s[Math.ceil(i)]! - s[lo]!) * (i - lo);
-  };
+  const { at, sorted: s } = quantiles(samples);
   const median = at(0.5);
   return { median, p99: at(0.99), min: s[0]!, max: s[s.length - 1]!, spread: (at(0.75) - at(0.25)) / median, n: s.length };
 }

@@ -22,7 +22,7 @@ import { NameRegistry, Parser } from 'pickleparser';
 
 import { dumps, loads } from '../src/pickle/index.js';
 import { findPython } from '../src/process/python.js';
-import { fmt, formatTable, type Column } from './table.js';
+import { fmt, formatTable, quantiles, type Column } from './table.js';
 import { JsonLineWorker } from './json-worker.js';
 
 /** Payload variants: the base added to each row's index in the 'big' field. */
@@ -157,12 +157,7 @@ function sampleJs(fn: () => unknown, seconds: number, warmupSeconds: number): nu
 }
 
 function summarize(samples: number[]): Timing {
-  const s = [...samples].sort((a, b) => a - b);
-  const at = (q: number): number => {
-    const i = (s.length - 1) * q;
-    const lo = Math.floor(i);
-    return s[lo]! + (s[Math.ceil(i)]! - s[lo]!) * (i - lo);
-  };
+  const { at, sorted: s } = quantiles(samples);
   const median = at(0.5);
   const mean = s.reduce((a, x) => a + x, 0) / s.length;
   return { medianNs: median, meanNs: mean, minNs: s[0]!, spread: (at(0.75) - at(0.25)) / median, iterations: s.length };

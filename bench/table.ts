@@ -34,3 +34,17 @@ export function fmt(value: number, digits = 3): string {
   const decimals = Math.max(0, digits - 1 - magnitude);
   return value.toFixed(Math.min(decimals, 20));
 }
+
+/**
+ * A quantile function of `samples` (linear interpolation between the sorted
+ * samples, as numpy's default), and the sorted copy it reads.
+ */
+export function quantiles(samples: readonly number[]): { at: (q: number) => number; sorted: number[] } {
+  const sorted = [...samples].sort((a, b) => a - b);
+  const at = (q: number): number => {
+    const i = (sorted.length - 1) * q;
+    const lo = Math.floor(i);
+    return sorted[lo]! + (sorted[Math.ceil(i)]! - sorted[lo]!) * (i - lo);
+  };
+  return { at, sorted };
+}

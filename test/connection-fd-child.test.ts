@@ -23,7 +23,7 @@ import { createInterface } from 'node:readline';
 import { describe, expect, test } from 'vitest';
 
 import { EOFError, Pipe, tuple, type Connection } from '../src/index.js';
-import { expectCorpusFrom, GROUPS, pattern, receiveBurst, sendCorpusToCheck } from './helpers/exchange.js';
+import { exercise, expectCorpusFrom, GROUPS, pattern, receiveBurst, sendCorpusToCheck } from './helpers/exchange.js';
 import { pythonFor, startPeer, type Peer } from './helpers/peers.js';
 
 const BIG = 8 * 1024 * 1024;
@@ -69,30 +69,7 @@ describe.each(['billiard', 'mp'] as const)('Python child (--impl %s) on an inher
       const [conn, childEnd] = Pipe({ connection });
       const peer = await startFdPeer(impl, 'serve', childEnd);
       expect(childEnd.closed).toBe(true);
-      // Python -> Node.
-      for (const group of GROUPS) {
-        await conn.send(tuple('corpus', group));
-        await expectCorpusFrom(conn, group);
-      }
-      // Node -> Python.
-      for (const group of GROUPS) {
-        await sendCorpusToCheck(conn, group);
-        expect(await conn.recv(), `${group} values Python found different`).toEqual([]);
-      }
-      const big = pattern(BIG);
-      await conn.send(tuple('recv_big'));
-      await conn.sendBytes(big);
-      expect(await conn.recv()).toEqual([BIG, sha256(big)]);
-      await conn.send(tuple('big', BIG));
-      const got = await conn.recvBytes();
-      expect(got.length).toBe(BIG);
-      expect(sha256(got)).toBe(sha256(big));
-      await conn.send(tuple('expect_burst', BURST));
-      await Promise.all(Array.from({ length: BURST }, (_, i) => conn.send(i)));
-      expect(await conn.recv()).toEqual([true, BURST]);
-      await conn.send(tuple('burst', BURST));
-      await receiveBurst(conn, BURST);
-      await conn.send(tuple('exit'));
+      await exercise(conn, { big: BIG, burst: BURST }); // ends with ('exit',)
       expect(await peer.exited, peer.stderr()).toBe(0);
       // The child closed the only other copy: end of file.
       await expect(conn.recv()).rejects.toBeInstanceOf(EOFError);

@@ -74,7 +74,7 @@ export async function exercise(conn: Connection, sizes: { big: number; burst: nu
     await sendCorpusToCheck(conn, group);
     expect(await conn.recv(), `${group} values Python found different`).toEqual([]);
   }
-  // 64 MiB both ways.
+  // `big` bytes both ways.
   const big = pattern(BIG);
   await conn.send(tuple('recv_big'));
   await conn.sendBytes(big);
@@ -83,7 +83,7 @@ export async function exercise(conn: Connection, sizes: { big: number; burst: nu
   const got = await conn.recvBytes();
   expect(got.length).toBe(BIG);
   expect(createHash('sha256').update(got).digest('hex')).toBe(createHash('sha256').update(big).digest('hex'));
-  // 10,000 small messages in a burst, both ways, in order.
+  // `burst` small messages, both ways, in order.
   await conn.send(tuple('expect_burst', BURST));
   await Promise.all(Array.from({ length: BURST }, (_, i) => conn.send(i)));
   expect(await conn.recv()).toEqual([true, BURST]);
