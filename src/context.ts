@@ -7,7 +7,10 @@
 
 import { availableParallelism } from 'node:os';
 
-import { ForkServerProcess, Process, SpawnProcess } from './process/process.js';
+import { AuthenticationError, BufferTooShort, Pipe, ProcessError, TimeoutError, type Connection, type PipeOptions } from './connection/index.js';
+import { currentProcess, parentProcess, type CurrentProcess, type ParentProcess } from './process/current.js';
+import { ValueError } from './process/errors.js';
+import { activeChildren, ForkServerProcess, Process, SpawnProcess } from './process/process.js';
 import { forkServer } from './process/forkserver.js';
 import { setNodeExecutable } from './process/spawn.js';
 import {
@@ -20,22 +23,67 @@ import {
 
 export { getAllStartMethods, getStartMethod, setStartMethod, type StartMethod };
 
-/** A context: the factories of one start method (Python's `BaseContext`). */
+/**
+ * A context: the factories of one start method (Python's concrete
+ * contexts, `SpawnContext` and `ForkServerContext`). Its functions are the
+ * top-level ones; `Process` is the process class of its start method, and
+ * the exception classes are there as Python's contexts carry them. Pools,
+ * queues, locks, shared values and managers join it with their layers.
+ */
 export class Context {
   readonly startMethod: StartMethod;
   /** Processes of this context (`SpawnProcess` or `ForkServerProcess`). */
   readonly Process: typeof Process;
+  readonly ProcessError = ProcessError;
+  readonly BufferTooShort = BufferTooShort;
+  readonly TimeoutError = TimeoutError;
+  readonly AuthenticationError = AuthenticationError;
   constructor(method: StartMethod) {
     this.startMethod = method;
     this.Process = method === 'forkserver' ? ForkServerProcess : SpawnProcess;
   }
-  /** Python's `get_start_method()` of a concrete context. */
+  /** Python's `get_start_method()` of a concrete context: its own method. */
   getStartMethod(): StartMethod {
     return this.startMethod;
+  }
+  /** A concrete context's method cannot be changed (ValueError, as in billiard). */
+  setStartMethod(_method?: string | null): never {
+    throw new ValueError('cannot set start method of concrete context', { code: 'CONCRETE_CONTEXT' });
+  }
+  /** This context (no method), or the context of `method`. */
+  getContext(method?: string | null): Context {
+    return method === undefined || method === null ? this : getContext(method);
+  }
+  getAllStartMethods(): StartMethod[] {
+    return getAllStartMethods();
+  }
+  Pipe(options?: PipeOptions | boolean): [Connection, Connection] {
+    return Pipe(options);
+  }
+  currentProcess(): CurrentProcess {
+    return currentProcess();
+  }
+  parentProcess(): ParentProcess | null {
+    return parentProcess();
+  }
+  activeChildren(): Process[] {
+    return activeChildren();
   }
   /** The number of CPUs (`os.availableParallelism()`). */
   cpuCount(): number {
     return availableParallelism();
+  }
+  setExecutable(path: string): void {
+    setExecutable(path);
+  }
+  setForkserverPreload(modules: readonly string[]): void {
+    setForkserverPreload(modules);
+  }
+  freezeSupport(): void {}
+  allowConnectionPickling(): void {}
+  /** Always false: no context of Node forks. */
+  forkingIsEnabled(): boolean {
+    return false;
   }
 }
 

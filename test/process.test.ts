@@ -12,6 +12,13 @@ import {
   activeChildren,
   allowConnectionPickling,
   AssertionError,
+  AuthenticationError,
+  BufferTooShort,
+  cpuCount,
+  ForkServerProcess,
+  ProcessError,
+  RuntimeError,
+  TimeoutError,
   forkingEnable,
   forkingIsEnabled,
   freezeSupport,
@@ -209,8 +216,57 @@ describe('contexts and start methods', () => {
     expect(getContext('spawn').startMethod).toBe('spawn');
     expect(() => getContext('fork')).toThrow(/cannot fork|use 'spawn'/);
     expect(() => getContext('nope')).toThrow(ValueError);
+    expect(() => setStartMethod('spawn')).toThrow(RuntimeError);
     expect(() => setStartMethod('spawn')).toThrow('context has already been set');
     setStartMethod('spawn', { force: true });
+  });
+
+  test('unsetting and setting the start method, as billiard does', () => {
+    try {
+      setStartMethod(null, { force: true });
+      expect(getStartMethod({ allowNone: true })).toBeNull();
+      setStartMethod(null); // without force, null fixes the default
+      expect(getStartMethod({ allowNone: true })).toBe('spawn');
+      setStartMethod('forkserver', { force: true });
+      expect(getStartMethod()).toBe('forkserver');
+      expect(getContext().startMethod).toBe('forkserver');
+      expect(new (getContext().Process)({ target: sendEnv }).constructor.name).toBe('ForkServerProcess');
+    } finally {
+      setStartMethod('spawn', { force: true });
+    }
+  });
+
+  test('a context carries the factories, the exception classes and its own Process', async () => {
+    const spawn = getContext('spawn');
+    const fs = getContext('forkserver');
+    expect(getContext('spawn')).toBe(spawn);
+    expect(spawn.getContext()).toBe(spawn);
+    expect(spawn.getContext('forkserver')).toBe(fs);
+    expect(fs.getStartMethod()).toBe('forkserver');
+    expect(() => spawn.setStartMethod('forkserver')).toThrow(ValueError);
+    expect(() => spawn.setStartMethod('forkserver')).toThrow('cannot set start method of concrete context');
+    expect(() => spawn.getContext('fork')).toThrow(ValueError);
+    expect(spawn.getAllStartMethods()).toEqual(getAllStartMethods());
+    expect([spawn.ProcessError, spawn.BufferTooShort, spawn.TimeoutError, spawn.AuthenticationError]).toEqual([
+      ProcessError,
+      BufferTooShort,
+      TimeoutError,
+      AuthenticationError,
+    ]);
+    expect(spawn.currentProcess()).toBe(currentProcess());
+    expect(spawn.parentProcess()).toBeNull();
+    expect(spawn.activeChildren()).toEqual(activeChildren());
+    expect(spawn.cpuCount()).toBe(cpuCount());
+    expect(spawn.forkingIsEnabled()).toBe(false);
+    const [a, b] = fs.Pipe();
+    const p = new fs.Process({ target: sendEnv, args: [b, 'BILLIARD_TS_NOT_SET'] });
+    expect(p).toBeInstanceOf(ForkServerProcess);
+    p.start();
+    b.close();
+    expect(await a.recv()).toBeNull();
+    await p.join();
+    expect(p.exitcode).toBe(0);
+    a.close();
   });
 });
 

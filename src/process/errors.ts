@@ -23,6 +23,14 @@ export class ValueError extends BilliardError {
   }
 }
 
+/** Python's `RuntimeError`: setting the start method a second time without `force`. */
+export class RuntimeError extends BilliardError {
+  static override readonly brand: string = 'builtins.RuntimeError';
+  constructor(message: string, options?: { code?: string }) {
+    super(message, { code: options?.code ?? 'RUNTIME' });
+  }
+}
+
 /**
  * A child failed before it ran its target: it could not import the target's
  * module, did not find the export, or died during start-up. `join()`

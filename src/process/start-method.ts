@@ -4,7 +4,7 @@
  * `'fork'` does not exist in Node and is refused with the reason.
  */
 
-import { ValueError } from './errors.js';
+import { RuntimeError, ValueError } from './errors.js';
 
 /** The start methods this platform has. */
 export type StartMethod = 'spawn' | 'forkserver';
@@ -28,10 +28,15 @@ export function checkMethod(method: unknown): StartMethod {
   return method as StartMethod;
 }
 
-/** Fixes the default start method; a second call needs `force`; null with `force` unsets it. */
+/**
+ * Fixes the default start method (billiard's `set_start_method`): a second
+ * call needs `force` (else RuntimeError); null with `force` unsets it, null
+ * without it fixes the default.
+ */
 export function setStartMethod(method: string | null, options?: { force?: boolean }): void {
-  if (actual !== null && !options?.force) throw new Error('context has already been set');
-  actual = method === null ? null : checkMethod(method);
+  if (actual !== null && !options?.force) throw new RuntimeError('context has already been set', { code: 'CONTEXT_ALREADY_SET' });
+  if (method === null) actual = options?.force ? null : 'spawn';
+  else actual = checkMethod(method);
 }
 
 /** The default start method (`'spawn'` unless set); with `allowNone`, null while unset. */
