@@ -307,6 +307,19 @@ describe('the rest of the top level', () => {
   });
 });
 
+describe('the child entry point run by hand', () => {
+  test('says what it is and exits 1, instead of failing on descriptor 3', () => {
+    const r = spawnSync(process.execPath, ['--import', 'tsx', 'src/process/child.ts'], {
+      encoding: 'utf8',
+      cwd: new URL('..', import.meta.url).pathname,
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    expect(r.status).toBe(1);
+    expect(r.stderr).toContain('descriptor 3 is not a bootstrap channel');
+    expect(r.stderr).toContain('it cannot be run directly');
+  });
+});
+
 describe('the example', () => {
   test('examples/greetings.ts prints three greetings and joins its children', () => {
     const r = spawnSync(process.execPath, ['--import', 'tsx', 'examples/greetings.ts'], { encoding: 'utf8', cwd: new URL('..', import.meta.url).pathname });

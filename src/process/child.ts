@@ -148,9 +148,28 @@ async function exit(code: number): Promise<never> {
   process.exit(code);
 }
 
+/** Exits with a clear message when `fd` cannot be a bootstrap channel (this file was run by hand, say). */
+function checkChannel(fd: number): void {
+  let ok = false;
+  try {
+    const st = process.getBuiltinModule('node:fs').fstatSync(fd);
+    ok = st.isSocket() || st.isFIFO();
+  } catch {
+    // Not open.
+  }
+  if (!ok) {
+    process.stderr.write(
+      `billiard-ts child: descriptor ${fd} is not a bootstrap channel (a socket or pipe from the parent): this is billiard-ts's child entry point, ` +
+        "which Process.start() (or compat/billiard_ts.py's NodeProcess) runs; it cannot be run directly\n",
+    );
+    process.exit(1);
+  }
+}
+
 /** A spawned child: the bootstrap pickles come on descriptor 3 (or --billiard-ts-fd). */
 async function spawned(): Promise<void> {
   mark('entry loaded');
+  checkChannel(bootstrapFd());
   const channel = Connection.fromFd(bootstrapFd());
   const prepBytes = await channel.recvBytes();
   const specBytes = await channel.recvBytes();
