@@ -87,3 +87,23 @@ describe.each(Object.entries(doc.cases))('%s', (_name, t) => {
     peer.close();
   });
 });
+
+describe('challenge randomness', () => {
+  test('every challenge is fresh: 300 handshakes (over 10 refills of the random pool), 300 distinct nonces of the right size', async () => {
+    const seen = new Set<string>();
+    for (let i = 0; i < 300; i++) {
+      const [server, client] = Pipe();
+      const legacy = i % 2 === 0;
+      const delivering = deliverChallenge(server, KEY, legacy ? { digest: 'legacy' } : {});
+      const frame = Buffer.from(await client.recvBytes());
+      expect(frame.subarray(0, 11).toString('latin1')).toBe('#CHALLENGE#');
+      const nonce = legacy ? frame.subarray(11) : frame.subarray(11 + '{sha256}'.length);
+      expect(nonce.length).toBe(legacy ? 20 : 40);
+      seen.add(nonce.toString('hex'));
+      client.close();
+      await delivering.catch(() => undefined);
+      server.close();
+    }
+    expect(seen.size).toBe(300);
+  });
+});
