@@ -6,6 +6,7 @@
  *   npx tsx bench/micro-pickle.ts                 dumps and loads of the benchmark payload
  *   npx tsx bench/micro-pickle.ts parts           the building blocks compared in comments of src/pickle
  *   npx tsx bench/micro-pickle.ts --calls 400     samples per cell (default 300)
+ *   npx tsx bench/micro-pickle.ts --p2            protocol 2 as well as 4
  *
  * The payload is bench/pickle.ts's: 10,000 rows of {'id', 'name', 'score',
  * 'tags', 'blob', 'big'}, built here in JavaScript (scores as PyFloat, so that
@@ -58,11 +59,14 @@ function time(label: string, fn: () => unknown, calls = CALLS): void {
 }
 
 function whole(): void {
+  const protocols = args.includes('--p2') ? [2, 4] : [4];
   for (const variant of ['big40', 'big70'] as const) {
     const value = payload(variant);
-    const bytes = dumps(value, { protocol: 4 });
-    time(`dumps ${variant} p4 (${bytes.length} B)`, () => dumps(value, { protocol: 4 }));
-    time(`loads ${variant} p4`, () => loads(bytes));
+    for (const protocol of protocols) {
+      const bytes = dumps(value, { protocol });
+      time(`dumps ${variant} p${protocol} (${bytes.length} B)`, () => dumps(value, { protocol }));
+      time(`loads ${variant} p${protocol}`, () => loads(bytes));
+    }
   }
 }
 
