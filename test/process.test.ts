@@ -4,6 +4,7 @@
  */
 import { spawnSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
 import { fileURLToPath } from 'node:url';
 
 import { describe, expect, test } from 'vitest';
@@ -143,6 +144,27 @@ describe('what the child knows', () => {
     await p.join();
     expect(name).toBe(`${p.name}:1`);
     a.close();
+  });
+
+  test('targets in .js (ESM) and .cjs modules, declared or assigned to exports', async () => {
+    const cjs = createRequire(import.meta.url)('./fixtures/cjs-targets.cjs') as Record<string, (...a: never[]) => Promise<void>>;
+    const js = (await import(new URL('./fixtures/js-targets.js', import.meta.url).href)) as Record<string, (...a: never[]) => Promise<void>>;
+    const cases: Array<[(...a: never[]) => Promise<void>, unknown[], unknown]> = [
+      [js.jsReport!, ['esm'], ['js', 'esm']],
+      [cjs.cjsReport!, ['decl'], ['cjs', 'decl', 'function']],
+      [cjs.cjsAssigned!, [], ['cjs', 'assigned']],
+      [cjs.cjsHidden!, [], ['cjs', 'hidden']],
+    ];
+    for (const [target, args, want] of cases) {
+      const [a, b] = Pipe();
+      const p = new Process({ target, args: [b, ...args] });
+      p.start();
+      b.close();
+      expect(await a.recv()).toEqual(want);
+      await p.join();
+      expect(p.exitcode).toBe(0);
+      a.close();
+    }
   });
 
   test('positional and keyword arguments', async () => {

@@ -40,8 +40,10 @@ async function importExport(spec: string): Promise<unknown> {
   const { url, name } = parseRef(spec);
   const ns = (await import(url)) as Record<string, unknown>;
   if (name in ns) return ns[name];
-  const def = ns.default as { name?: string } | undefined;
+  const def = ns.default as { name?: string } | Record<string, unknown> | undefined;
   if (typeof def === 'function' && def.name === name) return def;
+  // A CommonJS module whose exports Node's static analysis did not list: its module.exports.
+  if (def !== null && typeof def === 'object' && Object.hasOwn(def, name)) return (def as Record<string, unknown>)[name];
   throw Object.assign(new Error(`module ${url} has no export '${name}'`), { kind: 'TARGET_NOT_FOUND' });
 }
 

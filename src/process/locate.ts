@@ -9,7 +9,8 @@
  * function ([[FunctionLocation]]) and whether the function is a module-level
  * binding of its own name ([[Scopes]]): then it is taken to be exported under
  * that name (`export function f`, `export const f = () => ...`, or a default
- * export named f; the child checks). Lambdas, closures, bound functions and
+ * export named f; the child checks). A function of a CommonJS module is
+ * found among its module's exports. Lambdas, closures, bound functions and
  * functions of the REPL or of eval cannot travel, as in Python.
  */
 
@@ -129,6 +130,26 @@ function inspect(fn: object): { url: string | null; bound: boolean } {
  * The module URL and export name of a function or class, or a PicklingError
  * (code `TARGET_NOT_IMPORTABLE`) explaining why it cannot be found.
  */
+/**
+ * The name under which a CommonJS module at `url` exports `fn` (its own name
+ * first), 'default' when `module.exports` is `fn` itself, or null. A CommonJS
+ * module's top-level functions live in its wrapper function's frame, where
+ * the inspector does not see them, so its exports are asked instead.
+ */
+function commonJsExport(url: string, fn: Function): string | null {
+  if (!url.startsWith('file:')) return null;
+  const { createRequire } = process.getBuiltinModule('node:module');
+  const { fileURLToPath } = process.getBuiltinModule('node:url');
+  const path = fileURLToPath(url);
+  const exports = createRequire(path).cache[path]?.exports as unknown;
+  if (exports === fn) return 'default';
+  if (exports === null || (typeof exports !== 'object' && typeof exports !== 'function')) return null;
+  const record = exports as Record<string, unknown>;
+  if (Object.hasOwn(record, fn.name) && record[fn.name] === fn) return fn.name;
+  for (const key of Object.keys(record)) if (record[key] === fn) return key;
+  return null;
+}
+
 export function locateFunction(fn: unknown): TargetRef {
   if (typeof fn !== 'function') throw new PicklingError(`a process target must be a function, not ${typeof fn}`, { code: 'TARGET_NOT_IMPORTABLE' });
   const hit = cache.get(fn);
@@ -154,6 +175,12 @@ export function locateFunction(fn: unknown): TargetRef {
     throw new PicklingError(`cannot send '${name}' to a child process: it is not defined in a module file${url ? ` (${url})` : ''}`, { code: 'TARGET_NOT_IMPORTABLE' });
   }
   if (!bound) {
+    const exported = commonJsExport(url, fn);
+    if (exported !== null) {
+      const ref = { url, name: exported };
+      cache.set(fn, ref);
+      return ref;
+    }
     throw new PicklingError(
       `cannot send '${name}' to a child process: it is not a module-level declaration of ${url} under that name (a target must be a named export: export function ${name} or export const ${name} = ...)`,
       { code: 'TARGET_NOT_IMPORTABLE' },
