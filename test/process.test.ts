@@ -29,8 +29,10 @@ import {
   getStartMethod,
   Pipe,
   PicklingError,
+  type Connection,
   Process,
   ProcessStartupError,
+  registerModule,
   setExecutable,
   setStartMethod,
   ValueError,
@@ -161,6 +163,32 @@ describe('what the child knows', () => {
       p.start();
       b.close();
       expect(await a.recv()).toEqual(want);
+      await p.join();
+      expect(p.exitcode).toBe(0);
+      a.close();
+    }
+  });
+
+  test('registerModule: an anonymous default export and a renamed export are found by identity', async () => {
+    const url = new URL('./fixtures/registered.ts', import.meta.url).href;
+    const ns = (await import(url)) as { default: (c: Connection) => Promise<void>; outer: (c: Connection) => Promise<void> };
+    // Unregistered, the renamed export travels under its function's name, which the module does not export.
+    const [a0, b0] = Pipe();
+    const lost = new Process({ target: ns.outer, args: [b0] });
+    lost.start();
+    b0.close();
+    expect(((await lost.join().catch((e: unknown) => e)) as Error).message).toContain("has no export 'inner'");
+    a0.close();
+    registerModule(url, ns);
+    for (const [target, want] of [
+      [ns.default, 'anonymous default'],
+      [ns.outer, 'renamed'],
+    ] as const) {
+      const [a, b] = Pipe();
+      const p = new Process({ target, args: [b] });
+      p.start();
+      b.close();
+      expect(await a.recv()).toBe(want);
       await p.join();
       expect(p.exitcode).toBe(0);
       a.close();

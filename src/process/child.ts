@@ -44,7 +44,10 @@ async function importExport(spec: string): Promise<unknown> {
   if (typeof def === 'function' && def.name === name) return def;
   // A CommonJS module whose exports Node's static analysis did not list: its module.exports.
   if (def !== null && typeof def === 'object' && Object.hasOwn(def, name)) return (def as Record<string, unknown>)[name];
-  throw Object.assign(new Error(`module ${url} has no export '${name}'`), { kind: 'TARGET_NOT_FOUND' });
+  throw Object.assign(
+    new Error(`module ${url} has no export '${name}' (a function exported under another name, or as an anonymous default, needs registerModule in the parent)`),
+    { kind: 'TARGET_NOT_FOUND' },
+  );
 }
 
 /**

@@ -37,7 +37,7 @@ export function parseRef(spec: string): TargetRef {
 }
 
 const registered: Array<{ url: string; namespace: Record<string, unknown> }> = [];
-const cache = new WeakMap<object, TargetRef>();
+let cache = new WeakMap<object, TargetRef>();
 
 /**
  * Registers a module whose exports can be process targets: its URL and its
@@ -48,6 +48,8 @@ const cache = new WeakMap<object, TargetRef>();
 export function registerModule(url: string | URL, namespace: Record<string, unknown>): void {
   const href = String(url);
   registered.push({ url: href, namespace });
+  // Functions located before are looked up again: a registration may name them differently.
+  cache = new WeakMap();
 }
 
 let session: Session | undefined;
