@@ -38,6 +38,15 @@ test('a plain node program on dist/ starts spawn and forkserver children that ru
   }
 });
 
+test('a TypeScript application (tsx) on dist/: its .ts target runs in children of both methods and pickles values made with dist/', () => {
+  const r = spawnSync(process.execPath, ['--import', 'tsx', 'test/fixtures/dist-ts-check.ts'], { cwd: ROOT, encoding: 'utf8', timeout: 60_000 });
+  expect(r.status, r.stderr).toBe(0);
+  const out = JSON.parse(r.stdout.trim()) as Record<string, { message: [string, string, string]; exitcode: number }>;
+  for (const method of ['spawn', 'forkserver']) {
+    expect(out[method]).toEqual({ message: ['from a .ts target', '2', join(DIST, 'process', 'child.js')], exitcode: 0 });
+  }
+});
+
 test('the ./pickle entry and the chunks it loads import nothing of Node', () => {
   const seen = new Set<string>();
   const visit = (file: string): void => {
