@@ -41,6 +41,19 @@ import {
 import { never } from './fixtures/crash-on-import.js';
 import { boom, exitWith, greet, report, sendEnv, sleepForever, startGrandchild, whoami, Worker } from './fixtures/targets.js';
 
+/** Starts `target(conn, ...args)` in a child, returns the first message it sends, and checks it exits 0. */
+async function firstMessage(target: (...a: never[]) => unknown, args: unknown[]): Promise<unknown> {
+  const [a, b] = Pipe();
+  const p = new Process({ target, args: [b, ...args] });
+  p.start();
+  b.close();
+  const message = await a.recv();
+  await p.join();
+  expect(p.exitcode).toBe(0);
+  a.close();
+  return message;
+}
+
 describe('starting, joining and exit codes', () => {
   test('three children each send a greeting over their own Pipe', async () => {
     const procs: Process[] = [];
@@ -157,16 +170,7 @@ describe('what the child knows', () => {
       [cjs.cjsAssigned!, [], ['cjs', 'assigned']],
       [cjs.cjsHidden!, [], ['cjs', 'hidden']],
     ];
-    for (const [target, args, want] of cases) {
-      const [a, b] = Pipe();
-      const p = new Process({ target, args: [b, ...args] });
-      p.start();
-      b.close();
-      expect(await a.recv()).toEqual(want);
-      await p.join();
-      expect(p.exitcode).toBe(0);
-      a.close();
-    }
+    for (const [target, args, want] of cases) expect(await firstMessage(target, args)).toEqual(want);
   });
 
   test('registerModule: an anonymous default export and a renamed export are found by identity', async () => {
@@ -180,19 +184,8 @@ describe('what the child knows', () => {
     expect(((await lost.join().catch((e: unknown) => e)) as Error).message).toContain("has no export 'inner'");
     a0.close();
     registerModule(url, ns);
-    for (const [target, want] of [
-      [ns.default, 'anonymous default'],
-      [ns.outer, 'renamed'],
-    ] as const) {
-      const [a, b] = Pipe();
-      const p = new Process({ target, args: [b] });
-      p.start();
-      b.close();
-      expect(await a.recv()).toBe(want);
-      await p.join();
-      expect(p.exitcode).toBe(0);
-      a.close();
-    }
+    expect(await firstMessage(ns.default, [])).toBe('anonymous default');
+    expect(await firstMessage(ns.outer, [])).toBe('renamed');
   });
 
   test('positional and keyword arguments', async () => {
