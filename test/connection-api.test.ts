@@ -4,7 +4,7 @@
  * one-way ends, recvBytesInto, poll, wait, close, backpressure, addresses,
  * abstract Unix names and a Python Listener's backlog of 1.
  */
-import { spawn } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { createInterface } from 'node:readline';
 
@@ -143,6 +143,37 @@ describe('Pipe and Connection', () => {
     await Promise.all(sends);
     a.close();
     b.close();
+  });
+});
+
+describe('the process ends when its code does, as a Python script does', () => {
+  const run = (mode: string): { status: number | null; stdout: string; stderr: string } =>
+    spawnSync(process.execPath, ['--import', 'tsx', 'test/fixtures/exit-when-done.ts', mode], {
+      cwd: new URL('..', import.meta.url).pathname,
+      encoding: 'utf8',
+      timeout: 30_000,
+    });
+
+  test('open but idle Pipes, listeners and connections do not hold it open', () => {
+    const r = run('idle');
+    expect(r.status, r.stderr).toBe(0);
+    expect(r.stdout).toBe('hello\nidle\n');
+  });
+
+  test.each([
+    ['recv', 'late\n'],
+    ['accept', 'from a late client\n'],
+    ['poll', 'poll true\n'],
+  ])('a pending %s holds it open until it completes', (mode, out) => {
+    const r = run(mode);
+    expect(r.status, r.stderr).toBe(0);
+    expect(r.stdout).toBe(out);
+  });
+
+  test('a send nobody awaited is delivered whole before the process ends', () => {
+    const r = run('write');
+    expect(r.status, r.stderr).toBe(0);
+    expect(r.stdout).toBe('sent\npython read 8388612\n');
   });
 });
 

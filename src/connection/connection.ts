@@ -49,6 +49,25 @@ const READ_HIGH_WATER = 16 * 1024 * 1024;
 
 const kOnReadable = Symbol('billiard-ts.connection.onReadable');
 
+/** The readiness listeners of a connection (poll, wait): a Set that reports when it changes. */
+class ListenerSet extends Set<() => void> {
+  readonly #changed: () => void;
+  constructor(changed: () => void) {
+    super();
+    this.#changed = changed;
+  }
+  override add(f: () => void): this {
+    super.add(f);
+    this.#changed();
+    return this;
+  }
+  override delete(f: () => void): boolean {
+    const had = super.delete(f);
+    this.#changed();
+    return had;
+  }
+}
+
 /** Connections with an open stream, so that a finishing child can flush their writes (see flushConnections). */
 const live = new Set<Connection>();
 
@@ -119,7 +138,11 @@ export class Connection {
   /** Set by a refused maxlength: a duplex end stops reading, as in CPython. */
   #readDisabled = false;
   #paused = false;
-  readonly [kOnReadable] = new Set<() => void>();
+  /** Writes handed to the stream and not yet done. */
+  #pendingWrites = 0;
+  /** Whether the stream currently keeps the event loop alive (see #refresh). */
+  #refd = true;
+  readonly [kOnReadable]: Set<() => void> = new ListenerSet(() => this.#refresh());
 
   /**
    * A connection over a Node stream, or over a file descriptor (a number),
@@ -171,6 +194,7 @@ export class Connection {
 
   #attach(stream: Duplex): void {
     live.add(this);
+    this.#refresh();
     stream.on('error', (e: Error) => this.#finish(e));
     if (this.#readable) {
       stream.on('data', (chunk: Uint8Array) => this.#onData(chunk));
@@ -268,8 +292,12 @@ export class Connection {
 
   #write(parts: Uint8Array[]): Promise<void> {
     const stream = this.#stream;
+    this.#pendingWrites++;
+    this.#refresh();
     return new Promise<void>((resolve, reject) => {
       const done = (e?: Error | null): void => {
+        this.#pendingWrites--;
+        this.#refresh();
         if (e) reject(this.#wrapWriteError(e));
         else resolve();
       };
@@ -398,6 +426,7 @@ export class Connection {
     return new Promise<Uint8Array>((resolve, reject) => {
       this.#waiters.push({ maxlength, resolve, reject });
       this.#resume();
+      this.#refresh();
     });
   }
 
@@ -454,6 +483,7 @@ export class Connection {
   #deliver(frame: Uint8Array): void {
     const w = this.#waiters.shift();
     if (w !== undefined) {
+      if (this.#waiters.length === 0) this.#refresh();
       w.resolve(frame);
       return;
     }
@@ -464,6 +494,22 @@ export class Connection {
   #notify(): void {
     if (this[kOnReadable].size === 0 || !this.#isReady()) return;
     for (const f of [...this[kOnReadable]]) f();
+  }
+
+  /**
+   * A Python process ends when its main code does, whatever connections are
+   * open. So a connection keeps Node's event loop alive only while something
+   * waits on it (a recv, a poll, a wait) or a write is under way; an idle
+   * one does not hold the process open.
+   */
+  #refresh(): void {
+    const stream = this.#streamOrNull as (Duplex & { ref?: () => void; unref?: () => void }) | null;
+    if (stream === null || typeof stream.unref !== 'function') return;
+    const busy = this.#waiters.length > 0 || this[kOnReadable].size > 0 || this.#pendingWrites > 0;
+    if (busy === this.#refd) return;
+    this.#refd = busy;
+    if (busy) stream.ref!();
+    else stream.unref();
   }
 
   #pause(): void {
@@ -502,10 +548,11 @@ export class Connection {
         : this.#readDisabled
           ? new OSError('connection is write-only', { code: 'WRITE_ONLY' })
           : this.#pendingFailure(w.maxlength);
-      if (err === null) return;
+      if (err === null) break;
       this.#waiters.shift();
       w.reject(err);
     }
+    this.#refresh();
   }
 
   // ------------------------------------------------------------ state

@@ -147,6 +147,7 @@ export class Listener {
           const a = this.#server.address();
           if (a !== null && typeof a === 'object') this.#address = tuple(a.address, a.port);
         }
+        this.#refresh();
         resolve();
       };
       if (this.#family === 'AF_INET') {
@@ -197,8 +198,21 @@ export class Listener {
     }
     if (this.#family === 'AF_INET') socket.setNoDelay(true);
     const w = this.#waiters.shift();
+    this.#refresh();
     if (w) w.resolve(socket);
-    else this.#pending.push(socket);
+    else {
+      socket.unref(); // a connection nobody accepted does not hold the process open
+      this.#pending.push(socket);
+    }
+  }
+
+  /**
+   * As a Python process ends when its main code does, an open listener keeps
+   * Node's event loop alive only while an accept() waits on it.
+   */
+  #refresh(): void {
+    if (this.#waiters.length > 0) this.#server.ref();
+    else this.#server.unref();
   }
 
   /**
@@ -240,10 +254,12 @@ export class Listener {
       const onAbort = (): void => {
         const i = this.#waiters.indexOf(waiter);
         if (i >= 0) this.#waiters.splice(i, 1);
+        this.#refresh();
         reject(signal!.reason);
       };
       signal?.addEventListener('abort', onAbort, { once: true });
       this.#waiters.push(waiter);
+      this.#refresh();
     });
   }
 
