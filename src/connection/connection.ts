@@ -504,7 +504,7 @@ export class Connection {
    */
   #refresh(): void {
     const stream = this.#streamOrNull as (Duplex & { ref?: () => void; unref?: () => void }) | null;
-    if (stream === null || typeof stream.unref !== 'function') return;
+    if (stream === null || stream.destroyed || typeof stream.unref !== 'function') return;
     const busy = this.#waiters.length > 0 || this[kOnReadable].size > 0 || this.#pendingWrites > 0;
     if (busy === this.#refd) return;
     this.#refd = busy;
