@@ -25,11 +25,12 @@ interface Case {
 }
 let cases: Case[] = [];
 
-/** Python-side helpers: the generator's corpus, and an equality that knows nan, -0.0 and exact types. */
+/** Python-side helpers: the generator's corpus, and the interop tests' equality (nan, -0.0, exact types). */
 const HELPERS = `
 import json, math, pickle, sys
 sys.setrecursionlimit(20000)
 import make_pickle_fixtures as gen
+from pyequal import same  # compat/peers/pyequal.py, written to pyodide's files below
 
 def corpus():
     out = []
@@ -38,44 +39,13 @@ def corpus():
             v = gen.canonical_strings(v)
             out.append((name, json.dumps(gen.describe(v)), pickle.dumps(v, 5)))
     return out
-
-def same(a, b, memo=None):
-    memo = {} if memo is None else memo
-    if type(a) is not type(b):
-        return False
-    if isinstance(a, float):
-        return (math.isnan(a) and math.isnan(b)) or (a == b and math.copysign(1, a) == math.copysign(1, b))
-    if isinstance(a, complex):
-        return same(a.real, b.real) and same(a.imag, b.imag)
-    if isinstance(a, (list, tuple)):
-        if id(a) in memo:
-            return memo[id(a)] is b
-        memo[id(a)] = b
-        return len(a) == len(b) and all(same(x, y, memo) for x, y in zip(a, b))
-    if isinstance(a, dict):
-        if id(a) in memo:
-            return memo[id(a)] is b
-        memo[id(a)] = b
-        return (len(a) == len(b) and all(same(ka, kb, memo) and same(va, vb, memo) for (ka, va), (kb, vb) in zip(a.items(), b.items()))
-                and getattr(a, 'default_factory', None) == getattr(b, 'default_factory', None))
-    if isinstance(a, (set, frozenset)):
-        # NaN elements are distinct objects that compare unequal: count them apart.
-        isnan = lambda x: isinstance(x, float) and math.isnan(x)
-        return sum(map(isnan, a)) == sum(map(isnan, b)) and {x for x in a if not isnan(x)} == {x for x in b if not isnan(x)}
-    if type(a).__name__ == 'Decimal':
-        return str(a) == str(b)  # Decimal('NaN') != Decimal('NaN')
-    if isinstance(a, BaseException):
-        return type(a) is type(b) and same(a.args, b.args, memo) and same(a.__dict__, b.__dict__, memo)
-    try:
-        return a == b
-    except Exception:
-        return False
 `;
 
 beforeAll(async () => {
   py = await loadPyodide();
   version = py.runPython('import sys; sys.version.split()[0]') as string;
   py.FS.writeFile('/home/pyodide/make_pickle_fixtures.py', readFileSync(new URL('../fixtures/make_pickle_fixtures.py', import.meta.url), 'utf8'));
+  py.FS.writeFile('/home/pyodide/pyequal.py', readFileSync(new URL('../compat/peers/pyequal.py', import.meta.url), 'utf8'));
   py.runPython(`import sys; sys.path.insert(0, '/home/pyodide')\n${HELPERS}`);
   const raw = py.runPython('corpus()').toJs({ create_proxies: false }) as Array<[string, string, Uint8Array]>;
   cases = raw.map(([name, desc, pickle]) => ({ name, desc: JSON.parse(desc) as Desc, pickle: new Uint8Array(pickle) }));

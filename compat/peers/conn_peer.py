@@ -26,12 +26,14 @@ with recv() (tuples), answering with send() / send_bytes():
 import argparse
 import hashlib
 import json
-import math
 import os
 import sys
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, '..', '..', 'fixtures'))
+sys.path.insert(0, HERE)
+
+from pyequal import same  # noqa: E402  (re-exported: tests call conn_peer.same)
 sys.setrecursionlimit(20000)
 
 PATTERN = bytes(range(256)) * 256  # 64 KiB
@@ -40,41 +42,6 @@ PATTERN = bytes(range(256)) * 256  # 64 KiB
 def pattern(n):
     reps, rest = divmod(n, len(PATTERN))
     return PATTERN * reps + PATTERN[:rest]
-
-
-def same(a, b, memo=None):
-    """Equality that knows nan, -0.0, exact types and shared structure."""
-    memo = {} if memo is None else memo
-    if type(a) is not type(b):
-        return False
-    if isinstance(a, float):
-        return (math.isnan(a) and math.isnan(b)) or (a == b and math.copysign(1, a) == math.copysign(1, b))
-    if isinstance(a, complex):
-        return same(a.real, b.real) and same(a.imag, b.imag)
-    if isinstance(a, (list, tuple)):
-        if id(a) in memo:
-            return memo[id(a)] is b
-        memo[id(a)] = b
-        return len(a) == len(b) and all(same(x, y, memo) for x, y in zip(a, b))
-    if isinstance(a, dict):
-        if id(a) in memo:
-            return memo[id(a)] is b
-        memo[id(a)] = b
-        return (len(a) == len(b) and all(same(ka, kb, memo) and same(va, vb, memo) for (ka, va), (kb, vb) in zip(a.items(), b.items()))
-                and getattr(a, 'default_factory', None) == getattr(b, 'default_factory', None))
-    if isinstance(a, (set, frozenset)):
-        isnan = lambda x: isinstance(x, float) and math.isnan(x)
-        return sum(map(isnan, a)) == sum(map(isnan, b)) and {x for x in a if not isnan(x)} == {x for x in b if not isnan(x)}
-    if type(a).__name__ == 'Decimal':
-        return str(a) == str(b)
-    if isinstance(a, BaseException):
-        # Compared through fresh reduce tuples, which must not enter the id-keyed memo.
-        ra, rb = a.__reduce__(), b.__reduce__()
-        return same(ra[1], rb[1]) and same(ra[2:], rb[2:])
-    try:
-        return a == b
-    except Exception:
-        return False
 
 
 def corpus(group):
