@@ -39,13 +39,20 @@ int Pipe(int fds[2]) {
   return 0;
 }
 
+// A non-blocking AF_UNIX stream socket and the address `path` names.
+static int NewUnixSocket(const uint8_t* path, size_t len, sockaddr_un* addr, socklen_t* addr_len, int* s) {
+  int err = FillAddress(path, len, addr, addr_len);
+  if (err != 0) return err;
+  *s = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+  return *s < 0 ? errno : 0;
+}
+
 int UnixListen(const uint8_t* path, size_t len, int backlog, int* fd) {
   sockaddr_un addr;
   socklen_t addr_len;
-  int err = FillAddress(path, len, &addr, &addr_len);
+  int s;
+  int err = NewUnixSocket(path, len, &addr, &addr_len, &s);
   if (err != 0) return err;
-  int s = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-  if (s < 0) return errno;
   if (bind(s, reinterpret_cast<sockaddr*>(&addr), addr_len) != 0 || listen(s, backlog) != 0) {
     err = errno;
     close(s);
@@ -58,10 +65,9 @@ int UnixListen(const uint8_t* path, size_t len, int backlog, int* fd) {
 int UnixConnect(const uint8_t* path, size_t len, int* fd, bool* in_progress) {
   sockaddr_un addr;
   socklen_t addr_len;
-  int err = FillAddress(path, len, &addr, &addr_len);
+  int s;
+  int err = NewUnixSocket(path, len, &addr, &addr_len, &s);
   if (err != 0) return err;
-  int s = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-  if (s < 0) return errno;
   int r;
   do {
     r = connect(s, reinterpret_cast<sockaddr*>(&addr), addr_len);
