@@ -8,7 +8,8 @@ one Debian's python3-billiard runs on):
 The four mapping tables are the name mappings pickle applies when reading
 (NAME_MAPPING, IMPORT_MAPPING) and writing (REVERSE_*) globals at protocols
 0-2; BUILTIN_EXCEPTIONS lists the exception classes of `builtins`,
-BUILTIN_FUNCTIONS its functions.
+BUILTIN_EXCEPTION_BASES the builtin classes each derives from (its MRO
+without itself and `object`), BUILTIN_FUNCTIONS the functions of `builtins`.
 """
 import builtins
 import json
@@ -38,6 +39,10 @@ print('export const REVERSE_IMPORT_MAPPING: ReadonlyMap<string, string> = new Ma
 print()
 excs = sorted(n for n, v in vars(builtins).items() if isinstance(v, type) and issubclass(v, BaseException))
 print('export const BUILTIN_EXCEPTIONS: readonly string[] = %s;' % json.dumps(excs))
+print()
+bases = [[n, [c.__name__ for c in getattr(builtins, n).__mro__[1:] if c is not object]] for n in excs]
+print('/** The builtin exception classes each builtin exception derives from, nearest first (its MRO without itself and `object`). */')
+print('export const BUILTIN_EXCEPTION_BASES: ReadonlyMap<string, readonly string[]> = new Map<string, readonly string[]>(%s as [string, string[]][]);' % json.dumps(bases))
 print()
 funcs = sorted(n for n, v in vars(builtins).items() if type(v).__name__ == 'builtin_function_or_method')
 print('/**')

@@ -237,12 +237,22 @@ describe('value types and options', () => {
     expect(loads(h('80028a060000000000ff2e'))).toBe(-(2 ** 40));
   });
 
-  test('floats: integral floats stay floats only with PyFloat', () => {
+  test('floats: integral floats stay floats through PyFloat, by default', () => {
     expect(hex(dumps(2))).toBe('80044b022e');
     expect(hex(dumps(pyFloat(2)))).toBe('8004950a000000000000004740000000000000002e');
     expect(hex(dumps(pyFloat(2), { protocol: 2 }))).toBe('8002474000000000000000' + '2e');
-    expect(loads(h('8002474000000000000000' + '2e'))).toBe(2);
-    expect(loads(h('8002474000000000000000' + '2e'), { floats: 'wrap-integral' })).toEqual(new PyFloat(2));
+    // A Python 2.0 or 0.0 loads as a PyFloat and goes back as a float, at every protocol (BINFLOAT and p0's FLOAT)...
+    expect(loads(h('8002474000000000000000' + '2e'))).toEqual(new PyFloat(2));
+    expect(loads(h('46302e300a2e'))).toEqual(new PyFloat(0));
+    for (let protocol = 0; protocol <= 5; protocol++) {
+      const zero = h(protocol === 0 ? '46302e300a2e' : '470000000000000000' + '2e');
+      expect(hex(dumps(loads(zero), { protocol })), `0.0 at protocol ${protocol}`).toBe(hex(dumps(pyFloat(0), { protocol })));
+    }
+    expect(Object.is((loads(h('478000000000000000' + '2e')) as PyFloat).value, -0)).toBe(true);
+    expect(loads(h('473fe0000000000000' + '2e'))).toBe(0.5); // not integral: a plain number
+    // ...unless plain numbers are asked for (then 2.0 pickles back as the int 2).
+    expect(loads(h('8002474000000000000000' + '2e'), { floats: 'number' })).toBe(2);
+    expect(loads(h('46302e300a2e'), { floats: 'number' })).toBe(0);
     expect(hex(dumps(-0, { protocol: 2 }))).toBe('8002478000000000000000' + '2e');
   });
 

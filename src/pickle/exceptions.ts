@@ -4,7 +4,8 @@
  * register), and what a Node peer pickles to raise one in Python.
  */
 
-import { BilliardError } from './errors.js';
+import { addBrands, BilliardError } from './errors.js';
+import { BUILTIN_EXCEPTION_BASES } from './python-tables.js';
 import { EMPTY_TUPLE, makeTuple, PyGlobal, reduceEx, setState, type PyTuple, type ReduceValue } from './types.js';
 
 /** A short, Python-like rendering of a value, for messages only. */
@@ -25,11 +26,22 @@ export function pyReprForMessage(v: unknown, depth = 0): string {
   return Object.prototype.toString.call(v);
 }
 
-/** Python's `str(exception)`: empty, the one argument's str, or the args tuple's repr. */
-function strOfArgs(args: readonly unknown[]): string {
+/** Python's `str(exception)`: empty, the one argument's str, or the args tuple's repr (its first 8 items). */
+export function strOfArgs(args: readonly unknown[]): string {
   if (args.length === 0) return '';
   if (args.length === 1) return typeof args[0] === 'string' ? args[0] : pyReprForMessage(args[0]);
-  return `(${args.map((a) => pyReprForMessage(a)).join(', ')})`;
+  const more = args.length > 8 ? ', ...' : '';
+  return `(${args.slice(0, 8).map((a) => pyReprForMessage(a)).join(', ')}${more})`;
+}
+
+/**
+ * The brands of a Python exception type: the type, and for a builtin its
+ * builtin bases (`builtins.FileNotFoundError` is also `builtins.OSError`).
+ */
+function pythonBrands(module: string, name: string): string[] {
+  const out = [`${module}.${name}`];
+  if (module === 'builtins') for (const base of BUILTIN_EXCEPTION_BASES.get(name) ?? []) out.push(`builtins.${base}`);
+  return out;
 }
 
 /**
@@ -37,6 +49,15 @@ function strOfArgs(args: readonly unknown[]): string {
  * (`'builtins.ValueError'`), with its `args`, the state pickled beside them
  * (`e.__dict__`, e.g. `__notes__`) and, when a peer sent one, its traceback
  * text.
+ *
+ * It is what `loads` gives for a pickled builtin exception (and for the
+ * classes users register with `registerException`). It is branded with its
+ * Python type and, for a builtin, that type's builtin bases, so it satisfies
+ * `instanceof` for billiard-ts's class of the same Python class: a loaded
+ * `ValueError('x')` is `instanceof` process/errors.ts's `ValueError`, a
+ * `FileNotFoundError` is `instanceof` connection/errors.ts's `OSError`, an
+ * `EOFError` is `instanceof` `EOFError`. Those classes are the errors
+ * billiard-ts itself raises; they pickle as the builtin they stand for.
  */
 export class PythonException extends BilliardError {
   static override readonly brand: string = 'billiard-ts.PythonException';
@@ -45,9 +66,7 @@ export class PythonException extends BilliardError {
   /** The qualified name of the Python class inside its module, e.g. `'ValueError'`. */
   readonly pyName: string;
   /** The exception's `args`. */
-  args: PyTuple;
-  /** The exception's `__dict__` as pickled (BUILD state), or `undefined`. */
-  state: unknown;
+  declare args: PyTuple;
   /** The remote traceback text, when one travelled with the exception. */
   traceback: string | undefined;
 
@@ -70,19 +89,20 @@ export class PythonException extends BilliardError {
     this.args = argTuple;
     this.state = options?.state;
     this.traceback = options?.traceback;
+    addBrands(this, pythonBrands(module, name));
   }
 
   /** `module.Name`, e.g. `'builtins.ValueError'`. */
-  get pyType(): string {
+  override get pyType(): string {
     return `${this.pyModule}.${this.pyName}`;
   }
 
-  [setState](state: unknown): void {
+  override [setState](state: unknown): void {
     this.state = state;
   }
 
   /** Pickles as CPython's `BaseException.__reduce__`: `(type, args)` plus `__dict__` as state. */
-  [reduceEx](): ReduceValue {
+  override [reduceEx](): ReduceValue {
     return { callable: new PyGlobal(this.pyModule, this.pyName), args: this.args, state: this.state ?? undefined };
   }
 }

@@ -7,7 +7,20 @@
 export { dumps, Pickler, type PicklerOptions } from './pickler.js';
 export { loads, Unpickler, type UnpicklerOptions } from './unpickler.js';
 export { DEFAULT_PROTOCOL, HIGHEST_PROTOCOL } from './opcodes.js';
-export { BilliardError, EOFError, PickleError, PicklingError, UnpicklingError, type UnpicklingErrorCode } from './errors.js';
+export {
+  BilliardError,
+  EOFError,
+  PickleError,
+  PicklingError,
+  UnpicklingAttributeError,
+  UnpicklingError,
+  UnpicklingOverflowError,
+  UnpicklingTypeError,
+  UnpicklingUnicodeDecodeError,
+  UnpicklingValueError,
+  type BilliardErrorOptions,
+  type UnpicklingErrorCode,
+} from './errors.js';
 export {
   EMPTY_TUPLE,
   PickleBuffer,
@@ -26,7 +39,7 @@ export {
   type ReduceValue,
 } from './types.js';
 export { PythonException } from './exceptions.js';
-export { PickleRegistry, NOT_HANDLED, type GlobalHandler, type Reducer } from './registry.js';
+export { PickleRegistry, NOT_HANDLED, type GlobalHandler, type LoadContext, type Reducer } from './registry.js';
 export { defaultRegistry } from './default-registry.js';
 export {
   installStdlib,

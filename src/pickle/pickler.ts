@@ -25,8 +25,11 @@ import {
   PyFloat,
   PyFrozenSet,
   PyGlobal,
+  PyObject,
   PyTuple,
+  isKnownFunction,
   reduceEx,
+  reducePyObject,
   type ReduceValue,
 } from './types.js';
 import { encodeUtf8Into } from './utf8.js';
@@ -59,6 +62,10 @@ const FRAME_SIZE_MIN = 4;
 const FRAME_HEADER_SIZE = 9;
 
 const INITIAL_CAPACITY = 2048;
+/** Payloads this large are pieces of their own in {@link Pickler.dumpSegments} (not copied). */
+export const SEGMENT_MIN = 1024 * 1024;
+/** dumpSegments copies its output when it is at most this large and keeps its buffer; above, it hands the buffer over. */
+const KEEP_BUFFER_MAX = 64 * 1024;
 /** Key positions of object dicts whose memo indexes are remembered (see #saveDictKey). */
 const SHAPE_CACHE_KEYS = 32;
 /**
@@ -117,6 +124,9 @@ const kCodecsEncode = new PyGlobal('_codecs', 'encode');
 const kSet = new PyGlobal('builtins', 'set');
 const kFrozenset = new PyGlobal('builtins', 'frozenset');
 const kGetattr = new PyGlobal('builtins', 'getattr');
+const kNewobj = new PyGlobal('copyreg', '__newobj__');
+const kNewobjEx = new PyGlobal('copyreg', '__newobj_ex__');
+const kPartial = new PyGlobal('functools', 'partial');
 
 /**
  * Prototypes of the common types, read once: the dispatch in #saveObject
@@ -130,6 +140,7 @@ const MAP_PROTO = Map.prototype;
 const PYFLOAT_PROTO = PyFloat.prototype;
 const PYTUPLE_PROTO = PyTuple.prototype;
 const PYDICT_PROTO = PyDict.prototype;
+const PYOBJECT_PROTO = PyObject.prototype;
 const hasOwnProperty = Object.prototype.hasOwnProperty;
 
 function typeNameOf(v: unknown): string {
@@ -147,6 +158,33 @@ function isUnhashableKey(k: unknown): boolean {
   if (Array.isArray(k) || k instanceof Map || k instanceof Set) return true;
   const p = Object.getPrototypeOf(k);
   return p === null || p === Object.prototype;
+}
+
+/** A copy of a kwargs dict (CPython's partial keeps its own). */
+function copyKwargs(kwargs: unknown): unknown {
+  if (kwargs === undefined || kwargs === null) return new PyDict();
+  if (kwargs instanceof Map) return new PyDict(kwargs);
+  if (typeof kwargs === 'object' && !Array.isArray(kwargs)) {
+    const out = Object.create(null) as Record<string, unknown>;
+    for (const k of Object.keys(kwargs)) Object.defineProperty(out, k, { value: (kwargs as Record<string, unknown>)[k], writable: true, enumerable: true, configurable: true });
+    return out;
+  }
+  throw new PicklingError('NEWOBJ_EX kwargs must be a dict', { code: 'BAD_REDUCE' });
+}
+
+/**
+ * `functools.partial(cls.__new__, cls, *args, **kwargs)`, as CPython writes
+ * NEWOBJ_EX before protocol 4: the partial's reduce value with its state
+ * `(func, args, keywords, None)`. `cls.__new__` is the global
+ * `cls.__new__`, written `getattr(cls, '__new__')` below protocol 4 and
+ * memoized as one object, as CPython's is; CPython names an inherited
+ * `__new__` by its owner (`getattr(object, '__new__')`), the same function.
+ */
+function newobjExPartial(cls: unknown, args: readonly unknown[], kwargs: unknown): PyObject {
+  const fn = cls instanceof PyGlobal ? new PyGlobal(cls.module, `${cls.name}.__new__`) : new PyObject('reduce', kGetattr, makeTuple([cls, '__new__']));
+  const partial = new PyObject('reduce', kPartial, makeTuple([fn]));
+  partial.state = makeTuple([fn, makeTuple([cls, ...args]), copyKwargs(kwargs), null]);
+  return partial;
 }
 
 /**
@@ -194,7 +232,12 @@ export class Pickler {
   /** Stamps below it are from earlier dumps. */
   #base = 0;
   #busy = false;
+  /** dumpSegments' pieces so far, and where the pickler's own current piece starts in #buf; null in dump(). */
+  #segments: Uint8Array[] | null = null;
+  #segmentStart = 0;
   #skipPersistentId = false;
+  /** Recursive placeholders whose first reduction is being written (see PyObject.outerArgs). */
+  #reducing: Set<PyObject> | null = null;
 
   constructor(options?: PicklerOptions) {
     let protocol = options?.protocol ?? DEFAULT_PROTOCOL;
@@ -225,6 +268,41 @@ export class Pickler {
    * can put a header there without copying the pickle.
    */
   dump(obj: unknown, reserve = 0): Uint8Array {
+    this.#segments = null;
+    return this.#dump(obj, reserve);
+  }
+
+  /**
+   * Pickles `obj` into pieces that, written one after the other, are the
+   * pickle (with `reserve` free bytes at the start of the first), without
+   * copying large payloads: a `bytes`, `bytearray` or `PickleBuffer` of
+   * {@link SEGMENT_MIN} bytes or more is a piece of its own, the caller's
+   * very array (do not change it until the pieces are written). The pieces
+   * belong to the caller: the pickler does not reuse them. This is how a
+   * Connection sends a large message at the cost of no copy of it.
+   */
+  dumpSegments(obj: unknown, reserve = 0): Uint8Array[] {
+    const segments: Uint8Array[] = [];
+    this.#segments = segments;
+    this.#segmentStart = 0;
+    try {
+      const tail = this.#dump(obj, reserve);
+      segments.push(tail.subarray(this.#segmentStart));
+    } finally {
+      this.#segments = null;
+    }
+    if (this.#pos <= KEEP_BUFFER_MAX) {
+      // Small: copy the pickler's part, keep its buffer for the next dump.
+      for (let i = 0; i < segments.length; i++) if (segments[i]!.buffer === this.#buf.buffer) segments[i] = segments[i]!.slice();
+    } else {
+      // Large: hand the buffer over rather than copy it; the next dump starts a new one.
+      this.#buf = new Uint8Array(INITIAL_CAPACITY);
+      this.#view = new DataView(this.#buf.buffer);
+    }
+    return segments;
+  }
+
+  #dump(obj: unknown, reserve: number): Uint8Array {
     if (this.#busy) throw new PicklingError('Pickler.dump called while a dump is running', { code: 'REENTRANT' });
     this.#busy = true;
     try {
@@ -233,6 +311,7 @@ export class Pickler {
       this.#pos = reserve;
       this.#frameStart = -1;
       this.#scratchTop = 0;
+      this.#reducing?.clear();
       this.#nextGeneration();
       this.#memoLen = 0;
       if (this.protocol >= 2) {
@@ -339,6 +418,17 @@ export class Pickler {
   /** Writes a large payload outside any frame, as CPython does for 64 KiB and more. */
   #writeUnframed(header: Uint8Array, payload: Uint8Array | null, str: string | null, strBytes: number): void {
     this.#commitFrame();
+    const segments = this.#segments;
+    if (segments !== null && payload !== null && payload.length >= SEGMENT_MIN) {
+      // A piece of its own: what was written so far, then the caller's bytes, uncopied.
+      this.#ensure(header.length);
+      this.#buf.set(header, this.#pos);
+      this.#pos += header.length;
+      segments.push(this.#buf.subarray(this.#segmentStart, this.#pos), payload);
+      this.#segmentStart = this.#pos;
+      this.#openFrame();
+      return;
+    }
     this.#ensure(header.length + strBytes);
     this.#buf.set(header, this.#pos);
     this.#pos += header.length;
@@ -477,6 +567,7 @@ export class Pickler {
     else if (proto === PyFrozenSet.prototype) this.#saveFrozenSet(obj as PyFrozenSet);
     else if (proto === PyGlobal.prototype) this.#saveGlobal(obj as PyGlobal);
     else if (proto === PickleBuffer.prototype) this.#savePickleBuffer(obj as PickleBuffer);
+    else if (proto === PYOBJECT_PROTO) this.#savePyObject(obj as PyObject);
     else this.#saveOther(obj);
   }
 
@@ -1284,49 +1375,134 @@ export class Pickler {
   }
 
   /**
-   * Writes a reduce value (spec/pickle.md section 8.3): callable and args
-   * (or class and args for NEWOBJ), the memo entry of `obj`, list and dict
-   * items, then the state with BUILD.
+   * A placeholder. A recursive one (with `outerArgs`) is written as CPython
+   * wrote it: its first reduction with `outerArgs`, and the reduction nested
+   * in them (met again while they are written) with `args`; the first one's
+   * result is then dropped for the second's (POP, GET).
+   */
+  #savePyObject(o: PyObject): void {
+    if (o.outerArgs === undefined) {
+      this.#saveReduce(reducePyObject(o, this.protocol, false), o);
+      return;
+    }
+    const reducing = (this.#reducing ??= new Set());
+    if (reducing.has(o)) {
+      this.#saveReduce(reducePyObject(o, this.protocol, false), o);
+      return;
+    }
+    reducing.add(o);
+    try {
+      this.#saveReduce(reducePyObject(o, this.protocol, true), o);
+    } finally {
+      reducing.delete(o);
+    }
+  }
+
+  /**
+   * Writes a reduce value as CPython's `save_reduce` does (spec/pickle.md
+   * section 8.3): callable and args (or class and args for NEWOBJ), the memo
+   * entry of `obj` (or, when writing the arguments saved `obj` itself, POP
+   * and a GET of it, and nothing more), list and dict items, then the state
+   * with BUILD or through the state setter.
    */
   #saveReduce(rv: ReduceValue, obj: object | null): void {
     if (rv === null || typeof rv !== 'object') throw new PicklingError('a reduce function must return a ReduceValue object', { code: 'BAD_REDUCE' });
     const p = this.protocol;
-    const kind = rv.kind ?? 'reduce';
-    const state = rv.state;
-    if (kind === 'newobj' && p >= 2) {
-      this.#save(rv.callable);
-      this.#saveArgs(rv.args);
-      this.#byte(0x81); // NEWOBJ
+    let kind = rv.kind ?? 'reduce';
+    let callable = rv.callable;
+    let args = rv.args;
+    let kwargs = rv.kwargs;
+    if (kind === 'reduce' && p >= 2 && callable instanceof PyGlobal && (callable.module === 'copyreg' || callable.module === 'copy_reg') && Array.isArray(args)) {
+      // As CPython: copyreg.__newobj__(cls, *args) is NEWOBJ, copyreg.__newobj_ex__(cls, args, kwargs) NEWOBJ_EX.
+      if (callable.name === '__newobj__' && args.length >= 1) {
+        kind = 'newobj';
+        callable = args[0];
+        args = args.slice(1);
+      } else if (callable.name === '__newobj_ex__' && args.length === 3 && Array.isArray(args[1])) {
+        kind = 'newobj_ex';
+        callable = args[0];
+        kwargs = args[2];
+        args = args[1] as unknown[];
+      }
+    }
+    if (kind === 'newobj') {
+      if (p >= 2) {
+        this.#checkNewobjClass(callable);
+        this.#save(callable);
+        this.#saveArgs(args);
+        this.#byte(0x81); // NEWOBJ
+      } else if (Array.isArray(args) && args.length === 0) {
+        // copyreg._reconstructor(cls, object, None), as object.__reduce_ex__ writes a plain class's objects.
+        this.#save(kCopyreg);
+        this.#saveArgs([callable, kObject, null]);
+        this.#byte(0x52); // REDUCE
+      } else {
+        this.#save(kNewobj);
+        this.#saveArgs([callable, ...this.#argsArray(args)]);
+        this.#byte(0x52); // REDUCE
+      }
     } else if (kind === 'newobj_ex') {
-      if (p < 4) throw new PicklingError('objects with keyword-only constructor arguments need protocol 4 or higher', { code: 'PROTOCOL' });
-      this.#save(rv.callable);
-      this.#saveArgs(rv.args);
-      this.#save(rv.kwargs ?? new PyDict());
-      this.#byte(0x92); // NEWOBJ_EX
-    } else if (kind === 'newobj') {
-      // Protocols 0 and 1: copyreg._reconstructor(cls, object, None), as object.__reduce_ex__ writes.
-      this.#save(kCopyreg);
-      this.#saveArgs([rv.callable, kObject, null]);
-      this.#byte(0x52); // REDUCE
+      if (p >= 4) {
+        this.#checkNewobjClass(callable);
+        this.#save(callable);
+        this.#saveArgs(args);
+        this.#save(kwargs ?? new PyDict());
+        this.#byte(0x92); // NEWOBJ_EX
+      } else if (p >= 2) {
+        // CPython's form below protocol 4: functools.partial(cls.__new__, cls, *args, **kwargs)().
+        this.#checkNewobjClass(callable);
+        this.#save(newobjExPartial(callable, this.#argsArray(args), kwargs));
+        this.#byte(0x29); // EMPTY_TUPLE
+        this.#byte(0x52); // REDUCE
+      } else {
+        this.#save(kNewobjEx);
+        this.#saveArgs([callable, args instanceof PyTuple ? args : makeTuple(this.#argsArray(args).slice()), kwargs ?? new PyDict()]);
+        this.#byte(0x52); // REDUCE
+      }
     } else {
-      this.#save(rv.callable);
-      this.#saveArgs(rv.args);
+      this.#save(callable);
+      this.#saveArgs(args);
       this.#byte(0x52); // REDUCE
     }
     if (obj !== null) {
       const idx = this.#objIndex(obj);
       if (idx >= 0) {
+        // Writing the arguments wrote obj: drop this result and fetch that one, which has its items and state.
         this.#byte(0x30); // POP
         this.#get(idx);
-      } else {
-        this.#memoizeObj(obj);
+        return;
       }
+      this.#memoizeObj(obj);
     }
     if (rv.listItems != null) this.#batchListIter(rv.listItems);
     if (rv.dictItems != null) this.#batchDictIter(rv.dictItems);
+    const state = rv.state;
     if (state !== undefined && state !== null) {
-      this.#save(state);
-      this.#byte(0x62); // BUILD
+      const setter = rv.stateSetter;
+      if (setter !== undefined && setter !== null) {
+        if (obj === null) throw new PicklingError('a state setter needs the object it sets', { code: 'BAD_REDUCE' });
+        // setter(obj, state), its result dropped (CPython's save_reduce writes TUPLE2 at every protocol).
+        this.#save(setter);
+        this.#save(obj);
+        this.#save(state);
+        this.#bytes2(0x86, 0x52); // TUPLE2, REDUCE
+        this.#byte(0x30); // POP
+      } else {
+        this.#save(state);
+        this.#byte(0x62); // BUILD
+      }
+    }
+  }
+
+  #argsArray(args: unknown): readonly unknown[] {
+    if (!Array.isArray(args)) throw new PicklingError('reduce args must be an array or a tuple', { code: 'BAD_REDUCE' });
+    return args;
+  }
+
+  /** NEWOBJ needs a class: refuse the functions of `builtins` (CPython: "args[0] from __newobj__ args is not a type"). */
+  #checkNewobjClass(cls: unknown): void {
+    if (cls instanceof PyGlobal && isKnownFunction(cls)) {
+      throw new PicklingError(`NEWOBJ needs a class, not the function ${cls.module}.${cls.name}`, { code: 'BAD_REDUCE' });
     }
   }
 

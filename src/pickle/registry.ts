@@ -9,18 +9,37 @@
  * pickles) and copyreg's extension codes (spec/pickle.md section 8.6).
  */
 
+import { withArgs, type BilliardError } from './errors.js';
 import { PythonException } from './exceptions.js';
 import { kHandler, PyGlobal, type PyTuple, type ReduceValue } from './types.js';
 
 /** Returned by a handler to say "treat this call as unregistered" (an inert {@link PyObject}). */
 export const NOT_HANDLED: unique symbol = Symbol('billiard-ts.pickle.NOT_HANDLED');
 
+/**
+ * What the unpickler hands a handler besides its arguments: the load's
+ * allocation budget (the `maxAllocBytes` option of `loads`).
+ */
+export interface LoadContext {
+  /**
+   * Charges `bytes` to the load's allocation budget, throwing an
+   * `UnpicklingError` with code `LIMIT` when the budget is spent. A handler
+   * calls it before it allocates in proportion to an argument's value (as
+   * `bytearray(n)` does); the unpickler has already charged the size of the
+   * arguments themselves (see src/pickle/README.md, "Limits").
+   */
+  alloc(bytes: number): void;
+}
+
+/** A context for handlers called outside a load (no budget). */
+export const UNLIMITED_LOAD_CONTEXT: LoadContext = Object.freeze({ alloc(): void {} });
+
 /** What a registered Python global does when a pickle uses it. */
 export interface GlobalHandler {
   /** REDUCE (and INST/OBJ): the global called as `global(*args)`. */
-  call?(args: PyTuple, global: PyGlobal): unknown;
+  call?(args: PyTuple, global: PyGlobal, context: LoadContext): unknown;
   /** NEWOBJ and NEWOBJ_EX: `cls.__new__(cls, *args, **kwargs)`; `kwargs` is `null` for NEWOBJ. */
-  newobj?(args: PyTuple, kwargs: unknown, global: PyGlobal): unknown;
+  newobj?(args: PyTuple, kwargs: unknown, global: PyGlobal, context: LoadContext): unknown;
 }
 
 /** How instances of a JavaScript class pickle: the counterpart of `copyreg.pickle`. */
@@ -72,6 +91,21 @@ export class PickleRegistry {
       call: (args, g) => new PythonException(g, args),
       newobj: (args, _kwargs, g) => new PythonException(g, args),
     });
+  }
+
+  /**
+   * Registers a billiard-ts error class under one or more Python names
+   * (`module.Name`, e.g. the stdlib name and billiard's aliases): loading
+   * any of them gives `make(args)` with the pickled `args` kept on it (and
+   * BUILD state on its `state`). The class's own `pyType` says how it pickles.
+   */
+  registerError(qualifiedNames: readonly string[], make: (args: PyTuple) => BilliardError): void {
+    const load = (args: PyTuple): BilliardError => withArgs(make(args), args);
+    for (const qualified of qualifiedNames) {
+      const dot = qualified.lastIndexOf('.');
+      if (dot <= 0) throw new TypeError(`registerError: '${qualified}' is not a qualified name (module.Name)`);
+      this.register(qualified.slice(0, dot), qualified.slice(dot + 1), { call: load, newobj: load });
+    }
   }
 
   /** The registered global `module.name`, if any (this registry, then its parents). */

@@ -7,7 +7,7 @@
 
 import { PythonException } from './exceptions.js';
 import { BUILTIN_EXCEPTIONS } from './python-tables.js';
-import { handlerOf, NOT_HANDLED, type PickleRegistry } from './registry.js';
+import { handlerOf, NOT_HANDLED, UNLIMITED_LOAD_CONTEXT, type LoadContext, type PickleRegistry } from './registry.js';
 import {
   EMPTY_TUPLE,
   makeTuple,
@@ -43,10 +43,14 @@ function toFloat(v: unknown): number {
   throw new TypeError('expected a number');
 }
 
-/** Entries of a decoded Python dict (null-prototype object or Map). */
+/**
+ * Entries of a decoded Python dict (null-prototype object or Map), and
+ * nothing else: `Object.entries` of bytes or a placeholder would make an entry
+ * per element (CPython raises TypeError for them too).
+ */
 function dictEntries(d: unknown): Array<[unknown, unknown]> {
   if (d instanceof Map) return Array.from(d.entries());
-  if (d !== null && typeof d === 'object' && !Array.isArray(d)) return Object.entries(d);
+  if (d !== null && typeof d === 'object' && (Object.getPrototypeOf(d) === null || Object.getPrototypeOf(d) === Object.prototype)) return Object.entries(d);
   throw new TypeError('expected a dict');
 }
 
@@ -377,9 +381,11 @@ export class PyDeque<T = unknown> extends Array<T> {
 
 // ---------------------------------------------------------------- builtins
 
-function encodeStr(s: string, encoding: string): Uint8Array {
+/** `str.encode(encoding)` for the encodings protocol 0-2 bytes use; `context` is charged for the result. */
+function encodeStr(s: string, encoding: string, context: LoadContext = UNLIMITED_LOAD_CONTEXT): Uint8Array {
   const enc = encoding.toLowerCase().replace(/_/g, '-');
   if (enc === 'latin1' || enc === 'latin-1' || enc === 'iso-8859-1' || enc === 'iso8859-1' || enc === 'ascii') {
+    context.alloc(s.length);
     const limit = enc === 'ascii' ? 0x80 : 0x100;
     const out = new Uint8Array(s.length);
     for (let i = 0; i < s.length; i++) {
@@ -390,6 +396,7 @@ function encodeStr(s: string, encoding: string): Uint8Array {
     return out;
   }
   if (enc === 'utf-8' || enc === 'utf8') {
+    context.alloc(s.length * 3);
     const buf = new Uint8Array(s.length * 3);
     return buf.slice(0, encodeUtf8Into(s, buf, 0));
   }
@@ -405,26 +412,44 @@ function intListToBytes(items: unknown, what: string): Uint8Array {
   return out;
 }
 
-function bytesFromArgs(args: PyTuple, what: string): Uint8Array {
+/**
+ * The bytes of `bytes(...)`/`bytearray(...)`: of a str and an encoding, of
+ * bytes (the argument itself, not copied), of a count (zeros, charged to the
+ * load's budget first: `bytearray(n)` is the cheapest way to ask for memory),
+ * or of a list of ints.
+ */
+function bytesFromArgs(args: PyTuple, what: string, context: LoadContext): Uint8Array {
   if (args.length === 0) return new Uint8Array(0);
   const a0 = args[0];
   if (typeof a0 === 'string') {
     if (typeof args[1] !== 'string') throw new TypeError(`${what}: string argument without an encoding`);
-    return encodeStr(a0, args[1]);
+    return encodeStr(a0, args[1], context);
   }
   if (a0 instanceof Uint8Array) return a0;
-  if (typeof a0 === 'number' && Number.isInteger(a0) && a0 >= 0 && a0 <= 1 << 20) return new Uint8Array(a0);
+  if (isInt(a0)) {
+    if (a0 < 0) throw new RangeError(`${what}: negative count`);
+    const n = toNumberInt(a0, `${what} count`);
+    context.alloc(n);
+    return new Uint8Array(n);
+  }
   return intListToBytes(a0, what);
 }
 
-function iterableItems(v: unknown, what: string): Iterable<unknown> {
+/**
+ * The items of an iterable argument (set, frozenset, deque). The handler
+ * makes a collection of them, charged to `context` per item: bytes and
+ * strings become one item per byte or character, far more than their size.
+ */
+function iterableItems(v: unknown, what: string, context: LoadContext = UNLIMITED_LOAD_CONTEXT): Iterable<unknown> {
   if (v === undefined) return [];
-  if (Array.isArray(v) || v instanceof Set) return v;
-  if (v instanceof Map) return v.keys();
-  if (v instanceof Uint8Array) return v;
-  if (typeof v === 'string') return v;
-  throw new TypeError(`${what}: argument is not iterable`);
+  const count = Array.isArray(v) || typeof v === 'string' || v instanceof Uint8Array ? v.length : v instanceof Set || v instanceof Map ? v.size : -1;
+  if (count < 0) throw new TypeError(`${what}: argument is not iterable`);
+  context.alloc(count * ITEM_COST);
+  return v instanceof Map ? v.keys() : (v as Iterable<unknown>);
 }
+
+/** What a handler charges per item of a collection it makes (a slot, an element's share of a Set). */
+const ITEM_COST = 16;
 
 /** Set elements with each NaN as its own PyFloat: Python tells NaNs apart by identity, a JS Set merges them. */
 function distinctNaN(items: Iterable<unknown>): unknown[] {
@@ -439,10 +464,15 @@ function distinctNaN(items: Iterable<unknown>): unknown[] {
 export function installStdlib(registry: PickleRegistry): void {
   const r = registry;
   // builtins
-  r.register('builtins', 'set', { call: (a) => new Set(distinctNaN(iterableItems(a[0], 'set'))) });
-  r.register('builtins', 'frozenset', { call: (a) => new PyFrozenSet(distinctNaN(iterableItems(a[0], 'frozenset'))) });
-  r.register('builtins', 'bytearray', { call: (a) => PyByteArray.fromBytes(bytesFromArgs(a, 'bytearray')) });
-  r.register('builtins', 'bytes', { call: (a) => Uint8Array.from(bytesFromArgs(a, 'bytes')) });
+  r.register('builtins', 'set', { call: (a, _g, context) => new Set(distinctNaN(iterableItems(a[0], 'set', context))) });
+  r.register('builtins', 'frozenset', { call: (a, _g, context) => new PyFrozenSet(distinctNaN(iterableItems(a[0], 'frozenset', context))) });
+  r.register('builtins', 'bytearray', { call: (a, _g, context) => PyByteArray.fromBytes(bytesFromArgs(a, 'bytearray', context)) });
+  r.register('builtins', 'bytes', {
+    call: (a, _g, context) => {
+      const b = bytesFromArgs(a, 'bytes', context);
+      return b === a[0] ? Uint8Array.from(b) : b;
+    },
+  });
   r.register('builtins', 'complex', { call: (a) => new PyComplex(a.length > 0 ? toFloat(a[0]) : 0, a.length > 1 ? toFloat(a[1]) : 0) });
   r.register('builtins', 'slice', { call: (a) => (a.length === 1 ? new PySlice(null, a[0], null) : new PySlice(a[0], a[1], a.length > 2 ? a[2] : null)) });
   r.register('builtins', 'range', {
@@ -454,18 +484,18 @@ export function installStdlib(registry: PickleRegistry): void {
   for (const name of BUILTIN_EXCEPTIONS) r.registerException('builtins', name);
   // _codecs.encode: protocol 0-2 bytes
   r.register('_codecs', 'encode', {
-    call: (a) => {
+    call: (a, _g, context) => {
       if (typeof a[0] !== 'string') throw new TypeError('_codecs.encode expects a str');
-      return encodeStr(a[0], typeof a[1] === 'string' ? a[1] : 'utf-8');
+      return encodeStr(a[0], typeof a[1] === 'string' ? a[1] : 'utf-8', context);
     },
   });
   // copyreg._reconstructor: protocol 0-1 objects of registered classes
   r.register('copyreg', '_reconstructor', {
-    call: (a) => {
+    call: (a, _g, context) => {
       const [cls, base, state] = a;
       if (cls instanceof PyGlobal && base instanceof PyGlobal && base.module === 'builtins' && base.name === 'object' && state == null) {
         const h = handlerOf(cls);
-        if (h?.newobj) return h.newobj(EMPTY_TUPLE, null, cls);
+        if (h?.newobj) return h.newobj(EMPTY_TUPLE, null, cls, context);
       }
       return NOT_HANDLED;
     },
@@ -505,9 +535,9 @@ export function installStdlib(registry: PickleRegistry): void {
     },
   });
   r.register('collections', 'deque', {
-    call: (a) => {
+    call: (a, _g, context) => {
       const maxlen = a.length > 1 && a[1] !== null ? toNumberInt(a[1], 'maxlen') : null;
-      return PyDeque.create(a.length > 0 ? iterableItems(a[0], 'deque') : [], maxlen);
+      return PyDeque.create(a.length > 0 ? iterableItems(a[0], 'deque', context) : [], maxlen);
     },
   });
   // uuid

@@ -4,6 +4,9 @@
  * wire" in DESIGN.md is the decision).
  */
 
+import { DEFAULT_PROTOCOL } from './opcodes.js';
+import { BUILTIN_FUNCTIONS } from './python-tables.js';
+
 /**
  * The symbol of the method an object implements to say how it pickles: the
  * counterpart of Python's `__reduce_ex__(protocol)`. It returns a
@@ -21,9 +24,16 @@ export const setState: unique symbol = Symbol.for('billiard-ts.pickle.setState')
 export interface ReduceValue {
   /**
    * `'reduce'`: `callable(*args)` (REDUCE). `'newobj'`: `cls.__new__(cls, *args)`
-   * (NEWOBJ; at protocols 0 and 1 written as `copyreg._reconstructor(cls, object, None)`
-   * as CPython's `object.__reduce_ex__` does). `'newobj_ex'`: with keyword arguments.
-   * Defaults to `'reduce'`.
+   * (NEWOBJ); at protocols 0 and 1, with no `args`, written as
+   * `copyreg._reconstructor(cls, object, None)` as CPython's
+   * `object.__reduce_ex__` does for a plain class (so `cls` must be one), and
+   * with `args` as `copyreg.__newobj__(cls, *args)`. `'newobj_ex'`:
+   * `cls.__new__(cls, *args, **kwargs)`: NEWOBJ_EX at protocol 4 and up,
+   * CPython's `functools.partial(cls.__new__, cls, *args, **kwargs)()` at 2
+   * and 3, `copyreg.__newobj_ex__(cls, args, kwargs)` at 0 and 1. A `'reduce'`
+   * whose callable is `copyreg.__newobj__` or `copyreg.__newobj_ex__` is
+   * written as the matching `newobj` kind at protocol 2 and up, as CPython
+   * does. Defaults to `'reduce'`.
    */
   kind?: 'reduce' | 'newobj' | 'newobj_ex';
   /** The callable (for `'reduce'`) or class (for the `newobj` kinds), usually a {@link PyGlobal}. */
@@ -38,6 +48,12 @@ export interface ReduceValue {
   listItems?: Iterable<unknown>;
   /** Items set after construction (SETITEM/SETITEMS). */
   dictItems?: Iterable<readonly [unknown, unknown]>;
+  /**
+   * The sixth item of a Python reduce tuple: called as `stateSetter(obj, state)`
+   * instead of BUILD (written `stateSetter obj state TUPLE2 REDUCE POP`).
+   * Defaults to none (BUILD).
+   */
+  stateSetter?: unknown;
 }
 
 /**
@@ -110,8 +126,9 @@ export class PyFrozenSet<T = unknown> extends Set<T> {
 
 /**
  * A Python `float` that must stay a float even though its value is integral
- * (a plain `2` pickles as the int `2`). Loading gives these only with the
- * option `floats: 'wrap-integral'`.
+ * (a plain `2` pickles as the int `2`). Loading gives one for every integral
+ * float (`0.0`, `2.0`, `-0.0`, `1e300`) unless the option `floats: 'number'`
+ * asks for plain numbers; other floats load as plain numbers.
  */
 export class PyFloat {
   readonly value: number;
@@ -161,6 +178,25 @@ export class PyGlobal {
 /** @internal */
 export { kHandler };
 
+/** Functions of the standard library that pickles name, besides those of `builtins`. */
+const KNOWN_FUNCTIONS: ReadonlySet<string> = new Set([
+  'copyreg\n_reconstructor',
+  'copyreg\n__newobj__',
+  'copyreg\n__newobj_ex__',
+  '_codecs\nencode',
+  'functools\nreduce',
+]);
+
+/**
+ * @internal True when `g` names a function CPython knows is not a class (the
+ * functions of `builtins`, and a few of the standard library that pickles
+ * use): NEWOBJ refuses such a "class", as CPython does.
+ */
+export function isKnownFunction(g: PyGlobal): boolean {
+  if (g.module === 'builtins') return BUILTIN_FUNCTIONS.has(g.name);
+  return KNOWN_FUNCTIONS.has(`${g.module}\n${g.name}`);
+}
+
 /**
  * Names a Python function (or class) for a Python callee: `pyfunc('tasks.square')`
  * is the global `square` of module `tasks`; `pyfunc('pkg.mod:Outer.method')`
@@ -176,12 +212,24 @@ export function pyfunc(spec: string): PyGlobal {
   return new PyGlobal(spec.slice(0, dot), spec.slice(dot + 1));
 }
 
+/** `copyreg.__newobj__(cls, *args)`: `cls.__new__(cls, *args)`, callable at every protocol. */
+const COPYREG_NEWOBJ = new PyGlobal('copyreg', '__newobj__');
+
 /**
  * An inert placeholder for a Python object whose class is not registered: it
- * records how the object was built, and pickles back to the same bytes.
+ * records how the object was built, and pickles back to an equal object
+ * (the same bytes at the protocol it came in; src/pickle/README.md, "Byte
+ * identity", says where other protocols differ from CPython's bytes).
  */
 export class PyObject {
-  /** How the object was made: REDUCE, NEWOBJ or NEWOBJ_EX. */
+  /**
+   * How the object was made: `'reduce'`, `callable(*args)` (REDUCE, and INST or
+   * OBJ with arguments); `'newobj'`, `cls.__new__(cls, *args)` (NEWOBJ,
+   * `copyreg.__newobj__(cls, *args)`, and INST or OBJ without arguments);
+   * `'newobj_ex'`, `cls.__new__(cls, *args, **kwargs)` (NEWOBJ_EX,
+   * `copyreg.__newobj_ex__`, and CPython's protocol 2-3 form of it,
+   * `functools.partial(cls.__new__, cls, *args, **kwargs)()`).
+   */
   kind: 'reduce' | 'newobj' | 'newobj_ex';
   /** The callable (REDUCE) or class (NEWOBJ). */
   callable: unknown;
@@ -189,12 +237,29 @@ export class PyObject {
   args: PyTuple;
   /** Keyword arguments of NEWOBJ_EX. */
   kwargs: unknown;
-  /** The state given by BUILD; `undefined` when there was none. */
+  /** The state given by BUILD, or to the state setter; `undefined` when there was none. */
   state: unknown;
   /** Items appended after construction; `undefined` when there were none. */
   listItems: unknown[] | undefined;
   /** Items set after construction; `undefined` when there were none. */
   dictItems: Array<[unknown, unknown]> | undefined;
+  /**
+   * The function the state went to instead of BUILD (the sixth item of a
+   * reduce tuple, called as `stateSetter(obj, state)`); `undefined` for BUILD.
+   */
+  stateSetter: unknown;
+  /**
+   * Recursive objects only: the arguments of the object's first reduction.
+   * When CPython meets an object again while writing the arguments of its
+   * reduction, it writes a complete second reduction there, then drops the
+   * first one's result (POP) and fetches the second (GET). `args` are the
+   * second one's, these the first one's, and dumps writes each in its place:
+   * a set subclass holding an object that holds the set needs a fresh list of
+   * items in each. `undefined` otherwise.
+   */
+  outerArgs: PyTuple | undefined;
+  /** With {@link outerArgs}: the keyword arguments of the first reduction. */
+  outerKwargs: unknown;
 
   constructor(kind: 'reduce' | 'newobj' | 'newobj_ex', callable: unknown, args: PyTuple, kwargs?: unknown) {
     this.kind = kind;
@@ -204,6 +269,9 @@ export class PyObject {
     this.state = undefined;
     this.listItems = undefined;
     this.dictItems = undefined;
+    this.stateSetter = undefined;
+    this.outerArgs = undefined;
+    this.outerKwargs = undefined;
   }
 
   /** The qualified name of the class or callable, when it is a global. */
@@ -215,17 +283,43 @@ export class PyObject {
     this.state = state;
   }
 
-  [reduceEx](): ReduceValue {
+  [reduceEx](protocol: number = DEFAULT_PROTOCOL): ReduceValue {
+    return reducePyObject(this, protocol, false);
+  }
+}
+
+/**
+ * @internal The reduce value of a placeholder at `protocol`; with `outer`,
+ * that of its first reduction (its {@link PyObject.outerArgs}, when it has
+ * them). Its class's Python bases are unknown, so NEWOBJ goes to protocols 0
+ * and 1 as `copyreg.__newobj__(cls, *args)`, which is NEWOBJ itself, rather
+ * than as `copyreg._reconstructor(cls, object, None)`, which is right only for
+ * classes whose nearest builtin base is `object`.
+ */
+export function reducePyObject(o: PyObject, protocol: number, outer: boolean): ReduceValue {
+  const args = outer && o.outerArgs !== undefined ? o.outerArgs : o.args;
+  const kwargs = outer && o.outerArgs !== undefined ? o.outerKwargs : o.kwargs;
+  if (o.kind === 'newobj' && protocol < 2) {
     return {
-      kind: this.kind,
-      callable: this.callable,
-      args: this.args,
-      kwargs: this.kwargs,
-      state: this.state,
-      listItems: this.listItems,
-      dictItems: this.dictItems,
+      kind: 'reduce',
+      callable: COPYREG_NEWOBJ,
+      args: [o.callable, ...args],
+      state: o.state,
+      listItems: o.listItems,
+      dictItems: o.dictItems,
+      stateSetter: o.stateSetter,
     };
   }
+  return {
+    kind: o.kind,
+    callable: o.callable,
+    args,
+    kwargs,
+    state: o.state,
+    listItems: o.listItems,
+    dictItems: o.dictItems,
+    stateSetter: o.stateSetter,
+  };
 }
 
 /**

@@ -7,17 +7,30 @@
  * - no recursion: nesting depth costs heap, never call stack;
  * - every length is checked against the remaining input before anything is
  *   allocated for it;
+ * - the memo is sparse (no index allocates in proportion to itself), and a
+ *   load is bounded in memo entries, open MARKs and allocation (maxMemo,
+ *   maxMarks, maxAllocBytes; test/pickle-limits.test.ts), handlers included;
  * - no prototype is ever written: dict keys go into null-prototype objects or
  *   Maps;
  * - globals resolve only through the registry; unregistered ones stay inert;
  * - every failure is an UnpicklingError (with a code) or an EOFError.
  */
 
-import { EOFError, UnpicklingError, type UnpicklingErrorCode } from './errors.js';
+import {
+  EOFError,
+  UnpicklingAttributeError,
+  UnpicklingError,
+  UnpicklingOverflowError,
+  UnpicklingTypeError,
+  UnpicklingUnicodeDecodeError,
+  UnpicklingValueError,
+  type UnpicklingErrorClass,
+  type UnpicklingErrorCode,
+} from './errors.js';
 import { parsePythonFloat } from './float-repr.js';
 import { opName } from './opcodes.js';
 import { IMPORT_MAPPING, NAME_MAPPING } from './python-tables.js';
-import { handlerOf, NOT_HANDLED, type PickleRegistry } from './registry.js';
+import { handlerOf, NOT_HANDLED, type LoadContext, type PickleRegistry } from './registry.js';
 import { defaultRegistry } from './default-registry.js';
 import {
   EMPTY_TUPLE,
@@ -30,6 +43,7 @@ import {
   PyGlobal,
   PyObject,
   PyTuple,
+  isKnownFunction,
   setState,
 } from './types.js';
 import { decodeLatin1, decodeUtf8, Utf8Error } from './utf8.js';
@@ -56,7 +70,12 @@ export interface UnpicklerOptions {
    * {@link PyDict}. `'map'`: every dict is a {@link PyDict}.
    */
   dicts?: 'auto' | 'map';
-  /** `'number'` (default), or `'wrap-integral'` to load integral floats as {@link PyFloat} so they stay floats. */
+  /**
+   * `'wrap-integral'` (default): an integral float (`0.0`, `2.0`, `-0.0`) loads
+   * as a {@link PyFloat}, so that it pickles back as a float, not an int;
+   * other floats load as numbers. `'number'`: every float a plain number
+   * (lossy: `2.0` then pickles back as the int `2`).
+   */
   floats?: 'number' | 'wrap-integral';
   /** `'auto'` (default): safe integers as `number`, others as `bigint`. `'bigint'`: every int a `bigint`. */
   ints?: 'auto' | 'bigint';
@@ -69,11 +88,39 @@ export interface UnpicklerOptions {
   maxLongDigits?: number;
   /** Bytes allowed in a binary int (LONG1, LONG4). Defaults to 16 MiB. */
   maxLongBytes?: number;
-  /** Return bytes as views into the input instead of copies. Defaults to false (copies). */
-  zeroCopy?: boolean;
+  /**
+   * The allocation budget of one load, in bytes: what the load may allocate
+   * in proportion to a length or count it reads (string and bytes payloads,
+   * int digits, the items of MARK batches, memo entries, the arguments of
+   * every registered handler it calls and what handlers charge through
+   * {@link LoadContext.alloc}, such as `bytearray(n)`). Over it, the load
+   * fails with `UnpicklingError` code `LIMIT`. Defaults to 64 MiB plus 16
+   * bytes per byte of input (a 64 MiB pickle may allocate 1088 MiB; a 2 KB one
+   * about 64 MiB). `Infinity` turns it off. See src/pickle/README.md, "Limits".
+   */
+  maxAllocBytes?: number;
+  /** Memo entries a load may make (PUT, BINPUT, LONG_BINPUT, MEMOIZE). Defaults to 2**24 (16,777,216). */
+  maxMemo?: number;
+  /** MARKs open at once (the mark stack's depth). Defaults to 2**20 (1,048,576: CPython loads a million nested MARKs). */
+  maxMarks?: number;
+  /**
+   * Return `bytes` as views into the input instead of copies: true for all
+   * of them, or a number for those of at least that many bytes (a view keeps
+   * the whole input alive, so a few large ones are where it pays). Defaults
+   * to false (copies). A Connection loads a large message it assembled into
+   * a buffer of its own with 1 MiB here.
+   */
+  zeroCopy?: boolean | number;
 }
 
 const MAX_JS_STRING_UNITS = 0x1fffffe8;
+
+function zeroCopyMin(v: boolean | number | undefined): number {
+  if (v === undefined || v === false) return Infinity;
+  if (v === true) return 0;
+  if (typeof v !== 'number' || Number.isNaN(v) || v < 0) throw new RangeError('options.zeroCopy must be a boolean or a non-negative number of bytes');
+  return v;
+}
 
 type StringEncoding = 'ascii' | 'latin1' | 'utf-8' | 'bytes';
 
@@ -86,28 +133,80 @@ interface ResolvedOptions {
   strict: boolean;
   maxLongDigits: number;
   maxLongBytes: number;
-  zeroCopy: boolean;
+  /** `undefined`: the default, which depends on the input's length. */
+  maxAllocBytes: number | undefined;
+  maxMemo: number;
+  maxMarks: number;
+  /** Bytes of at least this length are views (Infinity: none). */
+  zeroCopy: number;
 }
 
 const DEFAULTS: Readonly<ResolvedOptions> = {
   fixImports: true,
   encoding: 'ascii',
   dicts: 'auto',
-  floats: 'number',
+  floats: 'wrap-integral',
   ints: 'auto',
   strict: false,
   maxLongDigits: 4300,
   maxLongBytes: 16 * 1024 * 1024,
-  zeroCopy: false,
+  maxAllocBytes: undefined,
+  maxMemo: 2 ** 24,
+  maxMarks: 2 ** 20,
+  zeroCopy: Infinity,
 };
+
+/** The default allocation budget: this much, plus {@link ALLOC_PER_INPUT_BYTE} per byte of input. */
+const ALLOC_BASE = 64 * 1024 * 1024;
+const ALLOC_PER_INPUT_BYTE = 16;
+/** What the budget is charged per item: a list or tuple slot; a dict entry or set element. */
+const SLOT_COST = 8;
+const ENTRY_COST = 16;
+/** A memo entry far past the memo's end lives in a Map: this is its charge. */
+const FAR_MEMO_COST = 64;
+
+/** Reads a limit option, `undefined` when not given: a non-negative integer or Infinity. */
+function limitOption(options: UnpicklerOptions | undefined, name: 'maxLongDigits' | 'maxLongBytes' | 'maxAllocBytes' | 'maxMemo' | 'maxMarks'): number | undefined {
+  const v = options?.[name];
+  if (v === undefined) return undefined;
+  if (typeof v !== 'number' || !(v >= 0) || (!Number.isInteger(v) && v !== Infinity)) {
+    throw new TypeError(`options.${name} must be a non-negative integer or Infinity, got ${String(v)}`);
+  }
+  return v;
+}
+
+/**
+ * The approximate size of a handler argument, charged before a registered
+ * handler runs (most copy their arguments): a string's or bytes' length, a
+ * container's items. Shallow: nested values were charged when they were made.
+ */
+function argSize(v: unknown): number {
+  if (typeof v === 'string') return v.length * 2;
+  if (v === null || typeof v !== 'object') return 0;
+  if (v instanceof Uint8Array) return v.length;
+  if (Array.isArray(v)) return v.length * SLOT_COST;
+  if (v instanceof Map || v instanceof Set) return v.size * ENTRY_COST;
+  if (Object.getPrototypeOf(v) === null) {
+    let n = 0;
+    for (const _ in v) n++;
+    return n * ENTRY_COST;
+  }
+  return 0;
+}
 
 /** The 9th byte of a LONG1 as the signed top of a 72-bit integer, precomputed. */
 const TOP_BYTE_72: readonly bigint[] = Array.from({ length: 256 }, (_, b) => BigInt.asIntN(72, BigInt(b) << 64n));
 
-/** The memo array shared by loads, or null while one is using it (loads can nest through handlers). */
+/**
+ * The memo's dense array shared by loads, or null while one is using it
+ * (loads can nest through handlers). Slots past a load's entries are always
+ * `undefined`, so reading one directly is a miss.
+ */
 let sharedMemo: unknown[] | null = [];
 /** Memo arrays longer than this are not kept between loads. */
 const MEMO_KEEP_LIMIT = 1 << 20;
+/** Python's `sys.maxsize` (2**63 - 1): a PUT or GET index above it is CPython's OverflowError. */
+const PY_SSIZE_MAX = 2 ** 63;
 
 /** Raised inside a pass that must be run again with some dicts forced to maps. */
 class RestartWithMaps {
@@ -125,6 +224,11 @@ function isIndexKey(k: string): boolean {
     if (d < 48 || d > 57) return false;
   }
   return Number(k) < 4294967295;
+}
+
+/** True when `a` and `b` are the same callable: one object, or globals of one name. */
+function sameCallable(a: unknown, b: unknown): boolean {
+  return a === b || (a instanceof PyGlobal && b instanceof PyGlobal && a.module === b.module && a.name === b.name);
 }
 
 /** True when `v` is a Python value that cannot be a dict key or set element. */
@@ -203,10 +307,21 @@ export class Unpickler {
   // Per-pass state.
   #stack: unknown[] = [];
   #marks: number[] = [];
+  /**
+   * The memo (spec/pickle.md 2.2), sparse and bounded: indexes 0 to
+   * #memoLen - 1 are all occupied and live in the dense array #memo; any
+   * other index lives in #memoFar. An index is written to the array only when
+   * it is #memoLen (the array grows one slot at a time), so no index, however
+   * large, allocates in proportion to itself. #memoCount counts the entries
+   * of both (MEMOIZE's index).
+   */
   #memo: unknown[] = [];
-  /** False once a PUT went far past the memo's end (the array may be sparse). */
-  #memoDense = true;
+  #memoLen = 0;
+  #memoFar: Map<number, unknown> | null = null;
   #memoCount = 0;
+  /** What is left of the allocation budget (maxAllocBytes) for this load. */
+  #budget = 0;
+  readonly #context: LoadContext = { alloc: (bytes: number): void => this.#charge(bytes, 'a handler') };
   #proto = 0;
   /** Dict-ordinals forced to PyDict on this pass (see #convertDict). */
   #forced: Set<number> | null = null;
@@ -222,6 +337,8 @@ export class Unpickler {
   #restartOrdinals: Set<number> | null = null;
   #passes = 0;
   #opPos = 0;
+  /** The offset just past the last REDUCE, NEWOBJ or NEWOBJ_EX (POP checks whether it drops that result). */
+  #madeAt = -1;
 
   constructor(data: Uint8Array, options?: UnpicklerOptions) {
     if (!(data instanceof Uint8Array)) throw new TypeError('loads() needs a Uint8Array');
@@ -237,9 +354,12 @@ export class Unpickler {
       floats: options?.floats ?? DEFAULTS.floats,
       ints: options?.ints ?? DEFAULTS.ints,
       strict: options?.strict ?? DEFAULTS.strict,
-      maxLongDigits: options?.maxLongDigits ?? DEFAULTS.maxLongDigits,
-      maxLongBytes: options?.maxLongBytes ?? DEFAULTS.maxLongBytes,
-      zeroCopy: options?.zeroCopy ?? DEFAULTS.zeroCopy,
+      maxLongDigits: limitOption(options, 'maxLongDigits') ?? DEFAULTS.maxLongDigits,
+      maxLongBytes: limitOption(options, 'maxLongBytes') ?? DEFAULTS.maxLongBytes,
+      maxAllocBytes: limitOption(options, 'maxAllocBytes') ?? DEFAULTS.maxAllocBytes,
+      maxMemo: limitOption(options, 'maxMemo') ?? DEFAULTS.maxMemo,
+      maxMarks: limitOption(options, 'maxMarks') ?? DEFAULTS.maxMarks,
+      zeroCopy: zeroCopyMin(options?.zeroCopy),
     };
     this.#persistentLoad = options?.persistentLoad;
     this.#buffers = options?.buffers === undefined ? undefined : Array.from(options.buffers);
@@ -255,18 +375,15 @@ export class Unpickler {
     const borrowed = sharedMemo !== null;
     const memo = sharedMemo ?? [];
     sharedMemo = null;
+    this.#budget = this.#opts.maxAllocBytes ?? ALLOC_BASE + ALLOC_PER_INPUT_BYTE * (this.#data.length - start);
     try {
       return this.#loadWith(start, memo);
     } finally {
-      if (borrowed) {
-        // Drop references to this load's objects; keep the array unless it went sparse.
-        if (memo.length <= MEMO_KEEP_LIMIT && this.#memoDense) {
-          memo.fill(undefined, 0, memo.length);
-          sharedMemo = memo;
-        } else {
-          sharedMemo = [];
-        }
-      }
+      // Drop references to this load's objects (the array only ever holds #memoLen of them).
+      memo.fill(undefined, 0, this.#memoLen);
+      this.#memoLen = 0;
+      this.#memoFar = null;
+      if (borrowed) sharedMemo = memo.length <= MEMO_KEEP_LIMIT ? memo : [];
     }
   }
 
@@ -298,9 +415,10 @@ export class Unpickler {
     this.position = start;
     this.#stack = [];
     this.#marks = [];
-    if (this.#memoCount > 0) memo.fill(undefined, 0, memo.length);
+    memo.fill(undefined, 0, this.#memoLen);
     this.#memo = memo;
-    this.#memoDense = true;
+    this.#memoLen = 0;
+    this.#memoFar = null;
     this.#memoCount = 0;
     this.#proto = 0;
     this.#dictOrdinal = 0;
@@ -323,8 +441,23 @@ export class Unpickler {
 
   // ------------------------------------------------------------ errors
 
-  #fail(code: UnpicklingErrorCode, message: string): never {
-    throw new UnpicklingError(`${message} (opcode ${opName(this.#data[this.#opPos]!)} at offset ${this.#opPos})`, { code, position: this.#opPos });
+  /**
+   * Throws an UnpicklingError: of class `as` where CPython raises a builtin
+   * exception (spec/pickle.md 11.1; `DECODE` is always UnicodeDecodeError).
+   */
+  #fail(code: UnpicklingErrorCode, message: string, as?: UnpicklingErrorClass): never {
+    const cls = as ?? (code === 'DECODE' ? UnpicklingUnicodeDecodeError : UnpicklingError);
+    throw new cls(`${message} (opcode ${opName(this.#data[this.#opPos]!)} at offset ${this.#opPos})`, { code, position: this.#opPos });
+  }
+
+  /** Charges `bytes` to the load's allocation budget (maxAllocBytes). */
+  #charge(bytes: number, what: string): void {
+    if ((this.#budget -= bytes) < 0) this.#overBudget(what);
+  }
+
+  #overBudget(what: string): never {
+    const limit = this.#opts.maxAllocBytes ?? ALLOC_BASE + ALLOC_PER_INPUT_BYTE * (this.#data.length - this.#start);
+    this.#fail('LIMIT', `allocation budget exceeded by ${what}: the load would allocate more than maxAllocBytes (${limit} bytes)`);
   }
 
   #truncated(): never {
@@ -354,6 +487,7 @@ export class Unpickler {
     const wrapFloats = this.#opts.floats === 'wrap-integral';
     const autoDicts = this.#opts.dicts === 'auto';
     const zeroCopy = this.#opts.zeroCopy;
+    const maxMarks = this.#opts.maxMarks;
     let pos = this.position;
     let fence = 0;
     let n = 0;
@@ -370,17 +504,22 @@ export class Unpickler {
         case 0x94: {
           // MEMOIZE
           if (stack.length <= fence) this.#underflow();
-          const v = stack[stack.length - 1];
           const idx = this.#memoCount;
-          if (memo[idx] === undefined) this.#memoCount++;
-          memo[idx] = v;
+          // With no far entries the count is the dense length: append.
+          if (this.#memoFar === null && idx < this.#opts.maxMemo && (this.#budget -= SLOT_COST) >= 0) {
+            memo[idx] = stack[stack.length - 1];
+            this.#memoLen = this.#memoCount = idx + 1;
+          } else {
+            this.#budget += SLOT_COST;
+            this.#memoPut(idx, stack[stack.length - 1]);
+          }
           break;
         }
         case 0x68: {
           // BINGET
           if (pos >= end) this.#truncated();
           let v = memo[data[pos++]!];
-          if (v === undefined) this.#memoMissing(data[pos - 1]!);
+          if (v === undefined) v = this.#memoFarGet(data[pos - 1]!);
           if (typeof v === 'object' && v !== null && Object.getPrototypeOf(v) === null) v = this.#reuseDict(v);
           stack.push(v);
           break;
@@ -391,7 +530,7 @@ export class Unpickler {
           const idx = view.getUint32(pos, true);
           pos += 4;
           let v = memo[idx];
-          if (v === undefined) this.#memoMissing(idx);
+          if (v === undefined) v = this.#memoFarGet(idx);
           if (typeof v === 'object' && v !== null && Object.getPrototypeOf(v) === null) v = this.#reuseDict(v);
           stack.push(v);
           break;
@@ -418,6 +557,7 @@ export class Unpickler {
           if (pos >= end) this.#truncated();
           n = data[pos++]!;
           if (pos + n > end) this.#truncated();
+          if ((this.#budget -= n) < 0) this.#overBudget('a string');
           stack.push(this.#utf8(pos, pos + n));
           pos += n;
           break;
@@ -428,6 +568,7 @@ export class Unpickler {
           n = view.getUint32(pos, true);
           pos += 4;
           if (pos + n > end) this.#truncated();
+          if ((this.#budget -= n) < 0) this.#overBudget('a string');
           stack.push(this.#utf8(pos, pos + n));
           pos += n;
           break;
@@ -437,7 +578,11 @@ export class Unpickler {
           if (pos >= end) this.#truncated();
           n = data[pos++]!;
           if (pos + n > end) this.#truncated();
-          stack.push(zeroCopy ? data.subarray(pos, pos + n) : data.slice(pos, pos + n));
+          if (n >= zeroCopy) stack.push(data.subarray(pos, pos + n));
+          else {
+            if ((this.#budget -= n) < 0) this.#overBudget('bytes');
+            stack.push(data.slice(pos, pos + n));
+          }
           pos += n;
           break;
         }
@@ -447,7 +592,11 @@ export class Unpickler {
           n = view.getUint32(pos, true);
           pos += 4;
           if (pos + n > end) this.#truncated();
-          stack.push(zeroCopy ? data.subarray(pos, pos + n) : data.slice(pos, pos + n));
+          if (n >= zeroCopy) stack.push(data.subarray(pos, pos + n));
+          else {
+            if ((this.#budget -= n) < 0) this.#overBudget('bytes');
+            stack.push(data.slice(pos, pos + n));
+          }
           pos += n;
           break;
         }
@@ -482,6 +631,7 @@ export class Unpickler {
           if (pos >= end) this.#truncated();
           n = data[pos++]!;
           if (pos + n > end) this.#truncated();
+          if (n > 8 && (this.#budget -= n) < 0) this.#overBudget('an int');
           stack.push(this.#binaryInt(pos, n));
           pos += n;
           break;
@@ -494,6 +644,7 @@ export class Unpickler {
           if (n < 0) this.#fail('BAD_ARGUMENT', 'LONG pickle has negative byte count');
           if (pos + n > end) this.#truncated();
           if (n > this.#opts.maxLongBytes) this.#fail('LIMIT', `LONG4 of ${n} bytes exceeds maxLongBytes (${this.#opts.maxLongBytes})`);
+          this.#charge(n, 'an int');
           stack.push(this.#binaryInt(pos, n));
           pos += n;
           break;
@@ -510,6 +661,7 @@ export class Unpickler {
 
         // ---------------------------------------------------- containers (hot)
         case 0x28: // MARK
+          if (marks.length >= maxMarks) this.#fail('LIMIT', `more than maxMarks (${maxMarks}) MARKs open at once`);
           marks.push(stack.length);
           fence = stack.length;
           break;
@@ -538,6 +690,7 @@ export class Unpickler {
           const mark = marks.pop()!;
           fence = marks.length > 0 ? marks[marks.length - 1]! : 0;
           if (mark <= fence) this.#underflow();
+          if ((this.#budget -= (stack.length - mark) * SLOT_COST) < 0) this.#overBudget('APPENDS');
           const list = stack[mark - 1];
           if (Array.isArray(list) && Object.getPrototypeOf(list) === ARRAY_PROTO) {
             for (let i = mark; i < stack.length; i++) list.push(stack[i]);
@@ -563,6 +716,7 @@ export class Unpickler {
           fence = marks.length > 0 ? marks[marks.length - 1]! : 0;
           if (mark <= fence) this.#underflow();
           if ((stack.length - mark) % 2 !== 0) this.#fail('ODD_ITEMS', 'odd number of items for SETITEMS');
+          if ((this.#budget -= ((stack.length - mark) / 2) * ENTRY_COST) < 0) this.#overBudget('SETITEMS');
           this.#setItems(mark - 1, mark);
           while (stack.length > mark) stack.pop();
           break;
@@ -593,6 +747,7 @@ export class Unpickler {
           if (marks.length === 0) this.#fail('NO_MARK', 'could not find MARK');
           const mark = marks.pop()!;
           fence = marks.length > 0 ? marks[marks.length - 1]! : 0;
+          if ((this.#budget -= (stack.length - mark) * SLOT_COST) < 0) this.#overBudget('TUPLE');
           const items = stack.splice(mark);
           stack.push(items.length === 0 ? EMPTY_TUPLE : makeTuple(items));
           break;
@@ -607,10 +762,11 @@ export class Unpickler {
           fence = marks.length > 0 ? marks[marks.length - 1]! : 0;
           if (mark <= fence) this.#underflow();
           const set = stack[mark - 1];
-          if (!(set instanceof Set) || set instanceof PyFrozenSet) this.#fail('TYPE', `ADDITEMS on a ${typeName(set)}`);
+          if (!(set instanceof Set) || set instanceof PyFrozenSet) this.#fail('TYPE', `'${typeName(set)}' object has no attribute 'add' (ADDITEMS)`, UnpicklingAttributeError);
+          if ((this.#budget -= (stack.length - mark) * ENTRY_COST) < 0) this.#overBudget('ADDITEMS');
           for (let i = mark; i < stack.length; i++) {
             const v = stack[i];
-            if (isUnhashable(v)) this.#fail('TYPE', `unhashable type: '${typeName(v)}'`);
+            if (isUnhashable(v)) this.#fail('TYPE', `unhashable type: '${typeName(v)}'`, UnpicklingTypeError);
             set.add(v === v ? v : new PyFloat(NaN)); // NaN elements stay distinct, as in Python
           }
           while (stack.length > mark) stack.pop();
@@ -621,10 +777,11 @@ export class Unpickler {
           if (marks.length === 0) this.#fail('NO_MARK', 'could not find MARK');
           const mark = marks.pop()!;
           fence = marks.length > 0 ? marks[marks.length - 1]! : 0;
+          if ((this.#budget -= (stack.length - mark) * ENTRY_COST) < 0) this.#overBudget('FROZENSET');
           const items = stack.splice(mark);
           for (let i = 0; i < items.length; i++) {
             const v = items[i];
-            if (isUnhashable(v)) this.#fail('TYPE', `unhashable type: '${typeName(v)}'`);
+            if (isUnhashable(v)) this.#fail('TYPE', `unhashable type: '${typeName(v)}'`, UnpicklingTypeError);
             if (v !== v) items[i] = new PyFloat(NaN); // NaN elements stay distinct, as in Python
           }
           stack.push(new PyFrozenSet(items));
@@ -635,6 +792,7 @@ export class Unpickler {
           if (marks.length === 0) this.#fail('NO_MARK', 'could not find MARK');
           const mark = marks.pop()!;
           fence = marks.length > 0 ? marks[marks.length - 1]! : 0;
+          if ((this.#budget -= (stack.length - mark) * SLOT_COST) < 0) this.#overBudget('LIST');
           stack.push(stack.splice(mark));
           break;
         }
@@ -644,6 +802,7 @@ export class Unpickler {
           const mark = marks.pop()!;
           fence = marks.length > 0 ? marks[marks.length - 1]! : 0;
           if ((stack.length - mark) % 2 !== 0) this.#fail('ODD_ITEMS', 'odd number of items for DICT');
+          if ((this.#budget -= ((stack.length - mark) / 2) * ENTRY_COST) < 0) this.#overBudget('DICT');
           stack.splice(mark, 0, this.#newDict(autoDicts));
           this.#setItems(mark, mark + 1);
           stack.length = mark + 1;
@@ -658,7 +817,9 @@ export class Unpickler {
           } else if (stack.length <= fence) {
             this.#underflow();
           } else {
-            stack.pop();
+            const v = stack.pop();
+            // A placeholder just made and dropped: a state setter's call, or the first reduction of a recursive object.
+            if (this.#madeAt === this.#opPos && v instanceof PyObject) this.#dropped(v, pos);
           }
           break;
         case 0x31: {
@@ -690,7 +851,7 @@ export class Unpickler {
           // PROTO
           if (pos >= end) this.#truncated();
           const p = data[pos++]!;
-          if (p > 5) this.#fail('UNSUPPORTED_PROTOCOL', `unsupported pickle protocol: ${p}`);
+          if (p > 5) this.#fail('UNSUPPORTED_PROTOCOL', `unsupported pickle protocol: ${p}`, UnpicklingValueError);
           this.#proto = p;
           break;
         }
@@ -722,6 +883,7 @@ export class Unpickler {
           const args = stack.pop();
           const callable = stack[stack.length - 1];
           stack[stack.length - 1] = this.#call(callable, args);
+          this.#madeAt = pos;
           break;
         }
         case 0x81: {
@@ -730,6 +892,7 @@ export class Unpickler {
           const args = stack.pop();
           const cls = stack[stack.length - 1];
           stack[stack.length - 1] = this.#newobj(cls, args, null, 'NEWOBJ');
+          this.#madeAt = pos;
           break;
         }
         case 0x92: {
@@ -740,6 +903,7 @@ export class Unpickler {
           const cls = stack[stack.length - 1];
           if (!this.#isDict(kwargs)) this.#fail('TYPE', `NEWOBJ_EX kwargs argument must be a dict, not ${typeName(kwargs)}`);
           stack[stack.length - 1] = this.#newobj(cls, args, kwargs, 'NEWOBJ_EX');
+          this.#madeAt = pos;
           break;
         }
         case 0x62: {
@@ -782,19 +946,24 @@ export class Unpickler {
         // FLOAT
         const line = this.#line();
         const v = parsePythonFloat(line);
-        if (v === undefined) this.#fail('BAD_ARGUMENT', `could not convert string to float: '${line}'`);
-        if (v === null) this.#fail('BAD_ARGUMENT', 'value too large to convert to float');
+        if (v === undefined) this.#fail('BAD_ARGUMENT', `could not convert string to float: '${line}'`, UnpicklingValueError);
+        if (v === null) this.#fail('BAD_ARGUMENT', 'value too large to convert to float', UnpicklingOverflowError);
         stack.push(this.#opts.floats === 'wrap-integral' && Number.isInteger(v) ? new PyFloat(v) : v);
         return;
       }
-      case 0x56: // UNICODE
-        stack.push(this.#rawUnicodeEscape(this.#lineBytes()));
+      case 0x56: {
+        // UNICODE
+        const line = this.#lineBytes();
+        this.#charge(line[1] - line[0], 'a string');
+        stack.push(this.#rawUnicodeEscape(line));
         return;
+      }
       case 0x53: {
         // STRING
         const [s, e] = this.#lineBytes();
         const q = data[s];
         if (e - s < 2 || (q !== 0x27 && q !== 0x22) || data[e - 1] !== q) this.#fail('BAD_ARGUMENT', 'the STRING opcode argument must be quoted');
+        this.#charge(e - s, 'a string');
         stack.push(this.#py2str(this.#unescapeBytes(s + 1, e - 1)));
         return;
       }
@@ -804,6 +973,7 @@ export class Unpickler {
         const len = this.#view.getInt32(n, true);
         if (len < 0) this.#fail('BAD_ARGUMENT', 'BINSTRING pickle has negative byte count');
         const at = this.#need(len);
+        this.#charge(len, 'a string');
         stack.push(this.#py2str(data.slice(at, at + len)));
         return;
       }
@@ -811,6 +981,7 @@ export class Unpickler {
         // SHORT_BINSTRING
         const len = data[this.#need(1)]!;
         const at = this.#need(len);
+        this.#charge(len, 'a string');
         stack.push(this.#py2str(data.slice(at, at + len)));
         return;
       }
@@ -819,6 +990,7 @@ export class Unpickler {
         const len = this.#u64(this.#need(8));
         if (len > data.length - this.position) this.#truncated();
         const at = this.#need(len);
+        this.#charge(len, 'a string');
         stack.push(this.#utf8(at, at + len));
         return;
       }
@@ -827,7 +999,11 @@ export class Unpickler {
         const len = this.#u64(this.#need(8));
         if (len > data.length - this.position) this.#truncated();
         const at = this.#need(len);
-        stack.push(this.#opts.zeroCopy ? data.subarray(at, at + len) : data.slice(at, at + len));
+        if (len >= this.#opts.zeroCopy) stack.push(data.subarray(at, at + len));
+        else {
+          this.#charge(len, 'bytes');
+          stack.push(data.slice(at, at + len));
+        }
         return;
       }
       case 0x96: {
@@ -835,6 +1011,7 @@ export class Unpickler {
         const len = this.#u64(this.#need(8));
         if (len > data.length - this.position) this.#truncated();
         const at = this.#need(len);
+        this.#charge(len, 'a bytearray');
         stack.push(PyByteArray.fromBytes(data.subarray(at, at + len)));
         return;
       }
@@ -854,25 +1031,31 @@ export class Unpickler {
         } else if (v instanceof PyByteArray) {
           stack[stack.length - 1] = new PickleBuffer(v, { readonly: true });
         } else if (!(v instanceof Uint8Array)) {
-          this.#fail('TYPE', `READONLY_BUFFER needs a bytes-like object, not ${typeName(v)}`);
+          this.#fail('TYPE', `READONLY_BUFFER needs a bytes-like object, not ${typeName(v)}`, UnpicklingTypeError);
         }
         return;
       }
       case 0x70: {
         // PUT
         const line = this.#line();
-        if (!/^-?\d+$/.test(line)) this.#fail('BAD_ARGUMENT', `invalid PUT argument '${line}'`);
-        if (line.startsWith('-')) this.#fail('BAD_ARGUMENT', 'negative PUT argument');
+        if (!/^-?\d+$/.test(line)) this.#fail('BAD_ARGUMENT', `invalid PUT argument '${line}'`, UnpicklingValueError);
+        if (line.startsWith('-')) this.#fail('BAD_ARGUMENT', 'negative PUT argument', UnpicklingValueError);
+        const idx = Number(line);
+        if (idx >= PY_SSIZE_MAX) this.#fail('BAD_ARGUMENT', `PUT index ${line} is too large (Python int too large to convert to C ssize_t)`, UnpicklingOverflowError);
+        if (idx > Number.MAX_SAFE_INTEGER) this.#fail('LIMIT', `PUT index ${line} is too large`);
         if (stack.length <= this.#fence()) this.#underflow();
-        this.#memoPut(Number(line), stack[stack.length - 1]);
+        this.#memoPut(idx, stack[stack.length - 1]);
         return;
       }
       case 0x67: {
         // GET
         const line = this.#line();
-        if (!/^\d+$/.test(line)) this.#fail('BAD_ARGUMENT', `invalid GET argument '${line}'`);
-        let v = this.#memo[Number(line)];
-        if (v === undefined) this.#memoMissing(Number(line));
+        if (!/^-?\d+$/.test(line)) this.#fail('BAD_ARGUMENT', `invalid GET argument '${line}'`, UnpicklingValueError);
+        if (line.startsWith('-')) this.#fail('BAD_ARGUMENT', `Memo value not found at index ${line} (negative GET argument)`);
+        const idx = Number(line);
+        if (idx >= PY_SSIZE_MAX) this.#fail('BAD_ARGUMENT', `GET index ${line} is too large (Python int too large to convert to C ssize_t)`, UnpicklingOverflowError);
+        let v = this.#memo[idx];
+        if (v === undefined) v = this.#memoFarGet(idx);
         if (typeof v === 'object' && v !== null && Object.getPrototypeOf(v) === null) v = this.#reuseDict(v);
         stack.push(v);
         return;
@@ -890,7 +1073,7 @@ export class Unpickler {
         const name = this.#asciiLine();
         const mark = this.#popMark();
         const args = makeTuple(stack.splice(mark));
-        stack.push(this.#call(this.#findClass(module, name), args));
+        stack.push(this.#instantiate(this.#findClass(module, name), args, 'INST'));
         return;
       }
       case 0x6f: {
@@ -899,7 +1082,7 @@ export class Unpickler {
         if (stack.length - mark < 1) this.#underflow();
         const items = stack.splice(mark);
         const cls = items.shift();
-        stack.push(this.#call(cls, makeTuple(items)));
+        stack.push(this.#instantiate(cls, makeTuple(items), 'OBJ'));
         return;
       }
       case 0x82: // EXT1
@@ -973,11 +1156,15 @@ export class Unpickler {
     return [start, nl];
   }
 
-  /** A text argument as latin-1 (digits, names): a NUL inside is rejected. */
+  /**
+   * The argument of INT, LONG, FLOAT, PUT or GET as latin-1: a NUL inside is
+   * rejected; an empty one is TRUNCATED, as CPython reads it.
+   */
   #line(): string {
     const [s, e] = this.#lineBytes();
+    if (e === s) this.#truncated();
     const data = this.#data;
-    for (let i = s; i < e; i++) if (data[i] === 0) this.#fail('BAD_ARGUMENT', 'NUL byte in a text argument');
+    for (let i = s; i < e; i++) if (data[i] === 0) this.#fail('BAD_ARGUMENT', 'NUL byte in a text argument', UnpicklingValueError);
     return decodeLatin1(data, s, e);
   }
 
@@ -995,11 +1182,12 @@ export class Unpickler {
 
   #textInt(line: string, isLong: boolean): number | bigint {
     const m = /^([+-]?)(\d+)(L?)$/.exec(line);
-    if (!m || (m[3] && !isLong)) this.#fail('BAD_ARGUMENT', `invalid literal for int(): '${line}'`);
+    if (!m || (m[3] && !isLong)) this.#fail('BAD_ARGUMENT', `invalid literal for int(): '${line}'`, UnpicklingValueError);
     const digits = m[2]!;
     if (digits.length > this.#opts.maxLongDigits) {
-      this.#fail('LIMIT', `Exceeds the limit (${this.#opts.maxLongDigits} digits) for integer string conversion`);
+      this.#fail('LIMIT', `Exceeds the limit (maxLongDigits, ${this.#opts.maxLongDigits} digits) for integer string conversion`, UnpicklingValueError);
     }
+    if (digits.length > 16) this.#charge(digits.length, 'an int');
     return this.#intValue(BigInt(m[1] === '-' ? `-${digits}` : digits));
   }
 
@@ -1087,7 +1275,7 @@ export class Unpickler {
     for (let i = s; i < e; i++) {
       const c = data[i]!;
       if (c !== 0x5c || i + 1 >= e) {
-        if (c === 0x5c) this.#fail('BAD_ARGUMENT', 'Trailing \\ in string');
+        if (c === 0x5c) this.#fail('BAD_ARGUMENT', 'Trailing \\ in string', UnpicklingValueError);
         out.push(c);
         continue;
       }
@@ -1106,7 +1294,7 @@ export class Unpickler {
         case 0x78: {
           // \xhh
           const h = i + 2 < e ? decodeLatin1(data, i + 1, i + 3) : '';
-          if (!/^[0-9a-fA-F]{2}$/.test(h)) this.#fail('BAD_ARGUMENT', `invalid \\x escape at position ${i - 1 - s}`);
+          if (!/^[0-9a-fA-F]{2}$/.test(h)) this.#fail('BAD_ARGUMENT', `invalid \\x escape at position ${i - 1 - s}`, UnpicklingValueError);
           out.push(parseInt(h, 16));
           i += 2;
           break;
@@ -1164,15 +1352,44 @@ export class Unpickler {
 
   // ------------------------------------------------------------ memo
 
+  /** memo[idx] = v (PUT overwrites without changing the count; see #memo for the layout). */
   #memoPut(idx: number, v: unknown): void {
-    const memo = this.#memo;
-    if (idx > memo.length + 1024) this.#memoDense = false;
-    if (memo[idx] === undefined) this.#memoCount++;
-    memo[idx] = v;
+    const len = this.#memoLen;
+    if (idx < len) {
+      this.#memo[idx] = v;
+      return;
+    }
+    let far = this.#memoFar;
+    if (idx === len) {
+      // The next dense slot: it may already be a far entry (then this overwrites it).
+      if (far === null || !far.delete(idx)) this.#memoNewEntry(SLOT_COST);
+      else if (far.size === 0) this.#memoFar = null;
+      this.#memo[idx] = v;
+      this.#memoLen = len + 1;
+      return;
+    }
+    far ??= this.#memoFar = new Map();
+    if (!far.has(idx)) this.#memoNewEntry(FAR_MEMO_COST);
+    far.set(idx, v);
   }
 
-  #memoMissing(idx: number): never {
-    this.#fail('MEMO_MISSING', `Memo value not found at index ${idx}`);
+  #memoNewEntry(cost: number): void {
+    if (this.#memoCount >= this.#opts.maxMemo) this.#fail('LIMIT', `the memo would hold more than maxMemo (${this.#opts.maxMemo}) entries`);
+    this.#charge(cost, 'a memo entry');
+    this.#memoCount++;
+  }
+
+  /** memo[idx], or `undefined` when there is no such entry. */
+  #memoGet(idx: number): unknown {
+    const v = this.#memo[idx];
+    return v !== undefined ? v : this.#memoFar?.get(idx);
+  }
+
+  /** GET of an index the dense array does not hold: a far entry, or MEMO_MISSING. */
+  #memoFarGet(idx: number): unknown {
+    const v = this.#memoFar?.get(idx);
+    if (v === undefined) this.#fail('MEMO_MISSING', `Memo value not found at index ${idx}`);
+    return v;
   }
 
   // ------------------------------------------------------------ dicts
@@ -1222,7 +1439,7 @@ export class Unpickler {
     if (target instanceof Map) {
       for (let i = from; i < stack.length; i += 2) {
         let k = stack[i];
-        if (isUnhashable(k)) this.#fail('TYPE', `unhashable type: '${typeName(k)}'`);
+        if (isUnhashable(k)) this.#fail('TYPE', `unhashable type: '${typeName(k)}'`, UnpicklingTypeError);
         // Python tells NaN keys apart by identity; a Map would merge them.
         if (k !== k) k = new PyFloat(NaN);
         target.set(k, stack[i + 1]);
@@ -1234,7 +1451,7 @@ export class Unpickler {
       for (let i = from; i < stack.length; i += 2) items.push([stack[i], stack[i + 1]]);
       return;
     }
-    this.#fail('TYPE', `cannot set items on a ${typeName(target)}`);
+    this.#fail('TYPE', `'${typeName(target)}' object does not support item assignment`, UnpicklingTypeError);
   }
 
   /**
@@ -1245,8 +1462,10 @@ export class Unpickler {
    * the whole load runs again with this dict made a PyDict from the start.
    */
   #convertDict(at: number, obj: Record<string, unknown>): PyDict {
+    const keys = Object.keys(obj);
+    this.#charge(keys.length * ENTRY_COST, 'a dict becoming a PyDict');
     const map = new PyDict<unknown, unknown>();
-    for (const k of Object.keys(obj)) map.set(k, obj[k]);
+    for (const k of keys) map.set(k, obj[k]);
     this.#stack[at] = map;
     (this.#redirect ??= new Map()).set(obj, map);
     if (this.#escaped?.has(obj)) {
@@ -1283,7 +1502,7 @@ export class Unpickler {
       for (const v of items) target.push(v);
       return;
     }
-    this.#fail('TYPE', `cannot append to a ${typeName(target)}`);
+    this.#fail('TYPE', `'${typeName(target)}' object has no attribute 'append'`, UnpicklingAttributeError);
   }
 
   #findClass(module: string, name: string): PyGlobal {
@@ -1297,7 +1516,7 @@ export class Unpickler {
         module = IMPORT_MAPPING.get(module) ?? module;
       }
     }
-    if (this.#proto < 4 && name.includes('.')) this.#fail('BAD_ARGUMENT', `dotted global name '${name}' needs protocol 4 or higher`);
+    if (this.#proto < 4 && name.includes('.')) this.#fail('BAD_ARGUMENT', `dotted global name '${name}' needs protocol 4 or higher`, UnpicklingAttributeError);
     const g = this.#registry.lookup(module, name);
     if (g !== undefined) return g;
     if (this.#opts.strict) this.#fail('FORBIDDEN_GLOBAL', `global '${module}.${name}' is not registered`);
@@ -1305,34 +1524,145 @@ export class Unpickler {
   }
 
   #checkCallable(callable: unknown, what: string): void {
-    if (!(callable instanceof PyGlobal) && !(callable instanceof PyObject)) this.#fail('TYPE', `${what}: '${typeName(callable)}' object is not callable`);
+    if (!(callable instanceof PyGlobal) && !(callable instanceof PyObject)) this.#fail('TYPE', `${what}: '${typeName(callable)}' object is not callable`, UnpicklingTypeError);
   }
 
   #call(callable: unknown, args: unknown): unknown {
     this.#checkCallable(callable, 'REDUCE');
-    if (!(args instanceof PyTuple)) this.#fail('TYPE', `argument list must be a tuple, not ${typeName(args)}`);
+    if (!(args instanceof PyTuple)) this.#fail('TYPE', `argument list must be a tuple, not ${typeName(args)}`, UnpicklingTypeError);
     if (callable instanceof PyGlobal) {
       const h = handlerOf(callable);
       if (h?.call) {
-        const v = this.#runHandler(() => h.call!(args, callable));
+        const v = this.#runHandler(() => h.call!(args, callable, this.#context), args);
         if (v !== NOT_HANDLED) return v;
       }
+      const same = this.#callAsNewobj(callable, args);
+      if (same !== undefined) return same;
+    } else if (args.length === 0 && callable instanceof PyObject) {
+      const same = this.#partialNewobjEx(callable);
+      if (same !== undefined) return same;
     }
     return new PyObject('reduce', callable, args);
   }
 
+  /**
+   * Calls of unregistered globals that are another opcode under another name,
+   * loaded as that opcode so that they pickle back as CPython writes them:
+   * `copyreg.__newobj__(cls, *args)` is NEWOBJ and
+   * `copyreg.__newobj_ex__(cls, args, kwargs)` NEWOBJ_EX (written for those
+   * at protocols 0 and 1); below protocol 4, `getattr(Outer, 'Inner')` is
+   * CPython's way of writing the global `Outer.Inner`.
+   */
+  #callAsNewobj(callable: PyGlobal, args: PyTuple): unknown {
+    const { module, name } = callable;
+    if (module === 'copyreg') {
+      if (name === '__newobj__' && args.length >= 1) return this.#newobj(args[0], makeTuple(args.slice(1)), null, 'copyreg.__newobj__');
+      if (name === '__newobj_ex__' && args.length === 3 && args[1] instanceof PyTuple && this.#isDict(args[2])) {
+        return this.#newobj(args[0], args[1], args[2], 'copyreg.__newobj_ex__');
+      }
+    } else if (module === 'builtins' && name === 'getattr' && this.#proto < 4 && args.length === 2) {
+      const [owner, attr] = args;
+      if (owner instanceof PyGlobal && typeof attr === 'string' && attr !== '' && !attr.includes('.')) {
+        const dotted = `${owner.name}.${attr}`;
+        return this.#registry.lookup(owner.module, dotted) ?? new PyGlobal(owner.module, dotted);
+      }
+    }
+    return undefined;
+  }
+
+  /**
+   * CPython's NEWOBJ_EX below protocol 4,
+   * `functools.partial(cls.__new__, cls, *args, **kwargs)()` with `cls.__new__`
+   * written as `getattr(cls, '__new__')`: loaded as NEWOBJ_EX.
+   */
+  #partialNewobjEx(p: PyObject): unknown {
+    const f = p.callable;
+    if (p.kind !== 'reduce' || !(f instanceof PyGlobal) || f.module !== 'functools' || f.name !== 'partial' || handlerOf(f) !== undefined) return undefined;
+    if (p.args.length !== 1 || p.listItems !== undefined || p.dictItems !== undefined || p.stateSetter !== undefined) return undefined;
+    const fn = p.args[0];
+    const st = p.state;
+    if (!(st instanceof PyTuple) || st.length !== 4 || st[0] !== fn || st[3] !== null || !(st[1] instanceof PyTuple) || st[1].length < 1 || !this.#isDict(st[2])) return undefined;
+    const cls = st[1][0];
+    if (!(cls instanceof PyGlobal) || !(fn instanceof PyGlobal) || fn.module !== cls.module || fn.name !== `${cls.name}.__new__`) return undefined;
+    return this.#newobj(cls, makeTuple(st[1].slice(1)), st[2], 'NEWOBJ_EX');
+  }
+
+  /**
+   * INST and OBJ: with arguments, `cls(*args)`; without, `cls.__new__(cls)`
+   * as CPython does for a class (NEWOBJ: `__init__` does not run).
+   */
+  #instantiate(cls: unknown, args: PyTuple, what: string): unknown {
+    if (args.length === 0 && (cls instanceof PyObject || (cls instanceof PyGlobal && !isKnownFunction(cls)))) {
+      const h = cls instanceof PyGlobal ? handlerOf(cls) : undefined;
+      if (h === undefined || h.newobj !== undefined || h.call === undefined) return this.#newobj(cls, args, null, what);
+    }
+    return this.#call(cls, args);
+  }
+
+  /**
+   * A placeholder made by the opcode before a POP, which drops it. CPython
+   * writes that in two places (spec/pickle.md 8.3): the first reduction of a
+   * recursive object, followed by a GET of the second one, which keeps the
+   * first one's arguments (PyObject.outerArgs); and a state setter's call,
+   * `setter(obj, state)`, which obj keeps (PyObject.stateSetter).
+   */
+  #dropped(v: PyObject, pos: number): void {
+    const next = this.#peekGet(pos);
+    if (next instanceof PyObject && next !== v && next.kind === v.kind && next.outerArgs === undefined && sameCallable(next.callable, v.callable)) {
+      next.outerArgs = v.args;
+      next.outerKwargs = v.kwargs;
+      return;
+    }
+    const target = v.args[0];
+    if (v.kind === 'reduce' && v.args.length === 2 && target instanceof PyObject && target !== v) {
+      target.stateSetter = v.callable;
+      target.state = v.args[1];
+    }
+  }
+
+  /** The memo value the GET, BINGET or LONG_BINGET at `pos` pushes, if that is the next opcode and the value exists. */
+  #peekGet(pos: number): unknown {
+    const data = this.#data;
+    const op = data[pos];
+    if (op === 0x68) return pos + 1 < data.length ? this.#memoGet(data[pos + 1]!) : undefined; // BINGET
+    if (op === 0x6a) return pos + 4 < data.length ? this.#memoGet(this.#view.getUint32(pos + 1, true)) : undefined; // LONG_BINGET
+    if (op === 0x67) {
+      // GET: decimal digits and a newline
+      let idx = 0;
+      let i = pos + 1;
+      for (; i < data.length && i < pos + 12 && data[i]! >= 0x30 && data[i]! <= 0x39; i++) idx = idx * 10 + data[i]! - 0x30;
+      return i > pos + 1 && data[i] === 0x0a ? this.#memoGet(idx) : undefined;
+    }
+    return undefined;
+  }
+
   #newobj(cls: unknown, args: unknown, kwargs: unknown, what: string): unknown {
-    if (!(cls instanceof PyGlobal)) this.#fail('TYPE', `${what} class argument must be a type, not ${typeName(cls)}`);
+    if (!(cls instanceof PyGlobal || cls instanceof PyObject) || (cls instanceof PyGlobal && isKnownFunction(cls))) {
+      this.#fail('TYPE', `${what} class argument must be a type, not ${cls instanceof PyGlobal ? `the function ${cls.module}.${cls.name}` : typeName(cls)}`);
+    }
     if (!(args instanceof PyTuple)) this.#fail('TYPE', `${what} args argument must be a tuple, not ${typeName(args)}`);
-    const h = handlerOf(cls);
-    if (h?.newobj) {
-      const v = this.#runHandler(() => h.newobj!(args, kwargs, cls));
-      if (v !== NOT_HANDLED) return v;
+    if (cls instanceof PyGlobal) {
+      const h = handlerOf(cls);
+      if (h?.newobj) {
+        const v = this.#runHandler(() => h.newobj!(args, kwargs, cls, this.#context), args);
+        if (v !== NOT_HANDLED) return v;
+      }
     }
     return kwargs === null ? new PyObject('newobj', cls, args) : new PyObject('newobj_ex', cls, args, kwargs);
   }
 
-  #runHandler(f: () => unknown): unknown {
+  /**
+   * Runs a handler (a registered global's, a state setter, persistentLoad),
+   * turning what it throws into UnpicklingError HANDLER. A registered
+   * global's arguments are first charged to the allocation budget: most
+   * handlers copy them.
+   */
+  #runHandler(f: () => unknown, args?: readonly unknown[]): unknown {
+    if (args !== undefined) {
+      let size = 0;
+      for (let i = 0; i < args.length; i++) size += argSize(args[i]);
+      this.#charge(size, 'the arguments of a handler');
+    }
     let v: unknown;
     try {
       v = f();
@@ -1352,7 +1682,7 @@ export class Unpickler {
   #ext(code: number): void {
     if (code <= 0) this.#fail('BAD_EXTENSION', 'EXT specifies code <= 0');
     const g = this.#registry.extensionGlobal(code);
-    if (g === undefined) this.#fail('BAD_EXTENSION', `unregistered extension code ${code}`);
+    if (g === undefined) this.#fail('BAD_EXTENSION', `unregistered extension code ${code}`, UnpicklingValueError);
     this.#stack.push(this.#registry.lookup(g.module, g.name) ?? g);
   }
 
