@@ -97,7 +97,15 @@ Napi::Value Dup(const Napi::CallbackInfo& info) {
   return Napi::Number::New(info.Env(), copy);
 }
 
+Napi::Value FdLimit(const Napi::CallbackInfo& info) {
+  int64_t limit = 0;
+  int err = billiard::FdLimit(&limit);
+  if (err != 0) return ErrnoError(info.Env(), err, "getrlimit");
+  return Napi::Number::New(info.Env(), static_cast<double>(limit));
+}
+
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
+  exports.Set("fdLimit", Napi::Function::New(env, FdLimit, "fdLimit"));
   exports.Set("setParentDeathSignal", Napi::Function::New(env, SetParentDeathSignal, "setParentDeathSignal"));
   exports.Set("parentPid", Napi::Function::New(env, ParentPid, "parentPid"));
   exports.Set("setBlocking", Napi::Function::New(env, SetBlocking, "setBlocking"));

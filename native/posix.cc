@@ -5,6 +5,7 @@
 #include <cstring>
 #include <fcntl.h>
 #include <stddef.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <unistd.h>
@@ -28,6 +29,13 @@ int FillAddress(const uint8_t* path, size_t len, sockaddr_un* addr, socklen_t* a
 }
 
 }  // namespace
+
+int FdLimit(int64_t* out) {
+  rlimit lim;
+  if (getrlimit(RLIMIT_NOFILE, &lim) != 0) return errno;
+  *out = lim.rlim_cur == RLIM_INFINITY ? INT64_MAX : static_cast<int64_t>(lim.rlim_cur);
+  return 0;
+}
 
 int SocketPair(int fds[2]) {
   if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds) != 0) return errno;

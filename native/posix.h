@@ -35,6 +35,9 @@ int SetBlocking(int fd, bool blocking);
 // A close-on-exec duplicate of fd in *out (the lowest free number).
 int DupCloexec(int fd, int* out);
 
+// The soft limit on open descriptors (RLIMIT_NOFILE) in *out.
+int FdLimit(int64_t* out);
+
 // The errno's symbolic name ("EAGAIN"), or "E<number>".
 const char* ErrnoName(int err);
 

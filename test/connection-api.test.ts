@@ -42,14 +42,14 @@ describe('Pipe and Connection', () => {
 
   test('sendBytes with offset and size counts bytes, and checks its arguments first', async () => {
     const [a, b] = Pipe();
-    await a.sendBytes(new TextEncoder().encode('hello world'), 6, 5);
+    await a.sendBytes(new TextEncoder().encode('hello world'), { offset: 6, size: 5 });
     expect(Buffer.from(await b.recvBytes()).toString()).toBe('world');
     await a.sendBytes(new Int32Array([1, 2]));
     expect(hex(await b.recvBytes())).toBe('0100000002000000');
-    await expect(a.sendBytes(new Uint8Array(4), -1)).rejects.toThrow('offset is negative');
-    await expect(a.sendBytes(new Uint8Array(4), 5)).rejects.toThrow('buffer length < offset');
-    await expect(a.sendBytes(new Uint8Array(4), 0, -1)).rejects.toThrow('size is negative');
-    await expect(a.sendBytes(new Uint8Array(4), 2, 3)).rejects.toThrow('buffer length < offset + size');
+    await expect(a.sendBytes(new Uint8Array(4), { offset: -1 })).rejects.toThrow('offset is negative');
+    await expect(a.sendBytes(new Uint8Array(4), { offset: 5 })).rejects.toThrow('buffer length < offset');
+    await expect(a.sendBytes(new Uint8Array(4), { size: -1 })).rejects.toThrow('size is negative');
+    await expect(a.sendBytes(new Uint8Array(4), { offset: 2, size: 3 })).rejects.toThrow('buffer length < offset + size');
     await a.sendBytes(new Uint8Array(0));
     expect((await b.recvBytes()).length).toBe(0);
     a.close();
@@ -318,3 +318,106 @@ describe('Listener and Client', () => {
     expect(() => new Connection(Pipe()[0].stream, { readable: false, writable: false })).toThrow('at least one');
   });
 });
+
+describe('Node idioms on top', () => {
+  test('an AbortSignal gives up recv, recvBytes, poll and wait; nothing is consumed, and the next call gets the frame', async () => {
+    const [a, b] = Pipe();
+    for (const call of [
+      (signal: AbortSignal) => b.recv({ signal }),
+      (signal: AbortSignal) => b.recvBytes(null, { signal }),
+      (signal: AbortSignal) => b.recvBytesInto(new Uint8Array(16), 0, { signal }),
+      (signal: AbortSignal) => b.poll(null, { signal }),
+      (signal: AbortSignal) => wait([b], null, { signal }),
+    ]) {
+      const ac = new AbortController();
+      const pending = call(ac.signal);
+      ac.abort(new Error('given up'));
+      await expect(pending).rejects.toThrow('given up');
+      await expect(call(AbortSignal.abort(new Error('before')))).rejects.toThrow('before');
+    }
+    await a.send('kept');
+    expect(await b.recv<string>()).toBe('kept');
+    a.close();
+    b.close();
+  });
+
+  test('an AbortSignal gives up accept; a connection arriving later goes to the next accept', async () => {
+    const l = await Listener.create({ authkey: KEY });
+    const ac = new AbortController();
+    const pending = l.accept({ signal: ac.signal });
+    ac.abort(new Error('no more'));
+    await expect(pending).rejects.toThrow('no more');
+    const [s, c] = await Promise.all([l.accept(), Client(l.address, { authkey: KEY })]);
+    await c.send(1);
+    expect(await s.recv()).toBe(1);
+    s.close();
+    c.close();
+    l.close();
+  });
+
+  test('for await receives messages until the peer hangs up', async () => {
+    const [a, b] = Pipe();
+    for (const m of ['one', 'two', tuple(3)]) await a.send(m);
+    a.close();
+    const got: unknown[] = [];
+    for await (const m of b) got.push(m);
+    expect(got).toEqual(['one', 'two', [3]]);
+    b.close();
+  });
+
+  test('for await stops at a truncated frame with its error', async () => {
+    const [a, b] = Pipe();
+    await a.send('whole');
+    a.stream.end(Buffer.from('0000000561', 'hex'));
+    const got: unknown[] = [];
+    await expect(
+      (async () => {
+        for await (const m of b) got.push(m);
+      })(),
+    ).rejects.toMatchObject({ code: 'TRUNCATED_FRAME' });
+    expect(got).toEqual(['whole']);
+    b.close();
+  });
+
+  test('Listener.create takes an options object (spec/api.md 18.3); (address, options) is its alias', async () => {
+    const path = arbitraryAddress('AF_UNIX') as string;
+    const l1 = await Listener.create({ address: path, authkey: KEY, backlog: 4 });
+    expect(l1.address).toBe(path);
+    l1.close();
+    const l2 = await Listener.create(path, { authkey: KEY });
+    expect(l2.address).toBe(path);
+    const [s, c] = await Promise.all([l2.accept(), Client(path, { authkey: KEY })]);
+    s.close();
+    c.close();
+    l2.close();
+    const tcp = await Listener.create({ address: tuple('127.0.0.1', 0) });
+    expect(tcp.address[1]).toBeGreaterThan(0);
+    tcp.close();
+    const anywhere = await Listener.create({ family: 'AF_INET' });
+    expect(anywhere.address[0]).toBe('127.0.0.1');
+    anywhere.close();
+  });
+
+  test('Pipe takes an options object only', () => {
+    expect(() => Pipe(false as never)).toThrow(TypeError);
+    const [r, w] = Pipe({ duplex: false });
+    expect([r.readable, w.writable]).toEqual([true, true]);
+    r.close();
+    w.close();
+  });
+
+  test('await using closes connections and listeners', async () => {
+    let outer: [Connection, Connection] | undefined;
+    let listener: Listener | undefined;
+    {
+      await using a = Pipe()[0];
+      using l = await Listener.create();
+      outer = [a, a];
+      listener = l;
+      expect(a.closed).toBe(false);
+    }
+    expect(outer[0].closed).toBe(true);
+    expect(listener.closed).toBe(true);
+  });
+});
+

@@ -37,6 +37,11 @@ function rawPair(): { conn: Connection; raw: Connection['stream'] } {
   return { conn, raw: other.stream };
 }
 
+/** The first peer the listener drops for a failed handshake: [error, peer address]. */
+function firstHandshakeError(listener: Listener): Promise<[Error, unknown]> {
+  return new Promise((resolve) => listener.once('handshakeError', (e, peer) => resolve([e, peer])));
+}
+
 async function rejection(p: Promise<unknown>): Promise<Error> {
   try {
     await p;
@@ -150,19 +155,23 @@ describe('framing', () => {
 });
 
 describe('handshake', () => {
-  test('a wrong authkey fails on both sides, with #FAILURE# sent and nothing unpickled', async () => {
-    const calls: unknown[] = [];
-    const registry = new PickleRegistry();
-    registry.register('evil', 'payload', { call: (args) => calls.push(args) });
-    const listener = await Listener.create(arbitraryAddress('AF_UNIX'), { authkey: KEY, connection: { loadOptions: { registry } } });
-    const server = rejection(listener.accept());
-    const client = rejection(Client(listener.address, { authkey: new TextEncoder().encode('other') }));
-    const [se, ce] = await Promise.all([server, client]);
+  test('a wrong authkey fails on both sides, with #FAILURE# sent; the listener drops the peer and reports it', async () => {
+    const listener = await Listener.create({ authkey: KEY });
+    const accepted = listener.accept();
+    const reported = firstHandshakeError(listener);
+    const ce = await rejection(Client(listener.address, { authkey: new TextEncoder().encode('other') }));
+    const [se, peer] = await reported;
     expect(se).toBeInstanceOf(AuthenticationError);
     expect(se.message).toBe('digest received was wrong');
+    expect(peer).toBe('');
     expect(ce).toBeInstanceOf(AuthenticationError);
     expect(ce.message).toBe('digest sent was rejected');
-    expect(calls).toEqual([]);
+    // The failed peer never reaches accept(); a good one does.
+    const [server, client] = await Promise.all([accepted, Client(listener.address, { authkey: KEY })]);
+    await client.send('good');
+    expect(await server.recv()).toBe('good');
+    server.close();
+    client.close();
     listener.close();
   });
 
@@ -170,21 +179,27 @@ describe('handshake', () => {
     const calls: unknown[] = [];
     const registry = new PickleRegistry();
     registry.register('evil', 'payload', { call: (args) => calls.push(args) });
-    const listener = await Listener.create(arbitraryAddress('AF_UNIX'), { authkey: KEY, connection: { loadOptions: { registry } } });
-    const accepted = rejection(listener.accept());
-    const raw = createConnection(listener.address as string);
-    // evil.payload() as a pickle: loading it would call the registered handler.
+    // evil.payload() as a pickle: loading it calls the registered handler.
     const pickle = dumps(new PyObject('reduce', new PyGlobal('evil', 'payload'), tuple()));
-    expect(calls).toEqual([]);
-    expect(() => void 0).not.toThrow();
+    const listener = await Listener.create({ authkey: KEY, connection: { loadOptions: { registry } } });
+    const reported = firstHandshakeError(listener);
+    const raw = createConnection(listener.address as string);
     const hdr = Buffer.alloc(4);
     hdr.writeInt32BE(pickle.length);
     raw.on('data', () => undefined);
+    raw.on('error', () => undefined);
     raw.once('connect', () => raw.write(Buffer.concat([hdr, pickle])));
-    const e = await accepted;
+    const [e] = await reported;
     expect(e).toBeInstanceOf(AuthenticationError);
     expect(calls).toEqual([]);
+    // The same frame, once authenticated, is unpickled with that registry: the payload is live.
+    const [server, client] = await Promise.all([listener.accept(), Client(listener.address, { authkey: KEY })]);
+    await client.sendBytes(pickle);
+    await server.recv();
+    expect(calls).toHaveLength(1);
     raw.destroy();
+    server.close();
+    client.close();
     listener.close();
   });
 
@@ -258,12 +273,14 @@ describe('handshake', () => {
   });
 
   test('a client that connects and sends nothing is dropped after the handshake timeout; the listener stays usable', async () => {
-    const listener = await Listener.create(arbitraryAddress('AF_UNIX'), { authkey: KEY, handshakeTimeout: 0.2 });
+    const listener = await Listener.create({ authkey: KEY, handshakeTimeout: 0.2 });
+    const reported = firstHandshakeError(listener);
     const idle = createConnection(listener.address as string);
     idle.on('data', () => undefined);
     idle.on('error', () => undefined);
-    const e = await rejection(listener.accept());
+    const [e] = await reported;
     expect(e).toBeInstanceOf(TimeoutError);
+    expect(listener.pending).toBe(0);
     const [server, client] = await Promise.all([listener.accept(), Client(listener.address, { authkey: KEY })]);
     await client.send('still works');
     expect(await server.recv()).toBe('still works');

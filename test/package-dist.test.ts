@@ -60,3 +60,26 @@ test('the ./pickle entry and the chunks it loads import nothing of Node', () => 
   expect(seen.size).toBeGreaterThan(1);
   expect(readdirSync(join(DIST, 'chunks')).length).toBeGreaterThan(0);
 });
+
+test('internals stay out of the public surface: not exported, not in the type declarations', async () => {
+  const api = (await import(join(DIST, 'index.js'))) as Record<string, unknown>;
+  for (const name of ['flushConnections', 'findPythonVersion', 'kOnReadable', 'kIsReady', 'timeoutError']) expect(api, name).not.toHaveProperty(name);
+  const declarations: string[] = [];
+  const walk = (dir: string): void => {
+    for (const entry of readdirSync(dir, { withFileTypes: true })) {
+      const p = join(dir, entry.name);
+      if (entry.isDirectory()) walk(p);
+      else if (entry.name.endsWith('.d.ts')) declarations.push(p);
+    }
+  };
+  walk(DIST);
+  expect(declarations.length).toBeGreaterThan(10);
+  const problems: string[] = [];
+  for (const file of declarations) {
+    const text = readFileSync(file, 'utf8');
+    for (const word of ['flushConnections', 'openedStream', 'isReady(', 'findPythonVersion']) if (text.includes(word)) problems.push(`${file}: ${word}`);
+    // A member keyed by a symbol the package does not export cannot be named by its users.
+    for (const m of text.matchAll(/\[(k[A-Z]\w*)\]/g)) problems.push(`${file}: [${m[1]}]`);
+  }
+  expect(problems).toEqual([]);
+});

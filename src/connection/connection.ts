@@ -5,17 +5,21 @@
  *
  * Reading is event-driven: the stream's chunks go through a FrameReader, and
  * complete frames wait in a queue for `recv*` calls (which take them in call
- * order). When frames pile up with nobody reading, the stream is paused, so
- * a fast sender cannot fill this process's memory.
+ * order). What a peer can make this process hold is bounded: a frame over
+ * `maxMessageSize` is refused as soon as its header is in, and when unread
+ * frames (counted with their bookkeeping, so that a flood of empty frames
+ * counts too) pass the high-water mark the stream is paused until someone
+ * reads.
  */
 
 import { closeSync } from 'node:fs';
 import { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 
-import { dumps, loads, Pickler, UnpicklingError, type UnpicklerOptions } from '../pickle/index.js';
-import { BufferTooShort, EOFError, OSError, TimeoutError } from './errors.js';
-import { FrameReader, HEADER_SIZE, longHeader, MAX_SHORT_PAYLOAD, SINGLE_WRITE_LIMIT, writeHeader } from './frames.js';
+import { loads, Pickler, UnpicklingError, type UnpicklerOptions } from '../pickle/index.js';
+import { BufferTooShort, EOFError, OSError } from './errors.js';
+import { ASSEMBLE_THRESHOLD, FrameReader, HEADER_SIZE, longHeader, MAX_SHORT_PAYLOAD, SINGLE_WRITE_LIMIT, writeHeader } from './frames.js';
+import { timeoutSeconds, Timer } from './timers.js';
 
 /** Options of a {@link Connection}. */
 export interface ConnectionOptions {
@@ -28,7 +32,7 @@ export interface ConnectionOptions {
    * write (3.14 writes 5; every peer reads both).
    */
   protocol?: number;
-  /** Options for `loads` in `recv` (registry, dicts, floats...). Defaults to loads' own. */
+  /** Options for `loads` in `recv` (registry, dicts, floats, limits...). Defaults to loads' own. */
   loadOptions?: UnpicklerOptions;
   /**
    * Allow sending payloads over 2**31-1 bytes with the long header that
@@ -37,17 +41,51 @@ export interface ConnectionOptions {
    */
   largeFrames?: boolean;
   /**
-   * Frames longer than this many bytes are refused (OSError `BAD_MESSAGE_LENGTH`)
-   * as soon as their header arrives, whatever `recvBytes` is given. Defaults
-   * to no limit beyond the long header's 2**53.
+   * The receive limit, in bytes: a frame longer than this is refused with
+   * OSError `BAD_MESSAGE_LENGTH` as soon as its header arrives, before any of
+   * its payload is kept, and the connection stops reading (whatever
+   * `recvBytes` is given). Defaults to {@link DEFAULT_MAX_MESSAGE_SIZE} (64 MiB)
+   * for the connections a `Listener` accepts from the network, and to no
+   * limit (beyond the long header's 2**53) for `Pipe()`, `Client()` and
+   * descriptors, whose peers are this process's own children or a server it
+   * chose.
    */
   maxMessageSize?: number;
 }
 
-/** Bytes of unread frames after which the stream is paused until someone reads. */
-const READ_HIGH_WATER = 16 * 1024 * 1024;
+/** The receive limit of the connections a Listener accepts, unless its `connection.maxMessageSize` says otherwise. */
+export const DEFAULT_MAX_MESSAGE_SIZE = 64 * 1024 * 1024;
 
-const kOnReadable = Symbol('billiard-ts.connection.onReadable');
+/**
+ * Bytes of unread frames after which the stream is paused until someone
+ * reads. Each queued frame counts its length plus {@link FRAME_COST}.
+ */
+const READ_HIGH_WATER = 16 * 1024 * 1024;
+/**
+ * What a queued frame costs beyond its payload: the typed-array object and
+ * its queue slot (about 100 bytes in V8). Without it a peer sending empty
+ * frames (4 bytes each on the wire) was never paused: 64 MiB of them took
+ * 3.1 GB of heap.
+ */
+const FRAME_COST = 128;
+
+/** Readiness listeners of a connection (poll, wait). @internal */
+export const kOnReadable = Symbol('billiard-ts.connection.onReadable');
+/** Whether a connection has something to read (poll, wait). @internal */
+export const kIsReady = Symbol('billiard-ts.connection.isReady');
+/** The stream of a connection if it was opened, else null. @internal */
+export const kOpenedStream = Symbol('billiard-ts.connection.openedStream');
+/**
+ * Whether waiting on this connection keeps the process alive (default
+ * true); a Listener sets it to false while the connection is its own, during
+ * the handshake. @internal
+ */
+export const kHoldsProcess = Symbol('billiard-ts.connection.holdsProcess');
+/**
+ * A receive limit for the next few frames: `{ size, frames }` (the handshake
+ * reads three frames of at most 256 bytes); null lifts it. @internal
+ */
+export const kReceiveLimit = Symbol('billiard-ts.connection.receiveLimit');
 
 /** The readiness listeners of a connection (poll, wait): a Set that reports when it changes. */
 class ListenerSet extends Set<() => void> {
@@ -72,20 +110,20 @@ class ListenerSet extends Set<() => void> {
 const live = new Set<Connection>();
 
 /**
- * @internal Waits until every open connection has handed its queued writes
- * to the kernel (or `timeoutMs` passed): a child calls it before exiting, so
+ * Waits until every open connection has handed its queued writes to the
+ * kernel (or `timeoutSeconds` passed): a child calls it before exiting, so
  * that a `send` its target did not await still reaches the parent, as
- * Python's blocking send would have.
+ * Python's blocking send would have. @internal
  */
-export async function flushConnections(timeoutMs = 5000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
+export async function flushConnections(seconds = 5): Promise<void> {
+  const deadline = performance.now() + seconds * 1000;
   for (const c of live) {
-    const s = c.openedStream;
+    const s = c[kOpenedStream];
     if (s === null || s.destroyed || s.writableLength === 0) continue;
     await new Promise<void>((resolve) => {
-      const timer = setTimeout(resolve, Math.max(0, deadline - Date.now()));
+      const timer = new Timer(Math.max(0, deadline - performance.now()) / 1000, resolve);
       s.write(new Uint8Array(0), () => {
-        clearTimeout(timer);
+        timer.cancel();
         resolve();
       });
     });
@@ -98,21 +136,36 @@ interface Waiter {
   reject: (e: Error) => void;
 }
 
+/** Options of the reading methods: an AbortSignal that gives up the wait (nothing is consumed). */
+export interface ReadOptions {
+  signal?: AbortSignal;
+}
+
+/** Options of {@link Connection.sendBytes}: the slice of the buffer to send, in bytes. */
+export interface SendBytesOptions {
+  /** Where the message starts in `buf`, in bytes. Defaults to 0. */
+  offset?: number;
+  /** How many bytes to send. Defaults to the rest of `buf` after `offset`. */
+  size?: number;
+}
+
 /** The file descriptor behind a Node stream, when it has one. */
 function fdOf(stream: Duplex): number {
   const handle = (stream as { _handle?: { fd?: number } })._handle;
   return typeof handle?.fd === 'number' ? handle.fd : -1;
 }
 
-function toSeconds(timeout: number | null | undefined, name: string): number | null {
-  if (timeout === null || timeout === undefined) return null;
-  if (typeof timeout !== 'number' || Number.isNaN(timeout)) throw new TypeError(`${name} must be a number of seconds or null`);
-  return Math.max(0, timeout);
+function checkSize(v: unknown, name: string): number {
+  if (typeof v !== 'number' || !Number.isInteger(v) || v < 0) throw new RangeError(`${name} must be a non-negative integer number of bytes`);
+  return v;
 }
 
 /**
  * One end of a connection. Made by `Pipe()`, `Listener.accept()`, `Client()`,
  * or from a file descriptor or stream.
+ *
+ * `for await (const message of conn)` receives messages until the peer
+ * hangs up; `await using conn = ...` closes it.
  */
 export class Connection {
   /** The stream; null until first use for a connection made from a file descriptor. */
@@ -125,10 +178,14 @@ export class Connection {
   readonly #loadOptions: UnpicklerOptions | undefined;
   readonly #largeFrames: boolean;
   readonly #maxMessageSize: number;
+  /** A lower limit for the next #limitedFrames frames (while a handshake reads). */
+  #receiveLimit: number;
+  #limitedFrames = 0;
   readonly #reader = new FrameReader();
   /** Complete frames nobody has taken yet. */
   readonly #frames: Uint8Array[] = [];
-  #framesBytes = 0;
+  /** What #frames costs: payload bytes plus FRAME_COST a frame. */
+  #framesCost = 0;
   readonly #waiters: Waiter[] = [];
   #pickler: Pickler | undefined;
   #closed = false;
@@ -142,6 +199,8 @@ export class Connection {
   #pendingWrites = 0;
   /** Whether the stream currently keeps the event loop alive (see #refresh). */
   #refd = true;
+  #holdsProcess = true;
+  /** @internal */
   readonly [kOnReadable]: Set<() => void> = new ListenerSet(() => this.#refresh());
 
   /**
@@ -163,14 +222,27 @@ export class Connection {
     this.#protocol = options?.protocol ?? 4;
     this.#loadOptions = options?.loadOptions;
     this.#largeFrames = options?.largeFrames ?? false;
-    this.#maxMessageSize = options?.maxMessageSize ?? Number.MAX_SAFE_INTEGER;
+    this.#maxMessageSize = options?.maxMessageSize === undefined ? Number.MAX_SAFE_INTEGER : checkSize(options.maxMessageSize, 'options.maxMessageSize');
+    this.#receiveLimit = this.#maxMessageSize;
     if (!Number.isInteger(this.#protocol) || this.#protocol < 0 || this.#protocol > 5) throw new RangeError('options.protocol must be 0 to 5');
     if (this.#streamOrNull !== null) this.#attach(this.#streamOrNull);
   }
 
   /** @internal the stream if it was opened, else null. */
-  get openedStream(): Duplex | null {
+  get [kOpenedStream](): Duplex | null {
     return this.#streamOrNull;
+  }
+
+  /** @internal */
+  set [kHoldsProcess](value: boolean) {
+    this.#holdsProcess = value;
+    this.#refresh();
+  }
+
+  /** @internal a receive limit for the next `frames` frames; null lifts it. */
+  set [kReceiveLimit](value: { size: number; frames: number } | null) {
+    this.#receiveLimit = value === null ? this.#maxMessageSize : Math.min(value.size, this.#maxMessageSize);
+    this.#limitedFrames = value === null ? 0 : value.frames;
   }
 
   /**
@@ -199,6 +271,8 @@ export class Connection {
     if (this.#readable) {
       stream.on('data', (chunk: Uint8Array) => this.#onData(chunk));
       stream.on('end', () => this.#finish(null));
+      // A socket handed over paused (a Listener's pauseOnConnect) starts reading now.
+      if (stream.readableFlowing === false) stream.resume();
     } else {
       // A write-only end still learns when the peer goes away.
       stream.on('end', () => undefined);
@@ -224,6 +298,11 @@ export class Connection {
     return this.#writable;
   }
 
+  /** The receive limit in bytes (`options.maxMessageSize`). */
+  get maxMessageSize(): number {
+    return this.#maxMessageSize;
+  }
+
   /** The file descriptor, or -1 when the stream has none. Throws once closed. */
   fileno(): number {
     this.#checkOpen();
@@ -237,35 +316,42 @@ export class Connection {
 
   // ------------------------------------------------------------ writing
 
-  /** Pickles `obj` (protocol 4 unless configured) and sends it as one frame. */
+  /**
+   * Pickles `obj` (protocol 4 unless configured) and sends it as one frame.
+   * Large `bytes`-like values inside `obj` (1 MiB or more) are written from
+   * the caller's own arrays, not copied: do not change them until the
+   * returned promise settles.
+   */
   async send(obj: unknown): Promise<void> {
     this.#checkWritable();
-    // One buffer: 4 header bytes, then the pickle, written by a pickler that keeps its memory.
-    const pickler = (this.#pickler ??= new Pickler({ protocol: this.#protocol }));
-    let frame: Uint8Array;
-    if (pickler.busy) {
-      const body = dumps(obj, { protocol: this.#protocol });
-      frame = new Uint8Array(HEADER_SIZE + body.length);
-      frame.set(body, HEADER_SIZE);
-    } else {
-      frame = pickler.dump(obj, HEADER_SIZE).slice();
+    // 4 header bytes, then the pickle, written by a pickler that keeps its memory.
+    const pickler = this.#pickler?.busy === false ? this.#pickler : (this.#pickler = new Pickler({ protocol: this.#protocol }));
+    const parts = pickler.dumpSegments(obj, HEADER_SIZE);
+    let n = -HEADER_SIZE;
+    for (const p of parts) n += p.length;
+    if (n > MAX_SHORT_PAYLOAD) {
+      if (!this.#largeFrames) this.#tooLarge(n);
+      parts[0] = parts[0]!.subarray(HEADER_SIZE);
+      parts.unshift(longHeader(n));
+      return this.#write(parts);
     }
-    const n = frame.length - HEADER_SIZE;
-    if (n > MAX_SHORT_PAYLOAD) return this.#writeLarge(frame.subarray(HEADER_SIZE));
-    writeHeader(frame, 0, n);
-    return this.#write([frame]);
+    writeHeader(parts[0]!, 0, n);
+    return this.#write(parts);
   }
 
   /**
-   * Sends `size` bytes of `buf` from `offset` (both in bytes) as one frame.
-   * Any typed array or DataView is sent as its bytes.
+   * Sends bytes as one frame: all of `buf`, or `size` bytes from `offset`
+   * (both in bytes, as billiard's `send_bytes(buf, offset, size)`). Any typed
+   * array or DataView is sent as its bytes.
    */
-  async sendBytes(buf: ArrayBufferView | ArrayBuffer, offset = 0, size?: number): Promise<void> {
+  async sendBytes(buf: ArrayBufferView | ArrayBuffer, options?: SendBytesOptions): Promise<void> {
     this.#checkWritable();
     const bytes = buf instanceof ArrayBuffer ? new Uint8Array(buf) : new Uint8Array(buf.buffer, buf.byteOffset, buf.byteLength);
+    const offset = options?.offset ?? 0;
     if (!Number.isInteger(offset) || offset < 0) throw new RangeError('offset is negative');
     if (bytes.length < offset) throw new RangeError('buffer length < offset');
-    if (size === undefined) size = bytes.length - offset;
+    let size = options?.size;
+    if (size === undefined || size === null) size = bytes.length - offset;
     else if (!Number.isInteger(size) || size < 0) throw new RangeError('size is negative');
     else if (bytes.length < offset + size) throw new RangeError('buffer length < offset + size');
     const payload = bytes.subarray(offset, offset + size);
@@ -282,12 +368,14 @@ export class Connection {
   }
 
   #writeLarge(payload: Uint8Array): Promise<void> {
-    if (!this.#largeFrames) {
-      throw new OSError(`a message of ${payload.length} bytes is over 2**31-1, which billiard cannot read (set largeFrames for a CPython 3.8+ peer)`, {
-        code: 'MESSAGE_TOO_LARGE',
-      });
-    }
+    if (!this.#largeFrames) this.#tooLarge(payload.length);
     return this.#write([longHeader(payload.length), payload]);
+  }
+
+  #tooLarge(n: number): never {
+    throw new OSError(`a message of ${n} bytes is over 2**31-1, which billiard cannot read (set largeFrames for a CPython 3.8+ peer)`, {
+      code: 'MESSAGE_TOO_LARGE',
+    });
   }
 
   #write(parts: Uint8Array[]): Promise<void> {
@@ -329,11 +417,12 @@ export class Connection {
    * not a pickle raises UnpicklingError and is consumed: the next frame can
    * still be read. (CPython raises EOFError for an empty frame, which looks
    * like a closed peer; here it is an UnpicklingError, code TRUNCATED.)
+   * The type parameter only casts: the value is whatever the peer sent.
    */
-  async recv(): Promise<unknown> {
-    const frame = await this.#nextFrame(Number.MAX_SAFE_INTEGER);
+  async recv<T = unknown>(options?: ReadOptions): Promise<T> {
+    const frame = await this.#nextFrame(Number.MAX_SAFE_INTEGER, options?.signal);
     try {
-      return loads(frame, this.#loadOptions);
+      return loads(frame, this.#loadOptionsFor(frame)) as T;
     } catch (e) {
       if (e instanceof EOFError) {
         throw new UnpicklingError(frame.length === 0 ? 'received an empty message where a pickle was expected' : 'pickle data was truncated', { code: 'TRUNCATED', cause: e });
@@ -343,15 +432,27 @@ export class Connection {
   }
 
   /**
+   * A large frame the reader assembled is a buffer nobody else holds: its
+   * large `bytes` values can be views of it rather than copies (one copy of
+   * the message in memory instead of two), unless `loadOptions.zeroCopy`
+   * says otherwise.
+   */
+  #loadOptionsFor(frame: Uint8Array): UnpicklerOptions | undefined {
+    if (frame.length < ASSEMBLE_THRESHOLD || frame.byteOffset !== 0 || frame.byteLength !== frame.buffer.byteLength) return this.#loadOptions;
+    if (this.#loadOptions?.zeroCopy !== undefined) return this.#loadOptions;
+    return { ...this.#loadOptions, zeroCopy: ASSEMBLE_THRESHOLD };
+  }
+
+  /**
    * Receives one frame's bytes. A frame longer than `maxlength` is refused
    * with OSError `BAD_MESSAGE_LENGTH`; then, as in CPython, a duplex end stops
    * reading and a read-only end is closed.
    */
-  async recvBytes(maxlength?: number | null): Promise<Uint8Array> {
+  async recvBytes(maxlength?: number | null, options?: ReadOptions): Promise<Uint8Array> {
     if (maxlength !== undefined && maxlength !== null && (typeof maxlength !== 'number' || maxlength < 0)) throw new RangeError('negative maxlength');
-    const frame = await this.#nextFrame(maxlength ?? Number.MAX_SAFE_INTEGER);
+    const frame = await this.#nextFrame(maxlength ?? Number.MAX_SAFE_INTEGER, options?.signal);
     // A frame the reader assembled is already a buffer of its own; a view into a received chunk is copied.
-    if (Object.getPrototypeOf(frame) === Uint8Array.prototype && frame.byteOffset === 0 && frame.byteLength === frame.buffer.byteLength) return frame;
+    if (frame.length > 0 && Object.getPrototypeOf(frame) === Uint8Array.prototype && frame.byteOffset === 0 && frame.byteLength === frame.buffer.byteLength) return frame;
     return new Uint8Array(frame);
   }
 
@@ -360,11 +461,11 @@ export class Connection {
    * A frame that does not fit raises {@link BufferTooShort} holding it (the
    * frame is consumed, the connection stays in step).
    */
-  async recvBytesInto(buf: ArrayBufferView, offset = 0): Promise<number> {
+  async recvBytesInto(buf: ArrayBufferView, offset = 0, options?: ReadOptions): Promise<number> {
     const target = new Uint8Array(buf.buffer, buf.byteOffset, buf.byteLength);
     if (offset < 0) throw new RangeError('negative offset');
     if (offset > target.length) throw new RangeError('offset too large');
-    const frame = await this.#nextFrame(Number.MAX_SAFE_INTEGER);
+    const frame = await this.#nextFrame(Number.MAX_SAFE_INTEGER, options?.signal);
     if (offset + frame.length > target.length) throw new BufferTooShort(new Uint8Array(frame));
     target.set(frame, offset);
     return frame.length;
@@ -373,32 +474,41 @@ export class Connection {
   /**
    * Whether there is something to read: buffered data, or the end of the
    * stream (then the next `recv` raises EOFError). `timeout` is in seconds:
-   * 0 (the default) checks and returns at once, null waits for ever.
+   * 0 (the default) checks and returns at once, null or Infinity waits for
+   * ever. An aborted `signal` rejects with its reason.
    */
-  async poll(timeout: number | null = 0): Promise<boolean> {
+  async poll(timeout: number | null = 0, options?: ReadOptions): Promise<boolean> {
     this.#checkReadable();
-    const seconds = toSeconds(timeout, 'timeout');
+    const seconds = timeoutSeconds(timeout);
+    const signal = options?.signal;
+    signal?.throwIfAborted();
     if (this.#isReady()) return true;
     if (seconds === 0) return false;
-    return new Promise<boolean>((resolve) => {
-      let timer: NodeJS.Timeout | undefined;
-      const listener = (): void => {
-        if (timer) clearTimeout(timer);
+    return new Promise<boolean>((resolve, reject) => {
+      const finish = (): void => {
+        timer.cancel();
         this[kOnReadable].delete(listener);
+        signal?.removeEventListener('abort', onAbort);
+      };
+      const listener = (): void => {
+        finish();
         resolve(true);
       };
+      const onAbort = (): void => {
+        finish();
+        reject(signal!.reason);
+      };
+      const timer = new Timer(seconds, () => {
+        finish();
+        resolve(this.#isReady());
+      });
       this[kOnReadable].add(listener);
-      if (seconds !== null) {
-        timer = setTimeout(() => {
-          this[kOnReadable].delete(listener);
-          resolve(this.#isReady());
-        }, seconds * 1000);
-      }
+      signal?.addEventListener('abort', onAbort, { once: true });
     });
   }
 
   /** @internal readiness as `poll` and `wait` see it. */
-  isReady(): boolean {
+  [kIsReady](): boolean {
     return this.#isReady();
   }
 
@@ -408,14 +518,29 @@ export class Connection {
     return this.#frames.length > 0 || this.#reader.partial || this.#ended;
   }
 
-  #nextFrame(maxlength: number): Promise<Uint8Array> {
+  /** Receives messages until the peer hangs up (EOFError ends the loop; other errors are thrown). */
+  async *[Symbol.asyncIterator](): AsyncGenerator<unknown, void, undefined> {
+    for (;;) {
+      let value: unknown;
+      try {
+        value = await this.recv();
+      } catch (e) {
+        if (e instanceof EOFError && e.code === 'EOF') return;
+        throw e;
+      }
+      yield value;
+    }
+  }
+
+  #nextFrame(maxlength: number, signal: AbortSignal | undefined): Promise<Uint8Array> {
     this.#checkReadable();
+    if (signal?.aborted) return Promise.reject(signal.reason);
     void this.#stream; // a descriptor starts reading on first use
     if (this.#waiters.length === 0 && this.#frames.length > 0) {
       const frame = this.#frames[0]!;
       if (frame.length > maxlength) return Promise.reject(this.#refuse(frame.length, maxlength));
       this.#frames.shift();
-      this.#framesBytes -= frame.length;
+      this.#framesCost -= frame.length + FRAME_COST;
       this.#resumeIfDrained();
       return Promise.resolve(frame);
     }
@@ -424,7 +549,26 @@ export class Connection {
       if (err) return Promise.reject(err);
     }
     return new Promise<Uint8Array>((resolve, reject) => {
-      this.#waiters.push({ maxlength, resolve, reject });
+      const waiter: Waiter = { maxlength, resolve, reject };
+      if (signal !== undefined) {
+        const onAbort = (): void => {
+          const i = this.#waiters.indexOf(waiter);
+          if (i < 0) return;
+          this.#waiters.splice(i, 1);
+          this.#refresh();
+          reject(signal.reason);
+        };
+        signal.addEventListener('abort', onAbort, { once: true });
+        waiter.resolve = (f) => {
+          signal.removeEventListener('abort', onAbort);
+          resolve(f);
+        };
+        waiter.reject = (e) => {
+          signal.removeEventListener('abort', onAbort);
+          reject(e);
+        };
+      }
+      this.#waiters.push(waiter);
       this.#resume();
       this.#refresh();
     });
@@ -455,12 +599,17 @@ export class Connection {
   }
 
   #onData(chunk: Uint8Array): void {
+    if (this.#ended) return;
     this.#reader.push(chunk);
     try {
       for (;;) {
         const n = this.#reader.peekLength();
         if (n < 0) break;
-        if (n > this.#maxMessageSize) throw new OSError(`bad message length: ${n} bytes (maxMessageSize ${this.#maxMessageSize})`, { code: 'BAD_MESSAGE_LENGTH' });
+        const limit = this.#limitedFrames > 0 ? this.#receiveLimit : this.#maxMessageSize;
+        if (n > limit) {
+          const which = limit === this.#maxMessageSize ? `maxMessageSize ${limit}` : `limit ${limit} while authenticating`;
+          throw new OSError(`bad message length: ${n} bytes (${which})`, { code: 'BAD_MESSAGE_LENGTH' });
+        }
         const w = this.#waiters[0];
         if (w !== undefined && n > w.maxlength) {
           this.#waiters.shift();
@@ -470,13 +619,16 @@ export class Connection {
         }
         const frame = this.#reader.next();
         if (frame === null) break;
+        if (this.#limitedFrames > 0) this.#limitedFrames--;
         this.#deliver(frame);
       }
     } catch (e) {
+      // Reading stops for good: nothing more from this peer is kept.
       this.#finish(e as Error);
+      this.#stopReading();
       return;
     }
-    if (this.#framesBytes + this.#reader.buffered > READ_HIGH_WATER && this.#waiters.length === 0) this.#pause();
+    if (this.#framesCost + this.#reader.buffered > READ_HIGH_WATER && this.#waiters.length === 0) this.#pause();
     this.#notify();
   }
 
@@ -488,7 +640,15 @@ export class Connection {
       return;
     }
     this.#frames.push(frame);
-    this.#framesBytes += frame.length;
+    this.#framesCost += frame.length + FRAME_COST;
+  }
+
+  /** After a protocol error: no more bytes are read from the peer (the socket's reading side stops). */
+  #stopReading(): void {
+    const stream = this.#streamOrNull;
+    if (stream === null || stream.destroyed) return;
+    stream.pause();
+    stream.removeAllListeners('data');
   }
 
   #notify(): void {
@@ -499,13 +659,13 @@ export class Connection {
   /**
    * A Python process ends when its main code does, whatever connections are
    * open. So a connection keeps Node's event loop alive only while something
-   * waits on it (a recv, a poll, a wait) or a write is under way; an idle
-   * one does not hold the process open.
+   * waits on it (a recv, a poll, a wait) or one of its writes is under way;
+   * an idle one does not hold the process open.
    */
   #refresh(): void {
     const stream = this.#streamOrNull as (Duplex & { ref?: () => void; unref?: () => void }) | null;
     if (stream === null || stream.destroyed || typeof stream.unref !== 'function') return;
-    const busy = this.#waiters.length > 0 || this[kOnReadable].size > 0 || this.#pendingWrites > 0;
+    const busy = this.#holdsProcess && (this.#waiters.length > 0 || this[kOnReadable].size > 0 || this.#pendingWrites > 0);
     if (busy === this.#refd) return;
     this.#refd = busy;
     if (busy) stream.ref!();
@@ -527,7 +687,7 @@ export class Connection {
   }
 
   #resumeIfDrained(): void {
-    if (this.#paused && this.#framesBytes + this.#reader.buffered <= READ_HIGH_WATER / 2) this.#resume();
+    if (this.#paused && this.#framesCost + this.#reader.buffered <= READ_HIGH_WATER / 2) this.#resume();
   }
 
   /** The stream ended (error null) or failed: waiters that cannot get a frame fail. */
@@ -579,6 +739,8 @@ export class Connection {
     if (this.#closed) return;
     this.#closed = true;
     live.delete(this);
+    this.#frames.length = 0;
+    this.#framesCost = 0;
     if (this.#streamOrNull === null) {
       // Never used: close the descriptor without making it a socket.
       try {
@@ -604,18 +766,4 @@ export class Connection {
   async [Symbol.asyncDispose](): Promise<void> {
     this.close();
   }
-}
-
-/** @internal the readiness listeners `wait` registers. */
-export { kOnReadable };
-
-/** @internal for `wait`: seconds to milliseconds with Python's rules. */
-export function timeoutMs(timeout: number | null | undefined): number | null {
-  const s = toSeconds(timeout, 'timeout');
-  return s === null ? null : s * 1000;
-}
-
-/** @internal */
-export function timeoutError(what: string): TimeoutError {
-  return new TimeoutError(`${what} timed out`);
 }

@@ -43,6 +43,18 @@ export function longHeader(n: number): Uint8Array {
   return h;
 }
 
+/**
+ * Frames of at least this many bytes are assembled as their bytes arrive,
+ * into one buffer of the frame's size, instead of being kept as chunks and
+ * joined at the end: a 256 MiB message then costs one copy of itself, not
+ * two. The buffer is allocated only once this many bytes of the frame have
+ * arrived, so a header alone never allocates (and the caller's size limit
+ * has already refused an oversized header by then).
+ */
+export const ASSEMBLE_THRESHOLD = 1024 * 1024;
+
+const EMPTY = new Uint8Array(0);
+
 /** Reassembles frames from chunks of a byte stream. */
 export class FrameReader {
   #chunks: Uint8Array[] = [];
@@ -52,10 +64,13 @@ export class FrameReader {
   #available = 0;
   /** Payload length of the frame in progress once its header is read, else -1. */
   #length = -1;
+  /** A large frame being filled in place (see ASSEMBLE_THRESHOLD), and how much of it is filled. */
+  #assembly: Uint8Array | null = null;
+  #filled = 0;
 
   /** Bytes received and not yet returned as frames (headers included). */
   get buffered(): number {
-    return this.#available;
+    return this.#available + this.#filled;
   }
 
   /** True when part of a frame (a header byte at least) has arrived but not all of it. */
@@ -65,6 +80,14 @@ export class FrameReader {
 
   push(chunk: Uint8Array): void {
     if (chunk.length === 0) return;
+    const a = this.#assembly;
+    if (a !== null) {
+      const take = Math.min(chunk.length, a.length - this.#filled);
+      a.set(take === chunk.length ? chunk : chunk.subarray(0, take), this.#filled);
+      this.#filled += take;
+      if (take === chunk.length) return;
+      chunk = chunk.subarray(take);
+    }
     this.#chunks.push(chunk);
     this.#available += chunk.length;
   }
@@ -96,29 +119,58 @@ export class FrameReader {
 
   /**
    * The next complete payload, or null. The result may be a view into a
-   * received chunk: copy it before keeping it.
+   * received chunk: copy it before keeping it. Call it only once the
+   * caller accepts the length `peekLength()` gave: a large frame starts
+   * being assembled here.
    */
   next(): Uint8Array | null {
     const n = this.peekLength();
-    if (n < 0 || this.#available < n) return null;
+    if (n < 0) return null;
+    if (n === 0) {
+      this.#length = -1;
+      return EMPTY;
+    }
+    let a = this.#assembly;
+    if (a === null) {
+      if (this.#available < n) {
+        if (n < ASSEMBLE_THRESHOLD || this.#available < ASSEMBLE_THRESHOLD) return null;
+        // A large frame with a megabyte of it in: fill one buffer from here on.
+        a = this.#assembly = new Uint8Array(n);
+        this.#filled = this.#drain(a, 0, this.#available);
+        return null;
+      }
+    } else if (this.#filled < n) {
+      return null;
+    }
     this.#length = -1;
-    const first = this.#chunks[0];
-    if (n === 0) return new Uint8Array(0);
-    if (first !== undefined && first.length - this.#offset >= n) {
+    if (a !== null) {
+      this.#assembly = null;
+      this.#filled = 0;
+      return a;
+    }
+    const first = this.#chunks[0]!;
+    if (first.length - this.#offset >= n) {
       const out = first.subarray(this.#offset, this.#offset + n);
       this.#skip(n);
       return out;
     }
     const out = new Uint8Array(n);
-    let filled = 0;
-    while (filled < n) {
+    this.#drain(out, 0, n);
+    return out;
+  }
+
+  /** Moves `n` unread bytes into `out` at `at`; returns `at + n`. */
+  #drain(out: Uint8Array, at: number, n: number): number {
+    let filled = at;
+    const end = at + n;
+    while (filled < end) {
       const c = this.#chunks[0]!;
-      const take = Math.min(c.length - this.#offset, n - filled);
+      const take = Math.min(c.length - this.#offset, end - filled);
       out.set(c.subarray(this.#offset, this.#offset + take), filled);
       filled += take;
       this.#skip(take);
     }
-    return out;
+    return filled;
   }
 
   #skip(n: number): void {

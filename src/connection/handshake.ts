@@ -23,6 +23,7 @@
 
 import type { Connection } from './connection.js';
 import { AuthenticationError, TimeoutError } from './errors.js';
+import { race, timeoutSeconds } from './timers.js';
 
 let cryptoModule: typeof import('node:crypto') | undefined;
 /** node:crypto, loaded on first use: a child that never handshakes skips its ~10 ms of start-up. */
@@ -163,34 +164,16 @@ function parseDigest(message: Uint8Array): { name: string; node: string; size: n
 }
 
 /** Runs `body` under the options' timeout and signal: on either, the connection is closed. */
-async function guarded<T>(conn: Connection, options: HandshakeOptions | undefined, what: string, body: () => Promise<T>): Promise<T> {
-  const timeout = options?.timeout;
+function guarded<T>(conn: Connection, options: HandshakeOptions | undefined, what: string, body: () => Promise<T>): Promise<T> {
+  const seconds = timeoutSeconds(options?.timeout, 'options.timeout');
   const signal = options?.signal;
-  if ((timeout === undefined || timeout === null) && signal === undefined) return body();
-  signal?.throwIfAborted();
-  let timer: NodeJS.Timeout | undefined;
-  let onAbort: (() => void) | undefined;
-  const stop = new Promise<never>((_, reject) => {
-    if (timeout !== undefined && timeout !== null) {
-      timer = setTimeout(() => {
-        conn.close();
-        reject(new TimeoutError(`${what} timed out after ${timeout} s`));
-      }, timeout * 1000);
-    }
-    if (signal !== undefined) {
-      onAbort = () => {
-        conn.close();
-        reject(signal.reason);
-      };
-      signal.addEventListener('abort', onAbort, { once: true });
-    }
+  if (signal?.aborted) return Promise.reject(signal.reason);
+  return race(body(), {
+    seconds,
+    signal,
+    onTimeout: () => new TimeoutError(`${what} timed out after ${seconds} s`),
+    cleanup: () => conn.close(),
   });
-  try {
-    return await Promise.race([body(), stop]);
-  } finally {
-    if (timer) clearTimeout(timer);
-    if (onAbort) signal?.removeEventListener('abort', onAbort);
-  }
 }
 
 /**

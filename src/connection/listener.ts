@@ -5,16 +5,18 @@
  * the authkey handshake when a key is given.
  */
 
-import { mkdtempSync, rmSync, unlinkSync } from 'node:fs';
+import { EventEmitter } from 'node:events';
+import { mkdtempSync, rmSync, statSync, unlinkSync } from 'node:fs';
 import { createServer, Socket, type Server } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
-import { NativeError, unixConnect, unixListen } from '../native/index.js';
+import { fdLimit, NativeError, unixConnect, unixListen } from '../native/index.js';
 import { PyTuple, tuple } from '../pickle/index.js';
-import { Connection, type ConnectionOptions } from './connection.js';
+import { Connection, DEFAULT_MAX_MESSAGE_SIZE, kHoldsProcess, kReceiveLimit, type ConnectionOptions } from './connection.js';
 import { OSError, TimeoutError } from './errors.js';
-import { answerChallenge, deliverChallenge, type DigestName } from './handshake.js';
+import { answerChallenge, deliverChallenge, HANDSHAKE_MAX_LENGTH, type DigestName } from './handshake.js';
+import { race, sleep, timeoutSeconds } from './timers.js';
 
 /** An address: `[host, port]` (a tuple or array) for AF_INET; a path, or a Linux abstract name starting with NUL, for AF_UNIX. */
 export type Address = PyTuple<string | number> | readonly [string, number] | string | Uint8Array;
@@ -76,17 +78,30 @@ function checkAuthkey(authkey: Uint8Array | null | undefined): Uint8Array | null
   return authkey;
 }
 
+/** A duration option in seconds: null, undefined and Infinity mean none; a negative number is a RangeError. */
 function seconds(v: number | null | undefined, name: string): number | null {
-  if (v === undefined || v === null) return null;
-  if (typeof v !== 'number' || Number.isNaN(v) || v < 0) throw new RangeError(`${name} must be a non-negative number of seconds`);
-  return v;
+  if (typeof v === 'number' && v < 0) throw new RangeError(`${name} must be a non-negative number of seconds`);
+  return timeoutSeconds(v, name);
 }
 
-/** Options of {@link Listener}. */
+/** Options of {@link Listener} (Python's keyword arguments, and what a server needs). */
 export interface ListenerOptions {
+  /**
+   * Where to listen: `[host, port]` for AF_INET (port 0: any free port), a
+   * path or a Linux abstract name (`'\0name'`) for AF_UNIX. Defaults to a
+   * fresh address of `family` (Python's `arbitrary_address`).
+   */
+  address?: Address | null;
   /** `'AF_INET'` or `'AF_UNIX'`; inferred from the address. */
   family?: Family;
-  /** The listen backlog. Defaults to 1, as Python's Listener. */
+  /**
+   * The kernel's listen backlog. Defaults to 128, where Python's Listener
+   * has 1: Python accepts one connection per `accept()` call, while this
+   * listener takes every connection as it arrives, and under a burst of
+   * connections (a flood of hostile peers) a backlog of 1 made the kernel
+   * drop legitimate clients' SYNs, which TCP retries only after 1, 3, 7...
+   * seconds (bench/soak-hostile.ts: 300 peers took 44 s with 1, 5 s with 128).
+   */
   backlog?: number;
   /**
    * The key of the handshake run on each accepted connection. Defaults to
@@ -94,58 +109,139 @@ export interface ListenerOptions {
    * is a real key, as in CPython 3.13+.
    */
   authkey?: Uint8Array | null;
-  /** Seconds a handshake may take before the connection is dropped. Defaults to 60. */
+  /**
+   * Seconds a connection's handshake may take before it is dropped. Defaults
+   * to 60; null or Infinity: no limit (CPython has none).
+   */
   handshakeTimeout?: number | null;
   /** The challenge form this side sends: `'sha256'` (CPython 3.12+, the default) or `'legacy'`. */
   digest?: DigestName | 'legacy';
-  /** Options of the accepted connections. */
+  /**
+   * Connections held for `accept()`, counting those still in their
+   * handshake. When a new connection finds the queue full, the oldest one
+   * still in its handshake is dropped to make room (so peers that connect
+   * and say nothing cannot keep a real client out); when none is in its
+   * handshake, the newcomer is dropped. Defaults to an eighth of the
+   * process's descriptor limit, between 8 and 128.
+   */
+  maxPending?: number;
+  /**
+   * Options of the accepted connections. Their `maxMessageSize` defaults to
+   * {@link DEFAULT_MAX_MESSAGE_SIZE} (64 MiB), since they come from the network.
+   */
   connection?: ConnectionOptions;
 }
 
 const DEFAULT_HANDSHAKE_TIMEOUT = 60;
+const DEFAULT_BACKLOG = 128;
+const MAX_DEFAULT_PENDING = 128;
+const MIN_DEFAULT_PENDING = 8;
+/** Frames a handshake reads on each side (response; then challenge and verdict), each of at most 256 bytes. */
+const HANDSHAKE_LIMIT = { size: HANDSHAKE_MAX_LENGTH, frames: 3 } as const;
+
+function defaultMaxPending(): number {
+  let limit = Infinity;
+  try {
+    limit = fdLimit();
+  } catch {
+    // No native layer: assume a generous limit.
+  }
+  return Math.max(MIN_DEFAULT_PENDING, Math.min(MAX_DEFAULT_PENDING, Math.floor(limit / 8)));
+}
+
+/** A connection the listener holds until accept() takes it. */
+interface Pending {
+  socket: Socket;
+  /** The authenticated connection; null for a listener without a key (made at accept()). */
+  conn: Connection | null;
+  peer: Address;
+}
+
+/** Is `v` an options object rather than an address (the `Listener(address, options)` alias)? */
+function isOptionsObject(v: unknown): v is ListenerOptions {
+  return v !== null && typeof v === 'object' && !Array.isArray(v) && !(v instanceof Uint8Array);
+}
+
+/** Events of a {@link Listener}. */
+export interface ListenerEvents {
+  /** A peer failed its handshake (wrong key, bad frames, timeout, hang-up); it was dropped and accept() never sees it. */
+  handshakeError: [error: Error, peer: Address];
+}
 
 /**
- * Accepts connections on an address, as `multiprocessing.connection.Listener`.
- * Binding starts in the constructor; `ready` settles when the listener is
- * bound (or failed to bind); `Listener.create` waits for it.
+ * Accepts connections on an address, as `multiprocessing.connection.Listener`:
+ * `await Listener.create({ address, authkey })`, then `await listener.accept()`.
+ *
+ * Unlike Python's, it survives any peer: handshakes run as connections
+ * arrive, concurrently, each with its own deadline; `accept()` hands out
+ * only connections that passed theirs (a failed one is dropped and reported
+ * as a `'handshakeError'` event); connections waiting for `accept()` are
+ * bounded by `maxPending`. Binding starts in the constructor; `ready`
+ * settles when the listener is bound (or failed to bind).
  */
-export class Listener {
+export class Listener extends EventEmitter<ListenerEvents> {
   readonly #server: Server;
   readonly #family: Family;
   readonly #authkey: Uint8Array | null;
   readonly #handshakeTimeout: number | null;
   readonly #digest: DigestName | 'legacy';
-  readonly #connectionOptions: ConnectionOptions | undefined;
+  readonly #connectionOptions: ConnectionOptions;
+  readonly #maxPending: number;
   #address: Address;
+  /** The socket file this listener made (its path and inode), removed by close(); null otherwise. */
+  #ownPath: { path: string; ino: number } | null = null;
   #lastAccepted: Address | null = null;
   #closed = false;
-  readonly #pending: Socket[] = [];
-  readonly #waiters: Array<{ resolve: (s: Socket) => void; reject: (e: Error) => void }> = [];
+  /** Connections in their handshake, oldest first. */
+  readonly #handshaking = new Set<Pending>();
+  /** Connections ready for accept(), in arrival order. */
+  readonly #ready: Pending[] = [];
+  readonly #waiters: Array<{ resolve: (p: Pending) => void; reject: (e: Error) => void }> = [];
   /** Settles once the listener is bound. */
   readonly ready: Promise<void>;
 
-  constructor(address?: Address | null, options?: ListenerOptions) {
-    const family = options?.family ?? (address === undefined || address === null ? defaultFamily : addressType(address));
+  /**
+   * `new Listener({ address, family, backlog, authkey, ... })`; the form
+   * `new Listener(address, options)` is an alias. Prefer `Listener.create`,
+   * which waits until the listener is bound.
+   */
+  constructor(options?: ListenerOptions);
+  constructor(address: Address | null | undefined, options?: ListenerOptions);
+  constructor(first?: Address | ListenerOptions | null, second?: ListenerOptions) {
+    super();
+    const options: ListenerOptions = isOptionsObject(first) ? first : { ...second, address: first ?? second?.address ?? null };
+    const address = options.address ?? null;
+    const family = options.family ?? (address === null ? defaultFamily : addressType(address));
     const addr = address ?? arbitraryAddress(family);
     this.#family = checkFamily(addr, family);
-    this.#authkey = checkAuthkey(options?.authkey);
-    this.#handshakeTimeout = options?.handshakeTimeout === undefined ? DEFAULT_HANDSHAKE_TIMEOUT : seconds(options.handshakeTimeout, 'options.handshakeTimeout');
-    this.#digest = options?.digest ?? 'sha256';
-    this.#connectionOptions = options?.connection;
-    const backlog = options?.backlog ?? 1;
+    this.#authkey = checkAuthkey(options.authkey);
+    this.#handshakeTimeout = options.handshakeTimeout === undefined ? DEFAULT_HANDSHAKE_TIMEOUT : seconds(options.handshakeTimeout, 'options.handshakeTimeout');
+    this.#digest = options.digest ?? 'sha256';
+    this.#connectionOptions = { ...options.connection, maxMessageSize: options.connection?.maxMessageSize ?? DEFAULT_MAX_MESSAGE_SIZE };
+    const maxPending = options.maxPending ?? defaultMaxPending();
+    if (!Number.isInteger(maxPending) || maxPending < 1) throw new RangeError('options.maxPending must be a positive integer');
+    this.#maxPending = maxPending;
+    const backlog = options.backlog ?? DEFAULT_BACKLOG;
     if (!Number.isInteger(backlog) || backlog < 0) throw new RangeError('options.backlog must be a non-negative integer');
     this.#address = addr;
-    this.#server = createServer({ allowHalfOpen: true, pauseOnConnect: false });
+    // Sockets arrive paused: a connection without a handshake reads nothing until accept() takes it.
+    this.#server = createServer({ allowHalfOpen: true, pauseOnConnect: true });
     this.#server.on('connection', (socket: Socket) => this.#onConnection(socket));
     this.ready = new Promise<void>((resolve, reject) => {
       const onError = (e: Error): void => reject(new OSError(`cannot listen on ${String(addr)}: ${e.message}`, { code: (e as { code?: string }).code ?? 'OSERROR', cause: e }));
       this.#server.once('error', onError);
       const onListening = (): void => {
         this.#server.off('error', onError);
-        this.#server.on('error', () => undefined);
+        this.#server.on('error', (e: Error) => this.#onServerError(e));
         if (this.#family === 'AF_INET') {
           const a = this.#server.address();
           if (a !== null && typeof a === 'object') this.#address = tuple(a.address, a.port);
+        } else if (typeof addr === 'string' && !isAbstract(addr)) {
+          try {
+            this.#ownPath = { path: addr, ino: statSync(addr).ino };
+          } catch {
+            // Removed already.
+          }
         }
         this.#refresh();
         resolve();
@@ -170,9 +266,14 @@ export class Listener {
     this.ready.catch(() => undefined);
   }
 
-  /** A bound listener (the constructor, then `ready`). */
-  static async create(address?: Address | null, options?: ListenerOptions): Promise<Listener> {
-    const l = new Listener(address, options);
+  /**
+   * A bound listener: `await Listener.create({ address, authkey })` (spec/api.md
+   * §18.3). `Listener.create(address, options)` is an alias.
+   */
+  static async create(options?: ListenerOptions): Promise<Listener>;
+  static async create(address: Address | null | undefined, options?: ListenerOptions): Promise<Listener>;
+  static async create(first?: Address | ListenerOptions | null, second?: ListenerOptions): Promise<Listener> {
+    const l = new Listener(first as Address, second);
     await l.ready;
     return l;
   }
@@ -191,19 +292,88 @@ export class Listener {
     return this.#closed;
   }
 
+  /** Connections held for accept() now, those in their handshake included. */
+  get pending(): number {
+    return this.#handshaking.size + this.#ready.length;
+  }
+
   #onConnection(socket: Socket): void {
+    // Whatever this peer does from now on (reset, garbage, silence) is handled here: never an uncaught error.
+    socket.on('error', () => undefined);
     if (this.#closed) {
       socket.destroy();
       return;
     }
+    socket.unref(); // a connection nobody accepted does not hold the process open
     if (this.#family === 'AF_INET') socket.setNoDelay(true);
+    if (this.pending >= this.#maxPending) {
+      const oldest = this.#handshaking.values().next().value;
+      if (oldest === undefined) {
+        // Everything held has passed its handshake: the application is not accepting. Refuse the newcomer.
+        socket.destroy();
+        return;
+      }
+      this.#drop(oldest, new OSError('dropped: the pending queue was full and a newer peer arrived', { code: 'PENDING_QUEUE_FULL' }));
+    }
+    const peer: Address = this.#family === 'AF_INET' ? tuple(socket.remoteAddress ?? '', socket.remotePort ?? 0) : '';
+    const entry: Pending = { socket, conn: null, peer };
+    if (this.#authkey === null) {
+      this.#enqueue(entry);
+      return;
+    }
+    const conn = new Connection(socket, this.#connectionOptions);
+    conn[kHoldsProcess] = false;
+    conn[kReceiveLimit] = HANDSHAKE_LIMIT;
+    entry.conn = conn;
+    this.#handshaking.add(entry);
+    void this.#handshake(entry, conn);
+  }
+
+  async #handshake(entry: Pending, conn: Connection): Promise<void> {
+    const key = this.#authkey!;
+    try {
+      const body = (async () => {
+        await deliverChallenge(conn, key, { digest: this.#digest });
+        await answerChallenge(conn, key);
+      })();
+      await race(body, {
+        seconds: this.#handshakeTimeout,
+        onTimeout: () => new TimeoutError(`authentication timed out after ${this.#handshakeTimeout} s`),
+        cleanup: () => conn.close(),
+        ref: false,
+      });
+    } catch (e) {
+      if (this.#handshaking.has(entry)) this.#drop(entry, e as Error);
+      return;
+    }
+    if (!this.#handshaking.delete(entry)) return; // dropped meanwhile
+    conn[kReceiveLimit] = null;
+    this.#enqueue(entry);
+  }
+
+  /** Drops a connection held for accept() (closing it) and reports why. */
+  #drop(entry: Pending, error: Error): void {
+    this.#handshaking.delete(entry);
+    const i = this.#ready.indexOf(entry);
+    if (i >= 0) this.#ready.splice(i, 1);
+    if (entry.conn !== null) entry.conn.close();
+    else entry.socket.destroy();
+    if (!this.#closed) this.emit('handshakeError', error, entry.peer);
+  }
+
+  #enqueue(entry: Pending): void {
     const w = this.#waiters.shift();
     this.#refresh();
-    if (w) w.resolve(socket);
-    else {
-      socket.unref(); // a connection nobody accepted does not hold the process open
-      this.#pending.push(socket);
-    }
+    if (w !== undefined) w.resolve(entry);
+    else this.#ready.push(entry);
+  }
+
+  /** Out of descriptors: give up the oldest handshake so that the next connection can be taken. */
+  #onServerError(e: Error): void {
+    const code = (e as { code?: string }).code;
+    if (code !== 'EMFILE' && code !== 'ENFILE') return;
+    const oldest = this.#handshaking.values().next().value;
+    if (oldest !== undefined) this.#drop(oldest, new OSError(`dropped: out of file descriptors (${code})`, { code }));
   }
 
   /**
@@ -216,35 +386,28 @@ export class Listener {
   }
 
   /**
-   * The next connection, after the handshake when the listener has a key. A
-   * failed handshake rejects this call; the listener stays usable.
+   * The next connection, after its handshake when the listener has a key.
+   * Peers that fail their handshake never reach it (see `'handshakeError'`).
+   * Rejects with OSError `LISTENER_CLOSED` once the listener is closed, and
+   * with the signal's reason when `signal` aborts.
    */
   async accept(options?: { signal?: AbortSignal }): Promise<Connection> {
     await this.ready;
     if (this.#closed) throw new OSError('listener is closed', { code: 'LISTENER_CLOSED' });
-    const socket = this.#pending.shift() ?? (await this.#nextSocket(options?.signal));
-    this.#lastAccepted = this.#family === 'AF_INET' ? tuple(socket.remoteAddress ?? '', socket.remotePort ?? 0) : '';
-    const conn = new Connection(socket, this.#connectionOptions);
-    if (this.#authkey !== null) {
-      const hs = { timeout: this.#handshakeTimeout, signal: options?.signal };
-      try {
-        await deliverChallenge(conn, this.#authkey, { ...hs, digest: this.#digest });
-        await answerChallenge(conn, this.#authkey, hs);
-      } catch (e) {
-        conn.close();
-        throw e;
-      }
-    }
+    const entry = this.#ready.shift() ?? (await this.#nextReady(options?.signal));
+    this.#lastAccepted = entry.peer;
+    const conn = entry.conn ?? new Connection(entry.socket, this.#connectionOptions);
+    conn[kHoldsProcess] = true;
     return conn;
   }
 
-  #nextSocket(signal: AbortSignal | undefined): Promise<Socket> {
+  #nextReady(signal: AbortSignal | undefined): Promise<Pending> {
     signal?.throwIfAborted();
-    return new Promise<Socket>((resolve, reject) => {
+    return new Promise<Pending>((resolve, reject) => {
       const waiter = {
-        resolve: (s: Socket) => {
+        resolve: (p: Pending) => {
           signal?.removeEventListener('abort', onAbort);
-          resolve(s);
+          resolve(p);
         },
         reject: (e: Error) => {
           signal?.removeEventListener('abort', onAbort);
@@ -263,16 +426,26 @@ export class Listener {
     });
   }
 
-  /** Stops listening (idempotent); a path socket file is removed. Pending accepts fail. */
+  /**
+   * Stops listening (idempotent). Connections not yet accepted are closed,
+   * pending accepts fail, and the socket file this listener made is removed
+   * (only that one: not a file of the same name another listener made).
+   */
   close(): void {
     if (this.#closed) return;
     this.#closed = true;
     this.#server.close();
-    for (const s of this.#pending.splice(0)) s.destroy();
+    for (const e of [...this.#handshaking, ...this.#ready.splice(0)]) {
+      if (e.conn !== null) e.conn.close();
+      else e.socket.destroy();
+    }
+    this.#handshaking.clear();
     for (const w of this.#waiters.splice(0)) w.reject(new OSError('listener is closed', { code: 'LISTENER_CLOSED' }));
-    if (this.#family === 'AF_UNIX' && typeof this.#address === 'string' && !isAbstract(this.#address)) {
+    const own = this.#ownPath;
+    if (own !== null) {
+      this.#ownPath = null;
       try {
-        unlinkSync(this.#address);
+        if (statSync(own.path).ino === own.ino) unlinkSync(own.path);
       } catch {
         // already gone
       }
@@ -303,11 +476,9 @@ export interface ClientOptions {
   connection?: ConnectionOptions;
 }
 
-/** Backoff while an AF_UNIX listener's accept queue is full (Python's default backlog is 1). */
-const EAGAIN_FIRST_DELAY_MS = 1;
-const EAGAIN_MAX_DELAY_MS = 50;
-
-const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+/** Backoff while an AF_UNIX listener's accept queue is full (Python's default backlog is 1), in seconds. */
+const EAGAIN_FIRST_DELAY = 0.001;
+const EAGAIN_MAX_DELAY = 0.05;
 
 function connectSocket(options: { host?: string; port?: number; path?: string }): Promise<Socket> {
   return new Promise<Socket>((resolve, reject) => {
@@ -328,26 +499,6 @@ function deadlineError(address: Address): TimeoutError {
   return new TimeoutError(`connecting to ${String(address)} timed out`);
 }
 
-/**
- * `connecting` if it settles before `deadline`, else a TimeoutError (and the
- * socket, should it connect later, is destroyed). The timer is cleared as soon
- * as the race is decided: it must not outlive a connection that won.
- */
-async function beforeDeadline(connecting: Promise<Socket>, deadline: number, address: Address): Promise<Socket> {
-  let timer: NodeJS.Timeout | undefined;
-  const expired = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => {
-      connecting.then((s) => s.destroy(), () => undefined);
-      reject(deadlineError(address));
-    }, Math.max(0, deadline - Date.now()));
-  });
-  try {
-    return await Promise.race([connecting, expired]);
-  } finally {
-    clearTimeout(timer);
-  }
-}
-
 async function connectTo(address: Address, family: Family, deadline: number | null, signal: AbortSignal | undefined): Promise<Socket> {
   if (family === 'AF_INET') {
     const [host, port] = address as readonly [string, number];
@@ -355,7 +506,7 @@ async function connectTo(address: Address, family: Family, deadline: number | nu
     socket.setNoDelay(true);
     return socket;
   }
-  let delay = EAGAIN_FIRST_DELAY_MS;
+  let delay = EAGAIN_FIRST_DELAY;
   for (;;) {
     signal?.throwIfAborted();
     try {
@@ -374,29 +525,38 @@ async function connectTo(address: Address, family: Family, deadline: number | nu
         throw new OSError(`cannot connect to ${String(address)}: ${(e as Error).message}`, { code: code ?? 'OSERROR', cause: e });
       }
       // The listener's accept queue is full: a blocking Python client would wait, so wait.
-      if (deadline !== null && Date.now() + delay > deadline) throw deadlineError(address);
-      await sleep(delay);
-      delay = Math.min(delay * 2, EAGAIN_MAX_DELAY_MS);
+      if (deadline !== null && performance.now() + delay * 1000 > deadline) throw deadlineError(address);
+      await sleep(delay, { signal });
+      delay = Math.min(delay * 2, EAGAIN_MAX_DELAY);
     }
   }
 }
 
 /**
  * Connects to a Listener (Python's `Client`): answers then delivers the
- * handshake when a key is given, and returns the connection.
+ * handshake when a key is given, and returns the connection. `timeout`
+ * (seconds) covers connecting and the handshake together; `signal` aborts
+ * either.
  */
 export async function Client(address: Address, options?: ClientOptions): Promise<Connection> {
   const family = checkFamily(address, options?.family);
   const authkey = checkAuthkey(options?.authkey);
   const timeout = seconds(options?.timeout, 'options.timeout');
-  const deadline = timeout === null ? null : Date.now() + timeout * 1000;
+  const deadline = timeout === null ? null : performance.now() + timeout * 1000;
   const signal = options?.signal;
   const connecting = connectTo(address, family, deadline, signal);
-  const socket = deadline === null ? await connecting : await beforeDeadline(connecting, deadline, address);
+  const socket = await race(connecting, {
+    seconds: timeout,
+    signal,
+    onTimeout: () => deadlineError(address),
+    // Should it connect after all, the socket is not kept.
+    cleanup: () => void connecting.then((s) => s.destroy(), () => undefined),
+  });
   const conn = new Connection(socket, options?.connection);
   if (authkey !== null) {
-    const left = deadline === null ? null : Math.max(0, (deadline - Date.now()) / 1000);
+    const left = deadline === null ? null : Math.max(0, (deadline - performance.now()) / 1000);
     const hs = { timeout: left, signal };
+    conn[kReceiveLimit] = HANDSHAKE_LIMIT;
     try {
       await answerChallenge(conn, authkey, hs);
       await deliverChallenge(conn, authkey, { ...hs, digest: options?.digest ?? 'sha256' });
@@ -404,6 +564,7 @@ export async function Client(address: Address, options?: ClientOptions): Promise
       conn.close();
       throw e;
     }
+    conn[kReceiveLimit] = null;
   }
   return conn;
 }

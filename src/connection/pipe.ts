@@ -1,5 +1,5 @@
 /**
- * `Pipe(duplex)` (spec/connection.md section 2): a socket pair whose ends both
+ * `Pipe({ duplex })` (spec/connection.md section 2): a socket pair whose ends both
  * read and write, or a one-way pipe `[readEnd, writeEnd]`. The file
  * descriptors come from the native layer (Node has no socketpair or pipe)
  * and can be handed to child processes.
@@ -20,8 +20,11 @@ export interface PipeOptions {
  * A pair of connected Connections. With `duplex: false` the first end only
  * reads and the second only writes (an `os.pipe()`), as in Python.
  */
-export function Pipe(options?: PipeOptions | boolean): [Connection, Connection] {
-  const opts: PipeOptions = typeof options === 'boolean' ? { duplex: options } : (options ?? {});
+export function Pipe(options?: PipeOptions): [Connection, Connection] {
+  if (options !== undefined && (options === null || typeof options !== 'object')) {
+    throw new TypeError('Pipe() takes an options object: Pipe({ duplex: false }) for a one-way pipe');
+  }
+  const opts: PipeOptions = options ?? {};
   const duplex = opts.duplex ?? true;
   if (duplex) {
     const [a, b] = socketpair();

@@ -105,7 +105,7 @@ export function sleep(seconds: number | null, options?: { signal?: AbortSignal; 
  */
 export async function race<T>(
   body: Promise<T>,
-  options: { seconds: number | null; signal?: AbortSignal; onTimeout: () => Error; cleanup?: () => void },
+  options: { seconds: number | null; signal?: AbortSignal; onTimeout: () => Error; cleanup?: () => void; ref?: boolean },
 ): Promise<T> {
   const { seconds, signal } = options;
   if (seconds === null && signal === undefined) return body;
@@ -117,10 +117,14 @@ export async function race<T>(
   let timer: Timer | undefined;
   let onAbort: (() => void) | undefined;
   const stop = new Promise<never>((_, reject) => {
-    timer = new Timer(seconds, () => {
-      options.cleanup?.();
-      reject(options.onTimeout());
-    });
+    timer = new Timer(
+      seconds,
+      () => {
+        options.cleanup?.();
+        reject(options.onTimeout());
+      },
+      { ref: options.ref },
+    );
     if (signal !== undefined) {
       onAbort = () => {
         options.cleanup?.();

@@ -7,19 +7,27 @@
 
 import { createRequire } from 'node:module';
 
+import { BilliardError } from '../pickle/errors.js';
 import { packagePath } from './package.js';
 
 export { FROM_SOURCE, packagePath, packageRoot } from './package.js';
 
-/** A failed system call: `code` is the errno name (`'EAGAIN'`), `errno` its number. */
-export class NativeError extends Error {
-  readonly code: string;
+/** Carries Python's OSError identity for NativeError (its own brand stays distinct). */
+class PythonOSErrorBrand extends BilliardError {
+  static override readonly brand: string = 'builtins.OSError';
+}
+
+/**
+ * A failed system call: `code` is the errno name (`'EAGAIN'`), `errno` its
+ * number. Python reports these as `OSError`, and so does `instanceof OSError`
+ * (the connection layer's class) for a NativeError.
+ */
+export class NativeError extends PythonOSErrorBrand {
+  static override readonly brand: string = 'billiard-ts.NativeError';
   readonly errno: number;
   readonly syscall: string;
   constructor(message: string, code: string, errno: number, syscall: string) {
-    super(message);
-    this.name = 'NativeError';
-    this.code = code;
+    super(message, { code });
     this.errno = errno;
     this.syscall = syscall;
   }
@@ -34,6 +42,7 @@ interface Binding {
   parentPid(): number;
   setBlocking(fd: number, blocking: boolean): void;
   dup(fd: number): number;
+  fdLimit(): number;
 }
 
 let binding: Binding | undefined;
@@ -114,4 +123,10 @@ export function setBlocking(fd: number, blocking: boolean): void {
 export function dup(fd: number): number {
   if (!Number.isInteger(fd) || fd < 0) throw new RangeError('fd must be a non-negative integer');
   return call(() => load().dup(fd));
+}
+
+/** The soft limit on this process's open descriptors (`RLIMIT_NOFILE`); `Infinity` when unlimited. */
+export function fdLimit(): number {
+  const n = call(() => load().fdLimit());
+  return n >= Number.MAX_SAFE_INTEGER ? Infinity : n;
 }
