@@ -148,9 +148,11 @@ class NodeProcess:
     def _payload(self, popen):
         from billiard import context as billiard_context, current_process
         from multiprocessing import context as mp_context
+        # The authkey pickles only while the spawning popen is set, as
+        # billiard.process.AuthenticationString (spec/connection.md section 5).
         prep = {
             'name': self.name,
-            'authkey': bytes(current_process().authkey),
+            'authkey': current_process().authkey,
             'identity': self._identity,
             'daemon': bool(self.daemon),
             'parent_pid': os.getpid(),

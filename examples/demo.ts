@@ -9,11 +9,11 @@ import { spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 
 import { dumps, loads, PyDatetime, PyDecimal, PyTimezone, pyFloat, tuple } from '../src/index.js';
-import { findPython, PythonNotFoundError } from '../src/process/python.js';
+import { findPython, PythonNotFoundError } from '../src/index.js';
 
-function python(): string {
+async function python(): Promise<string> {
   try {
-    return findPython(); // the interpreter with billiard, as the tests use
+    return await findPython(); // the interpreter with billiard, as the tests use
   } catch (e) {
     if (!(e instanceof PythonNotFoundError)) throw e;
     return findPython({ modules: ['pickle'] }); // the demo needs only the standard library
@@ -37,7 +37,7 @@ const value = {
   ]),
 };
 
-const exe = python();
+const exe = await python();
 const peer = spawn(exe, [fileURLToPath(new URL('../compat/peers/pickle_echo.py', import.meta.url))], { stdio: ['pipe', 'pipe', 'inherit'] });
 
 const request = dumps(value, { protocol: 4 });

@@ -10,7 +10,7 @@
 import { spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 
-import { currentProcess, findPython, Listener, Pipe, Process, pyfunc } from '../src/index.js';
+import { currentProcess, findPython, Listener, Pipe, Process, pyfunc, tuple } from '../src/index.js';
 
 const here = fileURLToPath(new URL('.', import.meta.url));
 
@@ -29,7 +29,7 @@ console.log(`${child.name} exited with ${child.exitcode}`);
 
 // 2. A Node Listener, a Python Client (the standard library's), one authkey.
 const authkey = currentProcess().authkey;
-const listener = await Listener.create(['127.0.0.1', 0], { authkey });
+const listener = await Listener.create({ address: tuple('127.0.0.1', 0), authkey });
 const [host, port] = listener.address as [string, number];
 const script = [
   'import sys',
@@ -38,7 +38,7 @@ const script = [
   "    c.send({'from': 'python %d.%d' % sys.version_info[:2], 'items': [1, 2.5, b'xy', (None, True)]})",
   '    print("python client got:", c.recv())',
 ].join('\n');
-const client = spawn(findPython({ modules: ['multiprocessing'] }), ['-c', script, Buffer.from(authkey).toString('hex')], { stdio: 'inherit' });
+const client = spawn(await findPython({ modules: ['multiprocessing'] }), ['-c', script, Buffer.from(authkey).toString('hex')], { stdio: 'inherit' });
 const server = await listener.accept();
 console.log('node listener got:', await server.recv());
 await server.send(['thanks', 'from', 'node']);

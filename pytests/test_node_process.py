@@ -70,7 +70,9 @@ def test_name_and_exit_codes():
     p.join(30)
     assert me["name"] == "FromPython"
     from billiard import current_process
-    assert bytes(me["authkey"]) == bytes(current_process().authkey)
+    # The child sends a plain copy of its key: the key itself refuses to be pickled.
+    assert me["authkey"] == bytes(current_process().authkey)
+    assert me["authkeyType"] == "AuthenticationString"
     assert p.exitcode == 0
 
     boom = billiard_ts.NodeProcess(target=TARGETS + "#boom", cwd=str(REPO_ROOT), entry=SOURCE)
@@ -82,6 +84,34 @@ def test_name_and_exit_codes():
     exits.start()
     exits.join(30)
     assert exits.exitcode == 5
+
+
+def test_authkey_travels_only_in_the_preparation_data():
+    """The Node child gets the key as billiard pickles it for a spawned
+    child (an AuthenticationString), and refuses to send it in a message, as
+    a billiard child would; Python refuses to pickle it outside spawning."""
+    import pickle
+
+    from billiard import current_process
+    with pytest.raises(TypeError, match="disallowed for security reasons"):
+        pickle.dumps(current_process().authkey)
+    parent, child = make_pipe("billiard")
+    p = billiard_ts.NodeProcess(target=TARGETS + "#sendAuthkey", args=(child,), cwd=str(REPO_ROOT), entry=SOURCE)
+    p.start()
+    child.close()
+    assert parent.poll(30)
+    assert parent.recv() == ("refused", "PicklingError", "Pickling an AuthenticationString object is disallowed for security reasons")
+    p.join(30)
+    assert p.exitcode == 0
+
+    parent, child = make_pipe("billiard")
+    p = billiard_ts.NodeProcess(target=TARGETS + "#describeKey", args=(child, current_process().authkey), cwd=str(REPO_ROOT), entry=SOURCE)
+    p.start()
+    child.close()
+    assert parent.poll(30)
+    assert parent.recv() == ("AuthenticationString", bytes(current_process().authkey))
+    p.join(30)
+    assert p.exitcode == 0
 
 
 def test_missing_export_is_a_startup_error():

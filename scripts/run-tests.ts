@@ -15,7 +15,7 @@
 import { spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 
-import { BILLIARD_INSTALL_COMMAND, findPython, PythonNotFoundError } from '../src/process/python.js';
+import { BILLIARD_INSTALL_COMMAND, findPythonSync, PythonNotFoundError } from '../src/process/python.js';
 
 const PEER_MODULES = ['billiard', 'pytest', 'hypothesis'];
 
@@ -36,7 +36,7 @@ function run(cmd: string, args: string[], env: NodeJS.ProcessEnv = process.env):
 
 function setUpPython(): string {
   try {
-    return findPython({ modules: PEER_MODULES });
+    return findPythonSync({ modules: PEER_MODULES });
   } catch (e) {
     if (!(e instanceof PythonNotFoundError)) throw e;
     const isRoot = process.getuid?.() === 0;
@@ -49,7 +49,7 @@ function setUpPython(): string {
       console.error(`apt-get failed; install the peers by hand: ${BILLIARD_INSTALL_COMMAND}`);
       process.exit(1);
     }
-    return findPython({ modules: PEER_MODULES, env: { ...process.env, BILLIARD_PYTHON: '' } });
+    return findPythonSync({ modules: PEER_MODULES, env: { ...process.env, BILLIARD_PYTHON: '' } });
   }
 }
 

@@ -9,7 +9,7 @@ import { availableParallelism } from 'node:os';
 
 import { AuthenticationError, BufferTooShort, Pipe, ProcessError, TimeoutError, type Connection, type PipeOptions } from './connection/index.js';
 import { currentProcess, parentProcess, type CurrentProcess, type ParentProcess } from './process/current.js';
-import { ValueError } from './process/errors.js';
+import { SoftTimeLimitExceeded, TimeLimitExceeded, ValueError, WorkerLostError } from './process/errors.js';
 import { activeChildren, ForkServerProcess, Process, SpawnProcess } from './process/process.js';
 import { forkServer } from './process/forkserver.js';
 import { setNodeExecutable } from './process/spawn.js';
@@ -38,6 +38,9 @@ export class Context {
   readonly BufferTooShort = BufferTooShort;
   readonly TimeoutError = TimeoutError;
   readonly AuthenticationError = AuthenticationError;
+  readonly TimeLimitExceeded = TimeLimitExceeded;
+  readonly SoftTimeLimitExceeded = SoftTimeLimitExceeded;
+  readonly WorkerLostError = WorkerLostError;
   constructor(method: StartMethod) {
     this.startMethod = method;
     this.Process = method === 'forkserver' ? ForkServerProcess : SpawnProcess;
@@ -57,7 +60,7 @@ export class Context {
   getAllStartMethods(): StartMethod[] {
     return getAllStartMethods();
   }
-  Pipe(options?: PipeOptions | boolean): [Connection, Connection] {
+  Pipe(options?: PipeOptions): [Connection, Connection] {
     return Pipe(options);
   }
   currentProcess(): CurrentProcess {

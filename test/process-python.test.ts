@@ -27,12 +27,24 @@ test("the Python child gets its name, the parent's authkey and its identity, as 
   const p = new Process({ target: pyfunc('py_targets.whoami'), args: [child], pythonPath: [FIXTURES], name: 'PyKid' });
   p.start();
   child.close();
-  const [name, authkey, identity] = (await parent.recv()) as [string, Uint8Array, number[]];
+  const [name, authkey, identity, authkeyType] = (await parent.recv()) as [string, Uint8Array, number[], string];
   await p.join();
   expect(name).toBe('PyKid');
   expect(Buffer.from(authkey).equals(Buffer.from(currentProcess().authkey))).toBe(true);
+  expect(authkeyType).toBe('AuthenticationString');
   expect(identity).toEqual(tuple(...identity));
   expect(identity.length).toBeGreaterThan(0);
+  parent.close();
+});
+
+test("the Python child's own send of its authkey is refused by billiard, as a Node child's is by billiard-ts", async () => {
+  const [parent, child] = Pipe();
+  const p = new Process({ target: pyfunc('py_targets.send_authkey'), args: [child], pythonPath: [FIXTURES] });
+  p.start();
+  child.close();
+  expect(await parent.recv()).toEqual(['refused', 'TypeError', 'Pickling an AuthenticationString object is disallowed for security reasons']);
+  await p.join();
+  expect(p.exitcode).toBe(0);
   parent.close();
 });
 

@@ -3,7 +3,7 @@
  * view of itself, subclasses, and the errors of misuse and failed start-ups.
  */
 import { spawnSync } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { fileURLToPath } from 'node:url';
 
@@ -14,8 +14,11 @@ import {
   allowConnectionPickling,
   AssertionError,
   AuthenticationError,
+  AuthenticationString,
   BufferTooShort,
   cpuCount,
+  dumps,
+  forkserver,
   ForkServerProcess,
   ProcessError,
   RuntimeError,
@@ -29,22 +32,30 @@ import {
   getStartMethod,
   Pipe,
   PicklingError,
+  pyfunc,
+  PythonNotFoundError,
   type Connection,
   Process,
   ProcessStartupError,
+  type ProcessTarget,
   registerModule,
   setExecutable,
   setStartMethod,
   ValueError,
   wait,
 } from '../src/index.js';
+import { sleep } from '../src/connection/timers.js';
+import { whileSpawning } from '../src/process/authkey.js';
+import { locateFunction } from '../src/process/locate.js';
+import { pythonFor } from './helpers/peers.js';
 import { never } from './fixtures/crash-on-import.js';
-import { boom, exitWith, greet, report, sendEnv, sleepForever, startGrandchild, whoami, Worker } from './fixtures/targets.js';
+import { exposeHidden } from './fixtures/unexported.js';
+import { boom, describeKey, exitWith, greet, report, sendAuthkey, sendEnv, sleepForever, startGrandchild, whoami, Worker } from './fixtures/targets.js';
 
 /** Starts `target(conn, ...args)` in a child, returns the first message it sends, and checks it exits 0. */
-async function firstMessage(target: (...a: never[]) => unknown, args: unknown[]): Promise<unknown> {
+async function firstMessage(target: ProcessTarget, args: unknown[], ctx = getContext('spawn')): Promise<unknown> {
   const [a, b] = Pipe();
-  const p = new Process({ target, args: [b, ...args] });
+  const p = new ctx.Process({ target, args: [b, ...args] });
   p.start();
   b.close();
   const message = await a.recv();
@@ -135,16 +146,248 @@ describe('starting, joining and exit codes', () => {
   });
 });
 
+describe('start() does not block the event loop', () => {
+  /**
+   * Counts the calls of node:child_process made on this thread while `body`
+   * runs: spawning (a fork, which holds the thread for milliseconds) belongs
+   * to the launcher thread.
+   */
+  async function childProcessCalls(body: () => Promise<void>): Promise<string[]> {
+    const cp = process.getBuiltinModule('node:child_process') as unknown as Record<string, (...a: unknown[]) => unknown>;
+    const names = ['spawn', 'spawnSync', 'exec', 'execSync', 'execFile', 'execFileSync', 'fork'];
+    const saved = names.map((n) => [n, cp[n]!] as const);
+    const calls: string[] = [];
+    for (const [n, f] of saved) {
+      cp[n] = function (this: unknown, ...a: unknown[]) {
+        calls.push(n);
+        return f.apply(this, a);
+      };
+    }
+    try {
+      await body();
+    } finally {
+      for (const [n, f] of saved) cp[n] = f;
+    }
+    return calls;
+  }
+
+  test.each(['spawn', 'forkserver'] as const)('under %s, no child_process call happens on the main thread, and the pid comes with spawned', async (method) => {
+    const ctx = getContext(method);
+    if (method === 'forkserver') await forkserver.ensureRunning();
+    const calls = await childProcessCalls(async () => {
+      const procs: Process[] = [];
+      const ends: Connection[] = [];
+      for (const who of ['a', 'b', 'c']) {
+        const [a, b] = Pipe();
+        const p = new ctx.Process({ target: greet, args: [b, who] });
+        p.start();
+        b.close();
+        expect(p.isAlive()).toBe(true);
+        procs.push(p);
+        ends.push(a);
+      }
+      const got = (await Promise.all(ends.map((c) => c.recv()))) as Array<[string, string, number]>;
+      for (const p of procs) await p.join();
+      expect(got.map((g) => g[2])).toEqual(procs.map((p) => p.pid));
+      expect(await Promise.all(procs.map((p) => p.spawned))).toEqual(procs.map((p) => p.pid));
+      expect(procs.map((p) => p.exitcode)).toEqual([0, 0, 0]);
+      for (const c of ends) c.close();
+      // The fork server's replacements are spawned meanwhile.
+      if (method === 'forkserver') await forkserver.ensureRunning();
+    });
+    expect(calls).toEqual([]);
+  });
+
+  test('a Python target whose interpreter is not known yet: start() returns at once and the child starts once it is found', async () => {
+    const billiardPython = pythonFor('3.11');
+    const saved = process.env.BILLIARD_PYTHON;
+    // Another spelling of the same interpreter: a question findPython has not answered yet.
+    process.env.BILLIARD_PYTHON = billiardPython.replace(/\/([^/]+)$/, '/./$1');
+    try {
+      const [a, b] = Pipe();
+      let p!: Process;
+      const calls = await childProcessCalls(async () => {
+        p = new Process({ target: pyfunc('py_targets.whoami'), args: [b], pythonPath: [fileURLToPath(new URL('./fixtures/', import.meta.url))], name: 'PyLater' });
+        p.start();
+        b.close();
+        expect(p.isAlive()).toBe(true);
+        const [name] = (await a.recv()) as [string];
+        expect(name).toBe('PyLater');
+        await p.join();
+      });
+      expect(calls).toEqual([]);
+      expect(p.exitcode).toBe(0);
+      a.close();
+    } finally {
+      if (saved === undefined) delete process.env.BILLIARD_PYTHON;
+      else process.env.BILLIARD_PYTHON = saved;
+    }
+  });
+
+  test('a Python target with no interpreter to be found: start() returns, join() resolves, exitcode 1 and startupError name the cause', async () => {
+    const saved = process.env.BILLIARD_PYTHON;
+    process.env.BILLIARD_PYTHON = '/nonexistent/python3';
+    try {
+      const p = new Process({ target: pyfunc('py_targets.boom') });
+      p.start();
+      await p.join();
+      expect(p.exitcode).toBe(1);
+      expect(p.startupError).toBeInstanceOf(ProcessStartupError);
+      expect(p.startupError!.cause).toBeInstanceOf(PythonNotFoundError);
+      expect(p.startupError!.message).toContain('BILLIARD_PYTHON=/nonexistent/python3');
+    } finally {
+      if (saved === undefined) delete process.env.BILLIARD_PYTHON;
+      else process.env.BILLIARD_PYTHON = saved;
+    }
+  });
+
+  test('terminate() right after start(), before the spawn was reported: the child ends with -15', async () => {
+    const p = new Process({ target: sleepForever });
+    p.start();
+    p.terminate();
+    await p.join();
+    expect(p.exitcode).toBe(-15);
+    expect(p.startupError).toBeNull();
+  });
+});
+
+describe('join, exited and await using', () => {
+  test("join(timeout) past setTimeout's cap (3e6 s), Infinity and null wait, with no TimeoutOverflowWarning; an AbortSignal gives up the wait", async () => {
+    const warnings: string[] = [];
+    const onWarning = (w: Error): void => void warnings.push(w.name);
+    process.on('warning', onWarning);
+    const [a, b] = Pipe();
+    const p = new Process({ target: sleepForever, args: [b] });
+    p.start();
+    b.close();
+    try {
+      expect(await a.recv()).toBe('sleeping');
+      for (const timeout of [3e6, Infinity, null]) {
+        const outcome = await Promise.race([p.join(timeout).then(() => 'returned'), sleep(0.5).then(() => 'still waiting')]);
+        expect(outcome, `join(${timeout})`).toBe('still waiting');
+      }
+      const ac = new AbortController();
+      const joining = p.join(3e6, { signal: ac.signal });
+      ac.abort();
+      await expect(joining).rejects.toThrow(/abort/i);
+      expect(p.isAlive()).toBe(true);
+      await expect(p.join('1' as never)).rejects.toThrow(TypeError);
+    } finally {
+      p.kill();
+      await p.join();
+      a.close();
+      await sleep(0);
+      process.off('warning', onWarning);
+    }
+    expect(warnings).not.toContain('TimeoutOverflowWarning');
+  });
+
+  test('reading exited or spawned before start() creates no rejected promise; both settle once the child has run', async () => {
+    const rejections: unknown[] = [];
+    const onRejection = (r: unknown): void => void rejections.push(r);
+    process.on('unhandledRejection', onRejection);
+    try {
+      const p = new Process({ target: exitWith, args: [3] });
+      const exited = p.exited;
+      const spawned = p.spawned;
+      void new Process({ target: exitWith, args: [0] }).exited; // never started
+      await sleep(0.1);
+      p.start();
+      expect(await exited).toBe(3);
+      expect(await spawned).toBe(p.pid);
+      expect(p.exitcode).toBe(3);
+    } finally {
+      await sleep(0.1);
+      process.off('unhandledRejection', onRejection);
+    }
+    expect(rejections).toEqual([]);
+  });
+
+  test('await using: the end of the scope terminates a child still running, waits for it and closes the object', async () => {
+    const [a, b] = Pipe();
+    let p!: Process;
+    {
+      await using q = new Process({ target: sleepForever, args: [b] });
+      p = q;
+      q.start();
+      b.close();
+      expect(await a.recv()).toBe('sleeping');
+    }
+    expect(await p.exited).toBe(-15);
+    expect(() => p.isAlive()).toThrow('process object is closed');
+    {
+      await using done = new Process({ target: exitWith, args: [0] });
+      done.start();
+      await done.join();
+      p = done;
+    }
+    expect(await p.exited).toBe(0);
+    expect(() => p.exitcode).toThrow(ValueError);
+    a.close();
+  });
+});
+
+describe('the authkey', () => {
+  const MESSAGE = 'Pickling an AuthenticationString object is disallowed for security reasons';
+
+  test('is an AuthenticationString: pickling it (dumps, Connection.send) is refused, as CPython refuses; a plain copy travels', async () => {
+    const key = currentProcess().authkey;
+    expect(key).toBeInstanceOf(AuthenticationString);
+    expect(key).toBeInstanceOf(Uint8Array);
+    expect(() => dumps(key)).toThrow(PicklingError);
+    expect(() => dumps(key)).toThrow(MESSAGE);
+    expect(() => dumps({ nested: [1, key] })).toThrow(MESSAGE);
+    const [a, b] = Pipe();
+    await expect(a.send(key)).rejects.toThrow(MESSAGE);
+    await a.send(new Uint8Array(key));
+    expect(Buffer.from((await b.recv()) as Uint8Array).equals(Buffer.from(key))).toBe(true);
+    // Slices are plain bytes, as slicing a Python AuthenticationString gives bytes.
+    expect(key.slice(0, 4)).not.toBeInstanceOf(AuthenticationString);
+    const p = new Process({ target: exitWith, args: [0] });
+    expect(p.authkey).toBeInstanceOf(AuthenticationString);
+    p.authkey = new Uint8Array([1, 2, 3]);
+    expect(p.authkey).toBeInstanceOf(AuthenticationString);
+    expect(Array.from(p.authkey)).toEqual([1, 2, 3]);
+    expect(() => (p.authkey = 'abc' as never)).toThrow(TypeError);
+    a.close();
+    b.close();
+  });
+
+  test("while a child is being spawned it pickles as billiard.process.AuthenticationString(bytes), byte for byte what billiard writes", () => {
+    const key = new AuthenticationString(Uint8Array.from({ length: 32 }, (_, i) => i * 7));
+    const script = [
+      'import pickle, sys',
+      'from billiard import context',
+      'from billiard.process import AuthenticationString',
+      'context.set_spawning_popen(object())',
+      'sys.stdout.write(pickle.dumps(AuthenticationString(bytes.fromhex(sys.argv[1])), 4).hex())',
+    ].join('\n');
+    const r = spawnSync(pythonFor('3.11'), ['-c', script, Buffer.from(key).toString('hex')], { encoding: 'utf8' });
+    expect(r.status, r.stderr).toBe(0);
+    expect(Buffer.from(whileSpawning(() => dumps(key))).toString('hex')).toBe(r.stdout);
+  });
+
+  test.each(['spawn', 'forkserver'] as const)("under %s the child gets the key (also as an argument) as an AuthenticationString, and its own send of the key is refused", async (method) => {
+    const ctx = getContext(method);
+    expect(await firstMessage(sendAuthkey, [], ctx)).toEqual(['refused', 'PicklingError', MESSAGE]);
+    const [type, bytes] = (await firstMessage(describeKey, [currentProcess().authkey], ctx)) as [string, Uint8Array];
+    expect(type).toBe('AuthenticationString');
+    expect(Buffer.from(bytes).equals(Buffer.from(currentProcess().authkey))).toBe(true);
+  });
+});
+
 describe('what the child knows', () => {
-  test('its name, the parent authkey, its identity and its parent', async () => {
+  test('its name, the parent authkey (an AuthenticationString), its identity and its parent', async () => {
     const [a, b] = Pipe();
     const p = new Process({ target: whoami, args: [b] });
     p.start();
+    b.close();
     const me = (await a.recv()) as Record<string, unknown>;
     await p.join();
     expect(me.name).toBe(p.name);
     expect(p.name).toMatch(/^Process-\d+$/);
     expect(Buffer.from(me.authkey as Uint8Array).equals(Buffer.from(currentProcess().authkey))).toBe(true);
+    expect(me.authkeyType).toBe('AuthenticationString');
     expect(currentProcess().authkey.length).toBe(32);
     expect(me.daemon).toBe(false);
     expect(me.parent).toBe(process.pid);
@@ -173,17 +416,25 @@ describe('what the child knows', () => {
     for (const [target, args, want] of cases) expect(await firstMessage(target, args)).toEqual(want);
   });
 
-  test('registerModule: an anonymous default export and a renamed export are found by identity', async () => {
+  test('a renamed export (export { inner as outer }) and an anonymous default export are found under their exported names', async () => {
     const url = new URL('./fixtures/registered.ts', import.meta.url).href;
     const ns = (await import(url)) as { default: (c: Connection) => Promise<void>; outer: (c: Connection) => Promise<void> };
-    // Unregistered, the renamed export travels under its function's name, which the module does not export.
-    const [a0, b0] = Pipe();
-    const lost = new Process({ target: ns.outer, args: [b0] });
-    lost.start();
-    b0.close();
-    expect(((await lost.join().catch((e: unknown) => e)) as Error).message).toContain("has no export 'inner'");
-    a0.close();
+    expect(await firstMessage(ns.outer, [])).toBe('renamed');
+    expect(await firstMessage(ns.default, [])).toBe('anonymous default');
+  });
+
+  test('the same lookups in a real ES module graph (node --import tsx, not Vite): renamed and anonymous default exports travel, a non-exported function is refused', () => {
+    const r = spawnSync(process.execPath, ['--import', 'tsx', 'test/fixtures/locate-check.ts'], { encoding: 'utf8', cwd: new URL('..', import.meta.url).pathname, timeout: 60_000 });
+    expect(r.status, r.stderr).toBe(0);
+    expect(JSON.parse(r.stdout.trim())).toEqual({ renamed: ['renamed', 0], anonymousDefault: ['anonymous default', 0], hidden: ['PicklingError', 'TARGET_NOT_IMPORTABLE'] });
+  });
+
+  test('registerModule: a registered namespace is searched first, by identity, under the URL it was given', async () => {
+    const url = `${new URL('./fixtures/registered.ts', import.meta.url).href}?registered`;
+    const ns = (await import(new URL('./fixtures/registered.ts', import.meta.url).href)) as { default: (c: Connection) => Promise<void>; outer: (c: Connection) => Promise<void> };
     registerModule(url, ns);
+    expect(locateFunction(ns.outer)).toEqual({ url, name: 'outer' });
+    expect(locateFunction(ns.default)).toEqual({ url, name: 'default' });
     expect(await firstMessage(ns.default, [])).toBe('anonymous default');
     expect(await firstMessage(ns.outer, [])).toBe('renamed');
   });
@@ -226,29 +477,98 @@ describe('misuse and failures', () => {
     expect(() => p.exitcode).toThrow(ValueError);
   });
 
-  test('a target that cannot travel is an error at start(), with no child left behind', () => {
-    const before = activeChildren().length;
-    expect(() => new Process({ target: () => 1 }).start()).toThrow(PicklingError);
-    const local = function localHelper(): void {};
-    expect(() => new Process({ target: local }).start()).toThrow(/localHelper|not defined in a module|named export/);
-    expect(activeChildren().length).toBe(before);
-  });
-
-  test('an argument that cannot be pickled is an error at start(), with no child left behind', () => {
-    const before = activeChildren().length;
-    const p = new Process({ target: report, args: [Pipe()[1], () => 'a function'] });
-    expect(() => p.start()).toThrow(PicklingError);
+  test('a function declared at the top level of its module but not exported is an error at start() that says how to fix it', () => {
+    const [, b] = Pipe();
+    const p = new Process({ target: exposeHidden(), args: [b] });
+    const e = (() => {
+      try {
+        p.start();
+      } catch (x) {
+        return x;
+      }
+      return null;
+    })() as PicklingError | null;
+    b.close();
+    expect(e).toBeInstanceOf(PicklingError);
+    expect(e!.code).toBe('TARGET_NOT_IMPORTABLE');
+    expect(e!.message).toContain("cannot send 'hidden'");
+    expect(e!.message).toContain('export function hidden');
+    expect(e!.message).toContain('registerModule');
     expect(p.pid).toBeNull();
-    expect(activeChildren().length).toBe(before);
   });
 
-  test('a child whose target module fails to import: ProcessStartupError, no hang', async () => {
+  test('a child whose target module fails to import: join() resolves, exitcode 1, startupError says why', async () => {
     const p = new Process({ target: never });
     p.start();
-    const e = await p.join().catch((x: unknown) => x);
-    expect(e).toBeInstanceOf(ProcessStartupError);
-    expect((e as ProcessStartupError).message).toContain('cannot be imported in a child');
+    await p.join();
     expect(p.exitcode).toBe(1);
+    expect(p.startupError).toBeInstanceOf(ProcessStartupError);
+    expect(p.startupError!.message).toContain('cannot be imported in a child');
+    expect(await p.exited).toBe(1);
+  });
+
+  test('a child that cannot be spawned at all (no such executable): join() resolves, exitcode 1, startupError has the cause', async () => {
+    setExecutable('/nonexistent/node');
+    try {
+      const p = new Process({ target: exitWith, args: [0] });
+      p.start();
+      expect(p.isAlive()).toBe(true);
+      await p.join();
+      expect(p.exitcode).toBe(1);
+      expect(p.startupError).toBeInstanceOf(ProcessStartupError);
+      expect((p.startupError!.cause as { code?: string }).code).toBe('ENOENT');
+      expect(await p.spawned).toBeNull();
+      expect(p.pid).toBeNull();
+    } finally {
+      setExecutable(process.execPath);
+    }
+  });
+});
+
+/** This process's children as the OS sees them (not zombies), whatever the library thinks. */
+function childPids(): Set<number> {
+  const out = new Set<number>();
+  for (const name of readdirSync('/proc')) {
+    if (!/^\d+$/.test(name)) continue;
+    try {
+      const stat = readFileSync(`/proc/${name}/stat`, 'utf8');
+      const [state, ppid] = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+      if (Number(ppid) === process.pid && state !== 'Z') out.add(Number(name));
+    } catch {
+      // Gone meanwhile.
+    }
+  }
+  return out;
+}
+
+describe.each(['spawn', 'forkserver'] as const)('failed starts under %s', (method) => {
+  const ctx = getContext(method);
+  /** Lets the machinery settle: the fork server's pool full and warm, and the launcher's work done. */
+  async function settle(): Promise<void> {
+    if (method === 'forkserver') await forkserver.ensureRunning();
+    await new Promise((r) => setTimeout(r, 200));
+    if (method === 'forkserver') await forkserver.ensureRunning();
+  }
+
+  test('a target that cannot travel, a non-exported function, an argument that cannot be pickled: errors at start(), and no process is left behind', async () => {
+    await settle();
+    const before = childPids();
+    const active = activeChildren().length;
+    for (let i = 0; i < 5; i++) {
+      const [a, b] = Pipe();
+      expect(() => new ctx.Process({ target: () => 1 }).start()).toThrow(PicklingError);
+      const local = function localHelper(): void {};
+      expect(() => new ctx.Process({ target: local }).start()).toThrow(/localHelper|not defined in a module|named export/);
+      expect(() => new ctx.Process({ target: exposeHidden(), args: [b] }).start()).toThrow(PicklingError);
+      const p = new ctx.Process({ target: report, args: [b, () => 'a function'] });
+      expect(() => p.start()).toThrow(PicklingError);
+      expect(p.pid).toBeNull();
+      a.close();
+      b.close();
+    }
+    await settle();
+    expect([...childPids()].filter((pid) => !before.has(pid))).toEqual([]);
+    expect(activeChildren().length).toBe(active);
   });
 });
 
@@ -273,7 +593,7 @@ describe('contexts and start methods', () => {
       setStartMethod('forkserver', { force: true });
       expect(getStartMethod()).toBe('forkserver');
       expect(getContext().startMethod).toBe('forkserver');
-      expect(new (getContext().Process)({ target: sendEnv }).constructor.name).toBe('ForkServerProcess');
+      expect(new (getContext().Process)({ target: boom }).constructor.name).toBe('ForkServerProcess');
     } finally {
       setStartMethod('spawn', { force: true });
     }

@@ -15,7 +15,8 @@
  * to stderr, as Python prints the traceback), n for `process.exit(n)`.
  */
 
-import { Connection, flushConnections } from '../connection/index.js';
+import { Connection } from '../connection/index.js';
+import { flushConnections } from '../connection/connection.js';
 import { setParentDeathSignal, parentPid } from '../native/index.js';
 import type { Duplex } from 'node:stream';
 

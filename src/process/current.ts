@@ -8,6 +8,8 @@
 import { realpathSync } from 'node:fs';
 import { pathToFileURL } from 'node:url';
 
+import { AuthenticationString } from './authkey.js';
+
 /** The process object of the running process. */
 export interface CurrentProcess {
   /** `'MainProcess'` in the main process; the name the parent gave otherwise. */
@@ -15,8 +17,14 @@ export interface CurrentProcess {
   readonly pid: number;
   /** Same as `pid`. */
   readonly ident: number;
-  /** The process authkey: 32 random bytes in the main process; children get their parent's. */
-  authkey: Uint8Array;
+  /**
+   * The process authkey: 32 random bytes in the main process; children get
+   * their parent's. An {@link AuthenticationString}, which refuses to be
+   * pickled (send `new Uint8Array(key)` to send a copy on purpose); setting
+   * it takes a copy of any bytes.
+   */
+  get authkey(): AuthenticationString;
+  set authkey(value: Uint8Array);
   /** Whether this process is a daemonic child. */
   readonly daemon: boolean;
   /** Position in the process tree: `[]` for the main process, `[1]`, `[1, 2]`... */
@@ -34,7 +42,7 @@ export interface ParentProcess {
 interface State {
   name: string;
   /** Made on first use in the main process (loading node:crypto costs a child's start-up). */
-  authkey: Uint8Array | null;
+  authkey: AuthenticationString | null;
   daemon: boolean;
   identity: number[];
   parent: ParentProcess | null;
@@ -66,13 +74,13 @@ const current: CurrentProcess = {
   get ident(): number {
     return process.pid;
   },
-  get authkey(): Uint8Array {
-    state.authkey ??= globalThis.crypto.getRandomValues(new Uint8Array(32));
+  get authkey(): AuthenticationString {
+    state.authkey ??= new AuthenticationString(globalThis.crypto.getRandomValues(new Uint8Array(32)));
     return state.authkey;
   },
   set authkey(value: Uint8Array) {
     if (!(value instanceof Uint8Array)) throw new TypeError('authkey must be a Uint8Array (bytes)');
-    state.authkey = new Uint8Array(value);
+    state.authkey = new AuthenticationString(value);
   },
   get daemon(): boolean {
     return state.daemon;
@@ -104,7 +112,7 @@ export function nextChildIdentity(): number[] {
 /** @internal installs what the parent sent, in a child, before user code is imported. */
 export function becomeChild(info: { name: string; authkey: Uint8Array; daemon: boolean; identity: number[]; parent: ParentProcess }): void {
   state.name = info.name;
-  state.authkey = new Uint8Array(info.authkey);
+  state.authkey = new AuthenticationString(info.authkey);
   state.daemon = info.daemon;
   state.identity = [...info.identity];
   state.parent = info.parent;

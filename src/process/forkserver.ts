@@ -8,20 +8,19 @@
  * a child is still a fresh process that ran nothing of the parent's, with the
  * preload modules imported, as Python users of forkserver rely on.
  *
- * Warm children do not keep the parent alive and exit when it goes away.
+ * Warm children are spawned by the launcher thread (launcher.ts), which
+ * also holds their IPC channels; they do not keep the parent alive and exit
+ * when it goes away.
  */
 
-import type { ChildProcess } from 'node:child_process';
-import { closeSync } from 'node:fs';
-import { Socket } from 'node:net';
 import { availableParallelism } from 'node:os';
 
 import { dup, FROM_SOURCE } from '../native/index.js';
-import { childProcess } from './builtins.js';
-import { bootstrapPickles, childCommand, childEnv, getNodeExecutable, isTypeScriptSpec, launchNode, type Launched, type PrepData, type ProcessSpec } from './spawn.js';
+import { closeLater, launch, type RemoteChild } from './launcher.js';
+import { bootstrapPickles, childCommand, getNodeExecutable, IPC_VARIABLES, isTypeScriptSpec, launchNode, type Launched, type PrepData, type ProcessSpec } from './spawn.js';
 
 interface WarmChild {
-  child: ChildProcess;
+  child: RemoteChild;
   /** Resolves true once the child has imported its preload modules and waits, false if it died first. */
   warm: Promise<boolean>;
   ts: boolean;
@@ -50,7 +49,7 @@ export class ForkServer {
     return this.#preload;
   }
 
-  /** The pids of the warm children waiting now. */
+  /** The pids of the warm children waiting now (those whose spawn has been reported). */
   get pids(): number[] {
     return this.#pool.map((w) => w.child.pid).filter((pid): pid is number => pid !== undefined);
   }
@@ -87,30 +86,33 @@ export class ForkServer {
 
   #warmOne(): WarmChild {
     const { script, execArgv } = childCommand(this.#ts);
-    const env = childEnv(undefined);
-    env.BILLIARD_TS_PRELOAD = JSON.stringify(this.#preload);
-    const child = childProcess().spawn(getNodeExecutable(), [...execArgv, script, '--billiard-ts-warm'], {
+    const child = launch({
+      file: getNodeExecutable(),
+      args: [...execArgv, script, '--billiard-ts-warm'],
+      env: null,
+      set: { BILLIARD_TS_PRELOAD: JSON.stringify(this.#preload) },
+      unset: IPC_VARIABLES,
       stdio: ['inherit', 'inherit', 'inherit', 'ipc'],
       serialization: 'advanced',
-      env,
     });
     child.unref();
-    (child.channel as { unref?: () => void } | undefined)?.unref?.();
     const warm = new Promise<boolean>((resolve) => {
       child.once('message', (m) => resolve(Array.isArray(m) && m[0] === 'warm'));
       child.once('exit', () => resolve(false));
       child.once('error', () => resolve(false));
     });
     const entry: WarmChild = { child, warm, ts: this.#ts };
-    child.once('exit', () => {
+    const leave = (): void => {
       const i = this.#pool.indexOf(entry);
       if (i >= 0) this.#pool.splice(i, 1);
-    });
+    };
+    child.once('exit', leave);
+    child.once('error', leave);
     return entry;
   }
 
   #kill(w: WarmChild): void {
-    if (w.child.connected) w.child.disconnect();
+    w.child.disconnect();
     w.child.kill();
   }
 
@@ -119,9 +121,10 @@ export class ForkServer {
   }
 
   /**
-   * Starts a child from a warm one (or a cold spawn when none is usable):
-   * the sockets of the Connections in the arguments go over the IPC channel
-   * (kept open in the parent), then the bootstrap pickles.
+   * Starts a child from a warm one (or a cold spawn when none is usable).
+   * The bootstrap pickles are made first, so that an argument that cannot
+   * be pickled leaves the pool as it was; then the sockets of the
+   * Connections in the arguments go over the IPC channel, then the pickles.
    */
   launch(prep: PrepData, spec: ProcessSpec, options: { env?: NodeJS.ProcessEnv }): Launched {
     const needsTs = isTypeScriptSpec(spec);
@@ -130,12 +133,20 @@ export class ForkServer {
       this.fill();
       return launchNode(prep, spec, options);
     }
+    const { prepBytes, specBytes, plan } = bootstrapPickles(prep, spec);
+    // Copies of the descriptors, taken now: the caller may close its ends as soon as start() returns.
+    const copies: Array<{ childFd: number; fd: number }> = [];
+    try {
+      for (const f of plan.fds) copies.push({ childFd: f.childFd, fd: dup(f.parentFd) });
+    } catch (e) {
+      closeLater(copies.map((c) => c.fd));
+      throw e;
+    }
+    // Nothing can fail any more: the warm child is taken.
     const w = this.#pool.splice(index, 1)[0]!;
     setImmediate(() => this.fill());
-    const { prepBytes, specBytes, plan } = bootstrapPickles(prep, spec);
     const child = w.child;
     child.ref();
-    (child.channel as { ref?: () => void } | undefined)?.ref?.();
     const report = new Promise<unknown[] | null>((resolve) => {
       const onMessage = (m: unknown): void => {
         if (Array.isArray(m) && m[0] !== 'warm') {
@@ -146,25 +157,22 @@ export class ForkServer {
       child.on('message', onMessage);
       child.once('disconnect', () => resolve(null));
       child.once('exit', () => resolve(null));
+      child.once('error', () => resolve(null));
     });
-    // Copies of the descriptors, taken now: the caller may close its ends as soon as start() returns.
-    const copies = plan.fds.map((f) => ({ childFd: f.childFd, fd: dup(f.parentFd) }));
+    // A warm child listens once it said so: what came earlier would be lost.
     void w.warm.then((ok) => {
       if (!ok || !child.connected) {
-        for (const c of copies) closeSync(c.fd);
+        closeLater(copies.map((c) => c.fd));
         return;
       }
-      // Each copy travels as a socket handle, which Node closes here once sent.
-      for (const c of copies) child.send({ t: 'fd', fd: c.childFd }, new Socket({ fd: c.fd, readable: false, writable: false }));
+      for (const c of copies) child.send({ t: 'fd', fd: c.childFd }, c.fd);
       child.send({ t: 'start', prep: prepBytes, spec: specBytes });
     });
     return {
       child,
       report,
-      release: () => {
-        if (child.connected) child.disconnect();
-      },
-      unref: () => (child.channel as { unref?: () => void } | undefined)?.unref?.(),
+      release: () => child.disconnect(),
+      unref: () => undefined,
     };
   }
 }

@@ -1,7 +1,18 @@
 /** billiard-ts processes (spec/api.md §1, §3, §16). */
 
-export { activeChildren, ForkServerProcess, Process, SpawnProcess, type ProcessOptions } from './process.js';
+export { activeChildren, ForkServerProcess, Process, SpawnProcess, type JoinOptions, type ProcessBaseOptions, type ProcessOptions, type ProcessTarget } from './process.js';
+export { AuthenticationString } from './authkey.js';
 export { currentProcess, isMainProcess, parentProcess, type CurrentProcess, type ParentProcess } from './current.js';
-export { AssertionError, ProcessStartupError, RuntimeError, ValueError } from './errors.js';
-export { registerModule, type TargetRef } from './locate.js';
-export { findPython, findPythonVersion, PythonNotFoundError } from './python.js';
+export {
+  AssertionError,
+  ProcessStartupError,
+  RestartFreqExceeded,
+  RuntimeError,
+  SoftTimeLimitExceeded,
+  Terminated,
+  TimeLimitExceeded,
+  ValueError,
+  WorkerLostError,
+} from './errors.js';
+export { registerModule } from './locate.js';
+export { findPython, findPythonSync, PythonNotFoundError, type FindPythonOptions } from './python.js';

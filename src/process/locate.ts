@@ -6,12 +6,16 @@
  * Modules the user registered (`registerModule`) are searched first: their
  * exports are compared by identity. Otherwise V8's inspector (a session on
  * this thread, synchronous) tells the URL of the script that defines the
- * function ([[FunctionLocation]]) and whether the function is a module-level
- * binding of its own name ([[Scopes]]): then it is taken to be exported under
- * that name (`export function f`, `export const f = () => ...`, or a default
- * export named f; the child checks). A function of a CommonJS module is
- * found among its module's exports. Lambdas, closures, bound functions and
- * functions of the REPL or of eval cannot travel, as in Python.
+ * function ([[FunctionLocation]]) and the module-level binding that holds
+ * it ([[Scopes]]); the script's exports then say whether, and under which
+ * name, a child can import that binding: for an ES module, its export
+ * syntax (`export function f`, `export const f = ...`, `export { f as g }`,
+ * `export default f`...); for a module Vite transformed (vitest), its export
+ * calls. A top-level function that is not exported is refused here, with
+ * the fix in the message, rather than failing in the child. A function of
+ * a CommonJS module is found among its module's exports. Lambdas, closures,
+ * bound functions and functions of the REPL or of eval cannot travel, as in
+ * Python.
  */
 
 import type { Session } from 'node:inspector';
@@ -54,6 +58,9 @@ export function registerModule(url: string | URL, namespace: Record<string, unkn
 
 let session: Session | undefined;
 const scripts = new Map<string, string>();
+/** The exports of each script looked at: local binding name -> exported names. */
+const exportsByScript = new Map<string, Map<string, string[]> | null>();
+let debuggerOn = false;
 
 function post<T>(method: string, params?: Record<string, unknown>): T {
   let result: T | undefined;
@@ -66,18 +73,13 @@ function post<T>(method: string, params?: Record<string, unknown>): T {
   return result as T;
 }
 
-interface RemoteObject {
-  objectId?: string;
-  description?: string;
-}
-
 /**
- * What the inspector knows of `fn`: the URL of the script defining it, and
- * whether a binding of its name in its scope chain (the module scope, or the
- * wrapper scope of a transformed module) holds this very function, i.e.
- * whether it is a module-level declaration an importer can find by name.
+ * Turns the debugger domain on (it is what maps a script id to its URL) until
+ * the event loop turns: enabling it replays every script's `scriptParsed`,
+ * which costs in proportion to the scripts loaded, so the processes started
+ * in one go (a pool's workers, with their different targets) pay for it once.
  */
-function inspect(fn: object): { url: string | null; bound: boolean } {
+function debuggerEnabled(): void {
   if (session === undefined) {
     // Loaded on first use: a child that starts no process of its own never pays for it.
     const { Session: InspectorSession } = process.getBuiltinModule('node:inspector');
@@ -85,12 +87,33 @@ function inspect(fn: object): { url: string | null; bound: boolean } {
     session.connect();
     session.on('Debugger.scriptParsed', (m: { params: { scriptId: string; url: string } }) => scripts.set(m.params.scriptId, m.params.url));
   }
+  if (debuggerOn) return;
   post('Debugger.enable');
+  debuggerOn = true;
+  setImmediate(() => {
+    debuggerOn = false;
+    post('Debugger.disable');
+  }).unref();
+}
+
+interface RemoteObject {
+  objectId?: string;
+  description?: string;
+}
+
+/**
+ * What the inspector knows of `fn`: the URL and id of the script defining it,
+ * and the binding of its scope chain (the module scope, or the wrapper scope
+ * of a transformed module) that holds this very function, if any: its
+ * module-level name, and that scope's kind (`Module` for an ES module).
+ */
+function inspect(fn: object): { url: string | null; scriptId: string | null; binding: string | null; scope: string | null } {
+  debuggerEnabled();
   const key = '__billiard_ts_locate__';
   try {
     (globalThis as Record<string, unknown>)[key] = fn;
     const { result } = post<{ result: RemoteObject }>('Runtime.evaluate', { expression: `globalThis.${key}`, objectGroup: key });
-    if (result.objectId === undefined) return { url: null, bound: false };
+    if (result.objectId === undefined) return { url: null, scriptId: null, binding: null, scope: null };
     const props = post<{ internalProperties?: Array<{ name: string; value?: RemoteObject & { value?: { scriptId: string } } }> }>('Runtime.getProperties', {
       objectId: result.objectId,
       ownProperties: true,
@@ -99,96 +122,213 @@ function inspect(fn: object): { url: string | null; bound: boolean } {
     const loc = internal.find((p) => p.name === '[[FunctionLocation]]')?.value?.value;
     const url = loc === undefined ? null : (scripts.get(loc.scriptId) ?? null);
     const scopesRef = internal.find((p) => p.name === '[[Scopes]]')?.value;
-    let bound = false;
+    let binding: string | null = null;
+    let scope: string | null = null;
     if (scopesRef?.objectId !== undefined) {
       const scopes = post<{ result: Array<{ value: RemoteObject }> }>('Runtime.getProperties', { objectId: scopesRef.objectId, ownProperties: true }).result;
       const name = (fn as { name: string }).name;
-      for (const scope of scopes) {
-        if (scope.value.objectId === undefined || scope.value.description === 'Global') continue;
-        const vars = post<{ result: Array<{ name: string; value?: RemoteObject }> }>('Runtime.getProperties', { objectId: scope.value.objectId, ownProperties: true }).result;
-        const binding = vars.find((v) => v.name === name)?.value?.objectId;
-        if (binding === undefined) continue;
-        const same = post<{ result: { value?: boolean } }>('Runtime.callFunctionOn', {
+      const holds = (objectId: string): boolean =>
+        post<{ result: { value?: boolean } }>('Runtime.callFunctionOn', {
           functionDeclaration: 'function (other) { return this === other; }',
-          objectId: binding,
+          objectId,
           arguments: [{ objectId: result.objectId }],
           returnByValue: true,
-        });
-        if (same.result.value === true) {
-          bound = true;
-          break;
+        }).result.value === true;
+      search: for (const { value } of scopes) {
+        if (value.objectId === undefined || value.description === 'Global') continue;
+        const vars = post<{ result: Array<{ name: string; value?: RemoteObject & { type?: string } }> }>('Runtime.getProperties', { objectId: value.objectId, ownProperties: true }).result;
+        // The binding of the function's own name first, then any binding that holds it
+        // (a transform's `d_default` for an anonymous default export, `const f = function g() {}`).
+        const named = vars.find((v) => v.name === name);
+        for (const v of named === undefined ? vars : [named, ...vars.filter((x) => x !== named)]) {
+          if (v.value?.type !== 'function' || v.value.objectId === undefined) continue;
+          if (holds(v.value.objectId)) {
+            binding = v.name;
+            scope = value.description ?? null;
+            break search;
+          }
         }
       }
     }
-    return { url, bound };
+    return { url, scriptId: loc?.scriptId ?? null, binding, scope };
   } finally {
     delete (globalThis as Record<string, unknown>)[key];
     post('Runtime.releaseObjectGroup', { objectGroup: key });
-    post('Debugger.disable');
+  }
+}
+
+const IDENT = String.raw`[\p{ID_Start}$_][\p{ID_Continue}$\u200c\u200d]*`;
+const EXPORT_DECLARATION = new RegExp(String.raw`\bexport\s+(?:(?:async\s+)?function\s*\*?\s*|class\s+)(${IDENT})`, 'gu');
+const EXPORT_DEFAULT_DECLARATION = new RegExp(String.raw`\bexport\s+default\s+(?:(?:async\s+)?function\s*\*?\s*|class\s+)(${IDENT})`, 'gu');
+const EXPORT_DEFAULT_NAME = new RegExp(String.raw`\bexport\s+default\s+(${IDENT})\s*(?:;|\n|$)`, 'gu');
+const EXPORT_VARIABLES = /\bexport\s+(?:const|let|var)\s/g;
+const EXPORT_CLAUSE = /\bexport\s*\{([^}]*)\}(\s*from\b)?/g;
+const LEADING_IDENT = new RegExp(String.raw`^\s*(${IDENT})`, 'u');
+/**
+ * Vite's server-side transform (vitest runs modules through it): a module
+ * becomes a function whose exports are getters, `__vite_ssr_exportName__("f",
+ * () => { try { return f } catch {} })` or, before Vite 6,
+ * `Object.defineProperty(__vite_ssr_exports__, "f", { ..., get(){ return f }})`.
+ */
+const VITE_MARKER = '__vite_ssr_export';
+const VITE_EXPORT = new RegExp(String.raw`__vite_ssr_export(?:Name__\(|s__\s*,)\s*["']([^"']+)["']\s*,[\s\S]{0,160}?return\s+(${IDENT})`, 'gu');
+
+/** The names declared by `export const a = ..., b = ...` from `pos` on (a light scan: it stops at the end of the statement). */
+function declaredNames(source: string, pos: number): string[] {
+  const names: string[] = [];
+  for (;;) {
+    const m = LEADING_IDENT.exec(source.slice(pos, pos + 300));
+    if (m === null) return names;
+    names.push(m[1]!);
+    // Skip the initializer: to a comma (the next declarator) or the end of the statement, outside brackets and strings.
+    let depth = 0;
+    let i = pos + m[0].length;
+    for (; i < source.length; i++) {
+      const c = source[i]!;
+      if (c === '"' || c === "'" || c === '`') {
+        for (i++; i < source.length && source[i] !== c; i++) if (source[i] === '\\') i++;
+      } else if (c === '(' || c === '[' || c === '{') depth++;
+      else if (c === ')' || c === ']' || c === '}') {
+        if (--depth < 0) return names;
+      } else if (depth === 0 && (c === ';' || c === '\n')) return names;
+      else if (depth === 0 && c === ',') break;
+    }
+    if (i >= source.length) return names;
+    pos = i + 1;
   }
 }
 
 /**
- * The module URL and export name of a function or class, or a PicklingError
- * (code `TARGET_NOT_IMPORTABLE`) explaining why it cannot be found.
+ * The exports of an ES module's source, as local binding name -> exported
+ * names: `export function f`, `export const f = ...`, `export class C`,
+ * `export default function f`, `export default f`, `export { f, g as h }`
+ * (re-exports, `export { f } from '...'`, name bindings of other modules,
+ * whose functions the inspector places in those modules). A light lexical
+ * scan, not a parse: enough to tell an exported binding from a merely
+ * module-level one.
  */
+export function exportsOfSource(source: string): Map<string, string[]> {
+  const out = new Map<string, string[]>();
+  const add = (local: string, exported: string): void => {
+    const list = out.get(local) ?? [];
+    if (!list.includes(exported)) list.push(exported);
+    out.set(local, list);
+  };
+  for (const m of source.matchAll(EXPORT_DECLARATION)) add(m[1]!, m[1]!);
+  for (const m of source.matchAll(EXPORT_DEFAULT_DECLARATION)) add(m[1]!, 'default');
+  for (const m of source.matchAll(EXPORT_DEFAULT_NAME)) if (!['function', 'class', 'async'].includes(m[1]!)) add(m[1]!, 'default');
+  for (const m of source.matchAll(EXPORT_VARIABLES)) for (const name of declaredNames(source, m.index! + m[0].length)) add(name, name);
+  for (const m of source.matchAll(EXPORT_CLAUSE)) {
+    if (m[2] !== undefined) continue;
+    for (const item of m[1]!.split(',')) {
+      const [local, exported] = item.trim().split(/\s+as\s+/);
+      if (!local) continue;
+      add(local, (exported ?? local).replace(/^["']|["']$/g, ''));
+    }
+  }
+  return out;
+}
+
+/** The exports of a module's source after Vite's server-side transform (see {@link VITE_EXPORT}). */
+function viteExports(source: string): Map<string, string[]> {
+  const out = new Map<string, string[]>();
+  for (const m of source.matchAll(VITE_EXPORT)) out.set(m[2]!, [...(out.get(m[2]!) ?? []), m[1]!]);
+  return out;
+}
+
 /**
- * The name under which a CommonJS module at `url` exports `fn` (its own name
- * first), 'default' when `module.exports` is `fn` itself, or null. A CommonJS
- * module's top-level functions live in its wrapper function's frame, where
- * the inspector does not see them, so its exports are asked instead.
+ * The exports of the script `scriptId`, read once: of an ES module (the
+ * function's binding is in a `Module` scope), from its export syntax; of a
+ * module transformed into a function (its binding is in a `Closure` scope),
+ * from the transform's export calls when it is one this file knows (Vite's),
+ * else null: the exports cannot be told, and the child checks.
  */
-function commonJsExport(url: string, fn: Function): string | null {
+function exportsOfScript(scriptId: string, scope: string | null): Map<string, string[]> | null {
+  const key = `${scope}:${scriptId}`;
+  let found = exportsByScript.get(key);
+  if (found === undefined) {
+    debuggerEnabled();
+    const { scriptSource } = post<{ scriptSource: string }>('Debugger.getScriptSource', { scriptId });
+    found = scope === 'Module' ? exportsOfSource(scriptSource) : scriptSource.includes(VITE_MARKER) ? viteExports(scriptSource) : null;
+    exportsByScript.set(key, found);
+  }
+  return found;
+}
+
+/**
+ * The CommonJS module at `url`, if it is one: the name under which it exports
+ * `fn` (its own name first), 'default' when `module.exports` is `fn` itself,
+ * or null. A CommonJS module's top-level functions live in its wrapper
+ * function's frame, so its exports are asked instead of its source.
+ */
+function commonJsExport(url: string, fn: Function): { name: string | null } | null {
   if (!url.startsWith('file:')) return null;
   const { createRequire } = process.getBuiltinModule('node:module');
   const { fileURLToPath } = process.getBuiltinModule('node:url');
   const path = fileURLToPath(url);
-  const exports = createRequire(path).cache[path]?.exports as unknown;
-  if (exports === fn) return 'default';
-  if (exports === null || (typeof exports !== 'object' && typeof exports !== 'function')) return null;
+  const cached = createRequire(path).cache[path];
+  if (cached === undefined) return null;
+  const exports = cached.exports as unknown;
+  if (exports === fn) return { name: 'default' };
+  if (exports === null || (typeof exports !== 'object' && typeof exports !== 'function')) return { name: null };
   const record = exports as Record<string, unknown>;
-  if (Object.hasOwn(record, fn.name) && record[fn.name] === fn) return fn.name;
-  for (const key of Object.keys(record)) if (record[key] === fn) return key;
-  return null;
+  if (Object.hasOwn(record, fn.name) && record[fn.name] === fn) return { name: fn.name };
+  for (const key of Object.keys(record)) if (record[key] === fn) return { name: key };
+  return { name: null };
 }
 
+function notImportable(message: string): PicklingError {
+  return new PicklingError(message, { code: 'TARGET_NOT_IMPORTABLE' });
+}
+
+/**
+ * The module URL and export name of a function or class, or a PicklingError
+ * (code `TARGET_NOT_IMPORTABLE`) saying why it cannot be found and how to
+ * make it so. Answers are kept per function.
+ */
 export function locateFunction(fn: unknown): TargetRef {
-  if (typeof fn !== 'function') throw new PicklingError(`a process target must be a function, not ${typeof fn}`, { code: 'TARGET_NOT_IMPORTABLE' });
+  if (typeof fn !== 'function') throw notImportable(`a process target must be a function, not ${typeof fn}`);
   const hit = cache.get(fn);
   if (hit !== undefined) return hit;
+  const ref = findFunction(fn);
+  cache.set(fn, ref);
+  return ref;
+}
+
+function findFunction(fn: Function): TargetRef {
   for (const m of registered) {
     for (const [name, value] of Object.entries(m.namespace)) {
-      if (value === fn) {
-        const ref = { url: m.url, name };
-        cache.set(fn, ref);
-        return ref;
-      }
+      if (value === fn) return { url: m.url, name };
     }
   }
   const name = fn.name;
   if (!name || name === 'anonymous' || name.startsWith('bound ')) {
-    throw new PicklingError(
+    throw notImportable(
       `cannot send ${name ? `'${name}'` : 'an anonymous function'} to a child process: a target must be a named export of a module (export function f or export const f = ...), or an export of a module given to registerModule`,
-      { code: 'TARGET_NOT_IMPORTABLE' },
     );
   }
-  const { url, bound } = inspect(fn);
+  const { url, scriptId, binding, scope } = inspect(fn);
   if (url === null || !/^(file|data):/.test(url)) {
-    throw new PicklingError(`cannot send '${name}' to a child process: it is not defined in a module file${url ? ` (${url})` : ''}`, { code: 'TARGET_NOT_IMPORTABLE' });
+    throw notImportable(`cannot send '${name}' to a child process: it is not defined in a module file${url ? ` (${url})` : ''}`);
   }
-  if (!bound) {
-    const exported = commonJsExport(url, fn);
-    if (exported !== null) {
-      const ref = { url, name: exported };
-      cache.set(fn, ref);
-      return ref;
-    }
-    throw new PicklingError(
-      `cannot send '${name}' to a child process: it is not a module-level declaration of ${url} under that name (a target must be a named export: export function ${name} or export const ${name} = ...)`,
-      { code: 'TARGET_NOT_IMPORTABLE' },
+  const cjs = commonJsExport(url, fn);
+  if (cjs !== null) {
+    if (cjs.name !== null) return { url, name: cjs.name };
+    throw notImportable(`cannot send '${name}' to a child process: the CommonJS module ${url} does not export it (add exports.${name} = ${name}, or pass an exported function)`);
+  }
+  if (binding === null) {
+    throw notImportable(
+      `cannot send '${name}' to a child process: it is not a module-level declaration of ${url} (a target must be a named export: export function ${name} or export const ${name} = ..., or an export of a module given to registerModule)`,
     );
   }
-  const ref = { url, name };
-  cache.set(fn, ref);
-  return ref;
+  const exports = scriptId === null ? null : exportsOfScript(scriptId, scope);
+  // A transform this file does not know: taken to be exported under its name, and the child checks.
+  if (exports === null) return { url, name: binding };
+  const exported = exports.get(binding);
+  if (exported === undefined || exported.length === 0) {
+    throw notImportable(
+      `cannot send '${name}' to a child process: it is declared at the top level of ${url} but not exported, so a child cannot import it; export it (export function ${binding} ... or export { ${binding} }), or register the module with registerModule(url, { ${binding} })`,
+    );
+  }
+  return { url, name: exported.includes(binding) ? binding : exported[0]! };
 }

@@ -1,5 +1,6 @@
 /**
- * What travels to a child besides plain values: Connections. While a child
+ * What travels to a child besides plain values: Connections (and the
+ * authkey, see authkey.ts). While a child
  * is being started, a Connection pickles as billiard's own spawn form,
  * `billiard.connection.rebuild_connection(billiard.popen_spawn_posix._DupFd(fd), readable, writable)`,
  * where `fd` is the descriptor number in the child (spec/api.md §10). A
@@ -9,6 +10,7 @@
 import type { Duplex } from 'node:stream';
 
 import { Connection } from '../connection/index.js';
+import { AuthenticationString } from './authkey.js';
 import { defaultRegistry, PyGlobal, PyObject, setState, tuple, type PickleRegistry } from '../pickle/index.js';
 
 const kRebuild = new PyGlobal('billiard.connection', 'rebuild_connection');
@@ -56,6 +58,15 @@ export function childRegistry(sockets?: ReadonlyMap<number, Duplex>): PickleRegi
           },
         };
         return holder;
+      },
+    });
+  }
+  // The authkey in the preparation data (billiard's and multiprocessing's spell it alike).
+  for (const module of ['billiard.process', 'multiprocessing.process']) {
+    registry.register(module, 'AuthenticationString', {
+      call: (args) => {
+        if (!(args[0] instanceof Uint8Array)) throw new TypeError('AuthenticationString needs bytes');
+        return new AuthenticationString(args[0]);
       },
     });
   }

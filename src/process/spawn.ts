@@ -13,24 +13,29 @@
  *
  * Connections in the arguments keep their descriptor in the child (passed at
  * spawn, numbered from 4 up).
+ *
+ * Everything that can fail is done when `start()` is called (pickling,
+ * copying descriptors); the spawn itself is the launcher thread's
+ * (launcher.ts), so that no fork holds the event loop.
  */
 
-import type { ChildProcess } from 'node:child_process';
 import { createRequire } from 'node:module';
 import { pathToFileURL } from 'node:url';
 import { join } from 'node:path';
 
-import { Connection, Pipe } from '../connection/index.js';
-import { FROM_SOURCE, packagePath, pipe } from '../native/index.js';
+import { Connection } from '../connection/index.js';
+import { kOpenedStream } from '../connection/connection.js';
+import { dup, FROM_SOURCE, packagePath, pipe, socketpair } from '../native/index.js';
 import { dumps, PyGlobal, PyObject, tuple } from '../pickle/index.js';
-import { childProcess } from './builtins.js';
-import { findPython } from './python.js';
+import { whileSpawning, type AuthenticationString } from './authkey.js';
+import { closeLater, launch, RemoteChild, type StdioEntry } from './launcher.js';
+import { findPython, knownPython } from './python.js';
 import { spawnRegistry, type FdPlan } from './reduction.js';
 
 /** What the parent tells a Node child before its target runs. */
 export interface PrepData {
   name: string;
-  authkey: Uint8Array;
+  authkey: AuthenticationString;
   identity: number[];
   daemon: boolean;
   parentPid: number;
@@ -55,19 +60,12 @@ export interface ProcessSpec {
 export const BOOTSTRAP_FD = 3;
 
 /**
- * The environment of a child: the given one (or this process's) without the
- * variables through which a parent started by `child_process.fork` or
- * `cluster` talks to this process: a child inheriting NODE_CHANNEL_FD would
- * take its own descriptor of that number (our bootstrap channel) for an IPC
- * channel.
+ * The variables a child must not inherit: those through which a parent
+ * started by `child_process.fork` or `cluster` talks to this process (a
+ * child inheriting NODE_CHANNEL_FD would take its own descriptor of that
+ * number, our bootstrap channel, for an IPC channel).
  */
-export function childEnv(env: NodeJS.ProcessEnv | undefined): NodeJS.ProcessEnv {
-  const out = { ...(env ?? process.env) };
-  delete out.NODE_CHANNEL_FD;
-  delete out.NODE_CHANNEL_SERIALIZATION_MODE;
-  delete out.NODE_UNIQUE_ID;
-  return out;
-}
+export const IPC_VARIABLES: readonly string[] = ['NODE_CHANNEL_FD', 'NODE_CHANNEL_SERIALIZATION_MODE', 'NODE_UNIQUE_ID'];
 
 let nodeExecutable = process.execPath;
 
@@ -103,41 +101,82 @@ export function childExecArgv(argv: readonly string[]): string[] {
   return out;
 }
 
-/** The child entry script and the Node flags to run it with. */
+/**
+ * What every start would otherwise compute again: the entry script, this
+ * process's flags as a child keeps them, and tsx's loader by working
+ * directory (a resolution probes the file system).
+ */
+const commandCache: { script?: string; execArgv?: readonly string[]; hasTsx?: boolean; tsx: Map<string, string | Error> } = { tsx: new Map() };
+
+/** The child entry script and the Node flags to run it with (a fresh array the caller may change). */
 export function childCommand(extraTsx: boolean): { script: string; execArgv: string[] } {
-  const script = FROM_SOURCE ? packagePath('src', 'process', 'child.ts') : packagePath('dist', 'process', 'child.js');
-  const execArgv = childExecArgv(process.execArgv);
-  const hasTsx = execArgv.some((a) => a.includes('tsx'));
-  if ((FROM_SOURCE || extraTsx) && !hasTsx) execArgv.push('--import', tsxLoader());
-  return { script, execArgv };
+  commandCache.script ??= FROM_SOURCE ? packagePath('src', 'process', 'child.ts') : packagePath('dist', 'process', 'child.js');
+  commandCache.execArgv ??= childExecArgv(process.execArgv);
+  commandCache.hasTsx ??= commandCache.execArgv.some((a) => a.includes('tsx'));
+  const execArgv = [...commandCache.execArgv];
+  if ((FROM_SOURCE || extraTsx) && !commandCache.hasTsx) execArgv.push('--import', tsxLoader());
+  return { script: commandCache.script, execArgv };
 }
 
-/** tsx's ESM loader: the application's own tsx (resolved from the working directory) first, else ours. */
+/** tsx's ESM loader: the application's own tsx (resolved from the working directory) first, else ours; resolved once per directory. */
 function tsxLoader(): string {
-  for (const base of [join(process.cwd(), 'package.json'), import.meta.url]) {
-    try {
-      const manifest = createRequire(base).resolve('tsx/package.json');
-      return pathToFileURL(manifest.replace(/package\.json$/, 'dist/loader.mjs')).href;
-    } catch {
-      // Not resolvable from there.
+  const cwd = process.cwd();
+  let found = commandCache.tsx.get(cwd);
+  if (found === undefined) {
+    found = new Error('a TypeScript target needs tsx in the child: install it (npm install --save-dev tsx)');
+    for (const base of [join(cwd, 'package.json'), import.meta.url]) {
+      try {
+        const manifest = createRequire(base).resolve('tsx/package.json');
+        found = pathToFileURL(manifest.replace(/package\.json$/, 'dist/loader.mjs')).href;
+        break;
+      } catch {
+        // Not resolvable from there.
+      }
     }
+    commandCache.tsx.set(cwd, found);
   }
-  throw new Error('a TypeScript target needs tsx in the child: install it (npm install --save-dev tsx)');
+  if (found instanceof Error) throw found;
+  return found;
 }
 
-function stdioFor(plan: FdPlan, first: number | 'pipe' | null): Array<'inherit' | 'ignore' | 'pipe' | number> {
-  const stdio: Array<'inherit' | 'ignore' | 'pipe' | number> = ['inherit', 'inherit', 'inherit'];
+let parentDeathPreload: string | undefined;
+
+/** The `--import` that makes a daemonic child die with its parent from its first moments. */
+function parentDeathImport(): string {
+  parentDeathPreload ??= pathToFileURL(packagePath('native', 'parent-death.mjs')).href;
+  return parentDeathPreload;
+}
+
+/**
+ * Copies of the descriptors a child inherits (the Connections among its
+ * arguments), taken at `start()`: the caller may close its own as soon as
+ * `start()` returns, before the launcher spawned the child. The launcher
+ * closes the copies once it did.
+ */
+function copyDescriptors(plan: FdPlan): Array<{ childFd: number; fd: number }> {
+  const copies: Array<{ childFd: number; fd: number }> = [];
+  try {
+    for (const f of plan.fds) copies.push({ childFd: f.childFd, fd: dup(f.parentFd) });
+  } catch (e) {
+    closeLater(copies.map((c) => c.fd));
+    throw e;
+  }
+  return copies;
+}
+
+function stdioFor(copies: ReadonlyArray<{ childFd: number; fd: number }>, first: number | null): StdioEntry[] {
+  const stdio: StdioEntry[] = ['inherit', 'inherit', 'inherit'];
   if (first !== null) stdio[BOOTSTRAP_FD] = first;
-  for (const f of plan.fds) {
-    while (stdio.length < f.childFd) stdio.push('ignore');
-    stdio[f.childFd] = f.parentFd;
+  for (const c of copies) {
+    while (stdio.length < c.childFd) stdio.push('ignore');
+    stdio[c.childFd] = c.fd;
   }
   return stdio;
 }
 
-/** A started child: the Node ChildProcess, and its start-up report. */
+/** A started child: its process, and its start-up report. */
 export interface Launched {
-  child: ChildProcess;
+  child: RemoteChild;
   /**
    * Node children: resolves with the child's report, `['ready']` or
    * `['error', kind, message, stack]`, or null when the child went away
@@ -159,29 +198,35 @@ function reportOf(channel: Connection): Promise<unknown[] | null> {
     .finally(() => channel.close());
 }
 
-/** The two bootstrap pickles of a Node child, and the descriptors its Connections need. */
+/**
+ * The two bootstrap pickles of a Node child, and the descriptors its
+ * Connections need. The process authkey pickles here, and only here (as
+ * `billiard.process.AuthenticationString(b'...')`, see authkey.ts).
+ */
 export function bootstrapPickles(prep: PrepData, spec: ProcessSpec): { prepBytes: Uint8Array; specBytes: Uint8Array; plan: FdPlan } {
   const plan: FdPlan = { next: BOOTSTRAP_FD + 1, fds: [] };
   const registry = spawnRegistry(plan);
-  const prepBytes = dumps(
-    {
-      __proto__: null,
-      name: prep.name,
-      authkey: prep.authkey,
-      identity: tuple(...prep.identity),
-      daemon: prep.daemon,
-      parent_pid: prep.parentPid,
-      parent_name: prep.parentName,
-      dir: prep.dir,
-      start_method: prep.startMethod,
-    },
-    { registry },
-  );
-  const specBytes = dumps(
-    { __proto__: null, target: spec.target, cls: spec.cls, args: tuple(...spec.args), kwargs: { __proto__: null, ...spec.kwargs }, state: { __proto__: null, ...spec.state } },
-    { registry },
-  );
-  return { prepBytes, specBytes, plan };
+  return whileSpawning(() => {
+    const prepBytes = dumps(
+      {
+        __proto__: null,
+        name: prep.name,
+        authkey: prep.authkey,
+        identity: tuple(...prep.identity),
+        daemon: prep.daemon,
+        parent_pid: prep.parentPid,
+        parent_name: prep.parentName,
+        dir: prep.dir,
+        start_method: prep.startMethod,
+      },
+      { registry },
+    );
+    const specBytes = dumps(
+      { __proto__: null, target: spec.target, cls: spec.cls, args: tuple(...spec.args), kwargs: { __proto__: null, ...spec.kwargs }, state: { __proto__: null, ...spec.state } },
+      { registry },
+    );
+    return { prepBytes, specBytes, plan };
+  });
 }
 
 /** True when a target or class lives in a TypeScript module (the child needs a TypeScript loader). */
@@ -191,57 +236,68 @@ export function isTypeScriptSpec(spec: ProcessSpec): boolean {
 
 /**
  * Starts a Node child: pickles the description first (an error leaves no
- * child behind), then spawns and sends it.
+ * child behind), then asks the launcher to spawn it and sends it the
+ * pickles; start() does not wait for the spawn.
  */
 export function launchNode(prep: PrepData, spec: ProcessSpec, options: { env?: NodeJS.ProcessEnv }): Launched {
   const { prepBytes, specBytes, plan } = bootstrapPickles(prep, spec);
-  const tsTarget = isTypeScriptSpec(spec);
-  const { script, execArgv } = childCommand(tsTarget);
-  const env = childEnv(options.env);
+  const { script, execArgv } = childCommand(isTypeScriptSpec(spec));
+  const set: Record<string, string> = {};
   if (prep.daemon) {
     // Die with the parent from the child's first moments, before any module of ours loads.
-    execArgv.unshift('--import', pathToFileURL(packagePath('native', 'parent-death.mjs')).href);
-    env.BILLIARD_TS_PARENT_DEATH = String(process.pid);
+    execArgv.unshift('--import', parentDeathImport());
+    set.BILLIARD_TS_PARENT_DEATH = String(process.pid);
   }
-  const [parentEnd, childEnd] = Pipe();
-  let child: ChildProcess;
+  const copies = copyDescriptors(plan);
+  let parentFd: number;
+  let childFd: number;
   try {
-    child = childProcess().spawn(nodeExecutable, [...execArgv, script], {
-      stdio: stdioFor(plan, childEnd.fileno()),
-      env,
-      cwd: prep.dir,
-    });
-  } finally {
-    childEnd.close();
+    [parentFd, childFd] = socketpair();
+  } catch (e) {
+    closeLater(copies.map((c) => c.fd));
+    throw e;
   }
+  // The pickles go into the socket's buffer first, before any fork is under way (see launcher.ts).
+  const parentEnd = Connection.fromFd(parentFd);
   void parentEnd.sendBytes(prepBytes).catch(() => undefined);
   void parentEnd.sendBytes(specBytes).catch(() => undefined);
+  const child = launch({
+    file: nodeExecutable,
+    args: [...execArgv, script],
+    cwd: prep.dir,
+    env: options.env ?? null,
+    set,
+    unset: IPC_VARIABLES,
+    stdio: stdioFor(copies, childFd),
+    close: [childFd, ...copies.map((c) => c.fd)],
+  });
   return {
     child,
     report: reportOf(parentEnd),
     release: () => parentEnd.close(),
-    unref: () => (parentEnd.openedStream as { unref?: () => void } | null)?.unref?.(),
+    unref: () => (parentEnd[kOpenedStream] as { unref?: () => void } | null)?.unref?.(),
   };
 }
 
-/** billiard's names for what a SpawnProcess pickle holds. */
+/** billiard's name for what a SpawnProcess pickle holds. */
 const kSpawnProcess = new PyGlobal('billiard.context', 'SpawnProcess');
-const kAuthString = new PyGlobal('billiard.process', 'AuthenticationString');
 
 /**
  * Starts a Python child running `target` (a PyGlobal) through billiard's
  * spawn entry point, with billiard's preparation data and a pickled
  * `billiard.context.SpawnProcess`, so that it runs exactly as a child
- * started by billiard does.
+ * started by billiard does. The pickles are made (and their errors thrown)
+ * at once; when the interpreter is not known yet ({@link findPython} has not
+ * answered), the child is spawned once it is, and a failure to find one is
+ * the child's start-up error.
  */
 export function launchPython(prep: PrepData, target: PyGlobal, args: readonly unknown[], kwargs: Record<string, unknown>, options: { python?: string; env?: NodeJS.ProcessEnv; pythonPath?: readonly string[] }): Launched {
   const plan: FdPlan = { next: BOOTSTRAP_FD + 1, fds: [] };
   const registry = spawnRegistry(plan);
-  const authkey = new PyObject('reduce', kAuthString, tuple(prep.authkey));
   const prepData = {
     __proto__: null,
     log_to_stderr: false,
-    authkey,
+    authkey: prep.authkey,
     name: prep.name,
     sys_argv: [''],
     orig_dir: prep.dir,
@@ -252,7 +308,7 @@ export function launchPython(prep: PrepData, target: PyGlobal, args: readonly un
   procObj.state = {
     __proto__: null,
     _identity: tuple(...prep.identity),
-    _config: { __proto__: null, authkey, semprefix: '/mp', ...(prep.daemon ? { daemon: true } : {}) },
+    _config: { __proto__: null, authkey: prep.authkey, semprefix: '/mp', ...(prep.daemon ? { daemon: true } : {}) },
     _parent_pid: prep.parentPid,
     _popen: null,
     _target: target,
@@ -261,24 +317,55 @@ export function launchPython(prep: PrepData, target: PyGlobal, args: readonly un
     _name: prep.name,
     _controlled_termination: false,
   };
-  const bytes = new Uint8Array([...dumps(prepData, { registry }), ...dumps(procObj, { registry })]);
-  const python = options.python ?? findPython();
+  const bytes = whileSpawning(() => {
+    const first = dumps(prepData, { registry });
+    const second = dumps(procObj, { registry });
+    const out = new Uint8Array(first.length + second.length);
+    out.set(first);
+    out.set(second, first.length);
+    return out;
+  });
+  const copies = copyDescriptors(plan);
   // The pipe billiard reads its two pickles from: its read end is the child's descriptor 3.
-  const [r, w] = pipe();
-  const env = childEnv(options.env);
-  if (options.pythonPath && options.pythonPath.length > 0) env.PYTHONPATH = [...options.pythonPath, env.PYTHONPATH].filter(Boolean).join(':');
-  const command = `from billiard.spawn import spawn_main; spawn_main(pipe_handle=${BOOTSTRAP_FD})`;
-  let child: ChildProcess;
-  const writer = Connection.fromFd(w, { readable: false });
+  let r: number;
+  let w: number;
   try {
-    child = childProcess().spawn(python, ['-c', command, '--billiard-fork'], { stdio: stdioFor(plan, r), env, cwd: prep.dir });
+    [r, w] = pipe();
   } catch (e) {
-    writer.close();
+    closeLater(copies.map((c) => c.fd));
     throw e;
-  } finally {
-    Connection.fromFd(r, { writable: false }).close();
   }
+  const set: Record<string, string> = {};
+  if (options.pythonPath && options.pythonPath.length > 0) {
+    const inherited = (options.env ?? process.env).PYTHONPATH;
+    set.PYTHONPATH = [...options.pythonPath, inherited].filter(Boolean).join(':');
+  }
+  const command = `from billiard.spawn import spawn_main; spawn_main(pipe_handle=${BOOTSTRAP_FD})`;
+  const close = [r, ...copies.map((c) => c.fd)];
+  const request = (python: string) => ({
+    file: python,
+    args: ['-c', command, '--billiard-fork'],
+    cwd: prep.dir,
+    env: options.env ?? null,
+    set,
+    unset: IPC_VARIABLES,
+    stdio: stdioFor(copies, r),
+    close,
+  });
+  const writer = Connection.fromFd(w, { readable: false });
   // Raw bytes, not a frame: billiard reads the pickles straight from the pipe.
   writer.stream.end(bytes);
-  return { child, report: null, release: () => writer.close(), unref: () => (writer.openedStream as { unref?: () => void } | null)?.unref?.() };
+  const child = new RemoteChild();
+  const python = options.python ?? knownPython();
+  if (python !== undefined) child.spawn(request(python));
+  else {
+    findPython().then(
+      (found) => child.spawn(request(found)),
+      (e: unknown) => {
+        closeLater(close);
+        child.fail(e as Error);
+      },
+    );
+  }
+  return { child, report: null, release: () => writer.close(), unref: () => (writer[kOpenedStream] as { unref?: () => void } | null)?.unref?.() };
 }

@@ -1,6 +1,6 @@
 /**
  * Starting the Python peers of compat/peers/ for tests. Interpreters:
- * '3.11' is the one with billiard (findPython); '3.12' and '3.13' are
+ * '3.11' is the one with billiard (findPythonSync); '3.12' and '3.13' are
  * found by findPythonVersion (PATH, then pyenv; standard library only). A missing
  * interpreter is an error that names what to install, never a skip.
  */
@@ -8,7 +8,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 
-import { findPython, findPythonVersion } from '../../src/process/python.js';
+import { findPythonSync, findPythonVersion } from '../../src/process/python.js';
 
 export type PyVersion = '3.11' | '3.12' | '3.13';
 
@@ -17,7 +17,7 @@ const cache = new Map<PyVersion, string>();
 export function pythonFor(version: PyVersion): string {
   const hit = cache.get(version);
   if (hit) return hit;
-  const exe = version === '3.11' ? findPython() : findPythonVersion(version);
+  const exe = version === '3.11' ? findPythonSync() : findPythonVersion(version);
   cache.set(version, exe);
   return exe;
 }
