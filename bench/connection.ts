@@ -27,7 +27,7 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 import { Client, Listener, Pipe, tuple, type Address, type Connection } from '../src/index.js';
-import { findPython } from '../src/process/python.js';
+import { findPythonSync } from '../src/process/python.js';
 import { fmt, formatTable, quantiles, type Column } from './table.js';
 import { JsonLineWorker } from './json-worker.js';
 
@@ -47,7 +47,7 @@ export interface ConnectionBenchOptions {
   rounds?: number;
   /** CPU pinning; default BENCH_PIN, else 'none'. */
   pin?: PinMode;
-  /** Python interpreter; default findPython(). */
+  /** Python interpreter; default findPythonSync(). */
   python?: string;
   /** Progress messages (not part of the report). Default: none. */
   progress?: (message: string) => void;
@@ -439,7 +439,7 @@ export async function run(options: ConnectionBenchOptions = {}): Promise<string>
   const rounds = Math.max(1, Math.floor(options.rounds ?? 4));
   const progress = options.progress ?? ((): void => {});
   const requested = options.pin ?? parsePin(process.env.BENCH_PIN);
-  const python = options.python ?? findPython();
+  const python = options.python ?? findPythonSync();
   const pinning = makePinning(requested);
 
   const started = now();

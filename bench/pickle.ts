@@ -21,7 +21,7 @@ import vm from 'node:vm';
 import { NameRegistry, Parser } from 'pickleparser';
 
 import { dumps, loads } from '../src/pickle/index.js';
-import { findPython } from '../src/process/python.js';
+import { findPythonSync } from '../src/process/python.js';
 import { fmt, formatTable, quantiles, type Column } from './table.js';
 import { JsonLineWorker } from './json-worker.js';
 
@@ -43,7 +43,7 @@ export interface PickleBenchOptions {
   protocols?: readonly number[];
   /** Default ['big70', 'big40']. */
   variants?: readonly Variant[];
-  /** Python interpreter; default findPython(). */
+  /** Python interpreter; default findPythonSync(). */
   python?: string;
   /** Progress messages (not part of the report). Default: none. */
   progress?: (message: string) => void;
@@ -221,7 +221,7 @@ export async function run(options: PickleBenchOptions = {}): Promise<string> {
   const protocols = options.protocols ?? [2, 4, 5];
   const variants = options.variants ?? (['big70', 'big40'] as const);
   const progress = options.progress ?? ((): void => {});
-  const python = options.python ?? findPython();
+  const python = options.python ?? findPythonSync();
   const { gc, how: gcHow } = findGc();
 
   const dir = await mkdtemp(join(tmpdir(), 'billiard-ts-bench-'));
@@ -236,7 +236,7 @@ export async function run(options: PickleBenchOptions = {}): Promise<string> {
       const label = `${VARIANT_LABEL[pc.variant]} p${pc.protocol}`;
       const data = new Uint8Array(await readFile(pc.path));
 
-      // billiard-ts: the value for dumps keeps integral floats (0.0, 3.0...) as floats, so it is the Python value.
+      // billiard-ts: loads keeps integral floats (0.0, 3.0...) as PyFloat by default, so its value is the Python value.
       const problem = checkPayload(loads(data), rows, pc.variant);
       if (problem !== null) throw new Error(`billiard-ts loads of ${label}: ${problem}`);
       const value = loads(data, { floats: 'wrap-integral' });
@@ -423,7 +423,7 @@ function report({ py, python, rows, results, seconds, warmupSeconds, rounds, gcH
   const notSame = results.filter((r) => !r.identical).map((r) => `${VARIANT_LABEL[r.variant]} p${r.protocol}`);
   if (notSame.length > 0) notes.push(`billiard-ts dumps output differs from CPython's for: ${notSame.join(', ')}`);
   if (results.some((r) => !r.identicalDefault)) {
-    notes.push("billiard-ts dumps pickles loads(b, { floats: 'wrap-integral' }): with loads' default options integral floats (0.0, 3.0, ...) load as numbers and pickle back as ints, so dumps(loads(b)) is not CPython's bytes");
+    notes.push("billiard-ts dumps(loads(b)) with loads' default options differs from CPython's bytes");
   }
   const ppFailures = new Map<string, string[]>(); // reason -> cases
   for (const r of results) {

@@ -20,7 +20,7 @@ import { spawnSync } from 'node:child_process';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
-import { findPython } from '../src/process/python.js';
+import { findPythonSync } from '../src/process/python.js';
 import { fmt, formatTable, type Column } from './table.js';
 
 const BENCH_DIR = dirname(fileURLToPath(import.meta.url));
@@ -66,7 +66,7 @@ function drive(impl: Impl, children: number, reps: number, rss: boolean): Driver
 export async function run(options: ProcessBenchOptions = {}): Promise<string> {
   const rounds = Math.max(1, Math.floor(options.rounds ?? 4));
   const progress = options.progress ?? ((): void => {});
-  const python = options.python ?? findPython();
+  const python = options.python ?? findPythonSync();
 
   progress('building dist/ (npm run build)');
   const build = spawnSync(process.execPath, ['--import', 'tsx', join(ROOT, 'scripts', 'build.ts')], { cwd: ROOT, stdio: ['ignore', 'ignore', 'inherit'] });
