@@ -110,7 +110,9 @@ const KINDS: Record<string, (address: Address, i: number) => Promise<void>> = {
   async reset(address) {
     const s = connect(address);
     await connected(s);
-    s.resetAndDestroy();
+    // TCP: an RST. A Unix socket has none: closing it with the challenge unread is the nearest thing.
+    if (typeof address === 'string') s.destroy();
+    else s.resetAndDestroy();
   },
   async garbage(address) {
     const s = connect(address);
