@@ -15,9 +15,9 @@
 
 import { availableParallelism } from 'node:os';
 
-import { dup, FROM_SOURCE } from '../native/index.js';
+import { FROM_SOURCE } from '../native/index.js';
 import { closeLater, launch, type RemoteChild } from './launcher.js';
-import { bootstrapPickles, childCommand, getNodeExecutable, IPC_VARIABLES, isTypeScriptSpec, launchNode, type Launched, type PrepData, type ProcessSpec } from './spawn.js';
+import { bootstrapPickles, childCommand, copyDescriptors, getNodeExecutable, IPC_VARIABLES, isTypeScriptSpec, launchNode, type Launched, type PrepData, type ProcessSpec } from './spawn.js';
 
 interface WarmChild {
   child: RemoteChild;
@@ -135,13 +135,7 @@ export class ForkServer {
     }
     const { prepBytes, specBytes, plan } = bootstrapPickles(prep, spec);
     // Copies of the descriptors, taken now: the caller may close its ends as soon as start() returns.
-    const copies: Array<{ childFd: number; fd: number }> = [];
-    try {
-      for (const f of plan.fds) copies.push({ childFd: f.childFd, fd: dup(f.parentFd) });
-    } catch (e) {
-      closeLater(copies.map((c) => c.fd));
-      throw e;
-    }
+    const copies = copyDescriptors(plan);
     // Nothing can fail any more: the warm child is taken.
     const w = this.#pool.splice(index, 1)[0]!;
     setImmediate(() => this.fill());

@@ -153,7 +153,7 @@ function parentDeathImport(): string {
  * `start()` returns, before the launcher spawned the child. The launcher
  * closes the copies once it did.
  */
-function copyDescriptors(plan: FdPlan): Array<{ childFd: number; fd: number }> {
+export function copyDescriptors(plan: FdPlan): Array<{ childFd: number; fd: number }> {
   const copies: Array<{ childFd: number; fd: number }> = [];
   try {
     for (const f of plan.fds) copies.push({ childFd: f.childFd, fd: dup(f.parentFd) });
