@@ -43,7 +43,7 @@ async function billiardTs(ctx) {
   }
   await Promise.all(ends.map((a) => a.recv()));
   const ms = performance.now() - t0;
-  const mem = rss ? procs.map((p) => memory(p.pid)) : [];
+  const mem = rss ? await Promise.all(procs.map(async (p) => memory(await p.spawned))) : [];
   for (const a of ends) {
     if (rss) await a.send('bye');
     a.close();
