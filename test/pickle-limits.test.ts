@@ -10,7 +10,7 @@ import { spawnSync } from 'node:child_process';
 
 import { beforeAll, describe, expect, test } from 'vitest';
 
-import { defaultRegistry, dumps, loads, PyByteArray, PyDict, PyTuple, UnpicklingError, type UnpicklerOptions } from '../src/pickle/index.js';
+import { defaultRegistry, dumps, loads, PyByteArray, PyDict, PyGlobal, PyObject, PyTuple, tuple, UnpicklingError, type UnpicklerOptions } from '../src/pickle/index.js';
 import { PEER_DIR, pythonFor } from './helpers/peers.js';
 
 const latin1 = (s: string): Uint8Array => new Uint8Array(Buffer.from(s, 'latin1'));
@@ -309,5 +309,17 @@ describe('maxAllocBytes', () => {
     const big = latin1(`\x80\x02cbuiltins\nbytearray\nJ${u32(65 * 1024 * 1024)}\x85R.`);
     expectLimit(big, 'maxAllocBytes');
     expect((loads(big, { maxAllocBytes: Infinity }) as PyByteArray).length).toBe(65 * 1024 * 1024);
+  });
+});
+
+describe('messages', () => {
+  test("a loaded exception's message shows at most 200 characters of a string argument (the fuzzer's IndentationError bomb took 2 s)", () => {
+    const big = "'".repeat(65536);
+    // builtins.IndentationError(big, 1): two arguments, so str(e) is the repr of the args tuple.
+    const pickle = dumps(new PyObject('reduce', new PyGlobal('builtins', 'IndentationError'), tuple(big, 1)));
+    const e = loads(pickle) as Error & { args: unknown[] };
+    expect(e.args[0]).toBe(big);
+    expect(e.message.length).toBeLessThan(500); // 200 quotes escaped, and the name
+    expect(e.message).toContain("...");
   });
 });

@@ -8,11 +8,18 @@ import { addBrands, BilliardError } from './errors.js';
 import { BUILTIN_EXCEPTION_BASES } from './python-tables.js';
 import { EMPTY_TUPLE, makeTuple, PyGlobal, reduceEx, setState, type PyTuple, type ReduceValue } from './types.js';
 
+/** Characters of a string argument shown in an exception's message. */
+const MESSAGE_STRING_CHARS = 200;
+
 /** A short, Python-like rendering of a value, for messages only. */
 export function pyReprForMessage(v: unknown, depth = 0): string {
   if (v === null || v === undefined) return 'None';
   if (typeof v === 'boolean') return v ? 'True' : 'False';
-  if (typeof v === 'string') return `'${v.replace(/\\/g, '\\\\').replace(/'/g, "\\'").replace(/\n/g, '\\n')}'`;
+  if (typeof v === 'string') {
+    // At most MESSAGE_STRING_CHARS of it: a message must not cost in proportion to a peer's data.
+    const head = v.length > MESSAGE_STRING_CHARS ? v.slice(0, MESSAGE_STRING_CHARS) : v;
+    return `'${head.replace(/\\/g, '\\\\').replace(/'/g, "\\'").replace(/\n/g, '\\n')}'${head === v ? '' : '...'}`;
+  }
   if (typeof v === 'number' || typeof v === 'bigint') return String(v);
   if (depth > 2) return '...';
   if (Array.isArray(v)) {
