@@ -323,3 +323,11 @@ describe('messages', () => {
     expect(e.message).toContain("...");
   });
 });
+
+test('bytearray(n, encoding) and bytes(b, encoding) are refused, as CPython refuses them (the fuzzer allocated through them)', () => {
+  for (const [name, arg] of [['bytearray', 5], ['bytes', new Uint8Array(3)]] as const) {
+    const pickle = dumps(new PyObject('reduce', new PyGlobal('builtins', name), tuple(arg, 'latin1')), { protocol: 2 });
+    expect(() => loads(pickle), name).toThrow(UnpicklingError);
+  }
+  expect(loads(dumps(new PyObject('reduce', new PyGlobal('builtins', 'bytearray'), tuple(3)), { protocol: 2 }))).toEqual(PyByteArray.fromBytes([0, 0, 0]));
+});

@@ -425,6 +425,8 @@ function bytesFromArgs(args: PyTuple, what: string, context: LoadContext): Uint8
     if (typeof args[1] !== 'string') throw new TypeError(`${what}: string argument without an encoding`);
     return encodeStr(a0, args[1], context);
   }
+  // CPython: an encoding with anything but a str is a TypeError.
+  if (args.length > 1) throw new TypeError(`${what}: encoding without a string argument`);
   if (a0 instanceof Uint8Array) return a0;
   if (isInt(a0)) {
     if (a0 < 0) throw new RangeError(`${what}: negative count`);
