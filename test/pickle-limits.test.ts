@@ -331,3 +331,11 @@ test('bytearray(n, encoding) and bytes(b, encoding) are refused, as CPython refu
   }
   expect(loads(dumps(new PyObject('reduce', new PyGlobal('builtins', 'bytearray'), tuple(3)), { protocol: 2 }))).toEqual(PyByteArray.fromBytes([0, 0, 0]));
 });
+
+test('set() and frozenset() of bytes and of a str give the distinct bytes and characters, as in CPython', () => {
+  const load = (name: string, arg: unknown): unknown => loads(dumps(new PyObject('reduce', new PyGlobal('builtins', name), tuple(arg)), { protocol: 2 }));
+  expect(load('set', new Uint8Array([97, 97, 98]))).toEqual(new Set([97, 98]));
+  expect(load('set', 'aab')).toEqual(new Set(['a', 'b']));
+  expect([...(load('frozenset', 'x\u{1F600}x') as Set<string>)]).toEqual(['x', '\u{1F600}']);
+  expect(load('set', [NaN, NaN]) as Set<unknown>).toHaveProperty('size', 2);
+});
