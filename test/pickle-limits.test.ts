@@ -251,13 +251,14 @@ describe('maxAllocBytes', () => {
     });
     registry.register('test', 'take', { call: () => 'ok' });
     const allocCall = (n: number): Uint8Array => latin1(`\x80\x02ctest\nalloc\nJ${u32(n)}\x85R.`);
-    expect(loads(allocCall(1000), { registry, maxAllocBytes: 1000 })).toBeNull();
-    expectLimit(allocCall(1001), 'maxAllocBytes', { registry, maxAllocBytes: 1000 });
+    // The argument tuple (TUPLE1) costs 48.
+    expect(loads(allocCall(1000), { registry, maxAllocBytes: 1048 })).toBeNull();
+    expectLimit(allocCall(1001), 'maxAllocBytes', { registry, maxAllocBytes: 1048 });
     expect(seen).toEqual([1000]);
     // A 100-byte argument costs 100 bytes of budget at the call, on top of the 100 of the bytes themselves.
     const takeCall = latin1(`\x80\x02ctest\ntake\nC\x64${'y'.repeat(100)}\x85R.`);
-    expect(loads(takeCall, { registry, maxAllocBytes: 200 })).toBe('ok');
-    expectLimit(takeCall, 'maxAllocBytes', { registry, maxAllocBytes: 199 });
+    expect(loads(takeCall, { registry, maxAllocBytes: 248 })).toBe('ok');
+    expectLimit(takeCall, 'maxAllocBytes', { registry, maxAllocBytes: 247 });
   });
 
   /** `data` loads with a budget of `exact` bytes and fails with LIMIT at one byte less. */
@@ -275,12 +276,13 @@ describe('maxAllocBytes', () => {
     expectCost(dumps('s'.repeat(1000)), 1000 + 8, 'a str');
     expectCost(dumps(2n ** 8000n), 1001, 'a LONG4');
     expectCost(latin1(`L${'1'.repeat(2000)}\n.`), 2000, 'a LONG');
-    // 1000 items: 8 bytes a list or tuple slot, 16 a dict entry or set element
+    // 1000 items: 8 bytes a list or tuple slot, 16 a dict entry or set element, plus the
+    // container itself (a list 32, a set 160, a dict 96 as an object and 192 as a Map)
     const items = Array.from({ length: 1000 }, (_, i) => i);
-    expectCost(dumps(items), 8000 + 8, 'a list');
+    expectCost(dumps(items), 32 + 8000 + 8, 'a list');
     expectCost(dumps(new PyTuple(...items)), 8000 + 8, 'a tuple');
-    expectCost(dumps(new Set(items)), 16_000 + 8, 'a set');
-    expectCost(dumps(new Map(items.map((i) => [i, i]))), 16_000 + 8, 'a dict');
+    expectCost(dumps(new Set(items)), 160 + 16_000 + 8, 'a set');
+    expectCost(dumps(new Map(items.map((i) => [i, i]))), 96 + 16_000 + 8, 'a dict');
     // a memo entry far past the end costs 64
     expectCost(latin1(`Nr${u32(FAR)}.`), 64, 'a far memo entry');
   });
@@ -338,4 +340,24 @@ test('set() and frozenset() of bytes and of a str give the distinct bytes and ch
   expect(load('set', 'aab')).toEqual(new Set(['a', 'b']));
   expect([...(load('frozenset', 'x\u{1F600}x') as Set<string>)]).toEqual(['x', '\u{1F600}']);
   expect(load('set', [NaN, NaN]) as Set<unknown>).toHaveProperty('size', 2);
+});
+
+test('objects made from a single opcode byte are charged their size: megabytes of EMPTY_SET, EMPTY_DICT, EMPTY_LIST or TUPLE1 stop at the budget', () => {
+  for (const [op, what] of [[0x8f, 'a set'], [0x7d, 'a dict'], [0x5d, 'a list']] as const) {
+    const n = 8 * 1024 * 1024;
+    const data = new Uint8Array(n + 3);
+    data.set([0x80, 4]);
+    data.fill(op, 2, n + 2);
+    data[n + 2] = 0x2e;
+    // Charged 32 to 160 bytes each against 64 MiB + 16 bytes per input byte: 8 Mi of them exceed it.
+    expect(() => loads(data), what).toThrow(expect.objectContaining({ code: 'LIMIT', message: expect.stringContaining(what) }));
+  }
+  const tuples = new Uint8Array(4 * 1024 * 1024 + 4);
+  tuples.set([0x80, 4, 0x4e]);
+  tuples.fill(0x85, 3, tuples.length - 1); // None, then TUPLE1 over and over: ((((None,),),),...)
+  tuples[tuples.length - 1] = 0x2e;
+  expect(() => loads(tuples)).toThrow(expect.objectContaining({ code: 'LIMIT' }));
+  // Within the budget they still load, as in CPython.
+  const some = new Uint8Array([0x80, 4, 0x5d, ...new Uint8Array(1000).fill(0x8f), 0x2e]);
+  expect(loads(some)).toEqual(new Set());
 });

@@ -164,6 +164,18 @@ const SLOT_COST = 8;
 const ENTRY_COST = 16;
 /** A memo entry far past the memo's end lives in a Map: this is its charge. */
 const FAR_MEMO_COST = 64;
+/**
+ * What an object an opcode makes out of (almost) no input costs: its size in
+ * V8's heap, measured. Without these, one input byte made a 152-byte empty
+ * Set (EMPTY_SET), so a 64 MiB message of them asked for 10 GB (the fuzzer
+ * found a megabyte of them taking a second of garbage collection).
+ */
+const LIST_COST = 32;
+const TUPLE_COST = 48;
+const DICT_COST = 96;
+const MAP_COST = 192;
+const SET_COST = 160;
+const OBJECT_COST = 128;
 
 /** Reads a limit option, `undefined` when not given: a non-negative integer or Infinity. */
 function limitOption(options: UnpicklerOptions | undefined, name: 'maxLongDigits' | 'maxLongBytes' | 'maxAllocBytes' | 'maxMemo' | 'maxMarks'): number | undefined {
@@ -666,6 +678,7 @@ export class Unpickler {
           fence = stack.length;
           break;
         case 0x5d: // EMPTY_LIST
+          if ((this.#budget -= LIST_COST) < 0) this.#overBudget('a list');
           stack.push([]);
           break;
         case 0x7d: // EMPTY_DICT
@@ -724,12 +737,14 @@ export class Unpickler {
         case 0x85: {
           // TUPLE1
           if (stack.length - fence < 1) this.#underflow();
+          if ((this.#budget -= TUPLE_COST) < 0) this.#overBudget('a tuple');
           stack[stack.length - 1] = makeTuple([stack[stack.length - 1]]);
           break;
         }
         case 0x86: {
           // TUPLE2
           if (stack.length - fence < 2) this.#underflow();
+          if ((this.#budget -= TUPLE_COST) < 0) this.#overBudget('a tuple');
           const b = stack.pop();
           stack[stack.length - 1] = makeTuple([stack[stack.length - 1], b]);
           break;
@@ -737,6 +752,7 @@ export class Unpickler {
         case 0x87: {
           // TUPLE3
           if (stack.length - fence < 3) this.#underflow();
+          if ((this.#budget -= TUPLE_COST) < 0) this.#overBudget('a tuple');
           const c = stack.pop();
           const b = stack.pop();
           stack[stack.length - 1] = makeTuple([stack[stack.length - 1], b, c]);
@@ -753,6 +769,7 @@ export class Unpickler {
           break;
         }
         case 0x8f: // EMPTY_SET
+          if ((this.#budget -= SET_COST) < 0) this.#overBudget('a set');
           stack.push(new Set());
           break;
         case 0x90: {
@@ -777,7 +794,7 @@ export class Unpickler {
           if (marks.length === 0) this.#fail('NO_MARK', 'could not find MARK');
           const mark = marks.pop()!;
           fence = marks.length > 0 ? marks[marks.length - 1]! : 0;
-          if ((this.#budget -= (stack.length - mark) * ENTRY_COST) < 0) this.#overBudget('FROZENSET');
+          if ((this.#budget -= SET_COST + (stack.length - mark) * ENTRY_COST) < 0) this.#overBudget('FROZENSET');
           const items = stack.splice(mark);
           for (let i = 0; i < items.length; i++) {
             const v = items[i];
@@ -1396,7 +1413,11 @@ export class Unpickler {
 
   #newDict(auto: boolean): unknown {
     const ordinal = this.#dictOrdinal++;
-    if (!auto || (this.#forced !== null && this.#forced.has(ordinal))) return new PyDict();
+    if (!auto || (this.#forced !== null && this.#forced.has(ordinal))) {
+      if ((this.#budget -= MAP_COST) < 0) this.#overBudget('a dict');
+      return new PyDict();
+    }
+    if ((this.#budget -= DICT_COST) < 0) this.#overBudget('a dict');
     const d = newObjectDict();
     this.#autoIndex?.set(d, this.#autoDicts.length);
     this.#autoDicts.push(d);
@@ -1542,6 +1563,7 @@ export class Unpickler {
       const same = this.#partialNewobjEx(callable);
       if (same !== undefined) return same;
     }
+    if ((this.#budget -= OBJECT_COST) < 0) this.#overBudget('an object');
     return new PyObject('reduce', callable, args);
   }
 
@@ -1648,6 +1670,7 @@ export class Unpickler {
         if (v !== NOT_HANDLED) return v;
       }
     }
+    if ((this.#budget -= OBJECT_COST) < 0) this.#overBudget('an object');
     return kwargs === null ? new PyObject('newobj', cls, args) : new PyObject('newobj_ex', cls, args, kwargs);
   }
 
