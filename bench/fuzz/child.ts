@@ -19,6 +19,16 @@ import {
 } from './oracle.js';
 import { type ChildConfig, type FromChild, Phase, StatusWriter, type ToChild } from './protocol.js';
 
+/**
+ * The unpickler's default allocation budget (src/pickle/unpickler.ts:
+ * 64 MiB plus 16 bytes per input byte). A load that grows memory well past it
+ * has an allocation the budget does not see (16 MiB of EMPTY_SET, charged
+ * nothing, took 2.6 GB).
+ */
+const BUDGET_BASE = 64 * 2 ** 20;
+const BUDGET_PER_BYTE = 16;
+const OVER_BUDGET_FACTOR = 1.5;
+
 /** Extra example inputs kept per finding. */
 const MAX_EXAMPLES = 5;
 /** Growth over one input after which the child collects garbage before going on. */
@@ -118,6 +128,10 @@ function runBatch(s: State, start: number, end: number): void {
     if (res.growth > cfg.memoryLimitBytes) {
       counts[C_MEMORY]!++;
       report(s, { ...base(), kind: 'memory', key: `memory | ${bucket}`, message: `memory grew by ${mib(res.growth)} MiB over one input of ${input.length} bytes (limit ${mib(cfg.memoryLimitBytes)} MiB; ${CATEGORIES[res.category]})` });
+    } else if (res.growth > OVER_BUDGET_FACTOR * (BUDGET_BASE + BUDGET_PER_BYTE * input.length)) {
+      // More than the unpickler's default allocation budget allows: some allocation is not charged, or charged too little.
+      counts[C_AMPLIFICATION]!++;
+      report(s, { ...base(), kind: 'amplification', key: `over budget | ${bucket}`, message: `${mib(res.growth)} MiB allocated for ${input.length} input bytes: over ${OVER_BUDGET_FACTOR}x the default maxAllocBytes (${mib(BUDGET_BASE + BUDGET_PER_BYTE * input.length)} MiB; ${CATEGORIES[res.category]})` });
     } else if (res.growth > cfg.ampMinBytes && res.growth / Math.max(1, input.length) > cfg.ampRatio) {
       counts[C_AMPLIFICATION]!++;
       report(s, { ...base(), kind: 'amplification', key: `amplification | ${bucket}`, message: `${mib(res.growth)} MiB allocated for ${input.length} input bytes: ${Math.round(res.growth / Math.max(1, input.length))} bytes per byte (limit ${cfg.ampRatio}; ${CATEGORIES[res.category]})` });
