@@ -474,7 +474,13 @@ export function installStdlib(registry: PickleRegistry): void {
   // builtins
   r.register('builtins', 'set', { call: (a, _g, context) => new Set(distinctNaN(iterableItems(a[0], 'set', context))) });
   r.register('builtins', 'frozenset', { call: (a, _g, context) => new PyFrozenSet(distinctNaN(iterableItems(a[0], 'frozenset', context))) });
-  r.register('builtins', 'bytearray', { call: (a, _g, context) => PyByteArray.fromBytes(bytesFromArgs(a, 'bytearray', context)) });
+  r.register('builtins', 'bytearray', {
+    call: (a, _g, context) => {
+      const b = bytesFromArgs(a, 'bytearray', context);
+      // bytearray(n) is n zeros already: made as a bytearray, not copied into one.
+      return isInt(a[0]) ? new PyByteArray(b.buffer as ArrayBuffer, b.byteOffset, b.length) : PyByteArray.fromBytes(b);
+    },
+  });
   r.register('builtins', 'bytes', {
     call: (a, _g, context) => {
       const b = bytesFromArgs(a, 'bytes', context);
