@@ -361,3 +361,17 @@ test('objects made from a single opcode byte are charged their size: megabytes o
   const some = new Uint8Array([0x80, 4, 0x5d, ...new Uint8Array(1000).fill(0x8f), 0x2e]);
   expect(loads(some)).toEqual(new Set());
 });
+
+test('maxDepth bounds the nesting of the result, for consumers that recurse; off by default, as in CPython', () => {
+  const deep = new Uint8Array([0x80, 4, ...new Uint8Array(200_000).fill(0x5d), ...new Uint8Array(199_999).fill(0x61), 0x2e]);
+  expect(Array.isArray(loads(deep))).toBe(true); // CPython loads it too
+  expect(() => loads(deep, { maxDepth: 1000 })).toThrow(expect.objectContaining({ code: 'LIMIT', message: expect.stringContaining('maxDepth') }));
+  expect(loads(dumps([[1]]), { maxDepth: 2 })).toEqual([[1]]);
+  expect(() => loads(dumps([[1]]), { maxDepth: 1 })).toThrow(expect.objectContaining({ code: 'LIMIT' }));
+  expect(() => loads(dumps({ a: { b: new Set([tuple(1)]) } }), { maxDepth: 3 })).toThrow(expect.objectContaining({ code: 'LIMIT' }));
+  // A recursive list is walked once: l = [l] has depth 1.
+  const l: unknown[] = [];
+  l.push(l);
+  expect(loads(dumps(l), { maxDepth: 1 })).toHaveLength(1);
+  expect(() => loads(dumps(1), { maxDepth: -1 })).toThrow(TypeError);
+});

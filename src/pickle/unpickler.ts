@@ -104,6 +104,16 @@ export interface UnpicklerOptions {
   /** MARKs open at once (the mark stack's depth). Defaults to 2**20 (1,048,576: CPython loads a million nested MARKs). */
   maxMarks?: number;
   /**
+   * The deepest nesting of containers the result may have (a list in a list
+   * is depth 2), for consumers that walk values recursively (JSON.stringify,
+   * a recursive pickler, a pretty-printer): over it, `LIMIT`. Checked after
+   * the load by a walk that costs about as much as the load; shared and
+   * recursive references are walked once. Defaults to Infinity (not
+   * checked): loading itself never recurses, and CPython loads a 200,000-deep
+   * list.
+   */
+  maxDepth?: number;
+  /**
    * Return `bytes` as views into the input instead of copies: true for all
    * of them, or a number for those of at least that many bytes (a view keeps
    * the whole input alive, so a few large ones are where it pays). Defaults
@@ -137,6 +147,7 @@ interface ResolvedOptions {
   maxAllocBytes: number | undefined;
   maxMemo: number;
   maxMarks: number;
+  maxDepth: number;
   /** Bytes of at least this length are views (Infinity: none). */
   zeroCopy: number;
 }
@@ -153,6 +164,7 @@ const DEFAULTS: Readonly<ResolvedOptions> = {
   maxAllocBytes: undefined,
   maxMemo: 2 ** 24,
   maxMarks: 2 ** 20,
+  maxDepth: Infinity,
   zeroCopy: Infinity,
 };
 
@@ -177,8 +189,36 @@ const MAP_COST = 192;
 const SET_COST = 160;
 const OBJECT_COST = 128;
 
+/** The containers directly inside `v` (for checkDepth), or null when `v` holds none. */
+function childrenOf(v: unknown): Iterable<unknown> | null {
+  if (v === null || typeof v !== 'object' || v instanceof Uint8Array || v instanceof PyGlobal || v instanceof PyFloat) return null;
+  if (Array.isArray(v)) return v;
+  if (v instanceof Map) return [...v.keys(), ...v.values()];
+  if (v instanceof Set) return v;
+  if (v instanceof PyObject) return [v.callable, v.args, v.kwargs, v.state, v.listItems, v.dictItems];
+  return Object.values(v as Record<string, unknown>);
+}
+
+/**
+ * Throws LIMIT when `value` nests containers deeper than `max`. Iterative
+ * (a depth-first walk with an explicit stack); each object is walked once,
+ * at the depth it is first reached.
+ */
+function checkDepth(value: unknown, max: number): void {
+  const seen = new Set<unknown>();
+  const stack: Array<[unknown, number]> = [[value, 1]];
+  while (stack.length > 0) {
+    const [v, depth] = stack.pop()!;
+    const children = childrenOf(v);
+    if (children === null || seen.has(v)) continue;
+    seen.add(v);
+    if (depth > max) throw new UnpicklingError(`the result nests containers deeper than maxDepth (${max})`, { code: 'LIMIT' });
+    for (const c of children) if (c !== null && typeof c === 'object') stack.push([c, depth + 1]);
+  }
+}
+
 /** Reads a limit option, `undefined` when not given: a non-negative integer or Infinity. */
-function limitOption(options: UnpicklerOptions | undefined, name: 'maxLongDigits' | 'maxLongBytes' | 'maxAllocBytes' | 'maxMemo' | 'maxMarks'): number | undefined {
+function limitOption(options: UnpicklerOptions | undefined, name: 'maxLongDigits' | 'maxLongBytes' | 'maxAllocBytes' | 'maxMemo' | 'maxMarks' | 'maxDepth'): number | undefined {
   const v = options?.[name];
   if (v === undefined) return undefined;
   if (typeof v !== 'number' || !(v >= 0) || (!Number.isInteger(v) && v !== Infinity)) {
@@ -371,6 +411,7 @@ export class Unpickler {
       maxAllocBytes: limitOption(options, 'maxAllocBytes') ?? DEFAULTS.maxAllocBytes,
       maxMemo: limitOption(options, 'maxMemo') ?? DEFAULTS.maxMemo,
       maxMarks: limitOption(options, 'maxMarks') ?? DEFAULTS.maxMarks,
+      maxDepth: limitOption(options, 'maxDepth') ?? DEFAULTS.maxDepth,
       zeroCopy: zeroCopyMin(options?.zeroCopy),
     };
     this.#persistentLoad = options?.persistentLoad;
@@ -409,6 +450,7 @@ export class Unpickler {
           // run again with that dict created as a Map from the start.
           throw new RestartWithMaps(this.#restartOrdinals);
         }
+        if (this.#opts.maxDepth !== Infinity) checkDepth(value, this.#opts.maxDepth);
         return value;
       } catch (e) {
         if (e instanceof RestartWithMaps) {
