@@ -375,3 +375,14 @@ test('maxDepth bounds the nesting of the result, for consumers that recurse; off
   expect(loads(dumps(l), { maxDepth: 1 })).toHaveLength(1);
   expect(() => loads(dumps(1), { maxDepth: -1 })).toThrow(TypeError);
 });
+
+test('deque() and set() of a str are charged for a string per character, and a deque is made in one array (the fuzzer: 120 MiB for a 68 MiB budget)', () => {
+  const call = (name: string, arg: unknown): Uint8Array => dumps(new PyObject('reduce', new PyGlobal('collections', name), tuple(arg)), { protocol: 2 });
+  const text = '\u65e5'.repeat(1000);
+  // 1000 characters: 16 a slot plus 24 a one-character string, on top of the argument's 2 bytes a character.
+  expect(() => loads(call('deque', text), { maxAllocBytes: 30_000 })).toThrow(expect.objectContaining({ code: 'LIMIT' }));
+  const d = loads(call('deque', text), { maxAllocBytes: 50_000 }) as string[];
+  expect(d).toHaveLength(1000);
+  expect(d[999]).toBe('\u65e5');
+  expect(Object.getPrototypeOf(d).constructor.name).toBe('PyDeque');
+});

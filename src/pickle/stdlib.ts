@@ -368,10 +368,13 @@ export class PyDeque<T = unknown> extends Array<T> {
   }
   /** A deque holding `items`, bounded by `maxlen` when given. */
   static create<T>(items: Iterable<T> = [], maxlen: number | null = null): PyDeque<T> {
-    const d = new PyDeque<T>();
+    // One array of the right size, then given this class (pushing item by item onto
+    // the subclass took 1.7 s and twice the memory for 4 million items).
+    let all = Array.from(items);
+    if (maxlen !== null && all.length > maxlen) all = all.slice(all.length - maxlen);
+    Object.setPrototypeOf(all, PyDeque.prototype);
+    const d = all as PyDeque<T>;
     d.maxlen = maxlen;
-    for (const x of items) d.push(x);
-    if (maxlen !== null && d.length > maxlen) d.splice(0, d.length - maxlen);
     return d;
   }
   [reduceEx](): ReduceValue {
@@ -446,12 +449,15 @@ function iterableItems(v: unknown, what: string, context: LoadContext = UNLIMITE
   if (v === undefined) return [];
   const count = Array.isArray(v) || typeof v === 'string' || v instanceof Uint8Array ? v.length : v instanceof Set || v instanceof Map ? v.size : -1;
   if (count < 0) throw new TypeError(`${what}: argument is not iterable`);
-  context.alloc(count * ITEM_COST);
+  // A string's items are strings of one character: those outside latin-1 are new heap strings (about 24 bytes each).
+  context.alloc(count * (typeof v === 'string' ? ITEM_COST + CHAR_STRING_COST : ITEM_COST));
   return v instanceof Map ? v.keys() : (v as Iterable<unknown>);
 }
 
 /** What a handler charges per item of a collection it makes (a slot, an element's share of a Set). */
 const ITEM_COST = 16;
+/** What one character of a string costs as an item of its own (a one-character heap string). */
+const CHAR_STRING_COST = 24;
 
 /**
  * Set elements with each NaN as its own PyFloat: Python tells NaNs apart by
