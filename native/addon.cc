@@ -3,6 +3,7 @@
 #include <napi.h>
 
 #include "posix.h"
+#include "sync_binding.h"
 
 namespace {
 
@@ -114,6 +115,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("pipe", Napi::Function::New(env, Pipe, "pipe"));
   exports.Set("unixListen", Napi::Function::New(env, UnixListen, "unixListen"));
   exports.Set("unixConnect", Napi::Function::New(env, UnixConnect, "unixConnect"));
+  billiard::InitSync(env, exports);
   return exports;
 }
 

@@ -13,6 +13,11 @@ import { SoftTimeLimitExceeded, TimeLimitExceeded, ValueError, WorkerLostError }
 import { activeChildren, ForkServerProcess, Process, SpawnProcess } from './process/process.js';
 import { forkServer } from './process/forkserver.js';
 import { setNodeExecutable } from './process/spawn.js';
+import { Empty, Full, JoinableQueue, Queue, SimpleQueue, type QueueOptions } from './queues/index.js';
+import { Array as SharedArray, RawArray, RawValue, Value, type Typecode } from './sharedctypes/index.js';
+import { Barrier, BoundedSemaphore, Condition, Event, Lock, RLock, Semaphore, setOwnerName } from './synchronize/index.js';
+
+setOwnerName(() => currentProcess().name);
 import {
   checkMethod,
   getAllStartMethods,
@@ -60,9 +65,45 @@ export class Context {
   getAllStartMethods(): StartMethod[] {
     return getAllStartMethods();
   }
+  readonly Empty = Empty;
+  readonly Full = Full;
   Pipe(options?: PipeOptions): [Connection, Connection] {
     return Pipe(options);
   }
+  Lock(): Lock {
+    return new Lock();
+  }
+  RLock(): RLock {
+    return new RLock();
+  }
+  Semaphore(value?: number): Semaphore {
+    return new Semaphore(value);
+  }
+  BoundedSemaphore(value?: number): BoundedSemaphore {
+    return new BoundedSemaphore(value);
+  }
+  Condition(lock?: Lock | RLock | null): Condition {
+    return new Condition(lock);
+  }
+  Event(): Event {
+    return new Event();
+  }
+  Barrier(parties: number, options?: { action?: (() => unknown) | null; timeout?: number | null }): Barrier {
+    return new Barrier(parties, options);
+  }
+  Queue(maxsize?: number, options?: QueueOptions): Queue {
+    return new Queue(maxsize, options);
+  }
+  JoinableQueue(maxsize?: number, options?: QueueOptions): JoinableQueue {
+    return new JoinableQueue(maxsize, options);
+  }
+  SimpleQueue(options?: QueueOptions): SimpleQueue {
+    return new SimpleQueue(options);
+  }
+  readonly Value = Value;
+  readonly Array = SharedArray;
+  readonly RawValue = RawValue;
+  readonly RawArray = RawArray;
   currentProcess(): CurrentProcess {
     return currentProcess();
   }

@@ -7,6 +7,41 @@ export * from './pickle/index.js';
 export * from './connection/index.js';
 export * from './process/index.js';
 export {
+  Barrier,
+  BoundedSemaphore,
+  BrokenBarrierError,
+  Condition,
+  Event,
+  Lock,
+  RECURSIVE_MUTEX,
+  RLock,
+  SEM_VALUE_MAX,
+  SEMAPHORE,
+  SemLock,
+  Semaphore,
+  type AcquireOptions,
+  type Held,
+  type LockLike,
+} from './synchronize/index.js';
+export {
+  Array,
+  CArray,
+  copy,
+  CValue,
+  RawArray,
+  RawValue,
+  Synchronized,
+  SynchronizedArray,
+  SynchronizedBase,
+  synchronized,
+  SynchronizedString,
+  TYPECODES,
+  Value,
+  type Typecode,
+  type ValueOptions,
+} from './sharedctypes/index.js';
+export { Empty, Full, JoinableQueue, Queue, SimpleQueue, type GetOptions, type PutOptions, type QueueOptions } from './queues/index.js';
+export {
   allowConnectionPickling,
   Context,
   cpuCount,

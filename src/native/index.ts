@@ -43,6 +43,24 @@ interface Binding {
   setBlocking(fd: number, blocking: boolean): void;
   dup(fd: number): number;
   fdLimit(): number;
+  Semaphore: NativeSemaphoreClass;
+  SEM_VALUE_MAX: number;
+  cancelJob(id: number): boolean;
+  readFrame(fd: number, timeout: number, stall: number, maxSize: number, jobId?: number): Uint8Array | Promise<Uint8Array | null>;
+  writeBytes(fd: number, chunks: Uint8Array[], jobId?: number): true | Promise<void>;
+  pollReadable(fd: number, timeout: number, jobId?: number): Promise<boolean>;
+  readable(fd: number): number;
+  createArena(dir: string, size: number): { fd: number; buffer: ArrayBuffer };
+  mapFd(fd: number, size: number): ArrayBuffer;
+  unmap(buffer: ArrayBuffer): void;
+  sendFds(sock: number, fds: number[]): void;
+  recvFds(sock: number, max: number): number[];
+}
+
+interface NativeSemaphoreClass {
+  create(name: string, value: number, unlinkNow: boolean): NativeSemaphore;
+  open(name: string): NativeSemaphore;
+  unlink(name: string): void;
 }
 
 let binding: Binding | undefined;
@@ -129,4 +147,131 @@ export function dup(fd: number): number {
 export function fdLimit(): number {
   const n = call(() => load().fdLimit());
   return n >= Number.MAX_SAFE_INTEGER ? Infinity : n;
+}
+
+/**
+ * A POSIX named semaphore, made as CPython's `SemLock` makes one. Waits that
+ * block run on billiard-ts's own threads (never libuv's pool): a pending
+ * `wait()` keeps the event loop alive, as a pending timer does.
+ */
+export interface NativeSemaphore {
+  /** `sem_trywait`: true if taken. */
+  tryWait(): boolean;
+  /** `sem_post`. */
+  post(): void;
+  /** `sem_getvalue`. */
+  getValue(): number;
+  /**
+   * Takes the semaphore off the event loop: true when taken, false when
+   * `timeout` seconds (`Infinity`: never) passed or the job was cancelled
+   * with {@link cancelJob}.
+   */
+  wait(timeout: number, jobId?: number): Promise<boolean>;
+  /** Takes the semaphore, blocking this thread up to `timeout` seconds. */
+  waitSync(timeout: number): boolean;
+  /** `sem_close` once no wait uses it any more. */
+  close(): void;
+  /** The `sem_t` address, which CPython pickles as the handle. */
+  readonly handle: number;
+}
+
+/** Named POSIX semaphores (see {@link NativeSemaphore}). */
+export const Semaphore = {
+  /** `sem_open(name, O_CREAT | O_EXCL, 0600, value)`; NativeError `EEXIST` when the name is taken. */
+  create(name: string, value: number, unlinkNow = false): NativeSemaphore {
+    return call(() => load().Semaphore.create(name, value, unlinkNow));
+  },
+  /** `sem_open(name, 0)`. */
+  open(name: string): NativeSemaphore {
+    return call(() => load().Semaphore.open(name));
+  },
+  /** `sem_unlink(name)`. */
+  unlink(name: string): void {
+    call(() => load().Semaphore.unlink(name));
+  },
+};
+
+/** The largest value a semaphore holds (2147483647 on Linux). */
+export function semValueMax(): number {
+  return load().SEM_VALUE_MAX;
+}
+
+let nextJob = 1;
+/** A fresh id for a cancellable job ({@link cancelJob}). */
+export function jobId(): number {
+  return nextJob++;
+}
+
+/** Cancels a pending wait or read: it resolves as if its timeout passed. */
+export function cancelJob(id: number): boolean {
+  return load().cancelJob(id);
+}
+
+function asNative<T>(p: Promise<T>): Promise<T> {
+  return p.catch((e: unknown) => call(() => {
+    throw e;
+  }));
+}
+
+/**
+ * Reads one frame (billiard's 4-byte big-endian length, or -1 and an 8-byte
+ * one, then the payload) from a blocking pipe shared with other processes,
+ * without changing its flags. A frame wholly readable now comes back at
+ * once; otherwise a pool thread waits for it. `timeout` (seconds) bounds
+ * the wait for the frame to begin (null then); `stall` (seconds) bounds a
+ * pause in the middle of one (a writer that died mid-frame), after which
+ * NativeError `ETIMEDOUT`. End of file before a frame: `EPIPE`; inside
+ * one: `EBADMSG`; a bad header: `EPROTO`; over `maxSize`: `EMSGSIZE`.
+ */
+export function readFrame(fd: number, timeout: number, stall: number, maxSize: number, id?: number): Uint8Array | Promise<Uint8Array | null> {
+  const r = call(() => load().readFrame(fd, timeout, stall, maxSize, id));
+  return r instanceof Promise ? asNative(r) : r;
+}
+
+/**
+ * Writes the chunks to a blocking pipe: at once (returns true) when they
+ * certainly fit without blocking, else on a pool thread (a Promise).
+ */
+export function writeBytes(fd: number, chunks: Uint8Array[], id?: number): true | Promise<void> {
+  const r = call(() => load().writeBytes(fd, chunks, id));
+  return r === true ? r : asNative(r);
+}
+
+/** Resolves true once fd is readable (or at end of file), false after `timeout` seconds. */
+export function pollReadable(fd: number, timeout: number, id?: number): Promise<boolean> {
+  return asNative(call(() => load().pollReadable(fd, timeout, id)));
+}
+
+/** Bytes readable on fd now (`FIONREAD`). */
+export function readable(fd: number): number {
+  return call(() => load().readable(fd));
+}
+
+/**
+ * billiard's arena: a file of `size` zero bytes in `dir` named
+ * `pym-<pid>-<random>`, unlinked at once, mapped `MAP_SHARED`. The buffer's
+ * data is at offset 0; it is unmapped when collected or {@link unmap}ped.
+ */
+export function createArena(dir: string, size: number): { fd: number; buffer: ArrayBuffer } {
+  return call(() => load().createArena(dir, size));
+}
+
+/** Maps `size` bytes of a descriptor `MAP_SHARED` (an arena received from another process). */
+export function mapFd(fd: number, size: number): ArrayBuffer {
+  return call(() => load().mapFd(fd, size));
+}
+
+/** Detaches a mapped buffer (its views become empty) and unmaps it. */
+export function unmap(buffer: ArrayBuffer): void {
+  call(() => load().unmap(buffer));
+}
+
+/** Sends descriptors over an AF_UNIX socket as billiard's `reduction.sendfds` does. */
+export function sendFds(sock: number, fds: number[]): void {
+  call(() => load().sendFds(sock, fds));
+}
+
+/** Receives up to `max` descriptors without blocking (NativeError `EAGAIN` when none wait). */
+export function recvFds(sock: number, max: number): number[] {
+  return call(() => load().recvFds(sock, max));
 }

@@ -32,6 +32,16 @@ export function whileSpawning<T>(body: () => T): T {
 }
 
 /**
+ * True while a child's bootstrap data is being pickled (Python:
+ * `get_spawning_popen() is not None`): locks, shared memory and queues
+ * pickle only then.
+ * @internal
+ */
+export function isSpawning(): boolean {
+  return spawning > 0;
+}
+
+/**
  * An authkey (billiard's `billiard.process.AuthenticationString`): bytes
  * that cannot be pickled, except into the bootstrap data of a child, where
  * they travel as `billiard.process.AuthenticationString(b'...')`. To send

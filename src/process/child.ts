@@ -24,6 +24,7 @@ import { loads, PyTuple, type PickleRegistry } from '../pickle/index.js';
 import { becomeChild } from './current.js';
 import { parseRef } from './locate.js';
 import { childRegistry } from './reduction.js';
+import { runExitHooks } from './exit-hooks.js';
 import { setStartMethod, START_METHODS, type StartMethod } from './start-method.js';
 
 /** The bootstrap descriptor: `--billiard-ts-fd N`, else 3. */
@@ -68,9 +69,12 @@ interface Reporter {
 }
 
 /** Runs a child from its two bootstrap pickles (see the top of this file). */
-async function run(prepBytes: Uint8Array, specBytes: Uint8Array, registry: PickleRegistry, reporter: Reporter): Promise<never | void> {
-  const prep = loads(prepBytes, { registry });
-  const spec = loads(specBytes, { registry });
+async function run(prepBytes: Uint8Array, specBytes: Uint8Array, makeRegistry: () => PickleRegistry, reporter: Reporter): Promise<never | void> {
+  const prep = loads(prepBytes, { registry: makeRegistry() });
+  // The layers whose objects are among the arguments register how to rebuild them.
+  const modules = field(prep, 'modules');
+  if (Array.isArray(modules)) for (const m of modules) if (typeof m === 'string') await import(m);
+  const spec = loads(specBytes, { registry: makeRegistry() });
   const name = String(field(prep, 'name'));
   const daemon = field(prep, 'daemon') === true;
   const parentPidExpected = Number(field(prep, 'parent_pid'));
@@ -148,6 +152,7 @@ async function run(prepBytes: Uint8Array, specBytes: Uint8Array, registry: Pickl
  * still open; queued writes are flushed first.
  */
 async function exit(code: number): Promise<never> {
+  await runExitHooks();
   await flushConnections();
   await new Promise<void>((resolve) => process.stdout.write('', () => resolve()));
   await new Promise<void>((resolve) => process.stderr.write('', () => resolve()));
@@ -180,7 +185,7 @@ async function spawned(): Promise<void> {
   const prepBytes = await channel.recvBytes();
   const specBytes = await channel.recvBytes();
   mark('bootstrap read');
-  await run(prepBytes, specBytes, childRegistry(), { send: (m) => channel.send(m), close: () => channel.close() });
+  await run(prepBytes, specBytes, () => childRegistry(), { send: (m) => channel.send(m), close: () => channel.close() });
 }
 
 /**
@@ -211,7 +216,7 @@ async function warm(): Promise<void> {
       if (process.connected) process.disconnect();
     },
   };
-  await run(start.prep, start.spec, childRegistry(sockets), reporter);
+  await run(start.prep, start.spec, () => childRegistry(sockets), reporter);
 }
 
 (process.argv.includes('--billiard-ts-warm') ? warm() : spawned()).catch((e: unknown) => {

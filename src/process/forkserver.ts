@@ -17,6 +17,7 @@ import { availableParallelism } from 'node:os';
 
 import { FROM_SOURCE } from '../native/index.js';
 import { closeLater, launch, type RemoteChild } from './launcher.js';
+import { Connection } from '../connection/index.js';
 import { bootstrapPickles, childCommand, copyDescriptors, getNodeExecutable, IPC_VARIABLES, isTypeScriptSpec, launchNode, type Launched, type PrepData, type ProcessSpec } from './spawn.js';
 
 interface WarmChild {
@@ -134,6 +135,9 @@ export class ForkServer {
       return launchNode(prep, spec, options);
     }
     const { prepBytes, specBytes, plan } = bootstrapPickles(prep, spec);
+    // Node's IPC channel passes sockets only: a child that needs a pipe or
+    // shared memory (a Queue, a Value) starts cold, with its descriptors inherited.
+    if (plan.fds.some((f) => !(f.owner instanceof Connection))) return launchNode(prep, spec, options);
     // Copies of the descriptors, taken now: the caller may close its ends as soon as start() returns.
     const copies = copyDescriptors(plan);
     // Nothing can fail any more: the warm child is taken.

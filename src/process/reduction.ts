@@ -20,22 +20,71 @@ const kDupFd = new PyGlobal('billiard.popen_spawn_posix', '_DupFd');
 export interface FdPlan {
   /** Child descriptor numbers start here (0-2 are stdio; 3 is the bootstrap channel). */
   next: number;
-  readonly fds: Array<{ childFd: number; parentFd: number; conn: Connection }>;
+  /** `owner` is what the descriptor belongs to (a Connection, an arena, a queue's pipe end). */
+  readonly fds: Array<{ childFd: number; parentFd: number; owner: object }>;
+  /**
+   * Modules a Node child imports before it loads the arguments: those that
+   * register the rebuilders of what was pickled (see {@link addSpawnReducers}).
+   */
+  readonly modules?: Set<string>;
 }
 
-/** A registry that pickles Connections for a child, assigning them child descriptor numbers. */
+/**
+ * The child descriptor number of `parentFd` (owned by `owner`), given one
+ * the first time it is asked for.
+ */
+export function childFdFor(plan: FdPlan, parentFd: number, owner: object): number {
+  let entry = plan.fds.find((f) => f.owner === owner && f.parentFd === parentFd);
+  if (entry === undefined) {
+    entry = { childFd: plan.next++, parentFd, owner };
+    plan.fds.push(entry);
+  }
+  return entry.childFd;
+}
+
+/** billiard's `_DupFd` of a descriptor a child gets while spawning: `fd` is its number in the child. */
+export function dupFdObject(childFd: number): PyObject {
+  const dup = new PyObject('newobj', kDupFd, tuple());
+  dup.state = { __proto__: null, fd: childFd };
+  return dup;
+}
+
+/** What a layer above adds to the pickler of a child's bootstrap data. */
+export type SpawnReducers = (registry: PickleRegistry, plan: FdPlan) => void;
+/** What a layer above adds to a Node child's unpickler: `fdFor` maps a child descriptor number to the real one. */
+export type ChildRebuilders = (registry: PickleRegistry, fdFor: (childFd: number) => number) => void;
+
+const spawnHooks = new Map<string, SpawnReducers>();
+const childHooks = new Map<string, ChildRebuilders>();
+
+/**
+ * Lets the module at `moduleUrl` (its `import.meta.url`) pickle its objects
+ * into a child's bootstrap data: `reducers` runs for every child started.
+ * The child imports `moduleUrl` before it loads its arguments, and that
+ * import registers the rebuilders ({@link addChildRebuilders}).
+ * The process layer so stays ignorant of the layers above it.
+ * @internal
+ */
+export function addSpawnReducers(moduleUrl: string, reducers: SpawnReducers): void {
+  spawnHooks.set(moduleUrl, reducers);
+}
+
+/** The counterpart of {@link addSpawnReducers} in a child. @internal */
+export function addChildRebuilders(moduleUrl: string, rebuilders: ChildRebuilders): void {
+  childHooks.set(moduleUrl, rebuilders);
+}
+
+/** A registry that pickles Connections (and what layers above add) for a child, assigning child descriptor numbers. */
 export function spawnRegistry(plan: FdPlan): PickleRegistry {
   const registry = defaultRegistry.extend();
   registry.registerReducer(Connection, (conn: Connection) => {
-    let entry = plan.fds.find((f) => f.conn === conn);
-    if (entry === undefined) {
-      entry = { childFd: plan.next++, parentFd: conn.fileno(), conn };
-      plan.fds.push(entry);
-    }
-    const dup = new PyObject('newobj', kDupFd, tuple());
-    dup.state = { __proto__: null, fd: entry.childFd };
-    return { callable: kRebuild, args: [dup, conn.readable, conn.writable] };
+    const childFd = childFdFor(plan, conn.fileno(), conn);
+    return { callable: kRebuild, args: [dupFdObject(childFd), conn.readable, conn.writable] };
   });
+  for (const [url, hook] of spawnHooks) {
+    hook(registry, plan);
+    plan.modules?.add(url);
+  }
   return registry;
 }
 
@@ -44,8 +93,9 @@ export function spawnRegistry(plan: FdPlan): PickleRegistry {
  * from inherited descriptors, or, in a warm child of the fork server, from
  * the sockets the parent sent (keyed by descriptor number).
  */
-export function childRegistry(sockets?: ReadonlyMap<number, Duplex>): PickleRegistry {
+export function childRegistry(sockets?: ReadonlyMap<number, Duplex>, fds?: ReadonlyMap<number, number>): PickleRegistry {
   const registry = defaultRegistry.extend();
+  const fdFor = (childFd: number): number => fds?.get(childFd) ?? childFd;
   for (const module of ['billiard.popen_spawn_posix', 'multiprocessing.popen_spawn_posix']) {
     registry.register(module, '_DupFd', {
       newobj: () => {
@@ -78,9 +128,10 @@ export function childRegistry(sockets?: ReadonlyMap<number, Duplex>): PickleRegi
         if (typeof fd !== 'number' || fd < 0) throw new TypeError('rebuild_connection needs a descriptor');
         const options = { readable: readable !== false, writable: writable !== false };
         const socket = sockets?.get(fd);
-        return socket !== undefined ? new Connection(socket, options) : Connection.fromFd(fd, options);
+        return socket !== undefined ? new Connection(socket, options) : Connection.fromFd(fdFor(fd), options);
       },
     });
   }
+  for (const hook of childHooks.values()) hook(registry, fdFor);
   return registry;
 }

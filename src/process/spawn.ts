@@ -204,9 +204,13 @@ function reportOf(channel: Connection): Promise<unknown[] | null> {
  * `billiard.process.AuthenticationString(b'...')`, see authkey.ts).
  */
 export function bootstrapPickles(prep: PrepData, spec: ProcessSpec): { prepBytes: Uint8Array; specBytes: Uint8Array; plan: FdPlan } {
-  const plan: FdPlan = { next: BOOTSTRAP_FD + 1, fds: [] };
+  const plan: FdPlan = { next: BOOTSTRAP_FD + 1, fds: [], modules: new Set() };
   const registry = spawnRegistry(plan);
   return whileSpawning(() => {
+    const specBytes = dumps(
+      { __proto__: null, target: spec.target, cls: spec.cls, args: tuple(...spec.args), kwargs: { __proto__: null, ...spec.kwargs }, state: { __proto__: null, ...spec.state } },
+      { registry },
+    );
     const prepBytes = dumps(
       {
         __proto__: null,
@@ -218,11 +222,9 @@ export function bootstrapPickles(prep: PrepData, spec: ProcessSpec): { prepBytes
         parent_name: prep.parentName,
         dir: prep.dir,
         start_method: prep.startMethod,
+        // What the child imports before it loads the description (reduction.ts).
+        modules: [...plan.modules!],
       },
-      { registry },
-    );
-    const specBytes = dumps(
-      { __proto__: null, target: spec.target, cls: spec.cls, args: tuple(...spec.args), kwargs: { __proto__: null, ...spec.kwargs }, state: { __proto__: null, ...spec.state } },
       { registry },
     );
     return { prepBytes, specBytes, plan };

@@ -1,0 +1,427 @@
+/**
+ * billiard's queues (spec/api.md §5): `Queue`, `JoinableQueue` and
+ * `SimpleQueue`, on an OS pipe shared by every process that holds the
+ * queue, with billiard's framing (4-byte big-endian length, then the
+ * pickle), its read and write locks and its bounding semaphore, so Node
+ * and Python processes put and get on the same queue.
+ *
+ * The pipe stays blocking, as Python expects (a Python process holds the
+ * same open file, whose flags it would see): reads and writes that could
+ * block run on billiard-ts's own threads (src/native), and those that
+ * certainly cannot run at once. A `put` pickles at once (errors reach the
+ * caller) and leaves the frame to the feeder, the counterpart of Python's
+ * feeder thread: it writes every frame waiting, in order, under one hold of
+ * the write lock, and keeps the process alive until they are written.
+ */
+
+import { Connection, EOFError, OSError } from '../connection/index.js';
+import { timeoutSeconds } from '../connection/timers.js';
+import { NativeError, pipe, readable, readFrame, writeBytes } from '../native/index.js';
+import { BilliardError } from '../pickle/errors.js';
+import { dumps, loads } from '../pickle/index.js';
+import { AssertionError, ValueError } from '../process/errors.js';
+import { addExitHook } from '../process/exit-hooks.js';
+import { BoundedSemaphore, Condition, isRebuilding, Lock, SEM_VALUE_MAX, Semaphore } from '../synchronize/index.js';
+
+/** Python's `queue.Empty` (pickled as `_queue.Empty`): nothing to get in time. */
+export class Empty extends BilliardError {
+  static override readonly brand: string = '_queue.Empty';
+  constructor(message = '') {
+    super(message, { code: 'EMPTY' });
+  }
+}
+
+/** Python's `queue.Full`: no free slot in time. */
+export class Full extends BilliardError {
+  static override readonly brand: string = 'queue.Full';
+  constructor(message = '') {
+    super(message, { code: 'FULL' });
+  }
+}
+
+/** Options of `put`. */
+export interface PutOptions {
+  /** false: fail at once with Full when no slot is free. Default true. */
+  block?: boolean;
+  /** Seconds to wait for a slot (null: for ever); only when `block`. */
+  timeout?: number | null;
+  signal?: AbortSignal;
+}
+
+/** Options of `get`. */
+export interface GetOptions {
+  /** false: fail at once with Empty when nothing is there. Default true. */
+  block?: boolean;
+  /** Seconds to wait for an item (null: for ever); only when `block`. */
+  timeout?: number | null;
+  signal?: AbortSignal;
+}
+
+/** Options of the queue constructors. */
+export interface QueueOptions {
+  /**
+   * Seconds a read may wait in the middle of a frame for the rest of it
+   * (a writer killed mid-put) before the queue is declared broken with an
+   * EOFError. Default 60.
+   */
+  stallTimeout?: number;
+}
+
+const HEADER = 4;
+const BATCH_BYTES = 1 << 20;
+/** The frame limit billiard can send (a 4-byte signed length). */
+const MAX_FRAME = 0x7fffffff;
+
+function header(n: number): Uint8Array {
+  const h = new Uint8Array(HEADER);
+  new DataView(h.buffer).setInt32(0, n);
+  return h;
+}
+
+/** Reads one frame under the caller's read lock; null when `timeout` passed first. */
+async function readOne(fd: number, timeout: number | null, stall: number): Promise<Uint8Array | null> {
+  try {
+    const r = readFrame(fd, timeout ?? -1, stall, MAX_FRAME);
+    return r instanceof Promise ? await r : r;
+  } catch (e) {
+    throw frameError(e);
+  }
+}
+
+function frameError(e: unknown): Error {
+  if (!(e instanceof NativeError)) return e as Error;
+  switch (e.code) {
+    case 'EPIPE':
+      return new EOFError('every writer of the queue is gone', { code: 'EOF' });
+    case 'EBADMSG':
+      return new EOFError('a writer went away in the middle of a frame', { code: 'TORN_FRAME', cause: e });
+    case 'ETIMEDOUT':
+      return new EOFError('a frame stopped arriving midway (a writer died while writing it?)', { code: 'TORN_FRAME', cause: e });
+    case 'EPROTO':
+      return new OSError('bad message length', { code: 'BAD_MESSAGE_LENGTH', cause: e });
+    case 'EBADF':
+      return new OSError('handle is closed', { code: 'HANDLE_CLOSED', cause: e });
+    default:
+      return e;
+  }
+}
+
+/** The state every queue has: the pipe's ends and their locks. */
+abstract class PipeQueue {
+  /** @internal */ reader!: Connection;
+  /** @internal */ writer!: Connection;
+  /** @internal */ rlock!: Lock;
+  /** @internal */ wlock!: Lock;
+  /** @internal */ stall = 60;
+  /** A torn frame broke the pipe's framing: every get fails with it. @internal */
+  broken: Error | null = null;
+
+  /** @internal */
+  makePipe(options?: QueueOptions): void {
+    const [r, w] = pipe();
+    this.reader = Connection.fromFd(r, { readable: true, writable: false });
+    this.writer = Connection.fromFd(w, { readable: false, writable: true });
+    this.rlock = new Lock();
+    this.wlock = new Lock();
+    if (options?.stallTimeout !== undefined) this.stall = timeoutSeconds(options.stallTimeout, 'stallTimeout') ?? -1;
+  }
+
+  /** @internal */
+  readerFd(): number {
+    if (this.reader.closed) throw new OSError('handle is closed', { code: 'HANDLE_CLOSED' });
+    return this.reader.fileno();
+  }
+
+  /** Reads a frame holding the read lock; null when nothing came in time. @internal */
+  async readLocked(timeout: number | null): Promise<Uint8Array | null> {
+    if (this.broken !== null) throw this.broken;
+    try {
+      return await readOne(this.readerFd(), timeout, this.stall);
+    } catch (e) {
+      if (e instanceof EOFError && e.code === 'TORN_FRAME') this.broken = e;
+      throw e;
+    }
+  }
+
+  /** Writes frames holding the write lock. @internal */
+  async writeLocked(chunks: Uint8Array[]): Promise<void> {
+    const fd = this.writer.fileno();
+    try {
+      const r = writeBytes(fd, chunks);
+      if (r !== true) await r;
+    } catch (e) {
+      throw e instanceof NativeError && e.code === 'EPIPE' ? new OSError('broken pipe', { code: 'BROKEN_PIPE', cause: e }) : e;
+    }
+  }
+
+  /** True when nothing is readable on the pipe now (racy, as in Python). */
+  empty(): boolean {
+    return readable(this.readerFd()) === 0;
+  }
+}
+
+/**
+ * A multi-producer, multi-consumer FIFO shared by processes: billiard's
+ * `Queue(maxsize)`. `maxsize <= 0` means SEM_VALUE_MAX slots.
+ */
+export class Queue extends PipeQueue {
+  /** @internal */ maxsize!: number;
+  /** @internal */ sem!: BoundedSemaphore;
+  /** @internal */ opid!: number;
+  /** @internal */ ignoreEpipe = false;
+  #buffer: Uint8Array[] = [];
+  #feeding: Promise<void> | null = null;
+  #closed = false;
+  #joinCancelled = false;
+  #feedError: unknown = null;
+
+  constructor(maxsize = 0, options?: QueueOptions) {
+    super();
+    if (isRebuilding()) return;
+    if (typeof maxsize !== 'number' || Number.isNaN(maxsize)) throw new TypeError('maxsize must be a number');
+    this.maxsize = maxsize <= 0 ? SEM_VALUE_MAX : Math.floor(maxsize);
+    this.makePipe(options);
+    this.sem = new BoundedSemaphore(this.maxsize);
+    this.opid = process.pid;
+  }
+
+  /**
+   * Puts `obj` on the queue: waits for a free slot (Full when none came in
+   * time, or at once with `block: false`), pickles it, and leaves the
+   * writing to the feeder. After close(): AssertionError, as billiard.
+   */
+  async put(obj: unknown, options?: PutOptions): Promise<void> {
+    if (this.#closed) throw new AssertionError('the queue is closed');
+    const frame = dumps(obj);
+    if (!(await this.sem.acquire({ block: options?.block, timeout: options?.timeout, signal: options?.signal }))) throw new Full();
+    this.enqueue(frame);
+  }
+
+  /** `put(obj, { block: false })`, answered at once: Full when no slot is free. */
+  putNowait(obj: unknown): void {
+    if (this.#closed) throw new AssertionError('the queue is closed');
+    const frame = dumps(obj);
+    if (!this.sem.acquireSync({ block: false })) throw new Full();
+    this.enqueue(frame);
+  }
+
+  /** @internal */
+  enqueue(frame: Uint8Array): void {
+    if (frame.length > MAX_FRAME) throw new ValueError('the item pickles to more than 2 GiB, more than billiard can read');
+    this.#buffer.push(frame);
+    if (this.#feeding === null) {
+      this.#feeding = this.#feed();
+      feeding.add(this);
+    }
+  }
+
+  /** What the feeder still has to write, awaited (unless cancelJoinThread()). @internal */
+  flushed(): Promise<void> {
+    return this.#joinCancelled || this.#feeding === null ? Promise.resolve() : this.#feeding;
+  }
+
+  /** The feeder: writes what is buffered, in order, a batch per hold of the write lock. */
+  async #feed(): Promise<void> {
+    // Let the current turn's puts join the first batch.
+    await new Promise<void>((resolve) => setImmediate(resolve));
+    try {
+      while (this.#buffer.length > 0) {
+        await this.wlock.acquire();
+        try {
+          const chunks: Uint8Array[] = [];
+          let bytes = 0;
+          while (this.#buffer.length > 0 && bytes < BATCH_BYTES) {
+            const f = this.#buffer.shift()!;
+            chunks.push(header(f.length), f);
+            bytes += HEADER + f.length;
+          }
+          await this.writeLocked(chunks);
+        } finally {
+          this.wlock.release();
+        }
+      }
+    } catch (e) {
+      this.#feedError = e;
+      if (!(this.ignoreEpipe && e instanceof OSError && e.code === 'BROKEN_PIPE')) {
+        process.emitWarning(`error in queue feeder: ${(e as Error)?.message ?? String(e)}`, { code: 'BILLIARD_TS_QUEUE_FEEDER' });
+      }
+      this.#buffer.length = 0;
+    } finally {
+      this.#feeding = null;
+      feeding.delete(this);
+      if (this.#closed && !this.writer.closed) this.writer.close();
+    }
+  }
+
+  /**
+   * Takes the next item: waits for one (Empty when none came in time, or at
+   * once with `block: false`). The read runs off the event loop.
+   */
+  async get(options?: GetOptions): Promise<unknown> {
+    const block = options?.block !== false;
+    const timeout = block ? timeoutSeconds(options?.timeout) : 0;
+    const deadline = timeout === null ? null : performance.now() + timeout * 1000;
+    this.readerFd();
+    if (!(await this.rlock.acquire({ block, timeout, signal: options?.signal }))) throw new Empty();
+    let bytes: Uint8Array | null;
+    try {
+      const left = deadline === null ? null : Math.max(0, (deadline - performance.now()) / 1000);
+      bytes = await this.readLocked(left);
+      if (bytes === null) throw new Empty();
+      this.sem.release();
+    } finally {
+      this.rlock.release();
+    }
+    return loads(bytes);
+  }
+
+  /** `get({ block: false })`. */
+  getNowait(): Promise<unknown> {
+    return this.get({ block: false });
+  }
+
+  /** Items put and not yet got, counting those the feeder still holds. */
+  qsize(): number {
+    return this.maxsize - this.sem.getValue();
+  }
+
+  /** True when no slot is free. */
+  full(): boolean {
+    return this.sem.isZero();
+  }
+
+  /**
+   * No more puts from this process: the read end closes now, the write end
+   * once the feeder has written what it holds.
+   */
+  close(): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    this.reader.close();
+    if (this.#feeding === null && !this.writer.closed) this.writer.close();
+  }
+
+  /** Resolves once the feeder has written everything (after close(); AssertionError before). */
+  async joinThread(): Promise<void> {
+    if (!this.#closed) throw new AssertionError('join_thread() before close()');
+    if (this.#feeding !== null) await this.#feeding;
+  }
+
+  /**
+   * Do not wait for the feeder when this child's target returns (Python:
+   * may lose data). A main process whose event loop runs dry still waits
+   * for a write in progress, and `process.exit()` never waits.
+   */
+  cancelJoinThread(): void {
+    this.#joinCancelled = true;
+  }
+
+  /** True after cancelJoinThread(). */
+  get joinCancelled(): boolean {
+    return this.#joinCancelled;
+  }
+
+  /** The last error of the feeder, if one stopped it. */
+  get feederError(): unknown {
+    return this.#feedError;
+  }
+
+  /** Closes the queue's descriptors here (other processes keep theirs). */
+  [Symbol.dispose](): void {
+    this.close();
+  }
+}
+
+/** Queues whose feeder is writing: a child waits for them before it exits. */
+const feeding = new Set<Queue>();
+addExitHook(async () => {
+  for (;;) {
+    const pending = [...feeding].filter((q) => !q.joinCancelled);
+    if (pending.length === 0) return;
+    await Promise.all(pending.map((q) => q.flushed()));
+  }
+});
+
+/** A Queue whose consumers mark items done (`taskDone`) and whose producers can wait for that (`join`). */
+export class JoinableQueue extends Queue {
+  /** @internal */ cond!: Condition;
+  /** @internal */ unfinishedTasks!: Semaphore;
+
+  constructor(maxsize = 0, options?: QueueOptions) {
+    super(maxsize, options);
+    if (isRebuilding()) return;
+    this.unfinishedTasks = new Semaphore(0);
+    this.cond = new Condition();
+  }
+
+  override async put(obj: unknown, options?: PutOptions): Promise<void> {
+    await super.put(obj, options);
+  }
+
+  override enqueue(frame: Uint8Array): void {
+    super.enqueue(frame);
+    this.unfinishedTasks.release();
+  }
+
+  /** Marks one item got from the queue as done (ValueError when more than were put). */
+  async taskDone(): Promise<void> {
+    await this.cond.withLock(async () => {
+      if (!this.unfinishedTasks.acquireSync({ block: false })) throw new ValueError('task_done() called too many times');
+      if (this.unfinishedTasks.isZero()) await this.cond.notifyAll();
+    });
+  }
+
+  /** Resolves once every item put was marked done. */
+  async join(): Promise<void> {
+    await this.cond.withLock(async () => {
+      if (!this.unfinishedTasks.isZero()) await this.cond.wait();
+    });
+  }
+}
+
+/** A locked pipe without feeder or bound: billiard's `SimpleQueue`. Its `empty()` works (billiard's raises). */
+export class SimpleQueue extends PipeQueue {
+  constructor(options?: QueueOptions) {
+    super();
+    if (isRebuilding()) return;
+    this.makePipe(options);
+  }
+
+  /** Pickles `obj` and writes it as one frame, under the write lock. */
+  async put(obj: unknown): Promise<void> {
+    await this.sendPayload(dumps(obj));
+  }
+
+  /** Writes already-pickled bytes as one frame (billiard's `send_payload`). */
+  async sendPayload(value: Uint8Array): Promise<void> {
+    if (value.length > MAX_FRAME) throw new ValueError('the payload is more than 2 GiB, more than billiard can read');
+    await this.wlock.acquire();
+    try {
+      await this.writeLocked([header(value.length), value]);
+    } finally {
+      this.wlock.release();
+    }
+  }
+
+  /** Reads one frame's bytes, under the read lock (billiard's `get_payload`). */
+  async getPayload(): Promise<Uint8Array> {
+    this.readerFd();
+    await this.rlock.acquire();
+    try {
+      return (await this.readLocked(null))!;
+    } finally {
+      this.rlock.release();
+    }
+  }
+
+  /** Reads and unpickles the next item. */
+  async get(): Promise<unknown> {
+    return loads(await this.getPayload());
+  }
+
+  /** Closes both ends here. */
+  close(): void {
+    this.reader.close();
+    this.writer.close();
+  }
+}
