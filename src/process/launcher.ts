@@ -157,7 +157,6 @@ function launcher(): Worker {
     // It closes descriptors the main thread opened: no per-thread bookkeeping (and warnings) for them.
     trackUnmanagedFds: false,
   });
-  if (holding === 0) w.unref();
   w.on('message', (m: ThreadMessage) => live.get(m.id)?.[kDeliver](m));
   const lost = (why: string): void => {
     thread = undefined;
@@ -165,6 +164,8 @@ function launcher(): Worker {
   };
   w.on('error', (e: Error) => lost(`failed: ${e.message}`));
   w.on('exit', (code: number) => lost(`exited (${code})`));
+  // After the listeners: attaching one refs the thread's port again.
+  if (holding === 0) w.unref();
   thread = w;
   return w;
 }

@@ -3,7 +3,7 @@
  * outlive the process that made them unless someone unlinks them. A process
  * unlinks its own at exit ('exit' event); for a death no handler sees
  * (SIGKILL, or a signal with no listener), a small `/bin/sh` process
- * started on the first registration holds the names and unlinks those still
+ * started (synchronously) on the first registration holds the names and unlinks those still
  * registered when its input pipe reaches end of file, which happens when
  * this process is gone, however it went. It ignores SIGINT, SIGTERM and
  * SIGHUP, which a terminal sends to the whole process group.
@@ -12,10 +12,10 @@
  * tracker removes that file: what `sem_unlink` does there.
  */
 
+import { spawn } from 'node:child_process';
 import { closeSync, writeSync } from 'node:fs';
 
 import { pipe, Semaphore } from '../native/index.js';
-import { launch } from '../process/launcher.js';
 
 const SCRIPT = `trap '' INT TERM HUP
 set -f
@@ -39,8 +39,13 @@ function send(line: string): void {
   if (trackerFd === null) {
     try {
       const [r, w] = pipe();
-      const child = launch({ file: '/bin/sh', args: ['-c', SCRIPT], env: null, stdio: [r, 'ignore', 'inherit'], close: [r] });
-      child.unref();
+      // Spawned here and now (not by the launcher thread, later): a death
+      // right after the first semaphore must already find the tracker running.
+      try {
+        spawn('/bin/sh', ['-c', SCRIPT], { stdio: [r, 'ignore', 'inherit'] }).unref();
+      } finally {
+        closeSync(r);
+      }
       trackerFd = w;
     } catch {
       trackerFailed = true;
