@@ -91,6 +91,7 @@ export class CValue<T extends Typecode = Typecode> {
     return `${this.#info.ctype}(${this.#info.repr(this.value)})`;
   }
 
+  /** @internal */
   [kInspect](): string {
     return this.toString();
   }
@@ -300,6 +301,7 @@ export class CArray<T extends Typecode = Typecode> {
     return `<billiard.sharedctypes.${this.typeName} object>`;
   }
 
+  /** @internal */
   [kInspect](): string {
     return this.toString();
   }
@@ -509,6 +511,7 @@ export class SynchronizedBase<O extends RawShared = RawShared> {
     return `<${this.constructor.name} wrapper for ${String(this.#obj)}>`;
   }
 
+  /** @internal */
   [kInspect](): string {
     return this.toString();
   }
