@@ -20,6 +20,7 @@ connected to the same pipe. Only billiard is needed on the Python side.
 Exit codes follow billiard's: 0 when the target returns, 1 when it throws,
 n for process.exit(n), -N when killed by signal N.
 """
+import collections
 import io
 import os
 import pickle
@@ -72,6 +73,15 @@ def child_command(node='node', target=None, cwd=None, entry=None):
     return [node] + (['--import', _tsx_loader(cwd)] if module.endswith(TS_SUFFIXES) else []) + [built]
 
 
+def _package_url(script):
+    """The file: URL of the package entry beside the child entry `script`
+    (src/index.ts or dist/index.js). The child imports it before it loads its
+    arguments: that import registers how billiard's locks, queues and shared
+    values rebuild (a billiard-ts parent lists those modules itself)."""
+    root = os.path.dirname(os.path.dirname(script))
+    return urllib.parse.urljoin('file:', urllib.request.pathname2url(os.path.join(root, 'index' + os.path.splitext(script)[1])))
+
+
 def _target_url(target):
     module, sep, name = target.rpartition('#')
     if not sep or not module or not name:
@@ -107,7 +117,9 @@ def _pickler_class():
     import billiard.connection  # noqa: F401
 
     class Pickler(BilliardPickler):
-        _extra_reducers = {**MpPickler._extra_reducers, **BilliardPickler._extra_reducers}
+        # A live view, not a copy: reducers registered later (an Arena's when the heap is
+        # first imported, each new ctypes array type's) must be seen by the next child.
+        _extra_reducers = collections.ChainMap(BilliardPickler._extra_reducers, MpPickler._extra_reducers)
 
     return Pickler
 
@@ -159,6 +171,7 @@ class NodeProcess:
             'parent_name': current_process().name,
             'dir': self._cwd,
             'start_method': 'spawn',
+            'modules': [_package_url(child_command(self._node, self._target, self._cwd, self._entry)[-1])],
         }
         spec = {'target': self._target, 'cls': None, 'args': self._args, 'kwargs': self._kwargs, 'state': {}}
         buffers = []
