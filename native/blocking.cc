@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <chrono>
+#include <climits>
 #include <condition_variable>
 #include <cstring>
 #include <deque>
@@ -228,7 +229,9 @@ int TryWrite(int fd, const iovec* iov_in, int count, size_t total) {
   size_t done = 0;
   size_t first = 0;
   while (done < total) {
-    ssize_t w = writev(fd, iov.data() + first, static_cast<int>(iov.size() - first));
+    // writev takes at most IOV_MAX pieces (1024 on Linux): EINVAL past it.
+    int pieces = static_cast<int>(std::min<size_t>(iov.size() - first, IOV_MAX));
+    ssize_t w = writev(fd, iov.data() + first, pieces);
     if (w < 0) {
       if (errno == EINTR) continue;
       return -errno;

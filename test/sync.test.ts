@@ -253,6 +253,16 @@ describe('contended by processes', () => {
     await big.join();
   });
 
+  test('2,000 small items put in one turn are written in one batch and all arrive (more pieces than one writev takes)', async () => {
+    const q = new Queue();
+    for (let i = 0; i < 2000; i++) q.putNowait(i);
+    const got: unknown[] = [];
+    for (let i = 0; i < 2000; i++) got.push(await q.get({ timeout: 5 }));
+    expect(got).toEqual(Array.from({ length: 2000 }, (_, i) => i));
+    expect(q.feederError).toBeNull();
+    q.close();
+  });
+
   test('the forkserver start method hands a Queue and a Lock to its children too', async () => {
     const ctx = getContext('forkserver');
     const lock = ctx.Lock();

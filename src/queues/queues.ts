@@ -228,13 +228,18 @@ export class Queue extends PipeQueue {
       while (this.#buffer.length > 0) {
         await this.wlock.acquire();
         try {
+          const buffer = this.#buffer;
           const chunks: Uint8Array[] = [];
           let bytes = 0;
-          while (this.#buffer.length > 0 && bytes < BATCH_BYTES) {
-            const f = this.#buffer.shift()!;
+          let taken = 0;
+          // Take a prefix and cut it off once: shift() per item is
+          // quadratic when thousands wait.
+          while (taken < buffer.length && bytes < BATCH_BYTES) {
+            const f = buffer[taken++];
             chunks.push(header(f.length), f);
             bytes += HEADER + f.length;
           }
+          buffer.splice(0, taken);
           await this.writeLocked(chunks);
         } finally {
           this.wlock.release();
