@@ -4,6 +4,7 @@
  *
  *   npm run bench                 every benchmark
  *   npm run bench -- pickle       only bench/pickle.ts
+ *   npm run bench -- queue sync   Queue throughput; Lock, Value, hand-off
  *
  * Environment: BENCH_SECONDS (measurement per cell and implementation,
  * default 1), BENCH_WARMUP_SECONDS (warm-up, default 0.25), BENCH_ROUNDS
