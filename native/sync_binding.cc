@@ -5,10 +5,19 @@
 #include <uv.h>
 
 #include <cerrno>
+#include <cstdint>
 #include <cstring>
 #include <mutex>
 #include <unordered_map>
 #include <vector>
+
+#if defined(__linux__) && defined(__GLIBC__) && defined(__x86_64__)
+#include <linux/futex.h>
+#include <semaphore.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+#define BILLIARD_SEM_WORD 1
+#endif
 
 #include "blocking.h"
 #include "posix.h"
@@ -174,6 +183,28 @@ double JobId(const Napi::CallbackInfo& info, size_t i) {
 
 // ---- semaphores --------------------------------------------------------------
 
+#ifdef BILLIARD_SEM_WORD
+// glibc (2.21 and later, 64-bit) keeps a sem_t's state in its first 8 bytes:
+// the value in the low 32 bits, the number of sleeping waiters in the high
+// 32, and a waiter sleeps with FUTEX_WAIT on the low word. JavaScript can
+// then take and post an uncontended semaphore with Atomics on that word, as
+// sem_trywait and sem_post do, without a call into the addon. Checked once
+// on a private semaphore: any other layout keeps every operation native.
+bool SemWordLayoutOk() {
+  static const bool ok = [] {
+    alignas(16) sem_t s;
+    if (sem_init(&s, 0, 5) != 0) return false;
+    auto* word = reinterpret_cast<volatile uint32_t*>(&s);
+    bool good = word[0] == 5 && word[1] == 0;
+    good = good && sem_post(&s) == 0 && word[0] == 6 && word[1] == 0;
+    good = good && sem_trywait(&s) == 0 && sem_trywait(&s) == 0 && word[0] == 4;
+    sem_destroy(&s);
+    return good;
+  }();
+  return ok;
+}
+#endif
+
 class Semaphore : public Napi::ObjectWrap<Semaphore> {
  public:
   static Napi::Function Define(Napi::Env env) {
@@ -189,6 +220,8 @@ class Semaphore : public Napi::ObjectWrap<Semaphore> {
                            InstanceMethod<&Semaphore::WaitSync>("waitSync"),
                            InstanceMethod<&Semaphore::Close>("close"),
                            InstanceAccessor<&Semaphore::Handle>("handle"),
+                           InstanceMethod<&Semaphore::Word>("word"),
+                           InstanceMethod<&Semaphore::Wake>("wake"),
                        });
   }
 
@@ -293,6 +326,31 @@ class Semaphore : public Napi::ObjectWrap<Semaphore> {
   Napi::Value Handle(const Napi::CallbackInfo& info) {
     if (!sem_) return Napi::Number::New(info.Env(), 0);
     return Napi::Number::New(info.Env(), static_cast<double>(reinterpret_cast<uintptr_t>(sem_->get())));
+  }
+
+  // word(): the sem_t's first 8 bytes (see SemWordLayoutOk) as an
+  // ArrayBuffer over the shared mapping, which it keeps open; undefined
+  // where the layout is not glibc's.
+  Napi::Value Word(const Napi::CallbackInfo& info) {
+#ifdef BILLIARD_SEM_WORD
+    if (!Live(info.Env())) return info.Env().Undefined();
+    if (!SemWordLayoutOk()) return info.Env().Undefined();
+    auto* keep = new std::shared_ptr<Sem>(sem_);
+    return Napi::ArrayBuffer::New(
+        info.Env(), static_cast<void*>(sem_->get()), 8, [](Napi::Env, void*, std::shared_ptr<Sem>* k) { delete k; }, keep);
+#else
+    return info.Env().Undefined();
+#endif
+  }
+
+  // wake(): what sem_post does after its increment when waiters sleep:
+  // FUTEX_WAKE of one, on the value word, shared between processes.
+  Napi::Value Wake(const Napi::CallbackInfo& info) {
+#ifdef BILLIARD_SEM_WORD
+    if (!Live(info.Env())) return info.Env().Undefined();
+    syscall(SYS_futex, reinterpret_cast<uint32_t*>(sem_->get()), FUTEX_WAKE, 1, nullptr, nullptr, 0);
+#endif
+    return info.Env().Undefined();
   }
 
   std::shared_ptr<Sem> sem_;

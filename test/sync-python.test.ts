@@ -187,6 +187,19 @@ function scenarios(start: Start, sizes: Sizes): void {
     expect(await p.join()).toBe(0);
   });
 
+  test("a Python child asleep in sem_timedwait on a Lock is woken by Node's release (Node posts with Atomics, then FUTEX_WAKE)", async () => {
+    const lock = new Lock();
+    const out = new Queue();
+    expect(await lock.acquire()).toBe(true);
+    const p = start('sleep_on_lock', [lock, out]);
+    expect(await out.get({ timeout: T })).toBe('waiting');
+    // Let the child fall asleep in the kernel (it waits up to 10 s; a missed wake-up would show as false).
+    await new Promise((r) => setTimeout(r, 300));
+    lock.release();
+    expect(await out.get({ timeout: T })).toEqual(tuple('acquired', true));
+    expect(await p.join()).toBe(0);
+  });
+
   test('Event: Node sets, the Python child wakes; it sets, Node wakes', async () => {
     const toChild = new Event();
     const toParent = new Event();

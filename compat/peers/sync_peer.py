@@ -95,6 +95,14 @@ def lock_steps(lock, rlock, cmd, out):
     out.put('done')
 
 
+def sleep_on_lock(lock, out):
+    """Says it is about to wait, then sleeps in sem_timedwait on `lock`
+    (which the parent holds) until the parent's release wakes it."""
+    out.put('waiting')
+    out.put(('acquired', lock.acquire(True, 10)))
+    lock.release()
+
+
 def event_steps(to_child, to_parent, out):
     """Reports `to_child` unset, waits for the parent to set it, sets `to_parent`."""
     out.put(('is_set', to_child.is_set()))

@@ -173,6 +173,14 @@ export interface NativeSemaphore {
   close(): void;
   /** The `sem_t` address, which CPython pickles as the handle. */
   readonly handle: number;
+  /**
+   * glibc's sem_t state word (8 bytes: the value, then the count of
+   * sleeping waiters) in the shared mapping, for Atomics; undefined where
+   * the layout is not known to be glibc's on x86-64.
+   */
+  word(): ArrayBuffer | undefined;
+  /** Wakes one sleeping waiter (FUTEX_WAKE on the value word). */
+  wake(): void;
 }
 
 /** Named POSIX semaphores (see {@link NativeSemaphore}). */

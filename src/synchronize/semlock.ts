@@ -9,6 +9,8 @@
  * process's JavaScript on one thread, where CPython counts per thread.
  */
 
+import { availableParallelism } from 'node:os';
+
 import { cancelJob, jobId, Semaphore as NativeSem, type NativeSemaphore } from '../native/index.js';
 import { NativeError } from '../native/index.js';
 import { timeoutSeconds } from '../connection/timers.js';
@@ -30,6 +32,35 @@ export interface AcquireOptions {
   timeout?: number | null;
   /** Gives up the wait (the promise rejects with the signal's reason). */
   signal?: AbortSignal;
+}
+
+const TRUE = Promise.resolve(true);
+const FALSE = Promise.resolve(false);
+
+/**
+ * How long (ms) a blocking acquire watches a taken semaphore before it
+ * parks the wait on a native thread: a holder on another CPU usually
+ * releases within a few microseconds, and the park costs a thread hand-off
+ * and an event-loop wake-up (~2x CPython's hand-off latency). 0 on one CPU.
+ * `BILLIARD_TS_SPIN_US` sets it in microseconds (0: never spin).
+ */
+const SPIN_MS = (() => {
+  const env = Number(process.env.BILLIARD_TS_SPIN_US);
+  if (Number.isFinite(env) && env >= 0) return env / 1000;
+  return availableParallelism() > 1 ? 0.02 : 0;
+})();
+
+/**
+ * The state word of glibc's sem_t (value, sleeping waiters) when the
+ * addon vouches for its layout, else null; `BILLIARD_TS_SEM_WORD=0` turns
+ * it off (every operation then calls sem_trywait/sem_post/sem_getvalue).
+ */
+function stateWord(sem: NativeSemaphore): Int32Array | null {
+  if (process.env.BILLIARD_TS_SEM_WORD === '0') return null;
+  const buffer = sem.word();
+  if (buffer === undefined) return null;
+  const word = new Int32Array(buffer, 0, 2);
+  return Atomics.load(word, 0) === sem.getValue() ? word : null;
 }
 
 let rebuilding = 0;
@@ -78,6 +109,12 @@ export class SemLock {
   /** The semaphore's name (`/mp-…`). */
   readonly name!: string;
   #sem!: NativeSemaphore;
+  /**
+   * glibc's sem_t word in the shared mapping ([0]: value, [1]: sleeping
+   * waiters): uncontended takes and posts are Atomics on it, as
+   * sem_trywait and sem_post do, instead of calls into the addon.
+   */
+  #word: Int32Array | null = null;
   /** Acquisitions by this process not yet released (CPython's `count`). */
   #count = 0;
 
@@ -116,6 +153,53 @@ export class SemLock {
     (this as { maxvalue: number }).maxvalue = maxvalue;
     (this as { name: string }).name = name;
     this.#sem = sem;
+    this.#word = stateWord(sem);
+  }
+
+  /** sem_trywait. */
+  #tryWait(): boolean {
+    const w = this.#word;
+    if (w === null) return this.#sem.tryWait();
+    for (;;) {
+      const v = Atomics.load(w, 0);
+      if (v <= 0) return false;
+      if (Atomics.compareExchange(w, 0, v, v - 1) === v) return true;
+    }
+  }
+
+  /** sem_post, refusing (ValueError) to raise the value to more than `max`. */
+  #post(max: number): void {
+    const w = this.#word;
+    if (w === null) {
+      if (this.#sem.getValue() >= max) throw new ValueError('semaphore or lock released too many times');
+      this.#sem.post();
+      return;
+    }
+    for (;;) {
+      const v = Atomics.load(w, 0);
+      if (v >= max) throw new ValueError('semaphore or lock released too many times');
+      if (v >= SEM_VALUE_MAX) {
+        this.#sem.post(); // EOVERFLOW, from the addon
+        return;
+      }
+      if (Atomics.compareExchange(w, 0, v, v + 1) === v) break;
+    }
+    // A waiter that counted itself before the increment sleeps on the word.
+    if (Atomics.load(w, 1) !== 0) this.#sem.wake();
+  }
+
+  /** Watches the word up to SPIN_MS for a post from another CPU, and takes it. */
+  #spin(): boolean {
+    const w = this.#word;
+    if (w === null || SPIN_MS <= 0) return false;
+    const end = performance.now() + SPIN_MS;
+    do {
+      for (let i = 0; i < 64; i++) {
+        const v = Atomics.load(w, 0);
+        if (v > 0 && Atomics.compareExchange(w, 0, v, v - 1) === v) return true;
+      }
+    } while (performance.now() < end);
+    return false;
   }
 
   /**
@@ -144,7 +228,11 @@ export class SemLock {
   acquire(options?: AcquireOptions): Promise<boolean> {
     try {
       const r = this.#acquireNow(options);
-      if (r !== null) return Promise.resolve(r);
+      if (r !== null) return r ? TRUE : FALSE;
+      if (this.#spin()) {
+        this.#count++;
+        return TRUE;
+      }
     } catch (e) {
       return Promise.reject(e);
     }
@@ -157,7 +245,7 @@ export class SemLock {
       this.#count++;
       return true;
     }
-    if (this.#sem.tryWait()) {
+    if (this.#tryWait()) {
       this.#count++;
       return true;
     }
@@ -201,6 +289,10 @@ export class SemLock {
     if (this.#count > 0 && this.maxvalue === 1) {
       throw new AssertionError('acquireSync() of a lock this process holds would block for ever: release it first, or use an RLock');
     }
+    if (this.#spin()) {
+      this.#count++;
+      return true;
+    }
     const timeout = timeoutSeconds(options?.timeout);
     const taken = this.#sem.waitSync(timeout ?? -1);
     if (taken) this.#count++;
@@ -219,10 +311,10 @@ export class SemLock {
         this.#count--;
         return;
       }
-    } else if (this.#sem.getValue() >= this.maxvalue) {
-      throw new ValueError('semaphore or lock released too many times');
+      this.#post(SEM_VALUE_MAX);
+    } else {
+      this.#post(this.maxvalue);
     }
-    this.#sem.post();
     this.#count--;
   }
 
@@ -238,12 +330,13 @@ export class SemLock {
 
   /** The semaphore's value now (CPython's `_get_value()`). */
   getValue(): number {
+    if (this.#word !== null) return Atomics.load(this.#word, 0);
     return this.#sem.getValue();
   }
 
   /** True when the value is 0 (CPython's `_is_zero()`). */
   isZero(): boolean {
-    return this.#sem.getValue() === 0;
+    return this.getValue() === 0;
   }
 
   /** The pickled state billiard writes for spawn: `(handle, kind, maxvalue, name)`. @internal */
@@ -256,6 +349,7 @@ export class SemLock {
    * unlinks it (at exit, when collected, or by {@link unlinkNow}).
    */
   close(): void {
+    this.#word = null;
     this.#sem.close();
   }
 
