@@ -21,6 +21,7 @@ import {
   EOFError,
   Event,
   Full,
+  forkserver,
   getContext,
   JoinableQueue,
   Lock,
@@ -38,7 +39,7 @@ import { readable } from '../src/native/index.js';
 import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
 import { AssertionError, ValueError } from '../src/process/errors.js';
-import { admit, consume, holdForever, increment, putMany, waitBarrier, waitCondition, waitEvent } from './fixtures/sync-targets.js';
+import { admit, consume, holdForever, increment, putMany, releaseOnce, waitBarrier, waitCondition, waitEvent } from './fixtures/sync-targets.js';
 
 const shm = (): string[] => readdirSync('/dev/shm').filter((n) => n.startsWith('sem.mp-'));
 
@@ -261,6 +262,18 @@ describe('contended by processes', () => {
     expect(got).toEqual(Array.from({ length: 2000 }, (_, i) => i));
     expect(q.feederError).toBeNull();
     q.close();
+  });
+
+  test.each(['spawn', 'forkserver'] as const)('acquireSync() right after start() (%s): the child, released by it, is spawned while the thread waits', async (method) => {
+    const ctx = getContext(method);
+    if (method === 'forkserver') await forkserver.ensureRunning();
+    const sem = ctx.Semaphore(0);
+    const p = new ctx.Process({ target: releaseOnce, args: [sem] });
+    p.start();
+    // Blocks this thread: only what start() handed over before it can reach the child.
+    expect(sem.acquireSync({ timeout: 30 })).toBe(true);
+    await p.join();
+    expect(p.exitcode).toBe(0);
   });
 
   test('the forkserver start method hands a Queue and a Lock to its children too', async () => {

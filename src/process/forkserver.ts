@@ -24,6 +24,8 @@ interface WarmChild {
   child: RemoteChild;
   /** Resolves true once the child has imported its preload modules and waits, false if it died first. */
   warm: Promise<boolean>;
+  /** Set once `warm` resolved true: messages for the child can go at once. */
+  isWarm: boolean;
   ts: boolean;
 }
 
@@ -102,7 +104,10 @@ export class ForkServer {
       child.once('exit', () => resolve(false));
       child.once('error', () => resolve(false));
     });
-    const entry: WarmChild = { child, warm, ts: this.#ts };
+    const entry: WarmChild = { child, warm, isWarm: false, ts: this.#ts };
+    void warm.then((ok) => {
+      entry.isWarm = ok;
+    });
     const leave = (): void => {
       const i = this.#pool.indexOf(entry);
       if (i >= 0) this.#pool.splice(i, 1);
@@ -158,14 +163,18 @@ export class ForkServer {
       child.once('error', () => resolve(null));
     });
     // A warm child listens once it said so: what came earlier would be lost.
-    void w.warm.then((ok) => {
+    // When it has, the messages go now, in this turn (a caller may block the
+    // thread next, in acquireSync(), waiting for the child).
+    const send = (ok: boolean): void => {
       if (!ok || !child.connected) {
         closeLater(copies.map((c) => c.fd));
         return;
       }
       for (const c of copies) child.send({ t: 'fd', fd: c.childFd }, c.fd);
       child.send({ t: 'start', prep: prepBytes, spec: specBytes });
-    });
+    };
+    if (w.isWarm) send(true);
+    else void w.warm.then(send);
     return {
       child,
       report,

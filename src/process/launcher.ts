@@ -197,6 +197,15 @@ function post(message: Record<string, unknown>): void {
   if (outbox.push(message) === 1) setImmediate(flush);
 }
 
+/**
+ * Posts the launcher's queue now, for a caller about to block this thread
+ * (`acquireSync()`): children start()ed in this turn are then spawned
+ * while it waits, instead of after, which could be never.
+ */
+export function flushLaunches(): void {
+  if (outbox.length > 0) flush();
+}
+
 /** Closes descriptors through the launcher (without a synchronous call on this thread). */
 export function closeLater(fds: readonly number[]): void {
   if (fds.length > 0) post({ t: 'close', fds: [...fds] });

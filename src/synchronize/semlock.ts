@@ -16,6 +16,7 @@ import { NativeError } from '../native/index.js';
 import { timeoutSeconds } from '../connection/timers.js';
 import { setState } from '../pickle/index.js';
 import { AssertionError, ValueError } from '../process/errors.js';
+import { flushLaunches } from '../process/launcher.js';
 import { registerSemaphore, unlinkSemaphore } from './tracker.js';
 
 /** SemLock kinds, as CPython numbers them. */
@@ -294,6 +295,8 @@ export class SemLock {
       return true;
     }
     const timeout = timeoutSeconds(options?.timeout);
+    // The holder may be a child start()ed in this turn, not spawned yet.
+    flushLaunches();
     const taken = this.#sem.waitSync(timeout ?? -1);
     if (taken) this.#count++;
     return taken;
