@@ -16,3 +16,4 @@ export {
 } from './errors.js';
 export { registerModule } from './locate.js';
 export { findPython, findPythonSync, PythonNotFoundError, type FindPythonOptions } from './python.js';
+export { recvFds, recvHandle, sendFds, sendHandle, type RecvFdsOptions, type SendFdsOptions } from './handles.js';
