@@ -93,10 +93,14 @@ export function spawnRegistry(plan: FdPlan): PickleRegistry {
  * from inherited descriptors, or, in a warm child of the fork server, from
  * the sockets the parent sent (keyed by descriptor number).
  */
-export function childRegistry(sockets?: ReadonlyMap<number, Duplex>, fds?: ReadonlyMap<number, number>): PickleRegistry {
-  const registry = defaultRegistry.extend();
-  const fdFor = (childFd: number): number => fds?.get(childFd) ?? childFd;
+/**
+ * Teaches `registry` the `_DupFd` of billiard's and multiprocessing's spawn
+ * pickles: an object whose `fd` is the descriptor number the child has it
+ * under. @internal
+ */
+export function registerDupFd(registry: PickleRegistry): void {
   for (const module of ['billiard.popen_spawn_posix', 'multiprocessing.popen_spawn_posix']) {
+    if (registry.lookup(module, '_DupFd') !== undefined) continue;
     registry.register(module, '_DupFd', {
       newobj: () => {
         const holder = {
@@ -111,6 +115,12 @@ export function childRegistry(sockets?: ReadonlyMap<number, Duplex>, fds?: Reado
       },
     });
   }
+}
+
+export function childRegistry(sockets?: ReadonlyMap<number, Duplex>, fds?: ReadonlyMap<number, number>): PickleRegistry {
+  const registry = defaultRegistry.extend();
+  const fdFor = (childFd: number): number => fds?.get(childFd) ?? childFd;
+  registerDupFd(registry);
   // The authkey in the preparation data (billiard's and multiprocessing's spell it alike).
   for (const module of ['billiard.process', 'multiprocessing.process']) {
     registry.register(module, 'AuthenticationString', {

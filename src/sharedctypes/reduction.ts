@@ -23,6 +23,7 @@ import { EMPTY_TUPLE, PyGlobal, PyObject, setState } from '../pickle/types.js';
 import type { PickleRegistry, ReduceValue } from '../pickle/index.js';
 import { RuntimeError, TypeError, ValueError } from './errors.js';
 import { Arena, BufferWrapper } from './heap.js';
+import { registerDupFd } from '../process/reduction.js';
 import { CArray, CValue, rebuildShared, synchronized, SynchronizedBase, type SyncLock } from './sharedctypes.js';
 import { typecodeOfCtype, TYPECODES, type Typecode } from './typecodes.js';
 
@@ -153,20 +154,6 @@ export function registerChildRebuilders(registry: PickleRegistry, fdFor: (childF
         return synchronized(obj, (args[1] ?? null) as SyncLock | null);
       },
     });
-    if (registry.lookup(`${pkg}.popen_spawn_posix`, '_DupFd') === undefined) {
-      registry.register(`${pkg}.popen_spawn_posix`, '_DupFd', {
-        newobj: () => {
-          const holder = {
-            fd: -1,
-            [setState](state: unknown): void {
-              const fd = state instanceof Map ? state.get('fd') : (state as { fd?: unknown } | null)?.fd;
-              if (typeof fd !== 'number' || !Number.isInteger(fd) || fd < 0) throw new TypeError('_DupFd state needs an fd');
-              holder.fd = fd;
-            },
-          };
-          return holder;
-        },
-      });
-    }
   }
+  registerDupFd(registry);
 }

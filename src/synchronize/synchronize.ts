@@ -115,14 +115,17 @@ export class Semaphore extends Primitive {
     super(SEMAPHORE, value, maxvalue);
   }
 
-  override toString(): string {
-    let value: number | string;
+  /** The value for a repr; 'unknown' once closed, as billiard says. @internal */
+  protected valueForRepr(): number | string {
     try {
-      value = this.getValue();
+      return this.getValue();
     } catch {
-      value = 'unknown';
+      return 'unknown';
     }
-    return `<${this.constructor.name}(value=${value})>`;
+  }
+
+  override toString(): string {
+    return `<${this.constructor.name}(value=${this.valueForRepr()})>`;
   }
 }
 
@@ -133,13 +136,7 @@ export class BoundedSemaphore extends Semaphore {
   }
 
   override toString(): string {
-    let value: number | string;
-    try {
-      value = this.getValue();
-    } catch {
-      value = 'unknown';
-    }
-    return `<BoundedSemaphore(value=${value}, maxvalue=${this.maxvalue})>`;
+    return `<BoundedSemaphore(value=${this.valueForRepr()}, maxvalue=${this.maxvalue})>`;
   }
 }
 
