@@ -16,6 +16,7 @@
 #include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
+#include <atomic>
 #include <thread>
 #include <time.h>
 #include <unistd.h>
@@ -156,22 +157,6 @@ int64_t Readable(int fd) {
 
 namespace {
 
-// read() until n bytes arrived; the caller knows they are there.
-int ReadNow(int fd, uint8_t* buf, size_t n) {
-  size_t got = 0;
-  while (got < n) {
-    ssize_t r = read(fd, buf + got, n - got);
-    if (r > 0) {
-      got += static_cast<size_t>(r);
-    } else if (r == 0) {
-      return -EBADMSG;
-    } else if (errno != EINTR) {
-      return -errno;
-    }
-  }
-  return 0;
-}
-
 int64_t BigEndian32(const uint8_t* b) {
   return static_cast<int32_t>((uint32_t{b[0]} << 24) | (uint32_t{b[1]} << 16) | (uint32_t{b[2]} << 8) | uint32_t{b[3]});
 }
@@ -182,39 +167,113 @@ int64_t BigEndian64(const uint8_t* b) {
   return v > static_cast<uint64_t>(INT64_MAX) ? -1 : static_cast<int64_t>(v);
 }
 
-constexpr int64_t kExtendedPending = -1;
+}  // namespace
+
+namespace {
+
+// Whether preadv2(RWF_NOWAIT) works on pipes here (Linux 5.8 and later):
+// 0 not known yet, 1 yes, -1 no (FIONREAD sizes the reads instead).
+std::atomic<int> g_nowait{0};
 
 }  // namespace
 
-int TryReadFrame(int fd, int64_t max_size, std::vector<uint8_t>* payload, int64_t* expected) {
+void SetReadNoWait(bool use) { g_nowait.store(use ? 0 : -1, std::memory_order_relaxed); }
+
+bool ReadNoWaitUsed() { return g_nowait.load(std::memory_order_relaxed) > 0; }
+
+ssize_t ReadNoWait(int fd, uint8_t* buf, size_t n) {
+#ifdef RWF_NOWAIT
+  if (g_nowait.load(std::memory_order_relaxed) >= 0) {
+    iovec v{buf, n};
+    for (;;) {
+      ssize_t r = preadv2(fd, &v, 1, -1, RWF_NOWAIT);
+      if (r >= 0) {
+        g_nowait.store(1, std::memory_order_relaxed);
+        return r;
+      }
+      if (errno == EINTR) continue;
+      if (errno == EAGAIN) return -EAGAIN;
+      // An older kernel refuses the flag; a socket or file may too.
+      if ((errno == EOPNOTSUPP || errno == EINVAL || errno == ENOSYS) && g_nowait.load(std::memory_order_relaxed) == 0) {
+        g_nowait.store(-1, std::memory_order_relaxed);
+        break;
+      }
+      return -errno;
+    }
+  }
+#endif
+  int64_t avail = Readable(fd);
+  if (avail < 0) return avail;
+  if (avail == 0) return -EAGAIN;  // (or end of file: a pool thread tells)
+  for (;;) {
+    ssize_t r = read(fd, buf, std::min(n, static_cast<size_t>(avail)));
+    if (r >= 0) return r;
+    if (errno != EINTR) return -errno;
+  }
+}
+
+namespace {
+
+// Reads into buf until n bytes are in (1), none more are there now (0), end
+// of file (-EBADMSG: a frame was begun) or an error (-errno); *got counts.
+int FillNoWait(int fd, uint8_t* buf, size_t n, size_t* got) {
+  while (*got < n) {
+    ssize_t r = ReadNoWait(fd, buf + *got, n - *got);
+    if (r == -EAGAIN) return 0;
+    if (r == 0) return -EBADMSG;
+    if (r < 0) return static_cast<int>(r);
+    *got += static_cast<size_t>(r);
+  }
+  return 1;
+}
+
+// The frame's length once its header is whole: -1 while the 8-byte extended
+// length is still to come, -EPROTO for a bad one.
+int64_t HeaderLength(const FramePart& part) {
+  int64_t len = BigEndian32(part.header);
+  if (len != -1) return len < 0 ? -EPROTO : len;
+  if (part.header_have < 12) return -1;
+  len = BigEndian64(part.header + 4);
+  return len < 0 ? -EPROTO : len;
+}
+
+}  // namespace
+
+int TakeFrame(int fd, int64_t max_size, uint8_t* buf, size_t cap, FramePart* part, size_t* len) {
+  int r = FillNoWait(fd, part->header, 4, &part->header_have);
+  if (r == -EBADMSG && part->header_have == 0) return -EPIPE;
+  if (r <= 0) return r < 0 ? r : (part->header_have == 0 ? 0 : 2);
+  if (BigEndian32(part->header) == -1) {
+    r = FillNoWait(fd, part->header, 12, &part->header_have);
+    if (r <= 0) return r < 0 ? r : 2;
+  }
+  int64_t n = HeaderLength(*part);
+  if (n < 0) return static_cast<int>(n);
+  if (n > max_size) return -EMSGSIZE;
+  part->expected = n;
+  const size_t want = static_cast<size_t>(n);
+  size_t got = 0;
+  if (want <= cap) {
+    r = FillNoWait(fd, buf, want, &got);
+    if (r == 1) {
+      *len = want;
+      return 1;
+    }
+    if (r < 0) return r;
+    part->payload.assign(buf, buf + got);
+    return 2;
+  }
+  // Larger than the caller's buffer: as much as is there, not what the header claims.
   int64_t avail = Readable(fd);
   if (avail < 0) return static_cast<int>(avail);
-  if (avail < 4) return 0;
-  uint8_t header[8];
-  int r = ReadNow(fd, header, 4);
-  if (r != 0) return r;
-  avail -= 4;
-  int64_t len = BigEndian32(header);
-  if (len == -1) {
-    if (avail < 8) {
-      *expected = kExtendedPending;
-      return 2;
-    }
-    r = ReadNow(fd, header, 8);
-    if (r != 0) return r;
-    avail -= 8;
-    len = BigEndian64(header);
-  }
-  if (len < 0) return -EPROTO;
-  if (len > max_size) return -EMSGSIZE;
-  *expected = len;
-  size_t now = static_cast<size_t>(std::min(avail, len));
-  payload->resize(now);
-  if (now > 0) {
-    r = ReadNow(fd, payload->data(), now);
-    if (r != 0) return r;
-  }
-  return static_cast<int64_t>(now) == len ? 1 : 2;
+  part->payload.resize(std::min(want, static_cast<size_t>(avail)));
+  r = FillNoWait(fd, part->payload.data(), part->payload.size(), &got);
+  part->payload.resize(got);
+  if (r < 0) return r;
+  if (got < want) return 2;
+  *len = want;
+  part->whole = true;
+  return 1;
 }
 
 int TryWrite(int fd, const iovec* iov_in, int count, size_t total) {
@@ -273,8 +332,8 @@ int WaitReadable(int fd, int64_t deadline_ns, const std::atomic<bool>& cancelled
 }  // namespace
 
 void ReadFrameJob::Run() {
-  auto fill = [&](uint8_t* buf, size_t n, bool first_may_time_out) -> int {
-    size_t got = 0;
+  auto fill = [&](uint8_t* buf, size_t n, size_t at, bool first_may_time_out) -> int {
+    size_t got = at;
     int64_t last = MonotonicNs();
     while (got < n) {
       int64_t deadline = first_may_time_out && got == 0 ? deadline_ns_ : (stall_ns_ < 0 ? -1 : last + stall_ns_);
@@ -296,43 +355,41 @@ void ReadFrameJob::Run() {
     }
     return 1;
   };
-  if (expected_ == -2) {
-    // No header yet.
-    uint8_t header[4];
-    int r = fill(header, 4, true);
+  FramePart& p = part;
+  if (p.header_have < 4) {
+    int r = fill(p.header, 4, p.header_have, p.header_have == 0);
     if (r <= 0) {
       result = r;
       return;
     }
-    expected_ = BigEndian32(header);
+    p.header_have = 4;
   }
-  if (expected_ == kExtendedPending) {
-    uint8_t header[8];
-    int r = fill(header, 8, false);
+  if (BigEndian32(p.header) == -1 && p.header_have < 12) {
+    int r = fill(p.header, 12, p.header_have, false);
     if (r <= 0) {
       result = r;
       return;
     }
-    expected_ = BigEndian64(header);
-    if (expected_ == kExtendedPending) expected_ = -3;
+    p.header_have = 12;
   }
-  if (expected_ < 0) {
+  int64_t len = HeaderLength(p);
+  if (len < 0) {
     result = -EPROTO;
     return;
   }
-  if (expected_ > max_size_) {
+  if (len > max_size_) {
     result = -EMSGSIZE;
     return;
   }
-  const size_t want = static_cast<size_t>(expected_);
-  while (payload.size() < want) {
-    size_t at = payload.size();
+  const size_t want = static_cast<size_t>(len);
+  while (p.payload.size() < want) {
+    size_t at = p.payload.size();
     // Grow with what arrives, not with what the header claims.
     size_t next = std::min(want, std::max(at * 2, at + size_t{65536}));
-    payload.resize(next);
-    int r = fill(payload.data() + at, next - at, false);
+    p.payload.resize(next);
+    int r = fill(p.payload.data(), next, at, false);
     if (r <= 0) {
-      payload.clear();
+      p.payload.clear();
       result = r == 0 ? -ETIMEDOUT : r;
       return;
     }

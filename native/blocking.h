@@ -91,13 +91,32 @@ class SemWaitJob : public Job {
 // Bytes readable now (FIONREAD), or -errno.
 int64_t Readable(int fd);
 
-// Reads a frame if its header is wholly readable now, without blocking.
-// Returns 1 and fills *payload when the whole frame was there; 2 when the
-// header was consumed but not all of the payload is there yet (*expected is
-// its length, or -1 when the 8-byte extended length is still to come;
-// *payload holds what was read); 0 when nothing was taken; -errno on
-// failure: -EPROTO for a malformed header, -EMSGSIZE over max_size.
-int TryReadFrame(int fd, int64_t max_size, std::vector<uint8_t>* payload, int64_t* expected);
+// Reads up to n bytes that are readable now, never waiting: the count (>0),
+// 0 at end of file, -EAGAIN when none are there, -errno. preadv2 with
+// RWF_NOWAIT where the kernel has it, else FIONREAD then read.
+ssize_t ReadNoWait(int fd, uint8_t* buf, size_t n);
+
+// Tests: false makes ReadNoWait use FIONREAD (as where the kernel lacks
+// RWF_NOWAIT); true tries RWF_NOWAIT again. ReadNoWaitUsed: it worked.
+void SetReadNoWait(bool use);
+bool ReadNoWaitUsed();
+
+// A frame read in part: its header bytes so far, then its payload so far.
+struct FramePart {
+  uint8_t header[12];
+  size_t header_have = 0;
+  int64_t expected = -1;  // the payload's length, once the header is whole
+  bool whole = false;     // the whole frame is in `payload`
+  std::vector<uint8_t> payload;
+};
+
+// Takes a frame of what is readable now, never waiting. 1: a whole frame,
+// *len bytes long, in buf when it fits in cap bytes, else in part->payload
+// (part->whole). 0: nothing was taken. 2: a frame was begun but not all of
+// it is there yet: *part holds what was read (ReadFrameJob finishes it).
+// -errno: -EPIPE end of file before a frame, -EBADMSG inside one, -EPROTO a
+// bad header, -EMSGSIZE over max_size.
+int TakeFrame(int fd, int64_t max_size, uint8_t* buf, size_t cap, FramePart* part, size_t* len);
 
 // Writes the buffers now if they certainly fit in the pipe without
 // blocking. 1 written, 0 not attempted (full, or not a pipe), -errno.
@@ -108,8 +127,8 @@ int TryWrite(int fd, const struct iovec* iov, int count, size_t total);
 // nothing arrives for stall_ns (a writer that died mid-frame).
 class ReadFrameJob : public Job {
  public:
-  ReadFrameJob(int fd, int64_t deadline_ns, int64_t stall_ns, int64_t max_size, std::vector<uint8_t> partial, int64_t expected)
-      : fd_(fd), deadline_ns_(deadline_ns), stall_ns_(stall_ns), max_size_(max_size), expected_(expected), payload(std::move(partial)) {}
+  ReadFrameJob(int fd, int64_t deadline_ns, int64_t stall_ns, int64_t max_size, FramePart partial)
+      : fd_(fd), deadline_ns_(deadline_ns), stall_ns_(stall_ns), max_size_(max_size), part(std::move(partial)) {}
   void Run() override;
   // 1 a frame, 0 timed out or cancelled before a header, -errno otherwise:
   // -EPROTO bad header, -EMSGSIZE over max_size, -EPIPE end of file before a
@@ -121,10 +140,9 @@ class ReadFrameJob : public Job {
   int64_t deadline_ns_;
   int64_t stall_ns_;
   int64_t max_size_;
-  int64_t expected_;
 
  public:
-  std::vector<uint8_t> payload;
+  FramePart part;  // the frame so far; its payload once result is 1
 };
 
 // Writes bytes (a whole frame, or several) on a pool thread, blocking.

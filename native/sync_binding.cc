@@ -365,8 +365,16 @@ bool FdArg(const Napi::CallbackInfo& info, size_t i, int* fd) {
   return *fd >= 0;
 }
 
+// Bytes for JavaScript: copied into a new ArrayBuffer when small (cheaper
+// than an external buffer and its finalizer), else handed over.
+constexpr size_t kCopyBelow = 64 * 1024;
+
 Napi::Value OwnedBuffer(Napi::Env env, std::vector<uint8_t>&& bytes) {
-  if (bytes.empty()) return Napi::Buffer<uint8_t>::New(env, 0);
+  if (bytes.size() < kCopyBelow) {
+    Napi::ArrayBuffer ab = Napi::ArrayBuffer::New(env, bytes.size());
+    if (!bytes.empty()) std::memcpy(ab.Data(), bytes.data(), bytes.size());
+    return Napi::Uint8Array::New(env, bytes.size(), ab, 0);
+  }
   auto* owned = new std::vector<uint8_t>(std::move(bytes));
   return Napi::Buffer<uint8_t>::New(env, owned->data(), owned->size(),
                                     [](Napi::Env, uint8_t*, std::vector<uint8_t>* v) { delete v; }, owned);
@@ -376,30 +384,19 @@ Napi::Value FrameError(Napi::Env env, int negerr) {
   return MakeErrno(env, -negerr, "read").Value();
 }
 
-// readFrame(fd, timeoutSeconds, stallSeconds, maxSize, jobId?):
-// a Buffer when a whole frame was readable at once, else a Promise of a
-// Buffer, or of null when the timeout passed before a frame began.
-Napi::Value ReadFrame(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
-  int fd;
-  if (!FdArg(info, 0, &fd) || info.Length() < 4 || !info[3].IsNumber()) {
-    return ThrowType(env, "readFrame(fd, timeout, stall, maxSize, jobId?)");
-  }
-  double max = info[3].As<Napi::Number>().DoubleValue();
-  int64_t max_size = max >= 9.2e18 || !(max >= 0) ? INT64_MAX : static_cast<int64_t>(max);
-  std::vector<uint8_t> payload;
-  int64_t expected = -2;
-  int r = TryReadFrame(fd, max_size, &payload, &expected);
-  if (r < 0) return ThrowErrno(env, -r, "read");
-  if (r == 1) return OwnedBuffer(env, std::move(payload));
-  if (r == 0) expected = -2;
+int64_t MaxSizeArg(const Napi::Value& v) {
+  double max = v.As<Napi::Number>().DoubleValue();
+  return max >= 9.2e18 || !(max >= 0) ? INT64_MAX : static_cast<int64_t>(max);
+}
+
+// The rest of a begun frame, on a pool thread: a Promise of its bytes (or
+// of null when `deadline` passed before a byte of it came).
+Napi::Value FinishFrame(Napi::Env env, int fd, int64_t deadline, int64_t stall, int64_t max_size, FramePart&& part, double id) {
   auto deferred = Napi::Promise::Deferred::New(env);
-  // Once a header was taken the frame must be finished: no timeout then.
-  int64_t deadline = r == 2 ? -1 : Deadline(info[1]);
-  auto job = std::make_shared<ReadFrameJob>(fd, deadline, Duration(info[2]), max_size, std::move(payload), expected);
-  Run(env, job, r == 2 ? 0 : JobId(info, 4), [deferred, job](Napi::Env env) {
+  auto job = std::make_shared<ReadFrameJob>(fd, deadline, stall, max_size, std::move(part));
+  Run(env, job, id, [deferred, job](Napi::Env env) {
     if (job->result == 1) {
-      deferred.Resolve(OwnedBuffer(env, std::move(job->payload)));
+      deferred.Resolve(OwnedBuffer(env, std::move(job->part.payload)));
     } else if (job->result == 0) {
       deferred.Resolve(env.Null());
     } else {
@@ -407,6 +404,57 @@ Napi::Value ReadFrame(const Napi::CallbackInfo& info) {
     }
   });
   return deferred.Promise();
+}
+
+// readFrame(fd, timeoutSeconds, stallSeconds, maxSize, jobId?):
+// a Uint8Array when a whole frame was readable at once, else a Promise of
+// one, or of null when the timeout passed before a frame began.
+Napi::Value ReadFrame(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  int fd;
+  if (!FdArg(info, 0, &fd) || info.Length() < 4 || !info[3].IsNumber()) {
+    return ThrowType(env, "readFrame(fd, timeout, stall, maxSize, jobId?)");
+  }
+  int64_t max_size = MaxSizeArg(info[3]);
+  FramePart part;
+  size_t len = 0;
+  int r = TakeFrame(fd, max_size, nullptr, 0, &part, &len);
+  if (r < 0) return ThrowErrno(env, -r, "read");
+  if (r == 1) return OwnedBuffer(env, std::move(part.payload));
+  // Once a frame was begun it must be finished: no timeout, no cancelling then.
+  bool begun = r == 2;
+  return FinishFrame(env, fd, begun ? -1 : Deadline(info[1]), Duration(info[2]), max_size, std::move(part), begun ? 0 : JobId(info, 4));
+}
+
+// readNoWait(use?): whether preadv2(RWF_NOWAIT) reads frames; use false
+// to read with FIONREAD instead (tests of the fallback).
+Napi::Value ReadNoWaitJs(const Napi::CallbackInfo& info) {
+  if (info.Length() > 0 && info[0].IsBoolean()) SetReadNoWait(info[0].As<Napi::Boolean>().Value());
+  return Napi::Boolean::New(info.Env(), ReadNoWaitUsed());
+}
+
+// takeFrame(fd, scratch: Uint8Array, maxSize, stallSeconds): the frame
+// readable now, without a thread: its length when it was read into scratch,
+// a Uint8Array when it was longer, null when no frame was there (nothing
+// was read), or a Promise of its bytes when it was there only in part (a
+// pool thread reads the rest).
+Napi::Value TakeFrameJs(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  int fd;
+  if (!FdArg(info, 0, &fd) || info.Length() < 4 || !info[1].IsTypedArray() || !info[2].IsNumber()) {
+    return ThrowType(env, "takeFrame(fd, scratch, maxSize, stall)");
+  }
+  Napi::TypedArray t = info[1].As<Napi::TypedArray>();
+  if (t.TypedArrayType() != napi_uint8_array) return ThrowType(env, "scratch must be a Uint8Array");
+  Napi::Uint8Array scratch = t.As<Napi::Uint8Array>();
+  int64_t max_size = MaxSizeArg(info[2]);
+  FramePart part;
+  size_t len = 0;
+  int r = TakeFrame(fd, max_size, scratch.Data(), scratch.ByteLength(), &part, &len);
+  if (r < 0) return ThrowErrno(env, -r, "read");
+  if (r == 0) return env.Null();
+  if (r == 1) return part.whole ? OwnedBuffer(env, std::move(part.payload)) : Napi::Number::New(env, static_cast<double>(len));
+  return FinishFrame(env, fd, -1, Duration(info[3]), max_size, std::move(part), 0);
 }
 
 // writeBytes(fd, chunks: Uint8Array[], jobId?): true when written at once,
@@ -574,6 +622,8 @@ void InitSync(Napi::Env env, Napi::Object exports) {
   exports.Set("SEM_VALUE_MAX", Napi::Number::New(env, SEM_VALUE_MAX));
   exports.Set("cancelJob", Napi::Function::New(env, CancelJob, "cancelJob"));
   exports.Set("readFrame", Napi::Function::New(env, ReadFrame, "readFrame"));
+  exports.Set("takeFrame", Napi::Function::New(env, TakeFrameJs, "takeFrame"));
+  exports.Set("readNoWait", Napi::Function::New(env, ReadNoWaitJs, "readNoWait"));
   exports.Set("writeBytes", Napi::Function::New(env, WriteBytes, "writeBytes"));
   exports.Set("pollReadable", Napi::Function::New(env, PollReadable, "pollReadable"));
   exports.Set("readable", Napi::Function::New(env, ReadableBytes, "readable"));

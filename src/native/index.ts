@@ -47,6 +47,8 @@ interface Binding {
   SEM_VALUE_MAX: number;
   cancelJob(id: number): boolean;
   readFrame(fd: number, timeout: number, stall: number, maxSize: number, jobId?: number): Uint8Array | Promise<Uint8Array | null>;
+  takeFrame(fd: number, scratch: Uint8Array, maxSize: number, stall: number): number | Uint8Array | null | Promise<Uint8Array | null>;
+  readNoWait(use?: boolean): boolean;
   writeBytes(fd: number, chunks: Uint8Array[], jobId?: number): true | Promise<void>;
   pollReadable(fd: number, timeout: number, jobId?: number): Promise<boolean>;
   readable(fd: number): number;
@@ -234,6 +236,28 @@ function asNative<T>(p: Promise<T>): Promise<T> {
 export function readFrame(fd: number, timeout: number, stall: number, maxSize: number, id?: number): Uint8Array | Promise<Uint8Array | null> {
   const r = call(() => load().readFrame(fd, timeout, stall, maxSize, id));
   return r instanceof Promise ? asNative(r) : r;
+}
+
+/**
+ * The frame readable on fd now, taken without a thread: its length when it
+ * was read into `scratch`, a Uint8Array when it did not fit there, null when
+ * no frame has begun to arrive (nothing was read), or a Promise of its bytes
+ * when only part of it is there yet (a pool thread reads the rest, giving up
+ * after `stall` seconds without progress). Errors as {@link readFrame}'s.
+ */
+export function takeFrame(fd: number, scratch: Uint8Array, maxSize: number, stall: number): number | Uint8Array | null | Promise<Uint8Array | null> {
+  const r = call(() => load().takeFrame(fd, scratch, maxSize, stall));
+  return r instanceof Promise ? asNative(r) : r;
+}
+
+/**
+ * Whether frames are read with preadv2(RWF_NOWAIT) (true once it worked).
+ * `use` false reads with FIONREAD then read() instead, as where the kernel
+ * lacks the flag; for tests of that path.
+ * @internal
+ */
+export function readNoWait(use?: boolean): boolean {
+  return load().readNoWait(use);
 }
 
 /**

@@ -1766,5 +1766,75 @@ export class Unpickler {
  * after STOP are ignored, as in Python (use `strict` to reject them).
  */
 export function loads(data: Uint8Array, options?: UnpicklerOptions): unknown {
+  if (options === undefined && data.length <= SCALAR_MAX) {
+    const v = quickScalar(data);
+    if (v !== NOT_SCALAR) return v;
+  }
   return new Unpickler(data, options).load();
+}
+
+/** What {@link quickScalar} returns for a pickle it leaves to the Unpickler. */
+export const NOT_SCALAR = Symbol('not a scalar');
+/** The longest pickle {@link quickScalar} looks at: a protocol-4 frame of a 255-byte string. */
+const SCALAR_MAX = 2 + 9 + 2 + 255 + 2;
+
+/**
+ * The value of a pickle that is one small int, a bool, None or a short
+ * string, and nothing else: PROTO (2 to 5), maybe FRAME (of exactly the
+ * rest), BININT1/BININT2/BININT/NONE/NEWTRUE/NEWFALSE/SHORT_BINUNICODE
+ * (maybe MEMOIZEd), STOP, end. These are most of a queue's small items
+ * (billiard's own benchmarks put ints), and the Unpickler's set-up costs more
+ * than reading them. The result is the one the Unpickler gives with default
+ * options; anything else, malformed input included, is NOT_SCALAR, and the
+ * Unpickler reads it (and reports what is wrong).
+ */
+/** @internal (exported for its test) */
+export function quickScalar(d: Uint8Array): unknown {
+  const len = d.length;
+  if (len < 4 || d[0] !== 0x80 || d[1]! < 2 || d[1]! > 5) return NOT_SCALAR;
+  let pos = 2;
+  if (d[pos] === 0x95) {
+    // FRAME: an 8-byte little-endian length, which must be the rest exactly.
+    if (len < 12 || d[3]! + d[4]! * 256 !== len - 11 || d[5] !== 0 || d[6] !== 0 || d[7] !== 0 || d[8] !== 0 || d[9] !== 0 || d[10] !== 0) return NOT_SCALAR;
+    pos = 11;
+  }
+  let v: unknown;
+  switch (d[pos++]) {
+    case 0x4b: // BININT1
+      v = d[pos++];
+      break;
+    case 0x4d: // BININT2
+      v = d[pos]! | (d[pos + 1]! << 8);
+      pos += 2;
+      break;
+    case 0x4a: // BININT
+      v = d[pos]! | (d[pos + 1]! << 8) | (d[pos + 2]! << 16) | (d[pos + 3]! << 24);
+      pos += 4;
+      break;
+    case 0x4e: // NONE
+      v = null;
+      break;
+    case 0x88: // NEWTRUE
+      v = true;
+      break;
+    case 0x89: // NEWFALSE
+      v = false;
+      break;
+    case 0x8c: {
+      // SHORT_BINUNICODE
+      const n = d[pos++]!;
+      if (pos + n + 1 > len) return NOT_SCALAR;
+      try {
+        v = decodeUtf8(d, pos, pos + n);
+      } catch {
+        return NOT_SCALAR;
+      }
+      pos += n;
+      if (d[pos] === 0x94) pos++; // MEMOIZE
+      break;
+    }
+    default:
+      return NOT_SCALAR;
+  }
+  return pos === len - 1 && d[pos] === 0x2e ? v : NOT_SCALAR;
 }
