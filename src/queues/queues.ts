@@ -21,7 +21,7 @@ import { BilliardError } from '../pickle/errors.js';
 import { dumps, loads } from '../pickle/index.js';
 import { AssertionError, ValueError } from '../process/errors.js';
 import { addExitHook } from '../process/exit-hooks.js';
-import { BoundedSemaphore, Condition, isRebuilding, Lock, SEM_VALUE_MAX, Semaphore } from '../synchronize/index.js';
+import { BoundedSemaphore, Condition, isRebuilding, Lock, SEM_VALUE_MAX, Semaphore, SPIN_MS } from '../synchronize/index.js';
 
 /** Python's `queue.Empty` (pickled as `_queue.Empty`): nothing to get in time. */
 export class Empty extends BilliardError {
@@ -326,7 +326,15 @@ export class Queue extends PipeQueue {
     if (!this.rlock.acquireSync({ block: false }) && !(await this.rlock.acquire({ block, timeout, signal: options?.signal }))) throw new Empty();
     let bytes: Uint8Array | null;
     try {
-      const now = this.takeLocked();
+      let now = this.takeLocked();
+      // A producer on another CPU is usually a few microseconds away: watch
+      // the pipe that long before parking the read on a thread (which costs
+      // a thread hand-off and an event-loop wake-up).
+      if (now === null && block && timeout !== 0 && SPIN_MS > 0) {
+        const end = performance.now() + SPIN_MS;
+        do now = this.takeLocked();
+        while (now === null && performance.now() < end);
+      }
       if (typeof now === 'number') {
         bytes = scratch.subarray(0, now);
       } else if (now === null) {

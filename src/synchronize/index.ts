@@ -4,7 +4,7 @@
  */
 import './reduce.js';
 
-export { constructEmpty, isRebuilding, RECURSIVE_MUTEX, SEM_VALUE_MAX, SEMAPHORE, SemLock, semaphoreName, type AcquireOptions } from './semlock.js';
+export { constructEmpty, isRebuilding, RECURSIVE_MUTEX, SEM_VALUE_MAX, SEMAPHORE, SemLock, semaphoreName, SPIN_MS, type AcquireOptions } from './semlock.js';
 export {
   Barrier,
   BoundedSemaphore,

@@ -43,9 +43,10 @@ const FALSE = Promise.resolve(false);
  * parks the wait on a native thread: a holder on another CPU usually
  * releases within a few microseconds, and the park costs a thread hand-off
  * and an event-loop wake-up (~2x CPython's hand-off latency). 0 on one CPU.
- * `BILLIARD_TS_SPIN_US` sets it in microseconds (0: never spin).
+ * `BILLIARD_TS_SPIN_US` sets it in microseconds (0: never spin). A Queue's
+ * get watches its pipe as long before it parks.
  */
-const SPIN_MS = (() => {
+export const SPIN_MS = (() => {
   const env = Number(process.env.BILLIARD_TS_SPIN_US);
   if (Number.isFinite(env) && env >= 0) return env / 1000;
   return availableParallelism() > 1 ? 0.02 : 0;
