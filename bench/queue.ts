@@ -53,16 +53,14 @@ import { fmt, formatTable, type Column } from './table.js';
 /**
  * The bound used when an unbounded Queue loses items (see
  * {@link unboundedQueueWorks}): every pair, Python's too, then runs on
- * Queue(BOUNDED_MAXSIZE), which keeps the feeder's batches under 2 x 256
- * chunks.
+ * Queue(BOUNDED_MAXSIZE).
  */
 const BOUNDED_MAXSIZE = 256;
 
 /**
- * Whether 2000 ints put in one turn come back from an unbounded Queue. They
- * do not while the feeder passes every frame of a batch (a header and a
- * pickle each) to one writev: past IOV_MAX (1024) iovecs writev fails with
- * EINVAL (TryWrite, native/blocking.cc), and the feeder drops the batch.
+ * Whether 2000 ints put in one turn come back from an unbounded Queue (a
+ * guard: they once did not, when a batch of more than IOV_MAX pieces made
+ * writev fail; test/sync.test.ts covers that now).
  */
 async function unboundedQueueWorks(): Promise<boolean> {
   const q = new Queue();

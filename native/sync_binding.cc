@@ -458,7 +458,9 @@ Napi::Value TakeFrameJs(const Napi::CallbackInfo& info) {
 }
 
 // writeBytes(fd, chunks: Uint8Array[], jobId?): true when written at once,
-// else a Promise resolved once a pool thread wrote them all.
+// else a Promise resolved once a pool thread wrote them all. With jobId
+// false: true when written at once, false when they do not certainly fit
+// now (nothing written, no thread).
 Napi::Value WriteBytes(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   int fd;
@@ -480,6 +482,7 @@ Napi::Value WriteBytes(const Napi::CallbackInfo& info) {
   int r = TryWrite(fd, iov.data(), static_cast<int>(iov.size()), total);
   if (r < 0) return ThrowErrno(env, -r, "write");
   if (r == 1) return Napi::Boolean::New(env, true);
+  if (info.Length() > 2 && info[2].IsBoolean() && !info[2].As<Napi::Boolean>().Value()) return Napi::Boolean::New(env, false);
   std::vector<uint8_t> data(total);
   size_t at = 0;
   for (const iovec& v : iov) {

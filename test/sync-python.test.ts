@@ -128,6 +128,11 @@ const ECHO: unknown[] = [
   'x'.repeat(200_000), // more than a pipe's buffer
 ];
 
+function equalItem(a: unknown, b: unknown): boolean {
+  if (a instanceof Uint8Array && b instanceof Uint8Array) return a.length === b.length && a.every((x, i) => x === b[i]);
+  return a === b;
+}
+
 /** Resolves 'pending' if `p` has not settled within `seconds`. */
 function stillPending(p: Promise<unknown>, seconds: number): Promise<unknown> {
   return Promise.race([p, new Promise((resolve) => setTimeout(() => resolve('pending'), seconds * 1000))]);
@@ -147,6 +152,26 @@ function scenarios(start: Start, sizes: Sizes): void {
     const got: unknown[] = [];
     for (let i = 0; i <= ECHO.length; i++) got.push(await outq.get({ timeout: T }));
     expect(got).toEqual([...ECHO, null]);
+    expect(await p.join()).toBe(0);
+  });
+
+  test('a burst of puts of mixed sizes in one turn (small frames packed, large ones apart, written early and by the feeder) comes back from the Python child whole and in order', async () => {
+    const inq = new Queue();
+    const outq = new Queue();
+    const p = start('echo', [inq, outq]);
+    const items: unknown[] = [];
+    for (let i = 0; i < 3000; i++) {
+      if (i % 101 === 50) items.push(`${i}:`.padEnd(100_000, "x"));
+      else if (i % 7 === 0) items.push(new Uint8Array(8188 + (i % 9)).fill(i & 0xff));
+      else items.push(i % 2 ? i : `item-${i}`);
+    }
+    for (const v of items) inq.putNowait(v);
+    inq.putNowait(null);
+    const got: unknown[] = [];
+    for (let i = 0; i <= items.length; i++) got.push(await outq.get({ timeout: T }));
+    expect(got.length).toBe(items.length + 1);
+    const firstBad = got.findIndex((v, i) => (i === items.length ? v !== null : !equalItem(v, items[i])));
+    expect(firstBad).toBe(-1);
     expect(await p.join()).toBe(0);
   });
 

@@ -35,7 +35,7 @@ import {
   Value,
 } from '../src/index.js';
 import { ownedSemaphores } from '../src/synchronize/index.js';
-import { readable } from '../src/native/index.js';
+import { readable, writeBytes } from '../src/native/index.js';
 import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
 import { AssertionError, ValueError } from '../src/process/errors.js';
@@ -254,13 +254,31 @@ describe('contended by processes', () => {
     await big.join();
   });
 
-  test('2,000 small items put in one turn are written in one batch and all arrive (more pieces than one writev takes)', async () => {
+  test('2,000 small items put in one turn are written in one batch and all arrive', async () => {
     const q = new Queue();
     for (let i = 0; i < 2000; i++) q.putNowait(i);
     const got: unknown[] = [];
     for (let i = 0; i < 2000; i++) got.push(await q.get({ timeout: 5 }));
     expect(got).toEqual(Array.from({ length: 2000 }, (_, i) => i));
     expect(q.feederError).toBeNull();
+    q.close();
+  });
+
+  test('writeBytes of more pieces than one writev takes (IOV_MAX, 1024) writes them all', async () => {
+    const q = new Queue(3000);
+    const chunks: Uint8Array[] = [];
+    for (let i = 0; i < 1500; i++) {
+      const p = dumps(i);
+      const h = new Uint8Array(4);
+      new DataView(h.buffer).setInt32(0, p.length);
+      chunks.push(h, p);
+    }
+    for (let i = 0; i < 1500; i++) q.sem.acquireSync({ block: false });
+    const r = writeBytes(q.writer.fileno(), chunks);
+    if (r !== true) await r;
+    const got: unknown[] = [];
+    for (let i = 0; i < 1500; i++) got.push(await q.get({ timeout: 5 }));
+    expect(got).toEqual(Array.from({ length: 1500 }, (_, i) => i));
     q.close();
   });
 

@@ -49,7 +49,7 @@ interface Binding {
   readFrame(fd: number, timeout: number, stall: number, maxSize: number, jobId?: number): Uint8Array | Promise<Uint8Array | null>;
   takeFrame(fd: number, scratch: Uint8Array, maxSize: number, stall: number): number | Uint8Array | null | Promise<Uint8Array | null>;
   readNoWait(use?: boolean): boolean;
-  writeBytes(fd: number, chunks: Uint8Array[], jobId?: number): true | Promise<void>;
+  writeBytes(fd: number, chunks: Uint8Array[], jobId?: number | false): boolean | Promise<void>;
   pollReadable(fd: number, timeout: number, jobId?: number): Promise<boolean>;
   readable(fd: number): number;
   createArena(dir: string, size: number): { fd: number; buffer: ArrayBuffer };
@@ -266,7 +266,15 @@ export function readNoWait(use?: boolean): boolean {
  */
 export function writeBytes(fd: number, chunks: Uint8Array[], id?: number): true | Promise<void> {
   const r = call(() => load().writeBytes(fd, chunks, id));
-  return r === true ? r : asNative(r);
+  return r === true ? r : asNative(r as Promise<void>);
+}
+
+/**
+ * Writes the chunks to a blocking pipe only if they certainly fit now:
+ * true when written, false when not (nothing was written).
+ */
+export function writeBytesNow(fd: number, chunks: Uint8Array[]): boolean {
+  return call(() => load().writeBytes(fd, chunks, false)) === true;
 }
 
 /** Resolves true once fd is readable (or at end of file), false after `timeout` seconds. */

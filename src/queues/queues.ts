@@ -16,7 +16,7 @@
 
 import { Connection, EOFError, OSError } from '../connection/index.js';
 import { timeoutSeconds } from '../connection/timers.js';
-import { NativeError, pipe, readable, readFrame, takeFrame, writeBytes } from '../native/index.js';
+import { NativeError, pipe, readable, readFrame, takeFrame, writeBytes, writeBytesNow } from '../native/index.js';
 import { BilliardError } from '../pickle/errors.js';
 import { dumps, loads } from '../pickle/index.js';
 import { AssertionError, ValueError } from '../process/errors.js';
@@ -69,6 +69,25 @@ export interface QueueOptions {
 
 const HEADER = 4;
 const BATCH_BYTES = 1 << 20;
+/** A put that leaves this much waiting writes it in its own turn, when the pipe has room. */
+const EARLY_BYTES = 16 * 1024;
+/** Frames up to this long are copied, with their headers, into one buffer for the write. */
+const PACK_BELOW = 8 * 1024;
+
+/**
+ * Where the feeder packs headers and small frames for one write (each write
+ * takes what it is given before it returns: the addon writes or copies it).
+ */
+let pack = new Uint8Array(64 * 1024);
+let packView = new DataView(pack.buffer);
+
+function packRoom(n: number): void {
+  if (n <= pack.length) return;
+  const bigger = new Uint8Array(Math.max(n, pack.length * 2));
+  bigger.set(pack);
+  pack = bigger;
+  packView = new DataView(pack.buffer);
+}
 /** The frame limit billiard can send (a 4-byte signed length). */
 const MAX_FRAME = 0x7fffffff;
 
@@ -219,7 +238,13 @@ export class Queue extends PipeQueue {
   /** @internal */ sem!: BoundedSemaphore;
   /** @internal */ opid!: number;
   /** @internal */ ignoreEpipe = false;
-  #buffer: Uint8Array[] = [];
+  /** Frames put and not yet written: from #head on. */
+  #buffer: (Uint8Array | undefined)[] = [];
+  #head = 0;
+  /** Their bytes, headers included. */
+  #waiting = 0;
+  /** #waiting at which a put next tries to write early. */
+  #earlyAt = EARLY_BYTES;
   #feeding: Promise<void> | null = null;
   #closed = false;
   #joinCancelled = false;
@@ -259,9 +284,80 @@ export class Queue extends PipeQueue {
   enqueue(frame: Uint8Array): void {
     if (frame.length > MAX_FRAME) throw new ValueError('the item pickles to more than 2 GiB, more than billiard can read');
     this.#buffer.push(frame);
+    this.#waiting += HEADER + frame.length;
     if (this.#feeding === null) {
       this.#feeding = this.#feed();
       feeding.add(this);
+    } else if (this.#waiting >= this.#earlyAt) {
+      this.#writeEarly();
+    }
+  }
+
+  /**
+   * Writes what waits now, in the put's turn, when the write lock is free
+   * and it fits in the pipe: a consumer starts on a long burst of puts
+   * before the burst ends. Otherwise the feeder will.
+   */
+  #writeEarly(): void {
+    // Not again before another EARLY_BYTES wait, whether this one writes or not.
+    this.#earlyAt = this.#waiting + EARLY_BYTES;
+    if (this.writer.closed || !this.wlock.acquireSync({ block: false })) return;
+    try {
+      const batch = this.#batch(2 * EARLY_BYTES);
+      if (writeBytesNow(this.writer.fileno(), batch.chunks)) {
+        this.#advance(batch.count, batch.bytes);
+        this.#earlyAt = this.#waiting + EARLY_BYTES;
+      }
+    } catch {
+      // The feeder meets the same error and reports it.
+    } finally {
+      this.wlock.release();
+    }
+  }
+
+  /**
+   * The frames waiting from #head on, up to `max` bytes (at least one), as
+   * chunks for one write: headers and small frames packed together, large
+   * frames as they are.
+   */
+  #batch(max: number): { chunks: Uint8Array[]; count: number; bytes: number } {
+    const buffer = this.#buffer;
+    const chunks: Uint8Array[] = [];
+    let at = 0;
+    let from = 0;
+    let bytes = 0;
+    let i = this.#head;
+    while (i < buffer.length && (bytes === 0 || bytes < max)) {
+      const f = buffer[i++]!;
+      packRoom(at + HEADER + (f.length < PACK_BELOW ? f.length : 0));
+      packView.setInt32(at, f.length);
+      at += HEADER;
+      if (f.length < PACK_BELOW) {
+        pack.set(f, at);
+        at += f.length;
+      } else {
+        chunks.push(pack.subarray(from, at), f);
+        from = at;
+      }
+      bytes += HEADER + f.length;
+    }
+    if (at > from) chunks.push(pack.subarray(from, at));
+    return { chunks, count: i - this.#head, bytes };
+  }
+
+  /** Forgets `count` frames written (or handed to a thread that writes them). */
+  #advance(count: number, bytes: number): void {
+    const buffer = this.#buffer;
+    for (let i = this.#head; i < this.#head + count; i++) buffer[i] = undefined;
+    this.#head += count;
+    this.#waiting -= bytes;
+    if (this.#head === buffer.length) {
+      buffer.length = 0;
+      this.#head = 0;
+      this.#earlyAt = EARLY_BYTES;
+    } else if (this.#head >= 4096 && this.#head * 2 >= buffer.length) {
+      this.#buffer = buffer.slice(this.#head);
+      this.#head = 0;
     }
   }
 
@@ -275,22 +371,14 @@ export class Queue extends PipeQueue {
     // Let the current turn's puts join the first batch.
     await new Promise<void>((resolve) => setImmediate(resolve));
     try {
-      while (this.#buffer.length > 0) {
+      while (this.#head < this.#buffer.length) {
         await this.wlock.acquire();
         try {
-          const buffer = this.#buffer;
-          const chunks: Uint8Array[] = [];
-          let bytes = 0;
-          let taken = 0;
-          // Take a prefix and cut it off once: shift() per item is
-          // quadratic when thousands wait.
-          while (taken < buffer.length && bytes < BATCH_BYTES) {
-            const f = buffer[taken++];
-            chunks.push(header(f.length), f);
-            bytes += HEADER + f.length;
-          }
-          buffer.splice(0, taken);
-          await this.writeLocked(chunks);
+          const batch = this.#batch(BATCH_BYTES);
+          // Written, or copied for a thread that writes it, before this returns.
+          const written = this.writeLocked(batch.chunks);
+          this.#advance(batch.count, batch.bytes);
+          await written;
         } finally {
           this.wlock.release();
         }
@@ -300,7 +388,9 @@ export class Queue extends PipeQueue {
       if (!(this.ignoreEpipe && e instanceof OSError && e.code === 'BROKEN_PIPE')) {
         process.emitWarning(`error in queue feeder: ${(e as Error)?.message ?? String(e)}`, { code: 'BILLIARD_TS_QUEUE_FEEDER' });
       }
-      this.#buffer.length = 0;
+      this.#buffer = [];
+      this.#head = 0;
+      this.#waiting = 0;
     } finally {
       this.#feeding = null;
       feeding.delete(this);
