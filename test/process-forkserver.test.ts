@@ -4,6 +4,7 @@
  * The same Process semantics as 'spawn' (exit codes, Connections in the
  * arguments, start-up errors), no descriptor left behind in the parent.
  */
+import { spawn } from 'node:child_process';
 import { existsSync, readdirSync } from 'node:fs';
 
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
@@ -310,5 +311,40 @@ describe('what a warm child is handed', () => {
       setForkserverPreload([PRELOAD]);
       await forkserver.ensureRunning();
     }
+  });
+});
+
+describe('preload modules', () => {
+  test('a cold child (no warm one usable: another environment) imports the preload modules too', async () => {
+    setForkserverPreload([PRELOAD]);
+    await forkserver.ensureRunning();
+    const waiting = forkServer().pids;
+    const [a, b] = Pipe();
+    const p = new ctx.Process({ target: preloadReport, args: [b], env: { ...process.env } });
+    p.start();
+    b.close();
+    const [marker, method, pid] = (await a.recv()) as [[number, number] | null, string, number];
+    await p.join();
+    expect(waiting).not.toContain(pid);
+    expect(marker).not.toBeNull();
+    expect(marker![1]).toBe(pid);
+    expect(method).toBe('forkserver');
+    a.close();
+  });
+
+  test('a preload module that cannot be imported is skipped with a warning, in warm and cold children, as Python skips an ImportError', async () => {
+    const child = spawn(process.execPath, ['--import', 'tsx', 'test/fixtures/forkserver-preload.ts'], { cwd: new URL('..', import.meta.url).pathname, stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
+    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+    const code = await new Promise<number | null>((resolve) => child.on('exit', resolve));
+    expect(stderr).toMatch(/the fork server preload module \S*no-such-preload-module\.ts could not be imported, and is skipped: /);
+    expect(code).toBe(0);
+    expect(JSON.parse(stdout.trim().split('\n').at(-1)!)).toEqual({
+      waiting: 1,
+      warm: { preloaded: true, warm: true, exitcode: 0 },
+      cold: { preloaded: true, warm: false, exitcode: 0 },
+    });
   });
 });

@@ -191,10 +191,30 @@ function checkChannel(fd: number): void {
   }
 }
 
-/** A spawned child: the bootstrap pickles come on descriptor 3 (or --billiard-ts-fd). */
+/**
+ * Imports the fork server's preload modules (`setForkserverPreload`), named
+ * by `BILLIARD_TS_PRELOAD`, which the child's own children do not inherit.
+ * One that fails to import is skipped with a warning on stderr, as Python's
+ * forkserver skips a preload module that raises ImportError.
+ */
+async function importPreload(): Promise<void> {
+  const raw = process.env.BILLIARD_TS_PRELOAD;
+  delete process.env.BILLIARD_TS_PRELOAD;
+  if (raw === undefined) return;
+  for (const spec of JSON.parse(raw) as string[]) {
+    try {
+      await import(spec);
+    } catch (e) {
+      process.stderr.write(`billiard-ts child ${process.pid}: the fork server preload module ${spec} could not be imported, and is skipped: ${(e as Error)?.message ?? String(e)}\n`);
+    }
+  }
+}
+
+/** A spawned child: the bootstrap pickles come on descriptor 3 (or --billiard-ts-fd); a cold fork server child imports the preload modules first. */
 async function spawned(): Promise<void> {
   mark('entry loaded');
   checkChannel(bootstrapFd());
+  await importPreload();
   const channel = Connection.fromFd(bootstrapFd());
   const prepBytes = await channel.recvBytes();
   const specBytes = await channel.recvBytes();
@@ -211,9 +231,7 @@ async function spawned(): Promise<void> {
  * closes the channel, and runs. It exits if the parent goes away first.
  */
 async function warm(): Promise<void> {
-  const preload = JSON.parse(process.env.BILLIARD_TS_PRELOAD ?? '[]') as string[];
-  delete process.env.BILLIARD_TS_PRELOAD;
-  for (const spec of preload) await import(spec);
+  await importPreload();
   const onDisconnect = (): void => process.exit(0);
   process.on('disconnect', onDisconnect);
   const start = await new Promise<{ prep: Uint8Array; spec: Uint8Array }>((resolve) => {

@@ -23,7 +23,7 @@
  * dies before it could take its start hands the start on to the next one,
  * or to a cold child. A cold child (no warm one usable: none left, another
  * environment, a TypeScript target for JavaScript-only children) is spawned
- * as under `'spawn'`.
+ * as under `'spawn'`, and imports the preload modules first as well.
  *
  * Warm children are spawned by the launcher thread (launcher.ts), which
  * also holds their IPC channels; they do not keep the parent alive and exit
@@ -47,6 +47,7 @@ import {
   isTypeScriptSpec,
   launchNode,
   launchPickled,
+  PRELOAD_VARIABLE,
   type Launched,
   type PickledStart,
   type PrepData,
@@ -253,7 +254,7 @@ export class ForkServer {
       file: getNodeExecutable(),
       args: [...execArgv, script, '--billiard-ts-warm'],
       env: null,
-      set: { BILLIARD_TS_PRELOAD: JSON.stringify(this.#preload) },
+      set: { [PRELOAD_VARIABLE]: JSON.stringify(this.#preload) },
       unset: IPC_VARIABLES,
       stdio,
       serialization: 'advanced',
@@ -327,7 +328,7 @@ export class ForkServer {
     const usable = (w: WarmChild): boolean => w.child.connected && (w.ts || !needsTs);
     if (options.env !== undefined || !this.#pool.some(usable)) {
       this.fill();
-      return launchNode(prep, spec, { env: options.env });
+      return launchNode(prep, spec, { env: options.env, preload: this.#preload });
     }
     const { prepBytes, specBytes, plan } = bootstrapPickles(prep, spec);
     const facade = new ForkServerChild();
@@ -475,7 +476,7 @@ export class ForkServer {
       }
       const copies = h.copies;
       h.copies = [];
-      launched = launchPickled({ ...h.start, copies }, {});
+      launched = launchPickled({ ...h.start, copies }, { preload: this.#preload });
     } catch (e) {
       if (now) throw e;
       h.facade.fail(e as Error);

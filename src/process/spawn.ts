@@ -253,7 +253,15 @@ export function isTypeScriptSpec(spec: ProcessSpec): boolean {
 export interface NodeLaunchOptions {
   /** The child's environment (default: this process's). */
   env?: NodeJS.ProcessEnv;
+  /**
+   * Modules the child imports before anything else (a cold fork server
+   * child: the fork server's preload list, see forkserver.ts).
+   */
+  preload?: readonly string[];
 }
+
+/** The variable that names a fork server child's preload modules (child.ts). */
+export const PRELOAD_VARIABLE = 'BILLIARD_TS_PRELOAD';
 
 /** True when a module specifier names a TypeScript file (the child needs a TypeScript loader). */
 export function isTypeScriptModule(spec: string): boolean {
@@ -288,12 +296,16 @@ export interface PickledStart {
 export function launchPickled(start: PickledStart, options: NodeLaunchOptions): Launched & { child: RemoteChild } {
   const { prep, prepBytes, specBytes, copies } = start;
   const set: Record<string, string> = {};
+  const unset = [...IPC_VARIABLES];
   let parentFd: number;
   let childFd: number;
   let execArgv: string[];
   let script: string;
   try {
-    ({ script, execArgv } = childCommand(start.ts));
+    const preload = options.preload ?? [];
+    ({ script, execArgv } = childCommand(start.ts || preload.some(isTypeScriptModule)));
+    if (preload.length > 0) set[PRELOAD_VARIABLE] = JSON.stringify(preload);
+    else unset.push(PRELOAD_VARIABLE);
     if (prep.daemon) {
       // Die with the parent from the child's first moments, before any module of ours loads.
       execArgv.unshift('--import', parentDeathImport());
@@ -314,7 +326,7 @@ export function launchPickled(start: PickledStart, options: NodeLaunchOptions): 
     cwd: prep.dir,
     env: options.env ?? null,
     set,
-    unset: IPC_VARIABLES,
+    unset,
     stdio: stdioFor(copies, childFd),
     close: [childFd, ...copies.map((c) => c.fd)],
   });
