@@ -4,14 +4,16 @@
  * The same Process semantics as 'spawn' (exit codes, Connections in the
  * arguments, start-up errors), no descriptor left behind in the parent.
  */
-import { readdirSync } from 'node:fs';
+import { spawn } from 'node:child_process';
+import { existsSync, readdirSync } from 'node:fs';
 
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 
-import { forkserver, getAllStartMethods, getContext, getStartMethod, Pipe, ProcessStartupError, setForkserverPreload, setStartMethod, type Process } from '../src/index.js';
+import { EOFError, forkserver, getAllStartMethods, getContext, getStartMethod, Pipe, ProcessStartupError, setForkserverPreload, setStartMethod, type Process } from '../src/index.js';
 import { forkServer } from '../src/process/forkserver.js';
 import { never } from './fixtures/crash-on-import.js';
-import { boom, exitWith, greet, preloadReport, relay, sleepForever } from './fixtures/targets.js';
+import { fdFlags, markerAndPid, O_NONBLOCK, queueFlags, useAll } from './fixtures/forkserver-targets.js';
+import { boom, exitWith, greet, preloadReport, relay, report, sleepForever } from './fixtures/targets.js';
 
 const PRELOAD = new URL('./fixtures/preload-marker.ts', import.meta.url).href;
 const ctx = getContext('forkserver');
@@ -27,6 +29,21 @@ afterAll(() => {
 
 function openFds(): number {
   return readdirSync('/proc/self/fd').length;
+}
+
+/**
+ * Blocks this thread (the event loop too: no exit of a child is reported
+ * meanwhile) until `pid` has died and been reaped (by the launcher thread).
+ * A zombie is not enough: its leader thread shows 'Z' while the others may
+ * still be exiting, holding its descriptors open.
+ */
+function blockUntilReaped(pid: number): void {
+  const cell = new Int32Array(new SharedArrayBuffer(4));
+  const t0 = Date.now();
+  while (existsSync(`/proc/${pid}`)) {
+    if (Date.now() - t0 > 10_000) throw new Error(`process ${pid} not reaped`);
+    Atomics.wait(cell, 0, 0, 5);
+  }
 }
 
 describe('start methods', () => {
@@ -153,5 +170,181 @@ describe('forkserver children', () => {
     await p.join();
     expect(marker).toBeNull();
     a.close();
+  });
+});
+
+describe('what a warm child is handed', () => {
+  test('a warm child gets a Queue, a Value, an Array, a Lock and a Connection, and uses them all', async () => {
+    await forkserver.ensureRunning();
+    const waiting = forkServer().pids;
+    const q = ctx.Queue();
+    const v = ctx.Value('i', 0);
+    const arr = ctx.Array('d', [1, 1, 1]);
+    const lock = ctx.Lock();
+    const [a, b] = Pipe();
+    const p = new ctx.Process({ target: useAll, args: [q, v, arr, lock, b] });
+    p.start();
+    b.close();
+    const [hello, pid] = (await q.get({ timeout: 30 })) as [string, number];
+    expect(hello).toBe('hello');
+    expect(waiting).toContain(pid);
+    expect(p.pid).toBe(pid);
+    // The child's writes to shared memory, seen here.
+    expect(v.value).toBe(42);
+    expect(arr.toArray()).toEqual([1, 2.5, 1]);
+    // The child holds the Lock until told to release it.
+    expect(await lock.acquire({ block: false })).toBe(false);
+    await a.send('release');
+    expect(await lock.acquire({ timeout: 30 })).toBe(true);
+    lock.release();
+    await q.put('from the parent');
+    expect(await a.recv()).toEqual(['got', 'from the parent']);
+    await p.join();
+    expect(p.exitcode).toBe(0);
+    expect(p.startupError).toBeNull();
+    a.close();
+    q.close();
+  });
+
+  test("a queue's pipe stays blocking in a warm child (and so in the parent, which shares its open files)", async () => {
+    await forkserver.ensureRunning();
+    const waiting = forkServer().pids;
+    const q = ctx.Queue();
+    const ends = [q.reader.fileno(), q.writer.fileno()];
+    expect(ends.map((fd) => fdFlags(fd) & O_NONBLOCK)).toEqual([0, 0]);
+    await q.put('ping');
+    const [a, b] = Pipe();
+    const p = new ctx.Process({ target: queueFlags, args: [q, b] });
+    p.start();
+    b.close();
+    const [item, readerFlags, writerFlags, pid] = (await a.recv()) as [string, number, number, number];
+    expect(item).toBe('ping');
+    expect(waiting).toContain(pid);
+    expect(await q.get({ timeout: 30 })).toBe('pong');
+    await p.join();
+    expect(p.exitcode).toBe(0);
+    expect([readerFlags & O_NONBLOCK, writerFlags & O_NONBLOCK]).toEqual([0, 0]);
+    expect(ends.map((fd) => fdFlags(fd) & O_NONBLOCK)).toEqual([0, 0]);
+    a.close();
+    q.close();
+  });
+
+  test.each([
+    ['close', /the descriptor channel holds 0 bytes where the header takes 4/],
+    ['drop-descriptor', /the parent announced 3 descriptors, a message carried 2 where 3 were due/],
+    ['wrong-numbers', /the bootstrap data names descriptor \d+, which the parent did not send \(it sent 100\d, 100\d, 100\d\)/],
+  ] as const)('a descriptor channel that breaks (%s): the warm child exits 1 and its Process reports a failed start', async (fault, message) => {
+    await forkserver.ensureRunning();
+    const waiting = forkServer().pids;
+    const q = ctx.Queue();
+    const [a, b] = Pipe();
+    const p = new ctx.Process({ target: report, args: [b, q] });
+    forkServer().channelFault = fault;
+    try {
+      p.start();
+    } finally {
+      forkServer().channelFault = null;
+    }
+    expect(waiting).toContain(p.pid);
+    b.close();
+    await p.join();
+    expect(p.exitcode).toBe(1);
+    expect(p.startupError).toBeInstanceOf(ProcessStartupError);
+    expect(p.startupError!.message).toMatch(message);
+    // The target never ran: the other end of the Pipe is closed everywhere, unused.
+    await expect(a.poll(10)).resolves.toBe(true);
+    await expect(a.recv()).rejects.toThrow(EOFError);
+    a.close();
+    q.close();
+  });
+
+  test('a warm child that died while it waited (its exit not yet reported): the start goes to the next one', async () => {
+    await forkserver.ensureRunning();
+    const waiting = forkServer().pids;
+    expect(waiting.length).toBeGreaterThan(1);
+    const victim = waiting[0]!;
+    process.kill(victim, 'SIGKILL');
+    // The event loop does not turn before start(): the pool still lists the dead child.
+    blockUntilReaped(victim);
+    expect(forkServer().pids).toContain(victim);
+    const q = ctx.Queue();
+    const [a, b] = Pipe();
+    const p = new ctx.Process({ target: markerAndPid, args: [b, q] });
+    p.start();
+    b.close();
+    const [, pid] = (await a.recv()) as [unknown, number];
+    await p.join();
+    expect(pid).not.toBe(victim);
+    expect(waiting).toContain(pid);
+    expect(p.exitcode).toBe(0);
+    expect(p.startupError).toBeNull();
+    a.close();
+    q.close();
+  });
+
+  test('a child still warming that dies before it took its start: the start goes to the next one', async () => {
+    setForkserverPreload([new URL('./fixtures/slow-preload.ts', import.meta.url).href, PRELOAD]);
+    try {
+      forkServer().fill();
+      // Wait for their pids, not for them to be warm (each takes 1.5 s importing the slow module).
+      while (forkServer().pids.length < forkServer().size) await new Promise((r) => setTimeout(r, 10));
+      const waiting = forkServer().pids;
+      expect(waiting.length).toBeGreaterThan(1);
+      const q = ctx.Queue();
+      const [a, b] = Pipe();
+      const p = new ctx.Process({ target: markerAndPid, args: [b, q] });
+      p.start();
+      b.close();
+      // The start waits for the first of them: it dies first.
+      expect(forkServer().pids).not.toContain(waiting[0]);
+      process.kill(waiting[0]!, 'SIGKILL');
+      const [marker, pid] = (await a.recv()) as [[number, number] | null, number];
+      await p.join();
+      expect(pid).not.toBe(waiting[0]);
+      expect(waiting).toContain(pid);
+      expect(marker![1]).toBe(pid);
+      expect(p.exitcode).toBe(0);
+      expect(p.startupError).toBeNull();
+      a.close();
+      q.close();
+    } finally {
+      setForkserverPreload([PRELOAD]);
+      await forkserver.ensureRunning();
+    }
+  });
+});
+
+describe('preload modules', () => {
+  test('a cold child (no warm one usable: another environment) imports the preload modules too', async () => {
+    setForkserverPreload([PRELOAD]);
+    await forkserver.ensureRunning();
+    const waiting = forkServer().pids;
+    const [a, b] = Pipe();
+    const p = new ctx.Process({ target: preloadReport, args: [b], env: { ...process.env } });
+    p.start();
+    b.close();
+    const [marker, method, pid] = (await a.recv()) as [[number, number] | null, string, number];
+    await p.join();
+    expect(waiting).not.toContain(pid);
+    expect(marker).not.toBeNull();
+    expect(marker![1]).toBe(pid);
+    expect(method).toBe('forkserver');
+    a.close();
+  });
+
+  test('a preload module that cannot be imported is skipped with a warning, in warm and cold children, as Python skips an ImportError', async () => {
+    const child = spawn(process.execPath, ['--import', 'tsx', 'test/fixtures/forkserver-preload.ts'], { cwd: new URL('..', import.meta.url).pathname, stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
+    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+    const code = await new Promise<number | null>((resolve) => child.on('exit', resolve));
+    expect(stderr).toMatch(/the fork server preload module \S*no-such-preload-module\.ts could not be imported, and is skipped: /);
+    expect(code).toBe(0);
+    expect(JSON.parse(stdout.trim().split('\n').at(-1)!)).toEqual({
+      waiting: 1,
+      warm: { preloaded: true, warm: true, exitcode: 0 },
+      cold: { preloaded: true, warm: false, exitcode: 0 },
+    });
   });
 });

@@ -18,11 +18,11 @@
 import { Connection } from '../connection/index.js';
 import { flushConnections } from '../connection/connection.js';
 import { setParentDeathSignal, parentPid } from '../native/index.js';
-import type { Duplex } from 'node:stream';
 
 import { loads, PyTuple, type PickleRegistry } from '../pickle/index.js';
 import { becomeChild } from './current.js';
 import { parseRef } from './locate.js';
+import { DESCRIPTOR_CHANNEL_FD, ReceivedDescriptors, receiveDescriptors } from './fd-channel.js';
 import { childRegistry } from './reduction.js';
 import { runExitHooks } from './exit-hooks.js';
 import { setStartMethod, START_METHODS, type StartMethod } from './start-method.js';
@@ -68,14 +68,33 @@ interface Reporter {
   close(): void;
 }
 
-/** Runs a child from its two bootstrap pickles (see the top of this file). */
-async function run(prepBytes: Uint8Array, specBytes: Uint8Array, makeRegistry: () => PickleRegistry, reporter: Reporter): Promise<never | void> {
+/** Reports a start-up failure to the parent (its `startupError`), prints it as Python would, and exits 1. */
+async function failStart(e: unknown, heading: string, reporter: Reporter): Promise<never> {
+  const err = e as Error & { kind?: string };
+  await reporter.send(['error', err.kind ?? err.name ?? 'Error', err.message, err.stack ?? String(err)]).catch(() => undefined);
+  reporter.close();
+  process.stderr.write(`${heading}\n${err.stack ?? String(err)}\n`);
+  return exit(1);
+}
+
+/**
+ * Runs a child from its two bootstrap pickles (see the top of this file).
+ * `loaded` runs once both are loaded (a warm child then closes the
+ * descriptors nobody asked for).
+ */
+async function run(prepBytes: Uint8Array, specBytes: Uint8Array, makeRegistry: () => PickleRegistry, reporter: Reporter, loaded?: () => void): Promise<never | void> {
   const prep = loads(prepBytes, { registry: makeRegistry() });
-  // The layers whose objects are among the arguments register how to rebuild them.
-  const modules = field(prep, 'modules');
-  if (Array.isArray(modules)) for (const m of modules) if (typeof m === 'string') await import(m);
-  const spec = loads(specBytes, { registry: makeRegistry() });
   const name = String(field(prep, 'name'));
+  let spec: unknown;
+  try {
+    // The layers whose objects are among the arguments register how to rebuild them.
+    const modules = field(prep, 'modules');
+    if (Array.isArray(modules)) for (const m of modules) if (typeof m === 'string') await import(m);
+    spec = loads(specBytes, { registry: makeRegistry() });
+  } catch (e) {
+    return failStart(e, `Process ${name}:`, reporter);
+  }
+  loaded?.();
   const daemon = field(prep, 'daemon') === true;
   const parentPidExpected = Number(field(prep, 'parent_pid'));
   if (daemon) {
@@ -126,12 +145,7 @@ async function run(prepBytes: Uint8Array, specBytes: Uint8Array, makeRegistry: (
       body = () => undefined;
     }
   } catch (e) {
-    const err = e as Error & { kind?: string };
-    await reporter.send(['error', err.kind ?? err.name ?? 'Error', err.message, err.stack ?? String(err)]).catch(() => undefined);
-    reporter.close();
-    process.stderr.write(`Process ${name}:\n${err.stack ?? String(err)}\n`);
-    await exit(1);
-    return;
+    return failStart(e, `Process ${name}:`, reporter);
   }
   // The parent may be gone already (killed): the target still runs, as a Python child's does.
   await reporter.send(['ready']).catch(() => undefined);
@@ -177,10 +191,30 @@ function checkChannel(fd: number): void {
   }
 }
 
-/** A spawned child: the bootstrap pickles come on descriptor 3 (or --billiard-ts-fd). */
+/**
+ * Imports the fork server's preload modules (`setForkserverPreload`), named
+ * by `BILLIARD_TS_PRELOAD`, which the child's own children do not inherit.
+ * One that fails to import is skipped with a warning on stderr, as Python's
+ * forkserver skips a preload module that raises ImportError.
+ */
+async function importPreload(): Promise<void> {
+  const raw = process.env.BILLIARD_TS_PRELOAD;
+  delete process.env.BILLIARD_TS_PRELOAD;
+  if (raw === undefined) return;
+  for (const spec of JSON.parse(raw) as string[]) {
+    try {
+      await import(spec);
+    } catch (e) {
+      process.stderr.write(`billiard-ts child ${process.pid}: the fork server preload module ${spec} could not be imported, and is skipped: ${(e as Error)?.message ?? String(e)}\n`);
+    }
+  }
+}
+
+/** A spawned child: the bootstrap pickles come on descriptor 3 (or --billiard-ts-fd); a cold fork server child imports the preload modules first. */
 async function spawned(): Promise<void> {
   mark('entry loaded');
   checkChannel(bootstrapFd());
+  await importPreload();
   const channel = Connection.fromFd(bootstrapFd());
   const prepBytes = await channel.recvBytes();
   const specBytes = await channel.recvBytes();
@@ -190,21 +224,19 @@ async function spawned(): Promise<void> {
 
 /**
  * A warm child of the fork server: imports the preload modules, says
- * `['warm']` on its IPC channel, then waits. The parent sends the sockets of
- * the Connections in the arguments (`{ t: 'fd', fd }` with a handle each),
- * then `{ t: 'start', prep, spec }`. It dies if the parent goes away first.
+ * `['warm']` on its IPC channel, then waits. At start the parent writes the
+ * descriptors of the arguments on the descriptor channel (fd-channel.ts),
+ * then sends `{ t: 'start', prep, spec }` on the IPC channel. The child
+ * takes the descriptors (all of them, as announced, or it fails its start),
+ * closes the channel, and runs. It exits if the parent goes away first.
  */
 async function warm(): Promise<void> {
-  const preload = JSON.parse(process.env.BILLIARD_TS_PRELOAD ?? '[]') as string[];
-  delete process.env.BILLIARD_TS_PRELOAD;
-  for (const spec of preload) await import(spec);
-  const sockets = new Map<number, Duplex>();
+  await importPreload();
   const onDisconnect = (): void => process.exit(0);
   process.on('disconnect', onDisconnect);
   const start = await new Promise<{ prep: Uint8Array; spec: Uint8Array }>((resolve) => {
-    process.on('message', (m: { t: string; fd?: number; prep?: Uint8Array; spec?: Uint8Array }, handle?: Duplex) => {
-      if (m.t === 'fd' && handle !== undefined) sockets.set(m.fd!, handle);
-      else if (m.t === 'start') resolve({ prep: m.prep!, spec: m.spec! });
+    process.on('message', (m: { t: string; prep?: Uint8Array; spec?: Uint8Array }) => {
+      if (m.t === 'start') resolve({ prep: m.prep!, spec: m.spec! });
     });
     process.send!(['warm']);
   });
@@ -216,7 +248,19 @@ async function warm(): Promise<void> {
       if (process.connected) process.disconnect();
     },
   };
-  await run(start.prep, start.spec, () => childRegistry(sockets), reporter);
+  let received: ReceivedDescriptors;
+  try {
+    received = new ReceivedDescriptors(receiveDescriptors(DESCRIPTOR_CHANNEL_FD));
+  } catch (e) {
+    return failStart(e, `billiard-ts fork server child ${process.pid}: its start failed:`, reporter);
+  } finally {
+    try {
+      process.getBuiltinModule('node:fs').closeSync(DESCRIPTOR_CHANNEL_FD);
+    } catch {
+      // Not open (this file run by hand with --billiard-ts-warm).
+    }
+  }
+  await run(start.prep, start.spec, () => childRegistry((n) => received.get(n)), reporter, () => received.closeUnused());
 }
 
 (process.argv.includes('--billiard-ts-warm') ? warm() : spawned()).catch((e: unknown) => {

@@ -2,32 +2,175 @@
  * The `'forkserver'` start method. Node cannot fork, so instead of a server
  * that forks, billiard-ts keeps a few Node children started ahead of time
  * ("warm"): each has loaded the child entry point and imported the modules
- * named by `setForkserverPreload`, and waits on its IPC channel. `start()`
- * hands one of them its target, its arguments and the sockets of the
- * Connections among them; a new warm child is started in the background. So
- * a child is still a fresh process that ran nothing of the parent's, with the
+ * named by `setForkserverPreload`, and waits on its IPC channel. So a child
+ * is still a fresh process that ran nothing of the parent's, with the
  * preload modules imported, as Python users of forkserver rely on.
+ *
+ * Each warm child also has a descriptor channel: one end of a socket pair
+ * as its descriptor {@link DESCRIPTOR_CHANNEL_FD}, the other end kept here.
+ * `start()` takes a warm child and writes on that channel every descriptor
+ * of the arguments (a Connection's socket, a queue's pipe, a Value's or
+ * Array's shared memory) with `SCM_RIGHTS`, with the numbers the pickles
+ * know them by (fd-channel.ts), then sends the two bootstrap pickles on the
+ * IPC channel; a new warm child is started in the background. The
+ * descriptors keep their flags (a queue's pipe stays blocking, as the
+ * Python processes sharing it expect). When the warm child is already warm
+ * all of it goes out in the same turn as `start()`: a caller may block the
+ * thread next (`acquireSync()`), waiting for the child.
+ *
+ * A warm child that died while it waited is passed over for the next one
+ * (its channel refuses the descriptors), and a child still warming that
+ * dies before it could take its start hands the start on to the next one,
+ * or to a cold child. A cold child (no warm one usable: none left, another
+ * environment, a TypeScript target for JavaScript-only children) is spawned
+ * as under `'spawn'`, and imports the preload modules first as well.
  *
  * Warm children are spawned by the launcher thread (launcher.ts), which
  * also holds their IPC channels; they do not keep the parent alive and exit
  * when it goes away.
  */
 
+import { EventEmitter } from 'node:events';
+import { closeSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 
-import { FROM_SOURCE } from '../native/index.js';
-import { closeLater, launch, type RemoteChild } from './launcher.js';
-import { Connection } from '../connection/index.js';
-import { bootstrapPickles, childCommand, copyDescriptors, getNodeExecutable, IPC_VARIABLES, isTypeScriptSpec, launchNode, type Launched, type PrepData, type ProcessSpec } from './spawn.js';
+import { FROM_SOURCE, setBlocking, socketpair } from '../native/index.js';
+import { DESCRIPTOR_CHANNEL_FD, sendDescriptors, writeDescriptors, writeHeader } from './fd-channel.js';
+import { launch, type RemoteChild, type StdioEntry } from './launcher.js';
+import {
+  bootstrapPickles,
+  childCommand,
+  copyDescriptors,
+  getNodeExecutable,
+  IPC_VARIABLES,
+  isTypeScriptModule,
+  isTypeScriptSpec,
+  launchNode,
+  launchPickled,
+  PRELOAD_VARIABLE,
+  type Launched,
+  type PickledStart,
+  type PrepData,
+  type ProcessSpec,
+} from './spawn.js';
+import type { FdPlan } from './reduction.js';
+
+export { DESCRIPTOR_CHANNEL_FD } from './fd-channel.js';
 
 interface WarmChild {
   child: RemoteChild;
+  /** This process's end of the child's descriptor channel; -1 once closed. */
+  channel: number;
   /** Resolves true once the child has imported its preload modules and waits, false if it died first. */
   warm: Promise<boolean>;
   /** Set once `warm` resolved true: messages for the child can go at once. */
   isWarm: boolean;
   ts: boolean;
 }
+
+/**
+ * How a test breaks the descriptor channel of the next starts: closed with
+ * nothing written, one descriptor fewer than announced, or numbers the
+ * pickles do not name. @internal
+ */
+export type ChannelFault = 'close' | 'drop-descriptor' | 'wrong-numbers';
+
+function closeQuietly(fd: number): void {
+  try {
+    closeSync(fd);
+  } catch {
+    // Already closed.
+  }
+}
+
+/**
+ * The child of one forkserver start, as its Process sees it: the warm child
+ * that took the start, or, when the one taken died before it could, the
+ * next one or a cold child. `pid` and the `spawn` event come once the start
+ * went to a live child; `exit` and `error` are that child's.
+ */
+class ForkServerChild extends EventEmitter {
+  pid: number | undefined = undefined;
+  /** The child the start went to. */
+  #child: RemoteChild | null = null;
+  /** A warming child taken for this start, until it takes it. */
+  #waiting: RemoteChild | null = null;
+  /** A signal sent before the start went to a child: the start goes nowhere else then. */
+  #signal: NodeJS.Signals | null = null;
+  #referenced = true;
+
+  get killed(): boolean {
+    return this.#signal !== null;
+  }
+
+  /** A warming child was taken: it dies if this start is killed meanwhile, and keeps the parent alive. */
+  wait(child: RemoteChild): void {
+    this.#waiting = child;
+    if (this.#referenced) child.ref();
+  }
+
+  /** The start went to `child` (or it is the one killed while warming): its events are this start's. */
+  commit(child: RemoteChild): void {
+    this.#waiting = null;
+    this.#child = child;
+    if (this.#referenced) child.ref();
+    else child.unref();
+    const spawned = (): void => {
+      this.pid = child.pid;
+      this.emit('spawn');
+    };
+    if (child.pid !== undefined) spawned();
+    else child.once('spawn', spawned);
+    child.on('error', (e: Error) => this.emit('error', e));
+    if (child.exitCode !== null || child.signalCode !== null) {
+      process.nextTick(() => this.emit('exit', child.exitCode, child.signalCode));
+    } else {
+      child.on('exit', (code: number | null, signal: NodeJS.Signals | null) => this.emit('exit', code, signal));
+    }
+    if (this.#signal !== null) child.kill(this.#signal);
+  }
+
+  /** The start could not go anywhere (a cold spawn failed): an `error`, as a failed spawn's. */
+  fail(e: Error): void {
+    this.#waiting = null;
+    process.nextTick(() => this.emit('error', e));
+  }
+
+  /** Killed while its warming child could not be spawned: the end of the start is the kill's. */
+  endKilled(): void {
+    this.#waiting = null;
+    process.nextTick(() => this.emit('exit', null, this.#signal));
+  }
+
+  kill(signal: NodeJS.Signals = 'SIGTERM'): boolean {
+    if (this.#child !== null) return this.#child.kill(signal);
+    this.#signal ??= signal;
+    this.#waiting?.kill(signal);
+    return true;
+  }
+
+  unref(): void {
+    this.#referenced = false;
+    (this.#child ?? this.#waiting)?.unref();
+  }
+}
+
+/** One start on its way to a child (see {@link ForkServer.launch}). */
+interface Handoff {
+  readonly facade: ForkServerChild;
+  readonly start: PickledStart;
+  /** The descriptors of the arguments: `childFd` is the number the pickles name, `parentFd` the caller's, open only during `start()`. */
+  readonly plan: FdPlan;
+  /** Copies of them, taken when the start has to wait (a warming child); the cold spawn or the hand-off closes them. */
+  copies: Array<{ childFd: number; fd: number }> | null;
+  /** Tells the Launched how the start-up ends, once the start went somewhere. */
+  settle(how: Ending): void;
+}
+
+/** The part of a Launched that depends on the child the start went to. */
+type Ending = Pick<Launched, 'report' | 'release' | 'unref'>;
+
+const NO_ENDING: Ending = { report: null, release: () => undefined, unref: () => undefined };
 
 /** The pool of warm children behind the `'forkserver'` context. */
 export class ForkServer {
@@ -37,12 +180,15 @@ export class ForkServer {
   #ts = FROM_SOURCE;
   /** Children are warmed only once this process starts one (or asks for ready()), as Python starts its server lazily. */
   #inUse = false;
+  #refillQueued = false;
+  /** @internal how the next starts break their descriptor channel (tests only). */
+  channelFault: ChannelFault | null = null;
 
   /** Modules (specifiers or URLs) every warm child imports before it waits. */
   setPreload(modules: readonly string[]): void {
     if (!Array.isArray(modules) || !modules.every((m) => typeof m === 'string')) throw new TypeError('module_names must be a list of strings');
     this.#preload = [...modules];
-    if (modules.some((m) => /\.(c|m)?ts$/.test(m))) this.#ts = true;
+    if (modules.some(isTypeScriptModule)) this.#ts = true;
     // Children warmed with the old list would not have the new modules: start over.
     this.#drain();
     if (this.#inUse) this.fill();
@@ -65,14 +211,18 @@ export class ForkServer {
   set size(n: number) {
     if (!Number.isInteger(n) || n < 0) throw new RangeError('the fork server pool size must be a non-negative integer');
     this.#size = n;
-    while (this.#pool.length > n) this.#kill(this.#pool.pop()!);
+    while (this.#pool.length > n) this.#retire(this.#pool.pop()!);
     if (this.#inUse) this.fill();
   }
 
   /** Starts warm children up to the pool size. */
   fill(): void {
     this.#inUse = true;
-    while (this.#pool.length < this.#size) this.#pool.push(this.#warmOne());
+    while (this.#pool.length < this.#size) {
+      const w = this.#warmOne();
+      if (w === undefined) break; // no descriptors left for a channel: starts go cold
+      this.#pool.push(w);
+    }
   }
 
   /** Resolves once every pooled child is warm. */
@@ -87,16 +237,28 @@ export class ForkServer {
     }
   }
 
-  #warmOne(): WarmChild {
+  #warmOne(): WarmChild | undefined {
     const { script, execArgv } = childCommand(this.#ts);
+    let parentEnd: number;
+    let childEnd: number;
+    try {
+      [parentEnd, childEnd] = socketpair();
+      // Only this end: a write that would block fails instead (the child's end is another open file, and stays blocking).
+      setBlocking(parentEnd, false);
+    } catch {
+      return undefined;
+    }
+    const stdio: StdioEntry[] = ['inherit', 'inherit', 'inherit', 'ipc'];
+    stdio[DESCRIPTOR_CHANNEL_FD] = childEnd;
     const child = launch({
       file: getNodeExecutable(),
       args: [...execArgv, script, '--billiard-ts-warm'],
       env: null,
-      set: { BILLIARD_TS_PRELOAD: JSON.stringify(this.#preload) },
+      set: { [PRELOAD_VARIABLE]: JSON.stringify(this.#preload) },
       unset: IPC_VARIABLES,
-      stdio: ['inherit', 'inherit', 'inherit', 'ipc'],
+      stdio,
       serialization: 'advanced',
+      close: [childEnd],
     });
     child.unref();
     const warm = new Promise<boolean>((resolve) => {
@@ -104,52 +266,163 @@ export class ForkServer {
       child.once('exit', () => resolve(false));
       child.once('error', () => resolve(false));
     });
-    const entry: WarmChild = { child, warm, isWarm: false, ts: this.#ts };
+    const entry: WarmChild = { child, channel: parentEnd, warm, isWarm: false, ts: this.#ts };
     void warm.then((ok) => {
       entry.isWarm = ok;
     });
-    const leave = (): void => {
+    const gone = (): void => {
       const i = this.#pool.indexOf(entry);
       if (i >= 0) this.#pool.splice(i, 1);
+      this.#closeChannel(entry);
     };
-    child.once('exit', leave);
-    child.once('error', leave);
+    child.once('exit', gone);
+    child.once('error', gone);
     return entry;
   }
 
-  #kill(w: WarmChild): void {
+  #closeChannel(w: WarmChild): void {
+    if (w.channel < 0) return;
+    closeQuietly(w.channel);
+    w.channel = -1;
+  }
+
+  /** Ends a warm child that will not be used (out of the pool, or found dead). */
+  #retire(w: WarmChild): void {
+    const i = this.#pool.indexOf(w);
+    if (i >= 0) this.#pool.splice(i, 1);
+    this.#closeChannel(w);
     w.child.disconnect();
     w.child.kill();
   }
 
   #drain(): void {
-    for (const w of this.#pool.splice(0)) this.#kill(w);
+    for (const w of [...this.#pool]) this.#retire(w);
+  }
+
+  /** Takes a warm child that can run the target out of the pool (one that said it is warm, else one warming), and refills it later. */
+  #take(needsTs: boolean): WarmChild | undefined {
+    const usable = (w: WarmChild): boolean => w.child.connected && w.channel >= 0 && (w.ts || !needsTs);
+    let i = this.#pool.findIndex((w) => w.isWarm && usable(w));
+    if (i < 0) i = this.#pool.findIndex(usable);
+    if (i < 0) return undefined;
+    const w = this.#pool.splice(i, 1)[0]!;
+    if (!this.#refillQueued) {
+      this.#refillQueued = true;
+      setImmediate(() => {
+        this.#refillQueued = false;
+        this.fill();
+      });
+    }
+    return w;
   }
 
   /**
    * Starts a child from a warm one (or a cold spawn when none is usable).
    * The bootstrap pickles are made first, so that an argument that cannot
-   * be pickled leaves the pool as it was; then the sockets of the
-   * Connections in the arguments go over the IPC channel, then the pickles.
+   * be pickled leaves the pool as it was; then the descriptors of the
+   * arguments go over the child's descriptor channel, then the pickles over
+   * its IPC channel.
    */
   launch(prep: PrepData, spec: ProcessSpec, options: { env?: NodeJS.ProcessEnv }): Launched {
     const needsTs = isTypeScriptSpec(spec);
-    const index = options.env === undefined ? this.#pool.findIndex((w) => w.child.connected && (w.ts || !needsTs)) : -1;
-    if (index < 0) {
+    const usable = (w: WarmChild): boolean => w.child.connected && (w.ts || !needsTs);
+    if (options.env !== undefined || !this.#pool.some(usable)) {
       this.fill();
-      return launchNode(prep, spec, options);
+      return launchNode(prep, spec, { env: options.env, preload: this.#preload });
     }
     const { prepBytes, specBytes, plan } = bootstrapPickles(prep, spec);
-    // Node's IPC channel passes sockets only: a child that needs a pipe or
-    // shared memory (a Queue, a Value) starts cold, with its descriptors inherited.
-    if (plan.fds.some((f) => !(f.owner instanceof Connection))) return launchNode(prep, spec, options);
-    // Copies of the descriptors, taken now: the caller may close its ends as soon as start() returns.
-    const copies = copyDescriptors(plan);
-    // Nothing can fail any more: the warm child is taken.
-    const w = this.#pool.splice(index, 1)[0]!;
-    setImmediate(() => this.fill());
+    const facade = new ForkServerChild();
+    let ending: Ending | null = null;
+    let released = false;
+    let unrefd = false;
+    let resolveReport!: (m: unknown[] | null) => void;
+    const report = new Promise<unknown[] | null>((resolve) => (resolveReport = resolve));
+    const h: Handoff = {
+      facade,
+      start: { prep, prepBytes, specBytes, ts: needsTs, copies: [] },
+      plan,
+      copies: null,
+      settle: (how) => {
+        ending = how;
+        if (how.report === null) resolveReport(null);
+        else void how.report.then(resolveReport);
+        if (unrefd) how.unref();
+        if (released) how.release();
+      },
+    };
+    this.#handOff(h, true);
+    return {
+      child: facade,
+      report,
+      release: () => {
+        released = true;
+        ending?.release();
+      },
+      unref: () => {
+        unrefd = true;
+        ending?.unref();
+      },
+    };
+  }
+
+  /**
+   * Gives the start to the first warm child that takes it, else to a cold
+   * child. `now`: called from `start()`, when the caller's descriptors are
+   * still open (later, only the copies are).
+   */
+  #handOff(h: Handoff, now: boolean): void {
+    for (;;) {
+      const w = this.#take(h.start.ts);
+      if (w === undefined) {
+        this.#goCold(h, now);
+        return;
+      }
+      if (w.isWarm) {
+        if (this.#give(w, h)) return;
+        continue; // it died while it waited: the next one
+      }
+      // Warming: the start goes once it is warm. Meanwhile the caller may close its descriptors.
+      h.copies ??= copyDescriptors(h.plan);
+      h.facade.wait(w.child);
+      void w.warm.then((ok) => {
+        if (h.facade.killed) {
+          // Killed while it warmed: that child's end is this start's end.
+          this.#closeChannel(w);
+          this.#closeCopies(h);
+          w.child.disconnect();
+          const exited = w.child.exitCode !== null || w.child.signalCode !== null;
+          if (ok || exited) h.facade.commit(w.child);
+          else h.facade.endKilled(); // its spawn failed: no exit will come
+          h.settle(NO_ENDING);
+          return;
+        }
+        if (ok && this.#give(w, h)) return;
+        this.#retire(w);
+        this.#handOff(h, false);
+      });
+      return;
+    }
+  }
+
+  /** Hands the start to the warm child `w`; false (and `w` is retired) when it cannot take it (it died). */
+  #give(w: WarmChild, h: Handoff): boolean {
     const child = w.child;
-    child.ref();
+    const fds = h.copies?.map((c) => c.fd) ?? h.plan.fds.map((f) => f.parentFd);
+    const numbers = h.plan.fds.map((f) => f.childFd);
+    if (!child.connected || w.channel < 0) {
+      this.#retire(w);
+      return false;
+    }
+    try {
+      this.#sendDescriptors(w.channel, numbers, fds);
+    } catch {
+      // EPIPE: the child died while it waited (its exit is not reported yet).
+      this.#retire(w);
+      return false;
+    }
+    // The child has them now (in flight, held by the kernel): this process's copies can go.
+    this.#closeChannel(w);
+    this.#closeCopies(h);
     const report = new Promise<unknown[] | null>((resolve) => {
       const onMessage = (m: unknown): void => {
         if (Array.isArray(m) && m[0] !== 'warm') {
@@ -162,25 +435,56 @@ export class ForkServer {
       child.once('exit', () => resolve(null));
       child.once('error', () => resolve(null));
     });
-    // A warm child listens once it said so: what came earlier would be lost.
-    // When it has, the messages go now, in this turn (a caller may block the
-    // thread next, in acquireSync(), waiting for the child).
-    const send = (ok: boolean): void => {
-      if (!ok || !child.connected) {
-        closeLater(copies.map((c) => c.fd));
+    child.send({ t: 'start', prep: h.start.prepBytes, spec: h.start.specBytes });
+    h.facade.commit(child);
+    h.settle({ report, release: () => child.disconnect(), unref: () => undefined });
+    return true;
+  }
+
+  #sendDescriptors(sock: number, numbers: readonly number[], fds: readonly number[]): void {
+    switch (this.channelFault) {
+      case null:
+        return sendDescriptors(sock, numbers, fds);
+      case 'close':
         return;
+      case 'drop-descriptor':
+        writeHeader(sock, numbers);
+        return writeDescriptors(sock, fds.slice(0, -1));
+      case 'wrong-numbers':
+        return sendDescriptors(
+          sock,
+          numbers.map((n) => n + 1000),
+          fds,
+        );
+    }
+  }
+
+  #closeCopies(h: Handoff): void {
+    if (h.copies === null) return;
+    for (const c of h.copies) closeQuietly(c.fd);
+    h.copies = [];
+  }
+
+  /** No warm child took the start: a cold child gets it (the copies, made now if need be, go to the launcher). */
+  #goCold(h: Handoff, now: boolean): void {
+    this.fill();
+    let launched: ReturnType<typeof launchPickled>;
+    try {
+      if (h.copies === null) {
+        if (!now) throw new Error('the descriptors of the arguments are gone');
+        h.copies = copyDescriptors(h.plan);
       }
-      for (const c of copies) child.send({ t: 'fd', fd: c.childFd }, c.fd);
-      child.send({ t: 'start', prep: prepBytes, spec: specBytes });
-    };
-    if (w.isWarm) send(true);
-    else void w.warm.then(send);
-    return {
-      child,
-      report,
-      release: () => child.disconnect(),
-      unref: () => undefined,
-    };
+      const copies = h.copies;
+      h.copies = [];
+      launched = launchPickled({ ...h.start, copies }, { preload: this.#preload });
+    } catch (e) {
+      if (now) throw e;
+      h.facade.fail(e as Error);
+      h.settle(NO_ENDING);
+      return;
+    }
+    h.facade.commit(launched.child);
+    h.settle(launched);
   }
 }
 

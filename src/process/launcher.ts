@@ -57,7 +57,6 @@ const THREAD_SOURCE = String.raw`'use strict';
 const { parentPort } = require('node:worker_threads');
 const { spawn } = require('node:child_process');
 const { closeSync } = require('node:fs');
-const { Socket } = require('node:net');
 
 const children = new Map();
 const post = (m) => parentPort.postMessage(m);
@@ -104,10 +103,7 @@ function handle(m) {
   if (m.t === 'close') return closeAll(m.fds);
   const child = children.get(m.id);
   if (m.t === 'send') {
-    if (child === undefined || !child.connected) return closeAll(m.fd === undefined ? [] : [m.fd]);
-    // A descriptor travels as a socket handle, which Node closes here once it is sent.
-    const handle = m.fd === undefined ? undefined : new Socket({ fd: m.fd, readable: false, writable: false });
-    child.send(m.message, handle, () => {});
+    if (child !== undefined && child.connected) child.send(m.message, undefined, () => {});
   } else if (m.t === 'kill') {
     if (child !== undefined && child.exitCode === null && child.signalCode === null) child.kill(m.signal);
   } else if (m.t === 'disconnect') {
@@ -295,13 +291,13 @@ export class RemoteChild extends EventEmitter {
     }
   }
 
-  /** Sends a message on the IPC channel, with a descriptor that travels as a handle (the launcher closes its copy). */
-  send(message: unknown, fd?: number): boolean {
-    if (!this.#connected) {
-      if (fd !== undefined) closeLater([fd]);
-      return false;
-    }
-    post({ t: 'send', id: this.#id, message, fd });
+  /**
+   * Sends a message on the IPC channel (no handles: descriptors for a fork
+   * server child travel on its descriptor channel, see fd-channel.ts).
+   */
+  send(message: unknown): boolean {
+    if (!this.#connected) return false;
+    post({ t: 'send', id: this.#id, message });
     return true;
   }
 

@@ -7,8 +7,6 @@
  * billiard child (Python) and a billiard-ts child (Node) both rebuild it.
  */
 
-import type { Duplex } from 'node:stream';
-
 import { Connection } from '../connection/index.js';
 import { AuthenticationString } from './authkey.js';
 import { defaultRegistry, PyGlobal, PyObject, setState, tuple, type PickleRegistry } from '../pickle/index.js';
@@ -89,11 +87,6 @@ export function spawnRegistry(plan: FdPlan): PickleRegistry {
 }
 
 /**
- * A registry that rebuilds billiard's spawn-form Connections in a child:
- * from inherited descriptors, or, in a warm child of the fork server, from
- * the sockets the parent sent (keyed by descriptor number).
- */
-/**
  * Teaches `registry` the `_DupFd` of billiard's and multiprocessing's spawn
  * pickles: an object whose `fd` is the descriptor number the child has it
  * under. @internal
@@ -117,9 +110,16 @@ export function registerDupFd(registry: PickleRegistry): void {
   }
 }
 
-export function childRegistry(sockets?: ReadonlyMap<number, Duplex>, fds?: ReadonlyMap<number, number>): PickleRegistry {
+/**
+ * A registry that rebuilds what a child is handed in billiard's spawn form
+ * (Connections, and what the layers above add). `fdFor` turns a descriptor
+ * number of the pickles into this process's descriptor: by default the
+ * number itself (a spawned child inherits its descriptors under those
+ * numbers); a warm child of the fork server maps the descriptors it
+ * received (fd-channel.ts), and throws for a number it did not receive.
+ */
+export function childRegistry(fdFor: (childFd: number) => number = (childFd) => childFd): PickleRegistry {
   const registry = defaultRegistry.extend();
-  const fdFor = (childFd: number): number => fds?.get(childFd) ?? childFd;
   registerDupFd(registry);
   // The authkey in the preparation data (billiard's and multiprocessing's spell it alike).
   for (const module of ['billiard.process', 'multiprocessing.process']) {
@@ -137,8 +137,7 @@ export function childRegistry(sockets?: ReadonlyMap<number, Duplex>, fds?: Reado
         const fd = typeof df === 'number' ? df : (df as { fd?: number } | null)?.fd;
         if (typeof fd !== 'number' || fd < 0) throw new TypeError('rebuild_connection needs a descriptor');
         const options = { readable: readable !== false, writable: writable !== false };
-        const socket = sockets?.get(fd);
-        return socket !== undefined ? new Connection(socket, options) : Connection.fromFd(fdFor(fd), options);
+        return Connection.fromFd(fdFor(fd), options);
       },
     });
   }

@@ -174,9 +174,22 @@ function stdioFor(copies: ReadonlyArray<{ childFd: number; fd: number }>, first:
   return stdio;
 }
 
+/**
+ * What a start gives the Process of the child: a {@link RemoteChild}, or the
+ * fork server's stand-in for one (forkserver.ts). Events: `spawn` (then
+ * `pid` is set), `exit` (code, signal), `error`.
+ */
+export interface StartedChild {
+  readonly pid: number | undefined;
+  kill(signal?: NodeJS.Signals): boolean;
+  unref(): void;
+  // eslint-disable-next-line @typescript-eslint/no-explicit-any -- EventEmitter's own listener type
+  on(event: 'spawn' | 'exit' | 'error', listener: (...args: any[]) => void): unknown;
+}
+
 /** A started child: its process, and its start-up report. */
 export interface Launched {
-  child: RemoteChild;
+  child: StartedChild;
   /**
    * Node children: resolves with the child's report, `['ready']` or
    * `['error', kind, message, stack]`, or null when the child went away
@@ -233,7 +246,26 @@ export function bootstrapPickles(prep: PrepData, spec: ProcessSpec): { prepBytes
 
 /** True when a target or class lives in a TypeScript module (the child needs a TypeScript loader). */
 export function isTypeScriptSpec(spec: ProcessSpec): boolean {
-  return [spec.target, spec.cls].some((r) => r !== null && /\.(c|m)?ts$/.test(r.split('#')[0]!));
+  return [spec.target, spec.cls].some((r) => r !== null && isTypeScriptModule(r.split('#')[0]!));
+}
+
+/** How a Node child is started. */
+export interface NodeLaunchOptions {
+  /** The child's environment (default: this process's). */
+  env?: NodeJS.ProcessEnv;
+  /**
+   * Modules the child imports before anything else (a cold fork server
+   * child: the fork server's preload list, see forkserver.ts).
+   */
+  preload?: readonly string[];
+}
+
+/** The variable that names a fork server child's preload modules (child.ts). */
+export const PRELOAD_VARIABLE = 'BILLIARD_TS_PRELOAD';
+
+/** True when a module specifier names a TypeScript file (the child needs a TypeScript loader). */
+export function isTypeScriptModule(spec: string): boolean {
+  return /\.(c|m)?ts$/.test(spec);
 }
 
 /**
@@ -241,19 +273,44 @@ export function isTypeScriptSpec(spec: ProcessSpec): boolean {
  * child behind), then asks the launcher to spawn it and sends it the
  * pickles; start() does not wait for the spawn.
  */
-export function launchNode(prep: PrepData, spec: ProcessSpec, options: { env?: NodeJS.ProcessEnv }): Launched {
+export function launchNode(prep: PrepData, spec: ProcessSpec, options: NodeLaunchOptions): Launched {
   const { prepBytes, specBytes, plan } = bootstrapPickles(prep, spec);
-  const { script, execArgv } = childCommand(isTypeScriptSpec(spec));
+  return launchPickled({ prep, prepBytes, specBytes, ts: isTypeScriptSpec(spec), copies: copyDescriptors(plan) }, options);
+}
+
+/** A Node child's start, pickled: the pickles, and copies of its descriptors (taken by {@link copyDescriptors}). */
+export interface PickledStart {
+  prep: PrepData;
+  prepBytes: Uint8Array;
+  specBytes: Uint8Array;
+  /** The target or class is TypeScript. */
+  ts: boolean;
+  copies: ReadonlyArray<{ childFd: number; fd: number }>;
+}
+
+/**
+ * Spawns a Node child for a start already pickled (see {@link launchNode});
+ * the copies of the descriptors are closed once the child has them (or
+ * now, when this throws).
+ */
+export function launchPickled(start: PickledStart, options: NodeLaunchOptions): Launched & { child: RemoteChild } {
+  const { prep, prepBytes, specBytes, copies } = start;
   const set: Record<string, string> = {};
-  if (prep.daemon) {
-    // Die with the parent from the child's first moments, before any module of ours loads.
-    execArgv.unshift('--import', parentDeathImport());
-    set.BILLIARD_TS_PARENT_DEATH = String(process.pid);
-  }
-  const copies = copyDescriptors(plan);
+  const unset = [...IPC_VARIABLES];
   let parentFd: number;
   let childFd: number;
+  let execArgv: string[];
+  let script: string;
   try {
+    const preload = options.preload ?? [];
+    ({ script, execArgv } = childCommand(start.ts || preload.some(isTypeScriptModule)));
+    if (preload.length > 0) set[PRELOAD_VARIABLE] = JSON.stringify(preload);
+    else unset.push(PRELOAD_VARIABLE);
+    if (prep.daemon) {
+      // Die with the parent from the child's first moments, before any module of ours loads.
+      execArgv.unshift('--import', parentDeathImport());
+      set.BILLIARD_TS_PARENT_DEATH = String(process.pid);
+    }
     [parentFd, childFd] = socketpair();
   } catch (e) {
     closeLater(copies.map((c) => c.fd));
@@ -269,7 +326,7 @@ export function launchNode(prep: PrepData, spec: ProcessSpec, options: { env?: N
     cwd: prep.dir,
     env: options.env ?? null,
     set,
-    unset: IPC_VARIABLES,
+    unset,
     stdio: stdioFor(copies, childFd),
     close: [childFd, ...copies.map((c) => c.fd)],
   });
