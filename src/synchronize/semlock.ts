@@ -162,6 +162,8 @@ export class SemLock {
   #tryWait(): boolean {
     const w = this.#word;
     if (w === null) return this.#sem.tryWait();
+    // A free Lock holds 1: one compare-and-swap takes it.
+    if (Atomics.compareExchange(w, 0, 1, 0) === 1) return true;
     for (;;) {
       const v = Atomics.load(w, 0);
       if (v <= 0) return false;
@@ -177,14 +179,16 @@ export class SemLock {
       this.#sem.post();
       return;
     }
-    for (;;) {
+    // A held Lock (or an empty semaphore) holds 0: one compare-and-swap releases it.
+    let done = max >= 1 && Atomics.compareExchange(w, 0, 0, 1) === 0;
+    while (!done) {
       const v = Atomics.load(w, 0);
       if (v >= max) throw new ValueError('semaphore or lock released too many times');
       if (v >= SEM_VALUE_MAX) {
         this.#sem.post(); // EOVERFLOW, from the addon
         return;
       }
-      if (Atomics.compareExchange(w, 0, v, v + 1) === v) break;
+      done = Atomics.compareExchange(w, 0, v, v + 1) === v;
     }
     // A waiter that counted itself before the increment sleeps on the word.
     if (Atomics.load(w, 1) !== 0) this.#sem.wake();
