@@ -1,0 +1,176 @@
+/**
+ * The billiard pool protocol (spec/pool.md §2): message kinds, the frames a
+ * pool and a worker exchange, and billiard's `ExceptionInfo`, the failure
+ * value of a READY. Shared by the pool (pool.ts) and the worker (worker.ts).
+ *
+ * - TASK  `(2, (job, i, func, args, kwargs))`, pool -> worker; `None` ends the worker
+ * - ACK   `(0, (job, i, time_accepted, pid, synqW_fd))`, worker -> pool
+ * - READY `(1, (job, i, (ok, value_or_ExceptionInfo), inqW_fd))`, worker -> pool
+ * - DEATH `(4, (pid, exitcode))`, worker -> pool, its last message
+ *
+ * A JavaScript function travels as a global reference, as a Python one does:
+ * module = the URL of the module that exports it, name = its export name
+ * (found as Process targets are, src/process/locate.ts).
+ */
+
+import { BilliardError } from '../pickle/errors.js';
+import { PythonException } from '../pickle/exceptions.js';
+import { defaultRegistry, dumps, PyGlobal, PyObject, setState, tuple, type PickleRegistry, type PyTuple } from '../pickle/index.js';
+import { locateFunction } from '../process/locate.js';
+
+export const ACK = 0;
+export const READY = 1;
+export const TASK = 2;
+export const NACK = 3;
+export const DEATH = 4;
+export const EX_OK = 0;
+export const EX_FAILURE = 1;
+export const EX_RECYCLE = 155;
+
+/** billiard's chunk runners, sent as the function of map and starmap chunks. */
+export const MAPSTAR = new PyGlobal('billiard.pool', 'mapstar');
+export const STARMAPSTAR = new PyGlobal('billiard.pool', 'starmapstar');
+
+/** CLOCK_MONOTONIC in seconds: Python's `time.monotonic()`, as ACK carries it. */
+export function monotonic(): number {
+  return Number(process.hrtime.bigint()) / 1e9;
+}
+
+/** The reference a function travels as: a `pyfunc(...)` as is, a JS function by its module URL and export name. */
+export function funcRef(fn: unknown): PyGlobal {
+  if (fn instanceof PyGlobal) return fn;
+  const ref = locateFunction(fn);
+  return new PyGlobal(ref.url, ref.name);
+}
+
+/** The payload of a TASK frame. */
+export function encodeTask(job: number, i: number | null, func: PyGlobal, args: readonly unknown[], kwargs: Record<string, unknown> | null | undefined): Uint8Array {
+  const kw = kwargs ?? Object.create(null);
+  return dumps(tuple(TASK, tuple(job, i, func, tuple(...args), kw)));
+}
+
+/**
+ * billiard's `billiard.pool.MaybeEncodingError`: a worker could not pickle a
+ * result; `exc` and `value` are repr strings, as billiard stores them.
+ */
+export class MaybeEncodingError extends BilliardError {
+  static override readonly brand: string = 'billiard.pool.MaybeEncodingError';
+  readonly exc: string;
+  readonly value: string;
+  constructor(exc: string, value: string) {
+    super(`Error sending result: '${value}'. Reason: '${exc}'.`, { code: 'MAYBE_ENCODING', args: [exc, value] });
+    this.exc = exc;
+    this.value = value;
+  }
+}
+
+/** billiard's `RemoteTraceback`: the worker's traceback text, the `cause` of an error that came from a worker. */
+export class RemoteTraceback extends BilliardError {
+  static override readonly brand: string = 'billiard.einfo.RemoteTraceback';
+  constructor(text: string) {
+    super(text, { code: 'REMOTE_TRACEBACK', args: [text] });
+  }
+}
+
+/**
+ * billiard's `ExceptionInfo`: what a failed job carries (`error_callback`
+ * receives it, as in billiard). `exception` is the error itself, `traceback`
+ * the worker's text, `type` the Python class reference.
+ */
+export class ExceptionInfo {
+  type: unknown = null;
+  exception: unknown = null;
+  traceback = '';
+  internal = false;
+  constructor(exception?: unknown, traceback?: string) {
+    if (exception !== undefined) {
+      this.exception = exception;
+      this.type = exception instanceof BilliardError ? globalOf(exception.pyType) : null;
+    }
+    if (traceback !== undefined) this.traceback = traceback;
+  }
+  [setState](state: unknown): void {
+    const get = (k: string): unknown => (state instanceof Map ? state.get(k) : (state as Record<string, unknown> | null)?.[k]);
+    if (state === null || typeof state !== 'object') throw new TypeError('an ExceptionInfo state is a dict');
+    this.type = get('type') ?? null;
+    this.exception = get('exception') ?? null;
+    const tb = get('traceback');
+    this.traceback = typeof tb === 'string' ? tb : '';
+    this.internal = get('internal') === true;
+  }
+  toString(): string {
+    return this.traceback;
+  }
+}
+
+function globalOf(qualified: string): PyGlobal {
+  const dot = qualified.lastIndexOf('.');
+  return new PyGlobal(qualified.slice(0, dot), qualified.slice(dot + 1));
+}
+
+const kExceptionInfo = new PyGlobal('billiard.einfo', 'ExceptionInfo');
+const kRebuildExc = new PyGlobal('billiard.einfo', 'rebuild_exc');
+
+/**
+ * An error thrown by a task, as a value that pickles as a Python exception:
+ * billiard-ts's own errors and Python's as they are; a JavaScript
+ * `TypeError` as `builtins.TypeError`; any other as `builtins.Exception`
+ * (its message the one argument).
+ */
+export function pythonError(e: unknown): BilliardError {
+  if (e instanceof BilliardError) return e;
+  if (e instanceof Error) {
+    const type = e instanceof TypeError ? 'builtins.TypeError' : 'builtins.Exception';
+    return new PythonException(type, [e.message]);
+  }
+  return new PythonException('builtins.Exception', [String(e)]);
+}
+
+/** Python-style traceback text for an error (its JS stack inside). */
+export function tracebackText(e: unknown, pyType: string): string {
+  const stack = e instanceof Error && typeof e.stack === 'string' ? e.stack : String(e);
+  const message = e instanceof Error ? e.message : String(e);
+  const name = pyType.startsWith('builtins.') ? pyType.slice('builtins.'.length) : pyType;
+  const lines = stack
+    .split('\n')
+    .filter((l) => /^\s+at /.test(l))
+    .map((l) => {
+      const m = /^\s+at (?:async )?(?:(.*?) \()?(.*?):(\d+):\d+\)?$/.exec(l);
+      return m === null ? `  ${l.trim()}` : `  File "${m[2]}", line ${m[3]}, in ${m[1] ?? '<module>'}`;
+    });
+  return `Traceback (most recent call last):\n${lines.join('\n')}${lines.length ? '\n' : ''}${name}: ${message}\n`;
+}
+
+/**
+ * billiard's minimal ExceptionInfo form a foreign worker may send (spec/pool.md
+ * §2.6): NEWOBJ `billiard.einfo.ExceptionInfo` + BUILD {type, exception:
+ * rebuild_exc(exc, quoted text), tb: None, traceback, internal: False}.
+ */
+export function exceptionInfoObject(e: unknown): PyObject {
+  const err = pythonError(e);
+  const text = tracebackText(e, err.pyType);
+  const rebuilt = new PyObject('reduce', kRebuildExc, tuple(err, `\n"""\n${text}"""`));
+  const info = new PyObject('newobj', kExceptionInfo, tuple());
+  info.state = { __proto__: null, type: globalOf(err.pyType), exception: rebuilt, tb: null, traceback: text, internal: false };
+  return info;
+}
+
+/** The registry a pool decodes worker messages with: ExceptionInfo and rebuild_exc become live objects. */
+export function poolRegistry(parent: PickleRegistry = defaultRegistry): PickleRegistry {
+  const registry = parent.extend();
+  registry.register('billiard.einfo', 'ExceptionInfo', { newobj: () => new ExceptionInfo() });
+  registry.register('billiard.einfo', 'rebuild_exc', {
+    call: (args: PyTuple) => {
+      const [exc, text] = args as unknown as [unknown, unknown];
+      if (exc instanceof Error && typeof text === 'string' && exc.cause === undefined) {
+        Object.defineProperty(exc, 'cause', { value: new RemoteTraceback(text), enumerable: false, writable: true, configurable: true });
+      }
+      return exc;
+    },
+  });
+  registry.registerError(['billiard.pool.MaybeEncodingError'], (args) => {
+    const [exc, value] = args as unknown as [unknown, unknown];
+    return new MaybeEncodingError(String(exc), String(value));
+  });
+  return registry;
+}

@@ -1,0 +1,110 @@
+/**
+ * The pool worker (src/pool/worker.ts) driven over raw SimpleQueues, as a
+ * pool drives it: billiard's TASK frames in, ACK / READY / DEATH out, the
+ * chunk runners, failures as billiard's ExceptionInfo (which real billiard
+ * unpickles), and the exit codes (0 on the sentinel, 155 after maxtasks).
+ */
+import { spawnSync } from 'node:child_process';
+
+import { describe, expect, test } from 'vitest';
+
+import { loads, Process, PyGlobal, PyTuple, SimpleQueue, tuple } from '../src/index.js';
+import { ValueError } from '../src/process/errors.js';
+import { ACK, DEATH, encodeTask, ExceptionInfo, funcRef, MAPSTAR, poolRegistry, READY, RemoteTraceback, STARMAPSTAR } from '../src/pool/protocol.js';
+import { poolWorker } from '../src/pool/worker.js';
+import { add, boom, square, unpicklable } from './fixtures/pool-targets.js';
+import { pythonFor } from './helpers/peers.js';
+
+const hex = (b: Uint8Array): string => Buffer.from(b).toString('hex');
+const registry = poolRegistry();
+
+async function next(q: SimpleQueue): Promise<PyTuple> {
+  return loads(await q.getPayload(), { registry }) as PyTuple;
+}
+
+function startWorker(maxtasks: number | null): { p: Process; inq: SimpleQueue; outq: SimpleQueue; raw: Uint8Array[] } {
+  const inq = new SimpleQueue();
+  const outq = new SimpleQueue();
+  const p = new Process({ target: poolWorker, args: [inq, outq, null, [], maxtasks], daemon: true });
+  p.start();
+  return { p, inq, outq, raw: [] };
+}
+
+describe('pool protocol frames', () => {
+  test("a TASK is billiard's bytes: apply_async(tasks.add, (2, 3)) as job 0 (spec/pool.md §2.3)", () => {
+    expect(hex(encodeTask(0, null, new PyGlobal('tasks', 'add'), [2, 3], null))).toBe(
+      '80049523000000000000004b02284b004e8c057461736b73948c036164649493944b024b0386947d94749486942e',
+    );
+    expect(hex(encodeTask(1, 0, MAPSTAR, [tuple(tuple(new PyGlobal('tasks', 'sq'), tuple(1, 2)))][0], null))).toBe(
+      '80049543000000000000004b02284b014b008c0d62696c6c696172642e706f6f6c948c076d6170737461729493948c057461736b73948c0273719493944b014b028694869485947d94749486942e',
+    );
+  });
+});
+
+describe('the pool worker', () => {
+  test('ACK then READY per job, mapstar/starmapstar chunks, a failure as ExceptionInfo, DEATH and exit 155 after maxtasks', async () => {
+    const { p, inq, outq } = startWorker(4);
+    await inq.sendPayload(encodeTask(0, null, funcRef(square), [7], null));
+    await inq.sendPayload(encodeTask(1, 0, MAPSTAR, [tuple(funcRef(square), tuple(1, 2, 3))], null));
+    await inq.sendPayload(encodeTask(2, 1, STARMAPSTAR, [tuple(funcRef(add), tuple(tuple(1, 2), tuple(3, 4)))], null));
+    await inq.sendPayload(encodeTask(3, null, funcRef(boom), ['bad'], null));
+    const pid = await p.spawned;
+    const ack = await next(outq);
+    expect(ack[0]).toBe(ACK);
+    expect([...(ack[1] as PyTuple)].slice(0, 2)).toEqual([0, null]);
+    expect(typeof (ack[1] as PyTuple)[2]).toBe('number');
+    expect((ack[1] as PyTuple)[3]).toBe(pid);
+    expect((ack[1] as PyTuple)[4]).toBe(null);
+    const ready = await next(outq);
+    expect(ready[0]).toBe(READY);
+    expect([...(ready[1] as PyTuple)].slice(0, 3)).toEqual([0, null, tuple(true, 49)]);
+    expect(typeof (ready[1] as PyTuple)[3]).toBe('number');
+    expect((await next(outq))[0]).toBe(ACK);
+    expect([...((await next(outq))[1] as PyTuple)].slice(0, 3)).toEqual([1, 0, tuple(true, [1, 4, 9])]);
+    expect((await next(outq))[0]).toBe(ACK);
+    expect([...((await next(outq))[1] as PyTuple)].slice(0, 3)).toEqual([2, 1, tuple(true, [3, 7])]);
+    expect((await next(outq))[0]).toBe(ACK);
+    const failed = (await next(outq))[1] as PyTuple;
+    const [ok, einfo] = failed[2] as PyTuple;
+    expect(ok).toBe(false);
+    expect(einfo).toBeInstanceOf(ExceptionInfo);
+    const info = einfo as ExceptionInfo;
+    expect(info.exception).toBeInstanceOf(ValueError);
+    expect((info.exception as Error).message).toContain('bad');
+    expect((info.exception as Error).cause).toBeInstanceOf(RemoteTraceback);
+    expect(info.traceback).toMatch(/^Traceback \(most recent call last\):\n/);
+    expect(info.traceback).toMatch(/File ".*pool-targets\.ts", line \d+, in boom\n/);
+    expect(info.traceback).toMatch(/ValueError: bad\n$/);
+    expect([...(await next(outq))]).toEqual([DEATH, tuple(pid, 155)]);
+    await p.join(20);
+    expect(p.exitcode).toBe(155);
+  });
+
+  test('a failure READY unpickles in real billiard as the exception with its traceback text; an unpicklable result is MaybeEncodingError', async () => {
+    const { p, inq, outq } = startWorker(null);
+    await inq.sendPayload(encodeTask(5, null, funcRef(boom), ['boom'], null));
+    await inq.sendPayload(encodeTask(6, null, funcRef(unpicklable), [], null));
+    await inq.sendPayload(new Uint8Array([0x80, 0x04, 0x4e, 0x2e])); // None: exit
+    const frames: Uint8Array[] = [];
+    for (let k = 0; k < 5; k++) frames.push(await outq.getPayload());
+    const enc = loads(frames[3], { registry }) as PyTuple;
+    const encInfo = ((enc[1] as PyTuple)[2] as PyTuple)[1] as ExceptionInfo;
+    expect((encInfo.exception as Error).name).toBe('MaybeEncodingError');
+    expect((encInfo.exception as Error).message).toMatch(/^Error sending result: /);
+    expect((loads(frames[4]) as PyTuple)[0]).toBe(DEATH);
+    await p.join(20);
+    expect(p.exitcode).toBe(0);
+    const script = [
+      'import pickle, sys',
+      'for h in sys.argv[1:]:',
+      '    kind, (job, i, (ok, einfo), fd) = pickle.loads(bytes.fromhex(h))',
+      '    exc = einfo.exception',
+      '    print(type(einfo).__name__, type(exc).__module__ + "." + type(exc).__name__, str(exc), type(exc.__cause__).__name__, einfo.traceback.splitlines()[-1])',
+    ].join('\n');
+    const r = spawnSync(pythonFor('3.11'), ['-c', script, hex(frames[1]), hex(frames[3])], { encoding: 'utf8' });
+    expect(r.stderr).toBe('');
+    const lines = r.stdout.trim().split('\n');
+    expect(lines[0]).toBe('ExceptionInfo builtins.ValueError boom RemoteTraceback ValueError: boom');
+    expect(lines[1]).toMatch(/^ExceptionInfo billiard\.pool\.MaybeEncodingError Error sending result: .* RemoteTraceback billiard\.pool\.MaybeEncodingError: Error sending result: /);
+  });
+});
