@@ -14,6 +14,7 @@ import { activeChildren, ForkServerProcess, Process, SpawnProcess } from './proc
 import { forkServer } from './process/forkserver.js';
 import { setNodeExecutable } from './process/spawn.js';
 import { Empty, Full, JoinableQueue, Queue, SimpleQueue, type QueueOptions } from './queues/index.js';
+import { Pool, type PoolOptions } from './pool/index.js';
 import { Array as SharedArray, RawArray, RawValue, Value, type Typecode } from './sharedctypes/index.js';
 import { Barrier, BoundedSemaphore, Condition, Event, Lock, RLock, Semaphore, setOwnerName } from './synchronize/index.js';
 
@@ -99,6 +100,10 @@ export class Context {
   }
   SimpleQueue(options?: QueueOptions): SimpleQueue {
     return new SimpleQueue(options);
+  }
+  /** A Pool whose workers start with this context's method. */
+  Pool(options?: Omit<PoolOptions, 'context'>): Pool {
+    return new Pool({ ...options, context: this });
   }
   readonly Value = Value;
   readonly Array = SharedArray;

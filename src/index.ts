@@ -42,6 +42,19 @@ export {
 } from './sharedctypes/index.js';
 export { Empty, Full, JoinableQueue, Queue, SimpleQueue, type GetOptions, type PutOptions, type QueueOptions } from './queues/index.js';
 export {
+  ApplyResult,
+  ExceptionInfo,
+  IMapIterator,
+  MapResult,
+  MaybeEncodingError,
+  Pool,
+  RemoteTraceback,
+  type ApplyOptions,
+  type MapOptions,
+  type PoolFunction,
+  type PoolOptions,
+} from './pool/index.js';
+export {
   allowConnectionPickling,
   Context,
   cpuCount,

@@ -1,0 +1,133 @@
+/**
+ * The pool (src/pool/pool.ts) with real Node workers: billiard's documented
+ * map example, applyAsync and its callbacks, async targets, failures with
+ * their class, a killed worker (WorkerLostError, and the pool goes on),
+ * maxtasksperchild recycling, imap / imapUnordered, terminate with jobs in
+ * flight, close + join.
+ */
+import { describe, expect, test } from 'vitest';
+
+import { ExceptionInfo, getContext, IMapIterator, Pool, PythonException, RemoteTraceback, Terminated, ValueError, WorkerLostError } from '../src/index.js';
+import { AssertionError } from '../src/process/errors.js';
+import { add, boom, delayed, hang, init, initValue, jsTypeError, pid, power, sleepThen, slowSquare, square } from './fixtures/pool-targets.js';
+
+describe('Pool', () => {
+  test("billiard's example: pool.map(square, [1, 2, 3, 4, 5]) -> [1, 4, 9, 16, 25]; starmap; a context's Pool", async () => {
+    await using pool = new Pool({ processes: 4 });
+    expect(await pool.map(square, [1, 2, 3, 4, 5])).toEqual([1, 4, 9, 16, 25]);
+    expect(await pool.map(square, [])).toEqual([]);
+    expect(await pool.map(square, Array.from({ length: 37 }, (_, k) => k), { chunksize: 5 })).toEqual(Array.from({ length: 37 }, (_, k) => k * k));
+    expect(await pool.starmap(add, [[1, 2], [3, 4]])).toEqual([3, 7]);
+    await using ctxPool = getContext('spawn').Pool({ processes: 1, initializer: init, initargs: ['ready'] });
+    expect(await ctxPool.apply(initValue)).toBe('ready');
+  });
+
+  test('applyAsync: callback, ready/successful/accepted/workerPids, thenable, kwds, an async target', async () => {
+    await using pool = new Pool({ processes: 2 });
+    const seen: unknown[] = [];
+    const r = pool.applyAsync(slowSquare, [6], { callback: (v) => seen.push(v) });
+    expect(r.ready()).toBe(false);
+    expect(() => r.successful()).toThrow(AssertionError);
+    expect(await r.get(30)).toBe(36);
+    expect(seen).toEqual([36]);
+    expect(r.ready()).toBe(true);
+    expect(r.successful()).toBe(true);
+    expect(r.accepted()).toBe(true);
+    expect(r.workerPids()).toHaveLength(1);
+    expect(pool.pids).toContain(r.workerPids()[0]);
+    expect(await pool.applyAsync(add, [2, 3])).toBe(5);
+    expect(await pool.apply(power, [2], { kwds: { exp: 10 } })).toBe(1024);
+    const slow = pool.applyAsync(sleepThen, [1, 3000]);
+    await expect(slow.get(0.05)).rejects.toMatchObject({ name: 'TimeoutError' });
+    await slow.wait(0.01);
+    expect(slow.ready()).toBe(false);
+  });
+
+  test('a task that throws: get() rejects with its class and the remote traceback; errorCallback gets the ExceptionInfo; the pool goes on', async () => {
+    await using pool = new Pool({ processes: 1 });
+    const einfos: ExceptionInfo[] = [];
+    const r = pool.applyAsync(boom, ['nope'], { errorCallback: (e) => einfos.push(e) });
+    const err = await r.get(30).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(ValueError);
+    expect((err as Error).message).toContain('nope');
+    expect((err as Error).cause).toBeInstanceOf(RemoteTraceback);
+    expect(r.successful()).toBe(false);
+    expect(einfos).toHaveLength(1);
+    expect(einfos[0]).toBeInstanceOf(ExceptionInfo);
+    expect(einfos[0].exception).toBe(err);
+    expect(einfos[0].traceback).toMatch(/ValueError: nope\n$/);
+    const te = await pool.apply(jsTypeError).catch((e: unknown) => e);
+    expect(te).toBeInstanceOf(PythonException);
+    expect((te as PythonException).pyType).toBe('builtins.TypeError');
+    // map: ready at the first failed chunk, with that error
+    await expect(pool.map(boom, ['a', 'b'])).rejects.toBeInstanceOf(ValueError);
+    expect(await pool.apply(square, [3])).toBe(9);
+  });
+
+  test('a worker killed while running a job: the job fails with WorkerLostError, a replacement starts, the pool keeps working', async () => {
+    await using pool = new Pool({ processes: 2 });
+    const r = pool.applyAsync(hang);
+    while (!r.accepted()) await new Promise((res) => setTimeout(res, 10));
+    const victim = r.workerPids()[0];
+    process.kill(victim, 'SIGKILL');
+    const err = await r.get(30).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(WorkerLostError);
+    expect((err as Error).message).toBe(`Worker exited prematurely: signal 9 (SIGKILL) Job: ${r.job}.`);
+    expect(await pool.map(square, [1, 2, 3, 4, 5, 6, 7, 8])).toEqual([1, 4, 9, 16, 25, 36, 49, 64]);
+    const pids = new Set(await Promise.all(Array.from({ length: 8 }, () => pool.apply(slowSquare, [1, 50]).then(() => pool.apply(pid)))));
+    expect(pids.has(victim)).toBe(false);
+    expect(pool.pids).toHaveLength(2);
+    expect(pool.pids).not.toContain(victim);
+  });
+
+  test('maxtasksperchild=2: workers are recycled, every task completes', async () => {
+    await using pool = new Pool({ processes: 2, maxtasksperchild: 2 });
+    const results = await Promise.all(Array.from({ length: 10 }, (_, k) => pool.applyAsync(pid).then((p) => [k, p] as const)));
+    expect(results).toHaveLength(10);
+    const pids = new Set(results.map(([, p]) => p));
+    expect(pids.size).toBeGreaterThan(2);
+    expect(await pool.map(square, [1, 2, 3, 4, 5], { chunksize: 1 })).toEqual([1, 4, 9, 16, 25]);
+  });
+
+  test('imap yields in input order; imapUnordered yields every result; chunked imap', async () => {
+    await using pool = new Pool({ processes: 3 });
+    const ordered: number[] = [];
+    // later items finish first: imap still yields them in input order
+    for await (const v of pool.imap(delayed, [[0, 300], [1, 200], [2, 100], [3, 0], [4, 150], [5, 50]] as Array<[number, number]>)) ordered.push(v);
+    expect(ordered).toEqual([0, 1, 2, 3, 4, 5]);
+    const it = pool.imap(square, [5, 6, 7, 8, 9], { chunksize: 2 });
+    expect(it).toBeInstanceOf(IMapIterator);
+    const chunked: number[] = [];
+    for await (const v of it) chunked.push(v);
+    expect(chunked).toEqual([25, 36, 49, 64, 81]);
+    const unordered: number[] = [];
+    for await (const v of pool.imapUnordered(delayed, [[0, 300], [1, 200], [2, 100], [3, 0], [4, 150], [5, 50], [6, 0]] as Array<[number, number]>)) unordered.push(v);
+    expect(unordered).toHaveLength(7);
+    expect([...unordered].sort((a, b) => a - b)).toEqual([0, 1, 2, 3, 4, 5, 6]);
+    expect(await pool.imap(square, []).next()).toEqual({ done: true, value: undefined });
+  });
+
+  test('terminate with jobs in flight and queued: each rejects with Terminated, and terminate resolves', async () => {
+    const pool = new Pool({ processes: 2 });
+    const running = [pool.applyAsync(hang), pool.applyAsync(hang)];
+    const queued = pool.applyAsync(square, [2]);
+    while (!running.every((r) => r.accepted())) await new Promise((res) => setTimeout(res, 10));
+    const it = pool.imap(hang, [undefined]);
+    await pool.terminate();
+    for (const r of [...running, queued]) await expect(r.get(5)).rejects.toBeInstanceOf(Terminated);
+    await expect(it.next(5)).rejects.toBeInstanceOf(Terminated);
+    expect(pool.pids).toEqual([]);
+    expect(() => pool.applyAsync(square, [1])).toThrow(ValueError);
+  });
+
+  test('close + join after work: the workers exit; join before close is AssertionError', async () => {
+    const pool = new Pool({ processes: 2 });
+    await expect(pool.join()).rejects.toBeInstanceOf(AssertionError);
+    const r = pool.mapAsync(slowSquare, [1, 2, 3, 4]);
+    pool.close();
+    expect(() => pool.applyAsync(square, [1])).toThrow('Pool not running');
+    await pool.join();
+    expect(await r.get(0)).toEqual([1, 4, 9, 16]);
+    expect(pool.pids).toEqual([]);
+  });
+});
