@@ -86,6 +86,10 @@ describe('Pool', () => {
     expect(results).toHaveLength(10);
     const pids = new Set(results.map(([, p]) => p));
     expect(pids.size).toBeGreaterThan(2);
+    // the recycled workers exited (exit code 155): only `processes` are left
+    for (let t = 0; t < 200 && pool.pids.length > 2; t++) await new Promise((res) => setTimeout(res, 50));
+    expect(pool.pids.length).toBeLessThanOrEqual(2);
+    for (const p of pids) if (!pool.pids.includes(p)) expect(() => process.kill(p, 0)).toThrow();
     expect(await pool.map(square, [1, 2, 3, 4, 5], { chunksize: 1 })).toEqual([1, 4, 9, 16, 25]);
   });
 
