@@ -7,9 +7,9 @@
  */
 import { describe, expect, test } from 'vitest';
 
-import { ExceptionInfo, getContext, IMapIterator, Pool, PythonException, RemoteTraceback, Terminated, ValueError, WorkerLostError } from '../src/index.js';
+import { ExceptionInfo, getContext, UnpicklingError, IMapIterator, Pool, PythonException, RemoteTraceback, Terminated, ValueError, WorkerLostError } from '../src/index.js';
 import { AssertionError } from '../src/process/errors.js';
-import { add, boom, delayed, hang, init, initValue, jsTypeError, pid, power, sleepThen, slowSquare, square } from './fixtures/pool-targets.js';
+import { add, boom, delayed, sendBadLength, sendGarbage, sendMalformed, hang, init, initValue, jsTypeError, pid, power, sleepThen, slowSquare, square } from './fixtures/pool-targets.js';
 
 describe('Pool', () => {
   test("billiard's example: pool.map(square, [1, 2, 3, 4, 5]) -> [1, 4, 9, 16, 25]; starmap; a context's Pool", async () => {
@@ -133,5 +133,27 @@ describe('Pool', () => {
     await pool.join();
     expect(await r.get(0)).toEqual([1, 4, 9, 16]);
     expect(pool.pids).toEqual([]);
+  });
+
+  test('hostile frames from a worker fail the job it holds with a typed error; the pool runs on', async () => {
+    await using pool = new Pool({ processes: 1 });
+    const warnings: string[] = [];
+    const onWarning = (w: Error): void => void warnings.push(w.message);
+    process.on('warning', onWarning);
+    try {
+      const garbage = await pool.apply(sendGarbage).catch((e: unknown) => e);
+      expect(garbage).toBeInstanceOf(UnpicklingError);
+      expect((garbage as UnpicklingError).code).toBe('BAD_POOL_MESSAGE');
+      const malformed = await pool.apply(sendMalformed).catch((e: unknown) => e);
+      expect(malformed).toBeInstanceOf(UnpicklingError);
+      expect(await pool.apply(square, [4])).toBe(16);
+      // a bad length breaks the framing: the worker is killed and replaced, its job lost
+      const lost = await pool.apply(sendBadLength).catch((e: unknown) => e);
+      expect(lost).toBeInstanceOf(WorkerLostError);
+      expect(await pool.map(square, [1, 2, 3])).toEqual([1, 4, 9]);
+      expect(warnings.some((w) => w.includes('undecodable frame'))).toBe(true);
+    } finally {
+      process.off('warning', onWarning);
+    }
   });
 });

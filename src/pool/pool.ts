@@ -21,7 +21,7 @@ import { availableParallelism, constants } from 'node:os';
 
 import { TimeoutError } from '../connection/errors.js';
 import { timeoutSeconds } from '../connection/timers.js';
-import { UnpicklingError } from '../pickle/errors.js';
+import { EOFError, UnpicklingError } from '../pickle/errors.js';
 import { loads, PyGlobal, PyTuple, tuple, type PickleRegistry } from '../pickle/index.js';
 import { AssertionError, Terminated, ValueError, WorkerLostError } from '../process/errors.js';
 import { ForkServerProcess, Process, SpawnProcess } from '../process/process.js';
@@ -483,8 +483,14 @@ export class Pool {
       let payload: Uint8Array;
       try {
         payload = await w.outq.getPayload();
-      } catch {
-        return; // EOF: the worker is gone (or its framing broke: it is killed below)
+      } catch (e) {
+        // EOF: the worker is gone. Anything else (a bad length, a torn frame) broke the framing
+        // for good: the worker is killed, and its death fails the job it holds.
+        if (!(e instanceof EOFError && e.code === 'EOF') && w.proc.exitcode === null) {
+          process.emitWarning(`billiard-ts pool: worker ${w.pid} broke the framing of its outqueue (${String(e)}); killing it`, 'PoolWarning');
+          w.proc.kill();
+        }
+        return;
       }
       let msg: unknown;
       try {
@@ -508,6 +514,7 @@ export class Pool {
     if (task === null) return;
     w.current = null;
     this.#setResult(task, false, badMessage(what, cause));
+    this.#dispatch();
   }
 
   #handle(w: Worker, msg: unknown): void {

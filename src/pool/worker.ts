@@ -18,6 +18,16 @@ import { ACK, DEATH, EX_FAILURE, EX_OK, EX_RECYCLE, exceptionInfoObject, MaybeEn
 
 type Fn = (...args: unknown[]) => unknown;
 
+let ownOutqueue: SimpleQueue | null = null;
+
+/**
+ * The outqueue of the pool worker this process is, or null. For tests that
+ * play a hostile worker (a task writing frames of its own). @internal
+ */
+export function workerOutqueue(): SimpleQueue | null {
+  return ownOutqueue;
+}
+
 const imported = new Map<string, Fn>();
 
 /** The function a global reference names, in this process. */
@@ -93,6 +103,7 @@ export async function poolWorker(inq: SimpleQueue, outq: SimpleQueue, initialize
   const inqWFd = inq.writer.fileno();
   inq.writer.close();
   outq.reader.close();
+  ownOutqueue = outq;
   // An initializer that throws ends the worker with exit code 1 and no frame written (as billiard's).
   if (initializer !== null) await call(await resolveFunction(initializer), [...(initargs ?? [])], null);
 
