@@ -5,6 +5,8 @@
  * maxtasksperchild recycling, imap / imapUnordered, terminate with jobs in
  * flight, close + join.
  */
+import { spawnSync } from 'node:child_process';
+
 import { describe, expect, test } from 'vitest';
 
 import { ExceptionInfo, getContext, UnpicklingError, IMapIterator, Pool, PythonException, RemoteTraceback, Terminated, ValueError, WorkerLostError } from '../src/index.js';
@@ -155,5 +157,12 @@ describe('Pool', () => {
     } finally {
       process.off('warning', onWarning);
     }
+  });
+
+  test('examples/pool-map.ts prints [ 1, 4, 9, 16, 25 ] and exits 0', () => {
+    const r = spawnSync(process.execPath, ['--import', 'tsx', 'examples/pool-map.ts'], { encoding: 'utf8', cwd: new URL('..', import.meta.url).pathname, timeout: 60_000 });
+    expect(r.stderr).toBe('');
+    expect(r.stdout).toBe('[ 1, 4, 9, 16, 25 ]\n');
+    expect(r.status).toBe(0);
   });
 });
