@@ -107,4 +107,27 @@ describe('the pool worker', () => {
     expect(lines[0]).toBe('ExceptionInfo builtins.ValueError boom RemoteTraceback ValueError: boom');
     expect(lines[1]).toMatch(/^ExceptionInfo billiard\.pool\.MaybeEncodingError Error sending result: .* RemoteTraceback billiard\.pool\.MaybeEncodingError: Error sending result: /);
   });
+
+  test("a READY from billiard's own worker code (a full ExceptionInfo with its traceback chain) loads as the exception with its RemoteTraceback", () => {
+    const script = [
+      'import pickle',
+      'from billiard.einfo import ExceptionInfo',
+      'def f(): raise KeyError("missing")',
+      'try:',
+      '    f()',
+      'except Exception:',
+      '    ei = ExceptionInfo()',
+      'print(pickle.dumps((1, (3, None, (False, ei), 4)), protocol=4).hex())',
+    ].join('\n');
+    const r = spawnSync(pythonFor('3.11'), ['-c', script], { encoding: 'utf8' });
+    expect(r.stderr).toBe('');
+    const msg = loads(Buffer.from(r.stdout.trim(), 'hex'), { registry }) as PyTuple;
+    const [job, i, [ok, einfo]] = msg[1] as unknown as [number, null, [boolean, ExceptionInfo]];
+    expect([msg[0], job, i, ok]).toEqual([READY, 3, null, false]);
+    expect(einfo).toBeInstanceOf(ExceptionInfo);
+    expect((einfo.exception as { pyType: string }).pyType).toBe('builtins.KeyError');
+    expect((einfo.exception as Error).cause).toBeInstanceOf(RemoteTraceback);
+    expect(einfo.traceback).toMatch(/, in f\n/);
+    expect(einfo.traceback).toMatch(/KeyError: 'missing'\n?$/);
+  });
 });

@@ -9,7 +9,7 @@ import { spawnSync } from 'node:child_process';
 
 import { describe, expect, test } from 'vitest';
 
-import { ExceptionInfo, getContext, UnpicklingError, IMapIterator, Pool, PythonException, RemoteTraceback, Terminated, ValueError, WorkerLostError } from '../src/index.js';
+import { ExceptionInfo, getContext, PicklingError, UnpicklingError, IMapIterator, Pool, PythonException, RemoteTraceback, Terminated, ValueError, WorkerLostError } from '../src/index.js';
 import { AssertionError } from '../src/process/errors.js';
 import { add, boom, delayed, sendBadLength, sendGarbage, sendMalformed, hang, init, initValue, jsTypeError, pid, power, sleepThen, slowSquare, square } from './fixtures/pool-targets.js';
 
@@ -164,5 +164,16 @@ describe('Pool', () => {
     expect(r.stderr).toBe('');
     expect(r.stdout).toBe('[ 1, 4, 9, 16, 25 ]\n');
     expect(r.status).toBe(0);
+  });
+
+  test('a job that cannot be pickled, or a function workers cannot import, throws at the call; nothing of it is queued', async () => {
+    const pool = new Pool({ processes: 1 });
+    expect(() => pool.applyAsync(square, [() => 1])).toThrow(PicklingError);
+    expect(() => pool.mapAsync(square, [1, 2, 3, () => 4] as number[], { chunksize: 1 })).toThrow(PicklingError);
+    const local = (x: number): number => x;
+    expect(() => pool.applyAsync(local, [1])).toThrow(PicklingError);
+    expect(await pool.map(square, [1, 2])).toEqual([1, 4]);
+    pool.close();
+    await pool.join();
   });
 });

@@ -631,10 +631,12 @@ export class Pool {
     if (this.#state !== RUN) throw new ValueError('Pool not running', { code: 'POOL_NOT_RUNNING' });
   }
 
-  #submit(result: ResultBase, i: number | null, func: PyGlobal, args: readonly unknown[], kwds?: Record<string, unknown> | null): void {
-    const payload = encodeTask(result.job, i, func, args, kwds);
+  /** Queues a job's parts, all pickled first: one that cannot be pickled throws here, and nothing of the job is queued. */
+  #submit(result: ResultBase, parts: ReadonlyArray<{ i: number | null; func: PyGlobal; args: readonly unknown[]; kwds?: Record<string, unknown> | null }>): void {
+    const tasks = parts.map(({ i, func, args, kwds }) => ({ job: result.job, i, payload: encodeTask(result.job, i, func, args, kwds), result, acked: false }));
+    if (tasks.length === 0) return;
     this.#cache.set(result.job, result);
-    this.#tasks.push({ job: result.job, i, payload, result, acked: false });
+    this.#tasks.push(...tasks);
     this.#updateRef();
   }
 
@@ -646,7 +648,7 @@ export class Pool {
   applyAsync<F extends AnyFn>(fn: F | PyGlobal, args: readonly unknown[] = [], options?: ApplyOptions<Awaited<ReturnType<F>>>): ApplyResult<Awaited<ReturnType<F>>> {
     this.#checkRunning();
     const result = new ApplyResult<Awaited<ReturnType<F>>>(this, 1, options?.callback, options?.errorCallback);
-    this.#submit(result, null, funcRef(fn), args, options?.kwds);
+    this.#submit(result, [{ i: null, func: funcRef(fn), args, kwds: options?.kwds }]);
     this.#dispatch();
     return result;
   }
@@ -668,11 +670,12 @@ export class Pool {
     const chunksize = this.#chunksize(items.length, options?.chunksize);
     const func = funcRef(fn);
     const result = new MapResult<T>(this, items.length, chunksize, options);
-    if (items.length === 0) return result;
+    const parts = [];
     for (let k = 0; k * chunksize < items.length; k++) {
       const chunk = items.slice(k * chunksize, (k + 1) * chunksize).map((x) => (star ? tuple(...(x as unknown[])) : x));
-      this.#submit(result, k, star ? STARMAPSTAR : MAPSTAR, [tuple(func, tuple(...chunk))]);
+      parts.push({ i: k, func: star ? STARMAPSTAR : MAPSTAR, args: [tuple(func, tuple(...chunk))] });
     }
+    this.#submit(result, parts);
     this.#dispatch();
     return result;
   }
@@ -705,10 +708,12 @@ export class Pool {
     const func = funcRef(fn);
     const chunks = Math.ceil(items.length / size);
     const it = new IMapIterator<T>(this, chunks, ordered, size > 1);
+    const parts = [];
     for (let k = 0; k < chunks; k++) {
-      if (size === 1) this.#submit(it, k, func, [items[k]]);
-      else this.#submit(it, k, MAPSTAR, [tuple(func, tuple(...items.slice(k * size, (k + 1) * size)))]);
+      if (size === 1) parts.push({ i: k, func, args: [items[k]] });
+      else parts.push({ i: k, func: MAPSTAR, args: [tuple(func, tuple(...items.slice(k * size, (k + 1) * size)))] });
     }
+    this.#submit(it, parts);
     this.#dispatch();
     return it;
   }
