@@ -6,12 +6,15 @@
  * flight, close + join.
  */
 import { spawnSync } from 'node:child_process';
+import { mkdtempSync, readFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 
 import { describe, expect, test } from 'vitest';
 
-import { ExceptionInfo, getContext, PicklingError, UnpicklingError, IMapIterator, Pool, PythonException, RemoteTraceback, Terminated, ValueError, WorkerLostError } from '../src/index.js';
+import { ExceptionInfo, getContext, RestartFreqExceeded, PicklingError, UnpicklingError, IMapIterator, Pool, PythonException, RemoteTraceback, Terminated, ValueError, WorkerLostError } from '../src/index.js';
 import { AssertionError } from '../src/process/errors.js';
-import { add, boom, delayed, sendBadLength, sendGarbage, sendMalformed, hang, init, initValue, jsTypeError, pid, power, sleepThen, slowSquare, square } from './fixtures/pool-targets.js';
+import { add, boom, delayed, failInit, sendBadLength, sendGarbage, sendMalformed, hang, init, initValue, jsTypeError, pid, power, sleepThen, slowSquare, square } from './fixtures/pool-targets.js';
 
 describe('Pool', () => {
   test("billiard's example: pool.map(square, [1, 2, 3, 4, 5]) -> [1, 4, 9, 16, 25]; starmap; a context's Pool", async () => {
@@ -175,5 +178,19 @@ describe('Pool', () => {
     expect(await pool.map(square, [1, 2])).toEqual([1, 4]);
     pool.close();
     await pool.join();
+  });
+
+  test('an initializer that throws: workers restart with back-off, and after 5 failed starts in a row the waiting jobs fail with RestartFreqExceeded', async () => {
+    const log = join(mkdtempSync(join(tmpdir(), 'pool-init-')), 'starts');
+    const pool = new Pool({ processes: 1, initializer: failInit, initargs: [log] });
+    const err = await pool.apply(square, [2]).catch((e: unknown) => e);
+    await pool.terminate();
+    expect(err).toBeInstanceOf(RestartFreqExceeded);
+    expect((err as Error).message).toMatch(/^workers exited 5 times in a row before accepting a job \(last: exitcode 1;/);
+    // back-off: the delays before the 2nd..5th starts are 0.1, 0.2, 0.4, 0.8 s (plus the start-up time of each)
+    const starts = readFileSync(log, 'utf8').trim().split('\n').map(Number);
+    expect(starts.length).toBeGreaterThanOrEqual(5);
+    const gaps = starts.slice(1, 5).map((t, k) => t - starts[k]);
+    expect(gaps[3] - gaps[0]).toBeGreaterThan(450);
   });
 });

@@ -23,7 +23,7 @@ import { TimeoutError } from '../connection/errors.js';
 import { timeoutSeconds } from '../connection/timers.js';
 import { EOFError, UnpicklingError } from '../pickle/errors.js';
 import { loads, PyGlobal, PyTuple, tuple, type PickleRegistry } from '../pickle/index.js';
-import { AssertionError, Terminated, ValueError, WorkerLostError } from '../process/errors.js';
+import { AssertionError, RestartFreqExceeded, Terminated, ValueError, WorkerLostError } from '../process/errors.js';
 import { ForkServerProcess, Process, SpawnProcess } from '../process/process.js';
 import { getStartMethod } from '../process/start-method.js';
 import { SimpleQueue } from '../queues/index.js';
@@ -70,6 +70,9 @@ export interface MapOptions<T> {
 const RUN = 0;
 const CLOSE = 1;
 const TERMINATE = 2;
+
+/** Workers dying in a row before accepting a job, after which the jobs waiting fail. */
+const START_FAILURE_LIMIT = 5;
 
 /** billiard's job counter: one per process, shared by every pool and result kind, from 0. */
 let jobCounter = 0;
@@ -394,6 +397,8 @@ interface Worker {
   sent: number;
   /** Sent the None sentinel, or DEATH seen: no more jobs. */
   retiring: boolean;
+  /** It acknowledged a job: it started well. */
+  accepted: boolean;
   /** Resolves once it exited and its outqueue was drained. */
   gone: Promise<void>;
 }
@@ -418,6 +423,10 @@ export class Pool {
   readonly #cache = new Map<number, ResultBase>();
   readonly #registry: PickleRegistry = poolRegistry();
   #workerCount = 0;
+  /** Workers that died in a row before accepting any job (an initializer that throws...). */
+  #startFailures = 0;
+  /** Replacements waiting for their back-off delay. */
+  #scheduled = 0;
   #changed = latch();
   /**
    * Workers are daemonic and do not keep this process alive; this handle
@@ -457,7 +466,7 @@ export class Pool {
     const name = `${this.#startMethod === 'forkserver' ? 'ForkServer' : 'Spawn'}PoolWorker-${++this.#workerCount}`;
     const Cls = this.#startMethod === 'forkserver' ? ForkServerProcess : this.#startMethod === 'spawn' ? SpawnProcess : Process;
     const proc = new Cls({ target: poolWorker, args: [inq, outq, this.#initializer, [...this.#initargs], this.maxtasksperchild], name, daemon: true });
-    const w: Worker = { proc, inq, outq, started: false, pid: null, current: null, sent: 0, retiring: false, gone: Promise.resolve() };
+    const w: Worker = { proc, inq, outq, started: false, pid: null, current: null, sent: 0, retiring: false, accepted: false, gone: Promise.resolve() };
     proc.start();
     this.#workers.add(w);
     w.gone = this.#runWorker(w);
@@ -529,6 +538,7 @@ export class Pool {
         const task = w.current;
         if (task === null || task.job !== job || task.i !== i || task.acked) return; // not the job it holds: ignored
         task.acked = true;
+        w.accepted = true;
         task.result.ack(w.pid!);
         return;
       }
@@ -544,6 +554,7 @@ export class Pool {
           return this.#protocolError(w, `a failed READY without an ExceptionInfo from worker ${w.pid}`);
         }
         // READY without ACK counts as the ACK (spec/pool.md §9.2).
+        w.accepted = true;
         if (!task.acked) {
           task.acked = true;
           task.result.ack(w.pid!);
@@ -581,9 +592,38 @@ export class Pool {
         this.#tasks.unshift(task); // handed over but never accepted: another worker runs it
       }
     }
-    if (this.#state !== TERMINATE && (this.#state === RUN || this.#tasks.length > 0) && this.#liveWorkers() < this.processes) this.#startWorker();
+    const exitcode = w.proc.exitcode;
+    if (w.accepted) this.#startFailures = 0;
+    else if (this.#state !== TERMINATE && exitcode !== 0 && exitcode !== 155) this.#startFailures++;
+    if (this.#startFailures >= START_FAILURE_LIMIT && this.#tasks.length > 0) {
+      // Workers die before they take a job: fail what waits rather than hang (billiard restarts for ever).
+      const err = `workers exited ${this.#startFailures} times in a row before accepting a job (last: ${exitDescription(exitcode)}; does the initializer throw?)`;
+      for (const task of this.#tasks.splice(0)) this.#setResult(task, false, new ExceptionInfo(new RestartFreqExceeded(err)));
+    }
+    this.#replenish();
     this.#dispatch();
     this.#notify();
+  }
+
+  /** Starts the workers missing, after a back-off delay when workers keep dying at start. */
+  #replenish(): void {
+    if (this.#state === TERMINATE || (this.#state === CLOSE && this.#tasks.length === 0)) return;
+    const missing = this.processes - this.#liveWorkers() - this.#scheduled;
+    if (missing <= 0) return;
+    if (this.#startFailures === 0) {
+      for (let n = 0; n < missing; n++) this.#startWorker();
+      return;
+    }
+    const delay = Math.min(0.1 * 2 ** (this.#startFailures - 1), 5);
+    this.#scheduled += missing;
+    setTimeout(() => {
+      this.#scheduled -= missing;
+      if (this.#state === TERMINATE || (this.#state === CLOSE && this.#tasks.length === 0)) return this.#notify();
+      const still = this.processes - this.#liveWorkers() - this.#scheduled;
+      for (let k = 0; k < still; k++) this.#startWorker();
+      this.#dispatch();
+      this.#notify();
+    }, delay * 1000).unref();
   }
 
   #liveWorkers(): number {
@@ -615,9 +655,7 @@ export class Pool {
         // The worker is gone: its death hands the job on.
       });
     }
-    if (this.#state !== TERMINATE && this.#tasks.length > 0 && this.#liveWorkers() < this.processes) {
-      for (let n = this.#liveWorkers(); n < this.processes; n++) this.#startWorker();
-    }
+    if (this.#tasks.length > 0) this.#replenish();
   }
 
   #retire(w: Worker): void {
@@ -764,8 +802,9 @@ export class Pool {
     this.#joining++;
     this.#updateRef();
     try {
-      while (this.#workers.size > 0) {
-        await Promise.all([...this.#workers].map((w) => w.gone));
+      while (this.#workers.size > 0 || this.#scheduled > 0) {
+        if (this.#workers.size > 0) await Promise.all([...this.#workers].map((w) => w.gone));
+        else await this.#changed.promise;
       }
     } finally {
       this.#joining--;
