@@ -24,7 +24,7 @@ const DIST = join(ROOT, 'dist');
 rmSync(DIST, { recursive: true, force: true });
 await build({
   absWorkingDir: ROOT,
-  entryPoints: { index: 'src/index.ts', 'pickle/index': 'src/pickle/index.ts', 'process/child': 'src/process/child.ts' },
+  entryPoints: { index: 'src/index.ts', 'pickle/index': 'src/pickle/index.ts', 'process/child': 'src/process/child.ts', 'pool/worker': 'src/pool/worker.ts' },
   outdir: 'dist',
   bundle: true,
   splitting: true,

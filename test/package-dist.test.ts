@@ -22,7 +22,7 @@ beforeAll(() => {
 }, 120_000);
 
 test('dist/ has the entry points and their types', () => {
-  for (const f of ['index.js', 'index.d.ts', 'pickle/index.js', 'pickle/index.d.ts', 'process/child.js']) expect(existsSync(join(DIST, f)), f).toBe(true);
+  for (const f of ['index.js', 'index.d.ts', 'pickle/index.js', 'pickle/index.d.ts', 'process/child.js', 'pool/worker.js']) expect(existsSync(join(DIST, f)), f).toBe(true);
 });
 
 test('a plain node program on dist/ starts spawn and forkserver children that run without tsx', () => {
@@ -36,6 +36,12 @@ test('a plain node program on dist/ starts spawn and forkserver children that ru
     expect(message[1].join(' ')).not.toContain('tsx');
     expect(message[2]).toBe(join(DIST, 'process', 'child.js'));
   }
+});
+
+test('a plain node program on dist/ runs a Pool of each start method (the worker entry, and the spawn reducers of layers bundled into one chunk)', () => {
+  const r = spawnSync(process.execPath, ['test/fixtures/dist-pool-check.mjs'], { cwd: ROOT, encoding: 'utf8', timeout: 60_000 });
+  expect(r.status, r.stderr).toBe(0);
+  expect(JSON.parse(r.stdout.trim())).toEqual({ spawn: [1, 4, 9, 16, 25], forkserver: [1, 4, 9, 16, 25] });
 });
 
 test('a TypeScript application (tsx) on dist/: its .ts target runs in children of both methods and pickles values made with dist/', () => {

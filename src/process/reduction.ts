@@ -52,8 +52,9 @@ export type SpawnReducers = (registry: PickleRegistry, plan: FdPlan) => void;
 /** What a layer above adds to a Node child's unpickler: `fdFor` maps a child descriptor number to the real one. */
 export type ChildRebuilders = (registry: PickleRegistry, fdFor: (childFd: number) => number) => void;
 
-const spawnHooks = new Map<string, SpawnReducers>();
-const childHooks = new Map<string, ChildRebuilders>();
+// Keyed by the hook, not the URL: a bundle (dist/) puts several layers' modules in one chunk, one URL.
+const spawnHooks = new Map<SpawnReducers, string>();
+const childHooks = new Set<ChildRebuilders>();
 
 /**
  * Lets the module at `moduleUrl` (its `import.meta.url`) pickle its objects
@@ -64,12 +65,13 @@ const childHooks = new Map<string, ChildRebuilders>();
  * @internal
  */
 export function addSpawnReducers(moduleUrl: string, reducers: SpawnReducers): void {
-  spawnHooks.set(moduleUrl, reducers);
+  spawnHooks.set(reducers, moduleUrl);
 }
 
 /** The counterpart of {@link addSpawnReducers} in a child. @internal */
 export function addChildRebuilders(moduleUrl: string, rebuilders: ChildRebuilders): void {
-  childHooks.set(moduleUrl, rebuilders);
+  void moduleUrl;
+  childHooks.add(rebuilders);
 }
 
 /** A registry that pickles Connections (and what layers above add) for a child, assigning child descriptor numbers. */
@@ -79,7 +81,7 @@ export function spawnRegistry(plan: FdPlan): PickleRegistry {
     const childFd = childFdFor(plan, conn.fileno(), conn);
     return { callable: kRebuild, args: [dupFdObject(childFd), conn.readable, conn.writable] };
   });
-  for (const [url, hook] of spawnHooks) {
+  for (const [hook, url] of spawnHooks) {
     hook(registry, plan);
     plan.modules?.add(url);
   }
@@ -141,6 +143,6 @@ export function childRegistry(fdFor: (childFd: number) => number = (childFd) => 
       },
     });
   }
-  for (const hook of childHooks.values()) hook(registry, fdFor);
+  for (const hook of childHooks) hook(registry, fdFor);
   return registry;
 }
