@@ -193,4 +193,31 @@ describe('Pool', () => {
     const gaps = starts.slice(1, 5).map((t, k) => t - starts[k]);
     expect(gaps[3] - gaps[0]).toBeGreaterThan(450);
   });
+
+  test('a callback that throws is reported as a warning; its result, and a map whose callback throws, still complete', async () => {
+    await using pool = new Pool({ processes: 1 });
+    const warnings: string[] = [];
+    const onWarning = (w: Error): void => void warnings.push(w.message);
+    process.on('warning', onWarning);
+    try {
+      const r = pool.applyAsync(square, [5], {
+        callback: () => {
+          throw new Error('callback bug');
+        },
+      });
+      expect(await r.get(30)).toBe(25);
+      const m = pool.mapAsync(square, [1, 2, 3], {
+        chunksize: 1,
+        callback: () => {
+          throw new Error('map callback bug');
+        },
+      });
+      expect(await m.get(30)).toEqual([1, 4, 9]);
+      expect(await pool.apply(square, [6])).toBe(36);
+      await new Promise((res) => setImmediate(res));
+      expect(warnings.filter((w) => w.startsWith('Pool callback raised exception: Error: '))).toHaveLength(2);
+    } finally {
+      process.off('warning', onWarning);
+    }
+  });
 });
