@@ -220,4 +220,15 @@ describe('Pool', () => {
       process.off('warning', onWarning);
     }
   });
+
+  test('a worker killed after it was handed a job but before it accepted it: the job runs on the replacement', async () => {
+    await using pool = new Pool({ processes: 1 });
+    expect(await pool.apply(square, [1])).toBe(1);
+    const [victim] = pool.pids;
+    const r = pool.applyAsync(slowSquare, [3]);
+    process.kill(victim, 'SIGKILL'); // in the same tick: the job cannot have been accepted
+    expect(await r.get(30)).toBe(9);
+    expect(r.workerPids()).toHaveLength(1);
+    expect(r.workerPids()[0]).not.toBe(victim);
+  });
 });
