@@ -12,9 +12,23 @@ import { join } from 'node:path';
 
 import { describe, expect, test } from 'vitest';
 
-import { ExceptionInfo, getContext, RestartFreqExceeded, PicklingError, UnpicklingError, IMapIterator, Pool, PythonException, RemoteTraceback, Terminated, ValueError, WorkerLostError } from '../src/index.js';
+import { ExceptionInfo, getContext, RestartFreqExceeded, TimeLimitExceeded, PicklingError, UnpicklingError, IMapIterator, Pool, PythonException, RemoteTraceback, Terminated, ValueError, WorkerLostError } from '../src/index.js';
 import { AssertionError } from '../src/process/errors.js';
-import { add, boom, delayed, failInit, sendBadLength, sendGarbage, sendMalformed, hang, init, initValue, jsTypeError, pid, power, sleepThen, slowSquare, square } from './fixtures/pool-targets.js';
+import { add, boom, delayed, failInit, sendBadLength, sendGarbage, sendMalformed, hang, init, initValue, jsTypeError, pid, power, sleepThen, slowSquare, spinForever, square } from './fixtures/pool-targets.js';
+
+/** Resolves true once no process `pid` exists, false if one still does after `seconds`. */
+async function gone(pid: number, seconds: number): Promise<boolean> {
+  const end = Date.now() + seconds * 1000;
+  for (;;) {
+    try {
+      process.kill(pid, 0);
+    } catch {
+      return true;
+    }
+    if (Date.now() > end) return false;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
 
 describe('Pool', () => {
   test("billiard's example: pool.map(square, [1, 2, 3, 4, 5]) -> [1, 4, 9, 16, 25]; starmap; a context's Pool", async () => {
@@ -234,5 +248,37 @@ describe('Pool', () => {
     expect(await r.get(30)).toBe(9);
     expect(r.workerPids()).toHaveLength(1);
     expect(r.workerPids()[0]).not.toBe(victim);
+  });
+
+  test('hard time limit: an awaiting task and a synchronous loop both fail with TimeLimitExceeded, their workers are killed and replaced, and the pool runs on', async () => {
+    await using pool = new Pool({ processes: 1, timeout: 1 });
+    const told: unknown[] = [];
+    const first = pool.applyAsync(hang, [], { timeoutCallback: (info) => told.push(info) });
+    const err = await first.get().catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(TimeLimitExceeded);
+    expect((err as TimeLimitExceeded).timeout).toBe(1);
+    expect(String((err as Error).message)).toBe('TimeLimitExceeded(1.0,)');
+    expect(told).toEqual([{ soft: false, timeout: 1 }]);
+    const firstPid = first.workerPids()[0];
+    // Synchronous JavaScript that handles SIGTERM never runs the handler: SIGKILL follows.
+    const spin = pool.applyAsync(spinForever);
+    await expect(spin.get()).rejects.toBeInstanceOf(TimeLimitExceeded);
+    expect(spin.workerPids()[0]).not.toBe(firstPid);
+    const after = pool.applyAsync(pid);
+    const p = await after.get(60);
+    expect(p).not.toBe(firstPid);
+    expect(p).not.toBe(spin.workerPids()[0]);
+    // A job within its limit is not touched.
+    expect(await pool.apply(square, [9])).toBe(81);
+    // Both killed workers are gone (not left running beside their replacements).
+    for (const dead of [firstPid!, spin.workerPids()[0]!]) await expect(gone(dead, 20)).resolves.toBe(true);
+  });
+
+  test('a per-call hard time limit overrides the pool (none here); jobs without one run as long as they take', async () => {
+    await using pool = new Pool({ processes: 1 });
+    await expect(pool.apply(hang, [], { timeout: 0.5 })).rejects.toBeInstanceOf(TimeLimitExceeded);
+    expect(await pool.apply(sleepThen, [7, 1500])).toBe(7);
+    expect(() => pool.applyAsync(square, [1], { timeout: -1 })).toThrow(ValueError);
+    expect(() => new Pool({ timeout: 0 })).toThrow(ValueError);
   });
 });

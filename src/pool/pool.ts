@@ -23,7 +23,7 @@ import { TimeoutError } from '../connection/errors.js';
 import { timeoutSeconds } from '../connection/timers.js';
 import { EOFError, UnpicklingError } from '../pickle/errors.js';
 import { loads, PyGlobal, PyTuple, tuple, type PickleRegistry } from '../pickle/index.js';
-import { AssertionError, RestartFreqExceeded, Terminated, ValueError, WorkerLostError } from '../process/errors.js';
+import { AssertionError, RestartFreqExceeded, Terminated, TimeLimitExceeded, ValueError, WorkerLostError } from '../process/errors.js';
 import { ForkServerProcess, Process, SpawnProcess } from '../process/process.js';
 import { getStartMethod } from '../process/start-method.js';
 import { SimpleQueue } from '../queues/index.js';
@@ -47,7 +47,16 @@ export interface PoolOptions {
   maxtasksperchild?: number | null;
   /** The context (start method) of the workers: an object with `startMethod`, or a method name. */
   context?: { startMethod: string } | string | null;
+  /**
+   * Hard time limit of every job part, in seconds from its ACK: past it the
+   * part fails with `TimeLimitExceeded` and its worker is killed (SIGTERM,
+   * SIGKILL 0.1 s later) and replaced. null: none.
+   */
+  timeout?: number | null;
 }
+
+/** What a job is told when its hard time limit passes (billiard's `timeout_callback`). */
+export type TimeoutCallback = (info: { soft: boolean; timeout: number }) => void;
 
 /** Options of {@link Pool.applyAsync}. */
 export interface ApplyOptions<T> {
@@ -57,6 +66,10 @@ export interface ApplyOptions<T> {
   callback?: ((value: T) => void) | null;
   /** Called with billiard's `ExceptionInfo` on failure (its `.exception` is the error). */
   errorCallback?: ((einfo: ExceptionInfo) => void) | null;
+  /** This job's hard time limit in seconds, instead of the pool's (see {@link PoolOptions.timeout}). */
+  timeout?: number | null;
+  /** Called when the hard limit passes, after the result is set and before the worker is killed. */
+  timeoutCallback?: TimeoutCallback | null;
 }
 
 /** Options of {@link Pool.mapAsync} and {@link Pool.starmapAsync}. */
@@ -73,6 +86,13 @@ const TERMINATE = 2;
 
 /** Workers dying in a row before accepting a job, after which the jobs waiting fail. */
 const START_FAILURE_LIMIT = 5;
+
+/** A time limit option: null/undefined none, else positive seconds. */
+function limitSeconds(v: number | null | undefined, name: string): number | null {
+  if (v === null || v === undefined) return null;
+  if (typeof v !== 'number' || !(v > 0) || !Number.isFinite(v)) throw new ValueError(`${name} must be a positive number of seconds or null`);
+  return v;
+}
 
 /** billiard's job counter: one per process, shared by every pool and result kind, from 0. */
 let jobCounter = 0;
@@ -101,6 +121,11 @@ interface Task {
   payload: Uint8Array;
   result: ResultBase;
   acked: boolean;
+  /** Its hard time limit in seconds (null: none), and what to tell when it passes. */
+  limit: number | null;
+  onTimeout: TimeoutCallback | null;
+  /** Running from the ACK while a limit is set. */
+  timer: NodeJS.Timeout | null;
 }
 
 /** What every result kind shares: acceptance, the pids, the set of failures. @internal */
@@ -414,6 +439,8 @@ interface Worker {
 export class Pool {
   readonly processes: number;
   readonly maxtasksperchild: number | null;
+  /** The hard time limit of every job part (seconds), unless a call gives its own. */
+  readonly timeout: number | null;
   #state = RUN;
   readonly #initializer: PyGlobal | null;
   readonly #initargs: readonly unknown[];
@@ -445,6 +472,7 @@ export class Pool {
     if (init !== null && typeof init !== 'function' && !(init instanceof PyGlobal)) throw new TypeError('initializer must be a callable');
     this.processes = processes;
     this.maxtasksperchild = maxtasks;
+    this.timeout = limitSeconds(options?.timeout, 'timeout');
     this.#initializer = init === null ? null : funcRef(init);
     this.#initargs = [...(options?.initargs ?? [])];
     const ctx = options?.context;
@@ -522,6 +550,7 @@ export class Pool {
     const task = w.current;
     if (task === null) return;
     w.current = null;
+    this.#disarm(task);
     this.#setResult(task, false, badMessage(what, cause));
     this.#dispatch();
   }
@@ -540,6 +569,7 @@ export class Pool {
         task.acked = true;
         w.accepted = true;
         task.result.ack(w.pid!);
+        this.#armLimit(w, task);
         return;
       }
       case READY: {
@@ -560,6 +590,7 @@ export class Pool {
           task.result.ack(w.pid!);
         }
         w.current = null;
+        this.#disarm(task);
         this.#setResult(task, outcome[0], outcome[1]);
         this.#dispatch();
         return;
@@ -570,6 +601,39 @@ export class Pool {
       default:
         return; // unknown kinds are ignored, as billiard does (Celery's WORKER_UP among them)
     }
+  }
+
+  /** Starts the task's hard time limit at its ACK, when it has one. */
+  #armLimit(w: Worker, task: Task): void {
+    if (task.limit === null) return;
+    const limit = task.limit;
+    task.timer = setTimeout(() => {
+      task.timer = null;
+      if (w.current !== task) return;
+      // The worker is killed for it: its death must not fail the task again.
+      w.current = null;
+      w.retiring = true;
+      this.#setResult(task, false, new ExceptionInfo(new TimeLimitExceeded(limit)));
+      if (task.onTimeout) safeCall(task.onTimeout, { soft: false, timeout: limit });
+      this.#kill(w);
+      this.#replenish();
+      this.#dispatch();
+    }, limit * 1000);
+    task.timer.unref();
+  }
+
+  #disarm(task: Task): void {
+    if (task.timer !== null) clearTimeout(task.timer);
+    task.timer = null;
+  }
+
+  /** SIGTERM, then SIGKILL 0.1 s later if it still runs (a synchronous loop never sees SIGTERM's handler). */
+  #kill(w: Worker): void {
+    if (w.proc.exitcode !== null) return;
+    w.proc.terminate();
+    setTimeout(() => {
+      if (w.proc.exitcode === null) w.proc.kill();
+    }, 100).unref();
   }
 
   #setResult(task: Task, ok: boolean, value: unknown): void {
@@ -584,6 +648,7 @@ export class Pool {
     const task = w.current;
     w.current = null;
     if (task !== null) {
+      this.#disarm(task);
       if (task.acked || this.#state === TERMINATE) {
         const exitcode = w.proc.exitcode;
         const err = this.#state === TERMINATE ? new Terminated(-(exitcode ?? -15)) : new WorkerLostError(`Worker exited prematurely: ${exitDescription(exitcode)} Job: ${task.job}.`);
@@ -670,8 +735,23 @@ export class Pool {
   }
 
   /** Queues a job's parts, all pickled first: one that cannot be pickled throws here, and nothing of the job is queued. */
-  #submit(result: ResultBase, parts: ReadonlyArray<{ i: number | null; func: PyGlobal; args: readonly unknown[]; kwds?: Record<string, unknown> | null }>): void {
-    const tasks = parts.map(({ i, func, args, kwds }) => ({ job: result.job, i, payload: encodeTask(result.job, i, func, args, kwds), result, acked: false }));
+  #submit(
+    result: ResultBase,
+    parts: ReadonlyArray<{ i: number | null; func: PyGlobal; args: readonly unknown[]; kwds?: Record<string, unknown> | null }>,
+    limits?: { timeout?: number | null; timeoutCallback?: TimeoutCallback | null },
+  ): void {
+    const limit = limits?.timeout === undefined || limits.timeout === null ? this.timeout : limitSeconds(limits.timeout, 'timeout');
+    const onTimeout = limits?.timeoutCallback ?? null;
+    const tasks: Task[] = parts.map(({ i, func, args, kwds }) => ({
+      job: result.job,
+      i,
+      payload: encodeTask(result.job, i, func, args, kwds),
+      result,
+      acked: false,
+      limit,
+      onTimeout,
+      timer: null,
+    }));
     if (tasks.length === 0) return;
     this.#cache.set(result.job, result);
     this.#tasks.push(...tasks);
@@ -686,13 +766,13 @@ export class Pool {
   applyAsync<F extends AnyFn>(fn: F | PyGlobal, args: readonly unknown[] = [], options?: ApplyOptions<Awaited<ReturnType<F>>>): ApplyResult<Awaited<ReturnType<F>>> {
     this.#checkRunning();
     const result = new ApplyResult<Awaited<ReturnType<F>>>(this, 1, options?.callback, options?.errorCallback);
-    this.#submit(result, [{ i: null, func: funcRef(fn), args, kwds: options?.kwds }]);
+    this.#submit(result, [{ i: null, func: funcRef(fn), args, kwds: options?.kwds }], options);
     this.#dispatch();
     return result;
   }
 
   /** `applyAsync(...).get()`. */
-  async apply<F extends AnyFn>(fn: F | PyGlobal, args: readonly unknown[] = [], options?: { kwds?: Record<string, unknown> | null }): Promise<Awaited<ReturnType<F>>> {
+  async apply<F extends AnyFn>(fn: F | PyGlobal, args: readonly unknown[] = [], options?: { kwds?: Record<string, unknown> | null; timeout?: number | null }): Promise<Awaited<ReturnType<F>>> {
     return this.applyAsync(fn, args, options).get();
   }
 
