@@ -58,23 +58,20 @@ async function call(fn: Fn, args: readonly unknown[], kwargs: unknown): Promise<
   return hasKw ? await fn(...args, kw) : await fn(...args);
 }
 
-/** billiard's `mapstar((func, chunk))`: `[func(x) for x in chunk]`, one after the other. */
-async function mapstar(pair: unknown): Promise<unknown[]> {
+/** Runs `func` on each item of a chunk, one after the other; `spread`: each item is an argument list. */
+async function runChunk(pair: unknown, spread: boolean): Promise<unknown[]> {
   const [ref, chunk] = pair as [unknown, unknown[]];
   const fn = await resolveFunction(ref);
   const out: unknown[] = [];
-  for (const x of chunk) out.push(await fn(x));
+  for (const x of chunk) out.push(await (spread ? fn(...(x as unknown[])) : fn(x)));
   return out;
 }
 
+/** billiard's `mapstar((func, chunk))`: `[func(x) for x in chunk]`. */
+const mapstar = (pair: unknown): Promise<unknown[]> => runChunk(pair, false);
+
 /** billiard's `starmapstar((func, chunk))`: `[func(*x) for x in chunk]`. */
-async function starmapstar(pair: unknown): Promise<unknown[]> {
-  const [ref, chunk] = pair as [unknown, unknown[][]];
-  const fn = await resolveFunction(ref);
-  const out: unknown[] = [];
-  for (const x of chunk) out.push(await fn(...(x as unknown[])));
-  return out;
-}
+const starmapstar = (pair: unknown): Promise<unknown[]> => runChunk(pair, true);
 
 function reprOf(v: unknown): string {
   try {
