@@ -17,26 +17,32 @@
  * fails the job that worker holds (a typed error) and the pool runs on.
  */
 
+import { EventEmitter } from 'node:events';
 import { availableParallelism, constants } from 'node:os';
 
 import { TimeoutError } from '../connection/errors.js';
 import { timeoutSeconds } from '../connection/timers.js';
 import { EOFError, UnpicklingError } from '../pickle/errors.js';
-import { loads, PyGlobal, PyTuple, tuple, type PickleRegistry } from '../pickle/index.js';
+import { dumps, loads, PyGlobal, PyTuple, tuple, type PickleRegistry } from '../pickle/index.js';
 import { AssertionError, RestartFreqExceeded, Terminated, TimeLimitExceeded, ValueError, WorkerLostError } from '../process/errors.js';
+import { AttributeError } from '../sharedctypes/errors.js';
 import { ForkServerProcess, Process, SpawnProcess } from '../process/process.js';
 import { getStartMethod } from '../process/start-method.js';
-import { SimpleQueue } from '../queues/index.js';
-import { ACK, DEATH, encodeTask, ExceptionInfo, funcRef, MAPSTAR, READY, STARMAPSTAR } from './protocol.js';
+import { Full, SimpleQueue } from '../queues/index.js';
+import { ACK, DEATH, encodeTask, ExceptionInfo, funcRef, MAPSTAR, NACK, READY, STARMAPSTAR } from './protocol.js';
 import { poolWorker } from './worker.js';
 import { poolRegistry } from './protocol.js';
 
 // eslint-disable-next-line @typescript-eslint/no-explicit-any -- any function, whatever its parameters
 type AnyFn = (...args: any[]) => unknown;
+/** A tuple without its last element: the positional arguments of a function whose last parameter takes the kwds. */
+type DropLast<T extends readonly unknown[]> = T extends readonly [...infer H, unknown] ? H : T;
+/** The last element of a tuple: what kwds must be for such a function. */
+type Last<T extends readonly unknown[]> = T extends readonly [...unknown[], infer L] ? L : never;
 /** A task function: an exported function of a module (found as Process targets are). */
 export type PoolFunction = AnyFn | PyGlobal;
 
-/** Options of {@link Pool}: billiard's keyword arguments (this slice's subset). */
+/** Options of {@link Pool}: billiard's keyword arguments, camelCase, times in seconds. */
 export interface PoolOptions {
   /** Number of worker processes; defaults to the number of CPUs. */
   processes?: number | null;
@@ -53,31 +59,159 @@ export interface PoolOptions {
    * SIGKILL 0.1 s later) and replaced. null: none.
    */
   timeout?: number | null;
+  /**
+   * Soft time limit of every job part, in seconds from its ACK: past it the
+   * worker gets SIGUSR1 and the task's AbortSignal (`currentTask().signal`)
+   * is aborted with `SoftTimeLimitExceeded`. Synchronous JavaScript cannot
+   * be interrupted and meets only the hard limit. null: none.
+   */
+  softTimeout?: number | null;
+  /**
+   * Seconds to keep waiting for the results of a worker whose process has
+   * exited while something else still holds its result pipe open (default
+   * 10, as billiard). A worker's death is normally seen at once.
+   */
+  lostWorkerTimeout?: number | null;
+  /**
+   * More than this many abnormal worker exits within `maxRestartFreq`
+   * seconds (the count restarts at every accepted job) raise
+   * `RestartFreqExceeded`: the jobs waiting fail with it and the pool
+   * closes. null (the default): no limit (a back-off still applies).
+   */
+  maxRestarts?: number | null;
+  /** The window of `maxRestarts`, in seconds (default 1). */
+  maxRestartFreq?: number | null;
+  /** Called with the worker's Process once it runs (also the `processUp` event). */
+  onProcessUp?: ((proc: Process) => void) | null;
+  /** Called with the worker's Process once it exited and was reaped (also the `processDown` event). */
+  onProcessDown?: ((proc: Process) => void) | null;
+  /** Called inside the worker as `onProcessExit(pid, exitcode)` before it exits: an exported function, as `initializer`. */
+  onProcessExit?: AnyFn | PyGlobal | null;
+  /** Called as `onTimeoutSet(result, softTimeout, timeout)` when an `applyAsync` job is accepted. */
+  onTimeoutSet?: ((result: ApplyResult, softTimeout: number | null, timeout: number | null) => void) | null;
+  /** Called as `onTimeoutCancel(result)` when an `applyAsync` job's result is set. */
+  onTimeoutCancel?: ((result: ApplyResult) => void) | null;
+  /**
+   * billiard's putlocks. Jobs here always wait in the pool's process until a
+   * worker is free; the caller's back-pressure is `await pool.waitForSlot()`
+   * or `maxQueue` (JavaScript cannot block a caller).
+   */
+  putlocks?: boolean;
+  /** Enables `restart()`. */
+  allowRestart?: boolean;
+  /**
+   * The syn pipe (spec/pool.md §2.5): a worker waits after its ACK for the
+   * pool's answer, so that a job discarded or aborted in between is skipped
+   * (NACK) rather than run.
+   */
+  synack?: boolean;
+  /** A worker whose peak RSS passes this many KiB after a task exits (155) and is replaced. */
+  maxMemoryPerChild?: number | null;
+  /**
+   * false: per-call time limits are ignored unless the pool has a limit of
+   * its own (billiard's default). Unset: they always work.
+   */
+  enableTimeouts?: boolean | null;
+  /** billiard's `threads`: accepted for compatibility; this pool has no threads (everything runs on the event loop). */
+  threads?: boolean;
+  /** Parts that may wait for a worker before a submission throws `Full` (piscina's maxQueue); null: unbounded. */
+  maxQueue?: number | null;
 }
 
-/** What a job is told when its hard time limit passes (billiard's `timeout_callback`). */
+/** What a job is told when its soft or hard time limit passes (billiard's `timeout_callback`). */
 export type TimeoutCallback = (info: { soft: boolean; timeout: number }) => void;
 
+/** Options every submission takes. */
+export interface SubmitOptions {
+  /** Hard time limit in seconds, instead of the pool's (see {@link PoolOptions.timeout}). */
+  timeout?: number | null;
+  /** Soft time limit in seconds, instead of the pool's (see {@link PoolOptions.softTimeout}). */
+  softTimeout?: number | null;
+  /** Called when the soft limit passes (before the signal) and when the hard one does (after the result is set). */
+  timeoutCallback?: TimeoutCallback | null;
+  /**
+   * Aborting it fails the job with the signal's reason at once: a part still
+   * waiting is dropped; a running one gets the soft limit's signal and its
+   * worker is killed if it has not answered within 1 s.
+   */
+  signal?: AbortSignal | null;
+  /** See {@link PoolOptions.lostWorkerTimeout}. */
+  lostWorkerTimeout?: number | null;
+  /** Callbacks that throw an instance of one of these classes are not caught: the error is thrown on the event loop. */
+  callbacksPropagate?: ReadonlyArray<abstract new (...args: never[]) => unknown>;
+  /** Any value, kept as the result's `correlationId`. */
+  correlationId?: unknown;
+}
+
 /** Options of {@link Pool.applyAsync}. */
-export interface ApplyOptions<T> {
+export interface ApplyOptions<T> extends SubmitOptions {
   /** Keyword arguments: a JavaScript function gets them as its last argument. */
   kwds?: Record<string, unknown> | null;
   /** Called with the value on success (an exception it throws is logged and ignored). */
   callback?: ((value: T) => void) | null;
   /** Called with billiard's `ExceptionInfo` on failure (its `.exception` is the error). */
   errorCallback?: ((einfo: ExceptionInfo) => void) | null;
-  /** This job's hard time limit in seconds, instead of the pool's (see {@link PoolOptions.timeout}). */
-  timeout?: number | null;
-  /** Called when the hard limit passes, after the result is set and before the worker is killed. */
-  timeoutCallback?: TimeoutCallback | null;
+  /** Called as `acceptCallback(pid, timeAccepted)` when a worker acknowledged the job (the worker's monotonic seconds). */
+  acceptCallback?: ((pid: number, timeAccepted: number) => void) | null;
+  /** billiard's putlock wait: accepted; see {@link PoolOptions.putlocks}. */
+  waitforslot?: boolean | null;
 }
 
 /** Options of {@link Pool.mapAsync} and {@link Pool.starmapAsync}. */
-export interface MapOptions<T> {
+export interface MapOptions<T> extends SubmitOptions {
   /** Items per job; default `ceil(n / (4 * processes))`. */
   chunksize?: number | null;
   callback?: ((values: T[]) => void) | null;
   errorCallback?: ((einfo: ExceptionInfo) => void) | null;
+}
+
+/** Options of {@link Pool.imap} and {@link Pool.imapUnordered}. */
+export interface IMapOptions extends SubmitOptions {
+  /** Items per part (default 1). */
+  chunksize?: number;
+}
+
+/** Run and wait times of `stats()`, in milliseconds, over the last parts. */
+export interface TimeSummary {
+  count: number;
+  mean: number;
+  p50: number;
+  p90: number;
+  p99: number;
+  max: number;
+}
+
+/** What `pool.stats()` tells. */
+export interface PoolStats {
+  /** The target worker count. */
+  processes: number;
+  /** Workers alive and taking jobs. */
+  workers: number;
+  /** Of them, workers without a job. */
+  idle: number;
+  /** Parts running in a worker. */
+  running: number;
+  /** Parts waiting for a worker. */
+  queued: number;
+  /** Parts finished since the pool started. */
+  completed: number;
+  /** Workers started since the pool started (replacements included). */
+  started: number;
+  /** Share of the workers' time spent running parts since the pool started, 0 to 1. */
+  utilisation: number;
+  /** From ACK to READY. */
+  runTime: TimeSummary;
+  /** From submission to ACK. */
+  waitTime: TimeSummary;
+}
+
+/** The events of a Pool. */
+export interface PoolEvents {
+  processUp: [proc: Process];
+  processDown: [proc: Process];
+  processExit: [pid: number, exitcode: number | null];
+  timeout: [info: { result: unknown; soft: boolean; timeout: number; pid: number | null }];
+  drain: [];
 }
 
 const RUN = 0;
@@ -86,6 +220,17 @@ const TERMINATE = 2;
 
 /** Workers dying in a row before accepting a job, after which the jobs waiting fail. */
 const START_FAILURE_LIMIT = 5;
+/** billiard's LOST_WORKER_TIMEOUT. */
+const LOST_WORKER_TIMEOUT = 10;
+/** How long a worker whose job was aborted may take to answer before it is killed (ms). */
+const ABORT_GRACE_MS = 1000;
+/** Samples kept for stats(). */
+const SAMPLES = 1024;
+/** The syn pipe's answers, as Celery sends them. */
+const SYN_ACK = dumps(tuple(ACK, tuple(0)));
+const SYN_NACK = dumps(tuple(NACK, tuple(0)));
+/** The None sentinel: a worker exits. */
+const SENTINEL = new Uint8Array([0x80, 0x04, 0x4e, 0x2e]);
 
 /** A time limit option: null/undefined none, else positive seconds. */
 function limitSeconds(v: number | null | undefined, name: string): number | null {
@@ -94,14 +239,37 @@ function limitSeconds(v: number | null | undefined, name: string): number | null
   return v;
 }
 
+/** A count option: null/undefined none, else an integer >= min. */
+function countOption(v: number | null | undefined, name: string, min: number): number | null {
+  if (v === null || v === undefined) return null;
+  if (!Number.isInteger(v) || v < min) throw new ValueError(`${name} must be an integer >= ${min} or null`);
+  return v;
+}
+
+/** An optional function option. */
+function callableOption<F>(v: F | null | undefined, name: string): F | null {
+  if (v === null || v === undefined) return null;
+  if (typeof v !== 'function') throw new TypeError(`${name} must be callable`);
+  return v;
+}
+
 /** billiard's job counter: one per process, shared by every pool and result kind, from 0. */
 let jobCounter = 0;
 
-function safeCall(fn: ((v: never) => void) | null | undefined, value: unknown): void {
+type Propagate = ReadonlyArray<abstract new (...args: never[]) => unknown>;
+
+/** Calls a callback; what it throws is a warning, unless `propagate` names its class (then it is thrown on the event loop). */
+function safeCall(fn: ((...v: never[]) => void) | null | undefined, args: unknown[], propagate?: Propagate | null): void {
   if (!fn) return;
   try {
-    fn(value as never);
+    fn(...(args as never[]));
   } catch (e) {
+    if (propagate?.some((cls) => e instanceof cls)) {
+      process.nextTick(() => {
+        throw e;
+      });
+      return;
+    }
     process.emitWarning(`Pool callback raised exception: ${String(e)}`, 'PoolCallbackWarning');
   }
 }
@@ -114,18 +282,25 @@ function exitDescription(code: number | null): string {
   return `exitcode ${code}`;
 }
 
-/** A job as the pool holds it until a worker answers READY for it. */
+/** A job part as the pool holds it until a worker answers READY for it. */
 interface Task {
   job: number;
   i: number | null;
   payload: Uint8Array;
   result: ResultBase;
   acked: boolean;
-  /** Its hard time limit in seconds (null: none), and what to tell when it passes. */
+  /** Its hard and soft time limits in seconds (null: none), and what to tell when one passes. */
   limit: number | null;
+  soft: number | null;
   onTimeout: TimeoutCallback | null;
-  /** Running from the ACK while a limit is set. */
+  lostTimeout: number | null;
+  /** Running from the ACK while a limit is set (the abort grace uses `timer` too). */
   timer: NodeJS.Timeout | null;
+  softTimer: NodeJS.Timeout | null;
+  softSent: boolean;
+  /** performance.now() at submission and at ACK, for stats(). */
+  submitted: number;
+  ackedAt: number;
 }
 
 /** What every result kind shares: acceptance, the pids, the set of failures. @internal */
@@ -135,12 +310,40 @@ abstract class ResultBase {
   /** @internal */ readonly pool: Pool;
   #pids: number[] = [];
   #accepted = 0;
+  #discarded = false;
   /** @internal */ readonly parts: number;
+  /** The `correlationId` given at submission, or undefined. */
+  correlationId: unknown;
+  /** @internal */ acceptCallback: ((pid: number, timeAccepted: number) => void) | null = null;
+  /** @internal */ propagate: Propagate | null = null;
+  /** @internal the caller's AbortSignal and its listener. */
+  abort: { signal: AbortSignal; listener: () => void } | null = null;
 
   constructor(pool: Pool, parts: number) {
     this.job = jobCounter++;
     this.pool = pool;
     this.parts = parts;
+  }
+
+  /**
+   * Drops the job from the pool: parts still waiting never run (with synack,
+   * one handed over but not yet confirmed is skipped too), and its result
+   * and callbacks are ignored from now on (billiard's `discard`).
+   */
+  discard(): void {
+    if (this.#discarded) return;
+    this.#discarded = true;
+    this.pool[kDiscard](this);
+  }
+
+  /** @internal */
+  get discarded(): boolean {
+    return this.#discarded;
+  }
+
+  /** Signals the workers running this job's parts (default SIGTERM): each part fails with `Terminated` (`pool.terminateJob`). */
+  terminate(signal: NodeJS.Signals | number = 'SIGTERM'): void {
+    for (const pid of this.pool[kRunningPids](this)) this.pool.terminateJob(pid, signal);
   }
 
   /** True once every part of the job was acknowledged by a worker. */
@@ -154,9 +357,10 @@ abstract class ResultBase {
   }
 
   /** @internal */
-  ack(pid: number): void {
+  ack(pid: number, timeAccepted: number): void {
     this.#accepted++;
     this.#pids.push(pid);
+    safeCall(this.acceptCallback, [pid, timeAccepted], this.propagate);
   }
 
   /** @internal a part's READY: ok and its value, or its ExceptionInfo. */
@@ -164,6 +368,10 @@ abstract class ResultBase {
   /** @internal the job is settled: the pool forgets it. */
   abstract get done(): boolean;
 }
+
+/** Pool internals the results call. @internal */
+const kDiscard = Symbol('discard');
+const kRunningPids = Symbol('runningPids');
 
 /** A promise that never rejects, and its resolver. */
 function latch(): { promise: Promise<void>; resolve: () => void } {
@@ -257,7 +465,7 @@ export class ApplyResult<T = unknown> extends ResultBase implements PromiseLike<
     this.#success = true;
     this.#value = value;
     this.#settled.resolve();
-    safeCall(this.#callback, value);
+    if (!this.discarded) safeCall(this.#callback, [value], this.propagate);
   }
 
   /** @internal */
@@ -267,7 +475,7 @@ export class ApplyResult<T = unknown> extends ResultBase implements PromiseLike<
     this.#success = false;
     this.#einfo = einfo;
     this.#settled.resolve();
-    safeCall(this.#errorCallback, einfo);
+    if (!this.discarded) safeCall(this.#errorCallback, [einfo], this.propagate);
   }
 
   override toString(): string {
@@ -408,24 +616,50 @@ function badMessage(what: string, cause?: unknown): ExceptionInfo {
   return new ExceptionInfo(new UnpicklingError(`bad message from a pool worker: ${what}`, { code: 'BAD_POOL_MESSAGE', cause } as never));
 }
 
-/** A worker process and its own pair of queues. */
+/** A worker process and its own pair of queues (and syn queue with synack). */
 interface Worker {
   proc: Process;
   inq: SimpleQueue;
   outq: SimpleQueue;
-  /** Resolves with the pid once the child exists. */
+  synq: SimpleQueue | null;
   started: boolean;
   pid: number | null;
-  /** The job it holds (sent, no READY yet). */
+  /** The part it holds (sent, no READY yet). */
   current: Task | null;
-  /** Jobs sent to it, for maxtasksperchild. */
+  /** Parts sent to it, for maxtasksperchild. */
   sent: number;
-  /** Sent the None sentinel, or DEATH seen: no more jobs. */
+  /** Sent the None sentinel, DEATH seen, or being killed: no more jobs. */
   retiring: boolean;
   /** It acknowledged a job: it started well. */
   accepted: boolean;
-  /** Resolves once it exited and its outqueue was drained. */
+  /** The pool killed it (a time limit, an abort): not an abnormal exit. */
+  killed: boolean;
+  /** terminateJob signalled it: its job fails with Terminated. */
+  terminated: boolean;
+  /** restart(): retire it after its current job. */
+  restartAfter: boolean;
+  /** Its exit was handled: later messages are ignored. */
+  dead: boolean;
+  /** Resolves once it exited and was reaped. */
   gone: Promise<void>;
+}
+
+/** A bounded ring of samples (ms), for stats(). */
+class Samples {
+  readonly #values = new Float64Array(SAMPLES);
+  #count = 0;
+  add(v: number): void {
+    this.#values[this.#count++ % SAMPLES] = v;
+  }
+  summary(): TimeSummary {
+    const n = Math.min(this.#count, SAMPLES);
+    if (n === 0) return { count: 0, mean: 0, p50: 0, p90: 0, p99: 0, max: 0 };
+    const sorted = this.#values.slice(0, n).sort();
+    const at = (q: number): number => sorted[Math.min(n - 1, Math.floor(q * n))]!;
+    let sum = 0;
+    for (const v of sorted) sum += v;
+    return { count: n, mean: sum / n, p50: at(0.5), p90: at(0.9), p99: at(0.99), max: sorted[n - 1]! };
+  }
 }
 
 /**
@@ -434,16 +668,34 @@ interface Worker {
  * arrive in the order the workers finish; every job's result is its own.
  *
  * `await using pool = new Pool({ processes: 4 })` terminates it at the end
- * of the block, as Python's `with Pool() as pool:`.
+ * of the block, as Python's `with Pool() as pool:`. It is an EventEmitter:
+ * `processUp`, `processDown`, `processExit`, `timeout`, `drain`.
  */
-export class Pool {
-  readonly processes: number;
+export class Pool extends EventEmitter<PoolEvents> {
+  #processes: number;
   readonly maxtasksperchild: number | null;
   /** The hard time limit of every job part (seconds), unless a call gives its own. */
   readonly timeout: number | null;
+  /** The soft time limit of every job part (seconds), unless a call gives its own. */
+  readonly softTimeout: number | null;
+  readonly lostWorkerTimeout: number;
+  readonly maxRestarts: number | null;
+  readonly maxRestartFreq: number;
+  readonly putlocks: boolean;
+  readonly allowRestart: boolean;
+  readonly synack: boolean;
+  readonly maxMemoryPerChild: number | null;
+  readonly enableTimeouts: boolean;
+  readonly threads: boolean;
+  readonly maxQueue: number | null;
+  readonly onProcessUp: ((proc: Process) => void) | null;
+  readonly onProcessDown: ((proc: Process) => void) | null;
+  readonly onTimeoutSet: ((result: ApplyResult, softTimeout: number | null, timeout: number | null) => void) | null;
+  readonly onTimeoutCancel: ((result: ApplyResult) => void) | null;
   #state = RUN;
   readonly #initializer: PyGlobal | null;
   readonly #initargs: readonly unknown[];
+  readonly #onProcessExit: PyGlobal | null;
   readonly #startMethod: string | undefined;
   readonly #workers = new Set<Worker>();
   readonly #tasks: Task[] = [];
@@ -452,9 +704,18 @@ export class Pool {
   #workerCount = 0;
   /** Workers that died in a row before accepting any job (an initializer that throws...). */
   #startFailures = 0;
+  /** Abnormal exits (performance.now()) since the last ACK, for maxRestarts. */
+  #restarts: number[] = [];
+  /** Workers that exited, for didStartOk(). */
+  #exits = 0;
   /** Replacements waiting for their back-off delay. */
   #scheduled = 0;
   #changed = latch();
+  readonly #born = performance.now();
+  #busyMs = 0;
+  #completed = 0;
+  readonly #runTimes = new Samples();
+  readonly #waitTimes = new Samples();
   /**
    * Workers are daemonic and do not keep this process alive; this handle
    * does, while a job is pending or join() waits (as Python's main thread
@@ -464,21 +725,47 @@ export class Pool {
   #joining = 0;
 
   constructor(options?: PoolOptions) {
+    super();
     const processes = options?.processes ?? availableParallelism();
     if (!Number.isInteger(processes) || processes < 1) throw new ValueError('Number of processes must be at least 1');
     const maxtasks = options?.maxtasksperchild ?? null;
     if (maxtasks !== null && (!Number.isInteger(maxtasks) || maxtasks < 1)) throw new ValueError('maxtasksperchild must be a positive int or None');
     const init = options?.initializer ?? null;
     if (init !== null && typeof init !== 'function' && !(init instanceof PyGlobal)) throw new TypeError('initializer must be a callable');
-    this.processes = processes;
+    const onExit = options?.onProcessExit ?? null;
+    if (onExit !== null && typeof onExit !== 'function' && !(onExit instanceof PyGlobal)) throw new TypeError('on_process_exit must be callable');
+    this.#processes = processes;
     this.maxtasksperchild = maxtasks;
     this.timeout = limitSeconds(options?.timeout, 'timeout');
+    this.softTimeout = limitSeconds(options?.softTimeout, 'softTimeout');
+    this.lostWorkerTimeout = limitSeconds(options?.lostWorkerTimeout, 'lostWorkerTimeout') ?? LOST_WORKER_TIMEOUT;
+    this.maxRestarts = countOption(options?.maxRestarts, 'maxRestarts', 0);
+    this.maxRestartFreq = limitSeconds(options?.maxRestartFreq, 'maxRestartFreq') ?? 1;
+    this.maxMemoryPerChild = countOption(options?.maxMemoryPerChild, 'maxMemoryPerChild', 1);
+    this.maxQueue = countOption(options?.maxQueue, 'maxQueue', 0);
+    this.putlocks = options?.putlocks ?? false;
+    this.allowRestart = options?.allowRestart ?? false;
+    this.synack = options?.synack ?? false;
+    this.threads = options?.threads ?? true;
+    // As billiard: forced on by a pool-level limit. Unset: per-call limits work anyway.
+    this.enableTimeouts = options?.enableTimeouts ?? true;
+    if (this.timeout !== null || this.softTimeout !== null) this.enableTimeouts = true;
+    this.onProcessUp = callableOption(options?.onProcessUp, 'onProcessUp');
+    this.onProcessDown = callableOption(options?.onProcessDown, 'onProcessDown');
+    this.onTimeoutSet = callableOption(options?.onTimeoutSet, 'onTimeoutSet');
+    this.onTimeoutCancel = callableOption(options?.onTimeoutCancel, 'onTimeoutCancel');
     this.#initializer = init === null ? null : funcRef(init);
     this.#initargs = [...(options?.initargs ?? [])];
+    this.#onProcessExit = onExit === null ? null : funcRef(onExit);
     const ctx = options?.context;
     this.#startMethod = typeof ctx === 'string' ? ctx : (ctx?.startMethod ?? getStartMethod() ?? undefined);
     this.#keepAlive.unref();
     for (let n = 0; n < processes; n++) this.#startWorker();
+  }
+
+  /** The target number of workers (`grow` and `shrink` change it). */
+  get processes(): number {
+    return this.#processes;
   }
 
   #updateRef(): void {
@@ -491,10 +778,28 @@ export class Pool {
   #startWorker(): void {
     const inq = new SimpleQueue();
     const outq = new SimpleQueue();
+    const synq = this.synack ? new SimpleQueue() : null;
     const name = `${this.#startMethod === 'forkserver' ? 'ForkServer' : 'Spawn'}PoolWorker-${++this.#workerCount}`;
     const Cls = this.#startMethod === 'forkserver' ? ForkServerProcess : this.#startMethod === 'spawn' ? SpawnProcess : Process;
-    const proc = new Cls({ target: poolWorker, args: [inq, outq, this.#initializer, [...this.#initargs], this.maxtasksperchild], name, daemon: true });
-    const w: Worker = { proc, inq, outq, started: false, pid: null, current: null, sent: 0, retiring: false, accepted: false, gone: Promise.resolve() };
+    const args: Parameters<typeof poolWorker> = [inq, outq, this.#initializer, [...this.#initargs], this.maxtasksperchild, synq, this.maxMemoryPerChild, this.#onProcessExit];
+    const proc = new Cls({ target: poolWorker, args, name, daemon: true });
+    const w: Worker = {
+      proc,
+      inq,
+      outq,
+      synq,
+      started: false,
+      pid: null,
+      current: null,
+      sent: 0,
+      retiring: false,
+      accepted: false,
+      killed: false,
+      terminated: false,
+      restartAfter: false,
+      dead: false,
+      gone: Promise.resolve(),
+    };
     proc.start();
     this.#workers.add(w);
     w.gone = this.#runWorker(w);
@@ -506,12 +811,31 @@ export class Pool {
     // so that the outqueue reaches EOF when the worker is gone.
     w.inq.reader.close();
     w.outq.writer.close();
+    w.synq?.reader.close();
     w.started = true;
+    if (w.pid !== null) {
+      safeCall(this.onProcessUp, [w.proc]);
+      this.#emit('processUp', w.proc);
+    }
     this.#dispatch();
-    await this.#readLoop(w);
+    let reading = true;
+    const read = this.#readLoop(w).finally(() => {
+      reading = false;
+    });
     await w.proc.join();
+    // Its results come before its EOF; something it left behind may hold the pipe open: wait lostWorkerTimeout at most.
+    if (reading) {
+      const lost = w.current?.lostTimeout ?? this.lostWorkerTimeout;
+      let timer: NodeJS.Timeout | undefined;
+      await Promise.race([read, new Promise<void>((r) => (timer = setTimeout(r, lost * 1000)))]);
+      clearTimeout(timer);
+    }
+    w.dead = true;
     w.inq.writer.close();
-    w.outq.reader.close();
+    w.synq?.writer.close();
+    // A read still pending keeps its descriptor until it ends: closing it under the read could reuse the number.
+    if (reading) void read.then(() => w.outq.reader.close());
+    else w.outq.reader.close();
     this.#workerGone(w);
   }
 
@@ -529,6 +853,7 @@ export class Pool {
         }
         return;
       }
+      if (w.dead) continue;
       let msg: unknown;
       try {
         msg = loads(payload, { registry: this.#registry });
@@ -549,8 +874,7 @@ export class Pool {
     process.emitWarning(`billiard-ts pool: ${what}${cause === undefined ? '' : `: ${String(cause)}`}`, 'PoolWarning');
     const task = w.current;
     if (task === null) return;
-    w.current = null;
-    this.#disarm(task);
+    this.#release(w, task);
     this.#setResult(task, false, badMessage(what, cause));
     this.#dispatch();
   }
@@ -563,13 +887,20 @@ export class Pool {
     switch (kind) {
       case ACK: {
         if (body.length !== 5) return this.#protocolError(w, `an ACK of ${body.length} fields from worker ${w.pid}`);
-        const [job, i] = body as unknown as [unknown, unknown];
+        const [job, i, timeAccepted] = body as unknown as [unknown, unknown, unknown];
         const task = w.current;
         if (task === null || task.job !== job || task.i !== i || task.acked) return; // not the job it holds: ignored
-        task.acked = true;
-        w.accepted = true;
-        task.result.ack(w.pid!);
-        this.#armLimit(w, task);
+        if (w.synq !== null) {
+          // The syn pipe: a part whose job was dropped meanwhile is skipped (NACK, no READY follows).
+          const skip = task.result.discarded || task.result.done;
+          w.synq.writer.sendBytes(skip ? SYN_NACK : SYN_ACK).catch(() => undefined);
+          if (skip) {
+            this.#release(w, task);
+            this.#dispatch();
+            return;
+          }
+        }
+        this.#accept(w, task, typeof timeAccepted === 'number' ? timeAccepted : 0);
         return;
       }
       case READY: {
@@ -584,14 +915,14 @@ export class Pool {
           return this.#protocolError(w, `a failed READY without an ExceptionInfo from worker ${w.pid}`);
         }
         // READY without ACK counts as the ACK (spec/pool.md §9.2).
-        w.accepted = true;
-        if (!task.acked) {
-          task.acked = true;
-          task.result.ack(w.pid!);
-        }
-        w.current = null;
-        this.#disarm(task);
+        if (!task.acked) this.#accept(w, task, 0);
+        this.#release(w, task);
+        const ran = performance.now() - task.ackedAt;
+        this.#busyMs += ran;
+        this.#runTimes.add(ran);
+        this.#completed++;
         this.#setResult(task, outcome[0], outcome[1]);
+        if (w.restartAfter) this.#retire(w);
         this.#dispatch();
         return;
       }
@@ -603,77 +934,161 @@ export class Pool {
     }
   }
 
-  /** Starts the task's hard time limit at its ACK, when it has one. */
-  #armLimit(w: Worker, task: Task): void {
-    if (task.limit === null) return;
-    const limit = task.limit;
-    task.timer = setTimeout(() => {
-      task.timer = null;
-      if (w.current !== task) return;
-      // The worker is killed for it: its death must not fail the task again.
-      w.current = null;
-      w.retiring = true;
-      this.#setResult(task, false, new ExceptionInfo(new TimeLimitExceeded(limit)));
-      if (task.onTimeout) safeCall(task.onTimeout, { soft: false, timeout: limit });
-      this.#kill(w);
-      this.#replenish();
-      this.#dispatch();
-    }, limit * 1000);
-    task.timer.unref();
+  /** A part's ACK: it is the worker's for good, its limits start. */
+  #accept(w: Worker, task: Task, timeAccepted: number): void {
+    task.acked = true;
+    task.ackedAt = performance.now();
+    this.#waitTimes.add(task.ackedAt - task.submitted);
+    w.accepted = true;
+    this.#restarts.length = 0; // billiard's restart counter restarts at every ACK
+    task.result.ack(w.pid!, timeAccepted);
+    const r = task.result;
+    if (this.onTimeoutSet !== null && isPlainApply(r)) safeCall(this.onTimeoutSet, [r, task.soft, task.limit]);
+    this.#armLimits(w, task);
+  }
+
+  /** The worker no longer holds the part: its timers stop. */
+  #release(w: Worker, task: Task): void {
+    if (w.current === task) w.current = null;
+    this.#disarm(task);
+  }
+
+  /** Starts the part's soft and hard time limits at its ACK. */
+  #armLimits(w: Worker, task: Task): void {
+    if (task.soft !== null) {
+      const soft = task.soft;
+      task.softTimer = setTimeout(() => {
+        task.softTimer = null;
+        if (w.current !== task) return;
+        this.#softLimit(w, task, soft);
+      }, soft * 1000);
+      task.softTimer.unref();
+    }
+    if (task.limit !== null) {
+      const limit = task.limit;
+      task.timer = setTimeout(() => {
+        task.timer = null;
+        if (w.current !== task) return;
+        // The worker is killed for it: its death must not fail the task again.
+        this.#release(w, task);
+        this.#setResult(task, false, new ExceptionInfo(new TimeLimitExceeded(limit)));
+        if (task.onTimeout) safeCall(task.onTimeout, [{ soft: false, timeout: limit }], task.result.propagate);
+        this.#emit('timeout', { result: task.result, soft: false, timeout: limit, pid: w.pid });
+        this.#kill(w);
+      }, limit * 1000);
+      task.timer.unref();
+    }
+  }
+
+  /** The soft limit: told once per part, then SIGUSR1 to the worker (billiard's SIG_SOFT_TIMEOUT). */
+  #softLimit(w: Worker, task: Task, soft: number | null): void {
+    if (task.softSent) return;
+    task.softSent = true;
+    if (soft !== null) {
+      if (task.onTimeout) safeCall(task.onTimeout, [{ soft: true, timeout: soft }], task.result.propagate);
+      this.#emit('timeout', { result: task.result, soft: true, timeout: soft, pid: w.pid });
+    }
+    if (w.proc.exitcode === null && w.pid !== null) {
+      try {
+        process.kill(w.pid, 'SIGUSR1');
+      } catch {
+        // gone already
+      }
+    }
   }
 
   #disarm(task: Task): void {
     if (task.timer !== null) clearTimeout(task.timer);
+    if (task.softTimer !== null) clearTimeout(task.softTimer);
     task.timer = null;
+    task.softTimer = null;
   }
 
-  /** SIGTERM, then SIGKILL 0.1 s later if it still runs (a synchronous loop never sees SIGTERM's handler). */
+  /** SIGTERM, then SIGKILL 0.1 s later if it still runs (a synchronous loop never sees SIGTERM's handler); replaced at once. */
   #kill(w: Worker): void {
-    if (w.proc.exitcode !== null) return;
-    w.proc.terminate();
-    setTimeout(() => {
-      if (w.proc.exitcode === null) w.proc.kill();
-    }, 100).unref();
+    w.retiring = true;
+    w.killed = true;
+    if (w.proc.exitcode === null) {
+      w.proc.terminate();
+      setTimeout(() => {
+        if (w.proc.exitcode === null) w.proc.kill();
+      }, 100).unref();
+    }
+    this.#replenish();
+    this.#dispatch();
   }
 
   #setResult(task: Task, ok: boolean, value: unknown): void {
-    task.result.set(task.i, ok, value);
-    if (task.result.done) this.#cache.delete(task.job);
+    const r = task.result;
+    const was = r.done;
+    r.set(task.i, ok, value);
+    if (r.done) {
+      this.#cache.delete(task.job);
+      if (!was) {
+        if (r.abort !== null) r.abort.signal.removeEventListener('abort', r.abort.listener);
+        if (this.onTimeoutCancel !== null && isPlainApply(r)) safeCall(this.onTimeoutCancel, [r]);
+      }
+    }
     this.#updateRef();
     this.#notify();
   }
 
+  #emit<K extends keyof PoolEvents>(event: K, ...args: PoolEvents[K]): void {
+    try {
+      (this.emit as (e: K, ...a: PoolEvents[K]) => boolean)(event, ...args);
+    } catch (e) {
+      process.emitWarning(`Pool '${event}' listener raised exception: ${String(e)}`, 'PoolCallbackWarning');
+    }
+  }
+
   #workerGone(w: Worker): void {
     this.#workers.delete(w);
+    this.#exits++;
+    const exitcode = w.proc.exitcode;
     const task = w.current;
-    w.current = null;
     if (task !== null) {
-      this.#disarm(task);
-      if (task.acked || this.#state === TERMINATE) {
-        const exitcode = w.proc.exitcode;
-        const err = this.#state === TERMINATE ? new Terminated(-(exitcode ?? -15)) : new WorkerLostError(`Worker exited prematurely: ${exitDescription(exitcode)} Job: ${task.job}.`);
-        this.#setResult(task, false, new ExceptionInfo(err));
+      this.#release(w, task);
+      if (this.#state === TERMINATE || w.terminated) {
+        this.#setResult(task, false, new ExceptionInfo(new Terminated(-(exitcode ?? -15))));
+      } else if (task.acked) {
+        this.#setResult(task, false, new ExceptionInfo(new WorkerLostError(`Worker exited prematurely: ${exitDescription(exitcode)} Job: ${task.job}.`)));
       } else {
         this.#tasks.unshift(task); // handed over but never accepted: another worker runs it
       }
     }
-    const exitcode = w.proc.exitcode;
+    safeCall(this.onProcessDown, [w.proc]);
+    this.#emit('processDown', w.proc);
+    if (w.pid !== null) this.#emit('processExit', w.pid, exitcode);
+    const abnormal = this.#state !== TERMINATE && !w.killed && !w.terminated && exitcode !== 0 && exitcode !== 155;
     if (w.accepted) this.#startFailures = 0;
-    else if (this.#state !== TERMINATE && exitcode !== 0 && exitcode !== 155) this.#startFailures++;
-    if (this.#startFailures >= START_FAILURE_LIMIT && this.#tasks.length > 0) {
+    else if (abnormal) this.#startFailures++;
+    if (abnormal && this.maxRestarts !== null) {
+      const now = performance.now();
+      this.#restarts = this.#restarts.filter((t) => now - t < this.maxRestartFreq * 1000);
+      this.#restarts.push(now);
+      if (this.#restarts.length > this.maxRestarts) {
+        // billiard's restart_state: the pool closes (billiard then SIGTERMs its own process; this one does not).
+        this.#failWaiting(new RestartFreqExceeded(`${this.maxRestarts} in ${this.maxRestartFreq}s`));
+        this.close();
+      }
+    }
+    if (this.maxRestarts === null && this.#startFailures >= START_FAILURE_LIMIT && this.#tasks.length > 0) {
       // Workers die before they take a job: fail what waits rather than hang (billiard restarts for ever).
-      const err = `workers exited ${this.#startFailures} times in a row before accepting a job (last: ${exitDescription(exitcode)}; does the initializer throw?)`;
-      for (const task of this.#tasks.splice(0)) this.#setResult(task, false, new ExceptionInfo(new RestartFreqExceeded(err)));
+      this.#failWaiting(new RestartFreqExceeded(`workers exited ${this.#startFailures} times in a row before accepting a job (last: ${exitDescription(exitcode)}; does the initializer throw?)`));
     }
     this.#replenish();
     this.#dispatch();
     this.#notify();
   }
 
+  #failWaiting(err: Error): void {
+    for (const task of this.#tasks.splice(0)) this.#setResult(task, false, new ExceptionInfo(err));
+  }
+
   /** Starts the workers missing, after a back-off delay when workers keep dying at start. */
   #replenish(): void {
     if (this.#state === TERMINATE || (this.#state === CLOSE && this.#tasks.length === 0)) return;
-    const missing = this.processes - this.#liveWorkers() - this.#scheduled;
+    const missing = this.#processes - this.#liveWorkers() - this.#scheduled;
     if (missing <= 0) return;
     if (this.#startFailures === 0) {
       for (let n = 0; n < missing; n++) this.#startWorker();
@@ -684,7 +1099,7 @@ export class Pool {
     setTimeout(() => {
       this.#scheduled -= missing;
       if (this.#state === TERMINATE || (this.#state === CLOSE && this.#tasks.length === 0)) return this.#notify();
-      const still = this.processes - this.#liveWorkers() - this.#scheduled;
+      const still = this.#processes - this.#liveWorkers() - this.#scheduled;
       for (let k = 0; k < still; k++) this.#startWorker();
       this.#dispatch();
       this.#notify();
@@ -703,8 +1118,9 @@ export class Pool {
     wake.resolve();
   }
 
-  /** Hands queued jobs to idle workers; after close, sends idle workers the None sentinel once nothing is left. */
+  /** Hands queued parts to idle workers; after close, sends idle workers the None sentinel once nothing is left. */
   #dispatch(): void {
+    const hadTasks = this.#tasks.length > 0;
     for (const w of this.#workers) {
       if (!w.started || w.retiring || w.current !== null) continue;
       const task = this.#tasks.shift();
@@ -721,11 +1137,13 @@ export class Pool {
       });
     }
     if (this.#tasks.length > 0) this.#replenish();
+    else if (hadTasks) this.#emit('drain');
   }
 
   #retire(w: Worker): void {
     w.retiring = true;
-    w.inq.sendPayload(new Uint8Array([0x80, 0x04, 0x4e, 0x2e])).catch(() => undefined);
+    w.inq.sendPayload(SENTINEL).catch(() => undefined);
+    this.#replenish();
   }
 
   // ----- submitting
@@ -738,10 +1156,19 @@ export class Pool {
   #submit(
     result: ResultBase,
     parts: ReadonlyArray<{ i: number | null; func: PyGlobal; args: readonly unknown[]; kwds?: Record<string, unknown> | null }>,
-    limits?: { timeout?: number | null; timeoutCallback?: TimeoutCallback | null },
+    options?: SubmitOptions,
   ): void {
-    const limit = limits?.timeout === undefined || limits.timeout === null ? this.timeout : limitSeconds(limits.timeout, 'timeout');
-    const onTimeout = limits?.timeoutCallback ?? null;
+    if (this.maxQueue !== null && this.#tasks.length >= this.maxQueue) {
+      throw new Full(`the pool's queue is full (maxQueue ${this.maxQueue})`);
+    }
+    // As billiard: per-call limits count only with timeouts enabled (unset here means enabled).
+    const perCall = this.enableTimeouts;
+    const limit = perCall && options?.timeout !== undefined && options.timeout !== null ? limitSeconds(options.timeout, 'timeout') : this.timeout;
+    const soft = perCall && options?.softTimeout !== undefined && options.softTimeout !== null ? limitSeconds(options.softTimeout, 'softTimeout') : this.softTimeout;
+    const lostTimeout = limitSeconds(options?.lostWorkerTimeout, 'lostWorkerTimeout');
+    const onTimeout = options?.timeoutCallback ?? null;
+    const signal = options?.signal ?? null;
+    const now = performance.now();
     const tasks: Task[] = parts.map(({ i, func, args, kwds }) => ({
       job: result.job,
       i,
@@ -749,35 +1176,103 @@ export class Pool {
       result,
       acked: false,
       limit,
+      soft,
       onTimeout,
+      lostTimeout,
       timer: null,
+      softTimer: null,
+      softSent: false,
+      submitted: now,
+      ackedAt: now,
     }));
+    result.correlationId = options?.correlationId;
+    result.propagate = options?.callbacksPropagate ?? null;
     if (tasks.length === 0) return;
+    if (signal !== null) {
+      if (signal.aborted) {
+        for (const task of tasks) this.#setResult(task, false, new ExceptionInfo(signal.reason));
+        return;
+      }
+      const listener = (): void => this.#aborted(result, signal.reason);
+      signal.addEventListener('abort', listener, { once: true });
+      result.abort = { signal, listener };
+    }
     this.#cache.set(result.job, result);
     this.#tasks.push(...tasks);
     this.#updateRef();
   }
 
+  /** The caller aborted a job: it fails with the reason; its waiting parts are dropped, its running ones take the soft path, then the hard one. */
+  #aborted(result: ResultBase, reason: unknown): void {
+    const einfo = new ExceptionInfo(reason);
+    for (let k = this.#tasks.length - 1; k >= 0; k--) {
+      const task = this.#tasks[k]!;
+      if (task.result !== result) continue;
+      this.#tasks.splice(k, 1);
+      this.#setResult(task, false, einfo);
+    }
+    for (const w of this.#workers) {
+      const task = w.current;
+      if (task === null || task.result !== result) continue;
+      this.#setResult(task, false, einfo);
+      if (!task.acked) continue; // with synack it is skipped at its ACK; otherwise it runs, its result ignored
+      this.#softLimit(w, task, null);
+      this.#disarm(task);
+      task.timer = setTimeout(() => {
+        task.timer = null;
+        if (w.current !== task) return;
+        this.#release(w, task);
+        this.#kill(w);
+      }, ABORT_GRACE_MS);
+      task.timer.unref();
+    }
+    if (result instanceof IMapIterator) result.failAll(einfo);
+  }
+
+  /** @internal discard(): the job's waiting parts are dropped and the pool forgets it. */
+  [kDiscard](result: ResultBase): void {
+    for (let k = this.#tasks.length - 1; k >= 0; k--) if (this.#tasks[k]!.result === result) this.#tasks.splice(k, 1);
+    this.#cache.delete(result.job);
+    if (result.abort !== null) result.abort.signal.removeEventListener('abort', result.abort.listener);
+    this.#updateRef();
+    this.#notify();
+  }
+
+  /** @internal the pids of the workers running the job's parts now. */
+  [kRunningPids](result: ResultBase): number[] {
+    const pids: number[] = [];
+    for (const w of this.#workers) if (w.current?.result === result && w.pid !== null) pids.push(w.pid);
+    return pids;
+  }
+
   /**
-   * Runs `fn(...args)` in a worker. An argument that cannot be pickled, or a
-   * function a worker cannot import, throws here. ValueError when the pool
-   * is not running (billiard returns None).
+   * Runs `fn(...args)` in a worker; `args` is checked against `fn`'s
+   * parameters. An argument that cannot be pickled, or a function a worker
+   * cannot import, throws here. ValueError when the pool is not running
+   * (billiard returns None); `Full` past `maxQueue`.
    */
-  applyAsync<F extends AnyFn>(fn: F | PyGlobal, args: readonly unknown[] = [], options?: ApplyOptions<Awaited<ReturnType<F>>>): ApplyResult<Awaited<ReturnType<F>>> {
+  applyAsync<F extends AnyFn>(fn: F, args: Readonly<DropLast<Parameters<F>>>, options: ApplyOptions<Awaited<ReturnType<F>>> & { kwds: Last<Parameters<F>> }): ApplyResult<Awaited<ReturnType<F>>>;
+  applyAsync<F extends AnyFn>(fn: F, args?: Readonly<Parameters<F>>, options?: ApplyOptions<Awaited<ReturnType<F>>>): ApplyResult<Awaited<ReturnType<F>>>;
+  applyAsync<T = unknown>(fn: PyGlobal, args?: readonly unknown[], options?: ApplyOptions<T>): ApplyResult<T>;
+  applyAsync(fn: AnyFn | PyGlobal, args: readonly unknown[] = [], options?: ApplyOptions<unknown>): ApplyResult<unknown> {
     this.#checkRunning();
-    const result = new ApplyResult<Awaited<ReturnType<F>>>(this, 1, options?.callback, options?.errorCallback);
+    const result = new ApplyResult<unknown>(this, 1, options?.callback, options?.errorCallback);
+    result.acceptCallback = options?.acceptCallback ?? null;
     this.#submit(result, [{ i: null, func: funcRef(fn), args, kwds: options?.kwds }], options);
     this.#dispatch();
     return result;
   }
 
   /** `applyAsync(...).get()`. */
-  async apply<F extends AnyFn>(fn: F | PyGlobal, args: readonly unknown[] = [], options?: { kwds?: Record<string, unknown> | null; timeout?: number | null }): Promise<Awaited<ReturnType<F>>> {
-    return this.applyAsync(fn, args, options).get();
+  apply<F extends AnyFn>(fn: F, args: Readonly<DropLast<Parameters<F>>>, options: ApplyOptions<Awaited<ReturnType<F>>> & { kwds: Last<Parameters<F>> }): Promise<Awaited<ReturnType<F>>>;
+  apply<F extends AnyFn>(fn: F, args?: Readonly<Parameters<F>>, options?: ApplyOptions<Awaited<ReturnType<F>>>): Promise<Awaited<ReturnType<F>>>;
+  apply<T = unknown>(fn: PyGlobal, args?: readonly unknown[], options?: ApplyOptions<T>): Promise<T>;
+  async apply(fn: AnyFn | PyGlobal, args: readonly unknown[] = [], options?: ApplyOptions<unknown>): Promise<unknown> {
+    return this.applyAsync(fn as PyGlobal, args, options).get();
   }
 
   #chunksize(length: number, chunksize: number | null | undefined): number {
-    if (chunksize === null || chunksize === undefined) return length === 0 ? 0 : Math.ceil(length / (this.processes * 4));
+    if (chunksize === null || chunksize === undefined) return length === 0 ? 0 : Math.ceil(length / (this.#processes * 4));
     if (!Number.isInteger(chunksize) || chunksize < 1) throw new ValueError('chunksize must be a positive integer');
     return chunksize;
   }
@@ -793,7 +1288,7 @@ export class Pool {
       const chunk = items.slice(k * chunksize, (k + 1) * chunksize).map((x) => (star ? tuple(...(x as unknown[])) : x));
       parts.push({ i: k, func: star ? STARMAPSTAR : MAPSTAR, args: [tuple(func, tuple(...chunk))] });
     }
-    this.#submit(result, parts);
+    this.#submit(result, parts, options);
     this.#dispatch();
     return result;
   }
@@ -809,17 +1304,18 @@ export class Pool {
   }
 
   /** `mapAsync(...).get()`: the results in input order. */
-  async map<F extends AnyFn>(fn: F | PyGlobal, iterable: Iterable<Parameters<F>[0]>, options?: { chunksize?: number | null }): Promise<Array<Awaited<ReturnType<F>>>> {
+  async map<F extends AnyFn>(fn: F | PyGlobal, iterable: Iterable<Parameters<F>[0]>, options?: MapOptions<Awaited<ReturnType<F>>>): Promise<Array<Awaited<ReturnType<F>>>> {
     return this.mapAsync(fn, iterable, options).get();
   }
 
   /** `starmapAsync(...).get()`. */
-  async starmap<F extends AnyFn>(fn: F | PyGlobal, iterable: Iterable<Parameters<F>>, options?: { chunksize?: number | null }): Promise<Array<Awaited<ReturnType<F>>>> {
+  async starmap<F extends AnyFn>(fn: F | PyGlobal, iterable: Iterable<Parameters<F>>, options?: MapOptions<Awaited<ReturnType<F>>>): Promise<Array<Awaited<ReturnType<F>>>> {
     return this.starmapAsync(fn, iterable, options).get();
   }
 
-  #imap<T>(ordered: boolean, fn: PoolFunction, iterable: Iterable<unknown>, chunksize: number | undefined): IMapIterator<T> {
+  #imap<T>(ordered: boolean, fn: PoolFunction, iterable: Iterable<unknown>, options: IMapOptions | undefined): IMapIterator<T> {
     this.#checkRunning();
+    const chunksize = options?.chunksize;
     const size = chunksize ?? 1;
     if (!Number.isInteger(size) || size < 1) throw new ValueError('Chunksize must be 1+, not ' + String(chunksize));
     const items = [...iterable];
@@ -831,19 +1327,140 @@ export class Pool {
       if (size === 1) parts.push({ i: k, func, args: [items[k]] });
       else parts.push({ i: k, func: MAPSTAR, args: [tuple(func, tuple(...items.slice(k * size, (k + 1) * size)))] });
     }
-    this.#submit(it, parts);
+    this.#submit(it, parts, options);
     this.#dispatch();
     return it;
   }
 
   /** Results in input order, as they come: `for await (const v of pool.imap(fn, items))`. */
-  imap<F extends AnyFn>(fn: F | PyGlobal, iterable: Iterable<Parameters<F>[0]>, options?: { chunksize?: number }): IMapIterator<Awaited<ReturnType<F>>> {
-    return this.#imap(true, fn, iterable, options?.chunksize);
+  imap<F extends AnyFn>(fn: F | PyGlobal, iterable: Iterable<Parameters<F>[0]>, options?: IMapOptions): IMapIterator<Awaited<ReturnType<F>>> {
+    return this.#imap(true, fn, iterable, options);
   }
 
   /** Results in completion order. */
-  imapUnordered<F extends AnyFn>(fn: F | PyGlobal, iterable: Iterable<Parameters<F>[0]>, options?: { chunksize?: number }): IMapIterator<Awaited<ReturnType<F>>> {
-    return this.#imap(false, fn, iterable, options?.chunksize);
+  imapUnordered<F extends AnyFn>(fn: F | PyGlobal, iterable: Iterable<Parameters<F>[0]>, options?: IMapOptions): IMapIterator<Awaited<ReturnType<F>>> {
+    return this.#imap(false, fn, iterable, options);
+  }
+
+  /**
+   * Resolves once fewer than `processes` parts are unfinished (billiard's
+   * putlock, as an await: JavaScript cannot block a caller).
+   */
+  async waitForSlot(): Promise<void> {
+    for (;;) {
+      let busy = this.#tasks.length;
+      for (const w of this.#workers) if (w.current !== null) busy++;
+      if (busy < this.#processes || this.#state !== RUN) return;
+      await this.#changed.promise;
+    }
+  }
+
+  /** True when `maxQueue` parts wait: wait for the `drain` event before submitting more. */
+  get needsDrain(): boolean {
+    return this.maxQueue !== null && this.#tasks.length >= this.maxQueue;
+  }
+
+  // ----- running pools
+
+  /** Adds `n` workers (billiard's `grow`). */
+  grow(n = 1): void {
+    if (!Number.isInteger(n) || n < 0) throw new ValueError('grow(n) needs an integer n >= 0');
+    this.#processes += n;
+    if (this.#state === RUN) this.#replenish();
+  }
+
+  /**
+   * Retires up to `n` idle workers and lowers the target by as many
+   * (billiard's `shrink`); ValueError when every worker is busy.
+   */
+  shrink(n = 1): void {
+    if (!Number.isInteger(n) || n < 0) throw new ValueError('shrink(n) needs an integer n >= 0');
+    let done = 0;
+    for (const w of this.#workers) {
+      if (done >= n || this.#processes <= 1) break;
+      if (!w.started || w.retiring || w.current !== null) continue;
+      this.#processes--;
+      this.#retire(w);
+      done++;
+    }
+    if (n > 0 && done === 0) throw new ValueError("Can't shrink pool. All processes busy!");
+  }
+
+  /**
+   * Replaces every worker: idle ones now, busy ones after their current
+   * part (billiard's `restart`, which idle workers notice only after one
+   * more job). Needs `allowRestart: true`.
+   */
+  restart(): void {
+    if (!this.allowRestart) throw new AttributeError('restart() needs a pool created with allowRestart: true');
+    if (this.#state !== RUN) return;
+    for (const w of [...this.#workers]) {
+      if (w.retiring) continue;
+      if (!w.started || w.current !== null) w.restartAfter = true;
+      else this.#retire(w);
+    }
+  }
+
+  /**
+   * Sends `signal` (default SIGTERM) to the worker `pid` of this pool: the
+   * part it runs fails with `Terminated(signal number)` once it exited
+   * (billiard's `terminate_job`; no SIGKILL follows), and it is replaced.
+   */
+  terminateJob(pid: number, signal: NodeJS.Signals | number = 'SIGTERM'): void {
+    for (const w of this.#workers) {
+      if (w.pid !== pid || w.proc.exitcode !== null) continue;
+      w.terminated = true;
+      w.retiring = true;
+      try {
+        process.kill(pid, signal);
+      } catch {
+        // already gone
+      }
+      this.#replenish();
+      return;
+    }
+  }
+
+  /** Starts the workers missing now (billiard's `maintain_pool`; this pool also does it by itself). */
+  maintainPool(): void {
+    this.#replenish();
+    this.#dispatch();
+  }
+
+  /** True while no worker has exited (billiard's `did_start_ok`). */
+  didStartOk(): boolean {
+    return this.#exits === 0;
+  }
+
+  /** Queue depth, workers, utilisation and run/wait-time percentiles. */
+  stats(): PoolStats {
+    let idle = 0;
+    let running = 0;
+    let workers = 0;
+    let busyNow = 0;
+    const now = performance.now();
+    for (const w of this.#workers) {
+      if (w.retiring || !w.started) continue;
+      workers++;
+      if (w.current === null) idle++;
+      else {
+        running++;
+        if (w.current.acked) busyNow += now - w.current.ackedAt;
+      }
+    }
+    const span = (now - this.#born) * Math.max(1, this.#processes);
+    return {
+      processes: this.#processes,
+      workers,
+      idle,
+      running,
+      queued: this.#tasks.length,
+      completed: this.#completed,
+      started: this.#workerCount,
+      utilisation: span > 0 ? Math.min(1, (this.#busyMs + busyNow) / span) : 0,
+      runTime: this.#runTimes.summary(),
+      waitTime: this.#waitTimes.summary(),
+    };
   }
 
   // ----- lifecycle
@@ -853,6 +1470,7 @@ export class Pool {
     if (this.#state !== RUN) return;
     this.#state = CLOSE;
     this.#dispatch();
+    this.#notify();
   }
 
   /**
@@ -863,8 +1481,7 @@ export class Pool {
   async terminate(): Promise<void> {
     if (this.#state !== TERMINATE) {
       this.#state = TERMINATE;
-      const pending = this.#tasks.splice(0);
-      for (const task of pending) this.#setResult(task, false, new ExceptionInfo(new Terminated(15)));
+      this.#failWaiting(new Terminated(15));
       for (const w of this.#workers) {
         w.retiring = true;
         if (w.proc.exitcode === null) w.proc.terminate(); // one still being spawned gets it once it runs
@@ -872,6 +1489,7 @@ export class Pool {
       for (const r of this.#cache.values()) {
         if (r instanceof IMapIterator) r.failAll(new ExceptionInfo(new Terminated(15)));
       }
+      this.#notify();
     }
     await this.join();
   }
@@ -903,8 +1521,12 @@ export class Pool {
     return [...this.#workers].map((w) => w.pid).filter((p): p is number => p !== null);
   }
 
-  toString(): string {
+  override toString(): string {
     return `<Pool state=${['RUN', 'CLOSE', 'TERMINATE'][this.#state]} pool_size=${this.#workers.size}>`;
   }
 }
 
+/** An ApplyResult of applyAsync (not a map's): what onTimeoutSet/onTimeoutCancel see, as billiard. */
+function isPlainApply(r: ResultBase): r is ApplyResult {
+  return r instanceof ApplyResult && !(r instanceof MapResult);
+}

@@ -1,20 +1,36 @@
 /**
- * The worker side of the pool (spec/pool.md §3.2-3.4): the target of every
+ * The worker side of the pool (spec/pool.md §3.2-3.5): the target of every
  * pool worker process. It reads one TASK frame at a time from its inqueue,
  * answers ACK, runs the function (sync or async), answers READY with
  * `(true, value)` or `(false, ExceptionInfo)`, and exits on the `None`
- * sentinel or EOF (code 0), or after `maxtasks` tasks (EX_RECYCLE, 155),
- * sending DEATH `(4, (pid, exitcode))` last. It writes nothing before its
- * first job, as billiard's worker.
+ * sentinel or EOF (code 0), or after `maxtasks` tasks or past
+ * `maxMemoryPerChild` KiB of peak RSS (EX_RECYCLE, 155), sending DEATH
+ * `(4, (pid, exitcode))` last. It writes nothing before its first job, as
+ * billiard's worker.
+ *
+ * Soft time limits arrive as billiard sends them, SIGUSR1 (a listener keeps
+ * Node's debugger from starting): the running task's AbortSignal
+ * (`currentTask().signal`) is aborted with `SoftTimeLimitExceeded`. An async
+ * task sees it at its next await of anything that takes the signal, or at
+ * `currentTask().checkpoint()`; a task that catches it may clean up and
+ * return. Synchronous JavaScript cannot be interrupted: it meets only the
+ * hard limit.
+ *
+ * With a syn queue (`synack`), the worker waits after its ACK for the pool's
+ * answer, `(ACK, ...)` to run the job or `(NACK, ...)` to skip it (no READY),
+ * as Celery's AsynPool workers do (spec/pool.md §2.5).
  *
  * Functions arrive as global references (protocol.ts): `billiard.pool.mapstar`
  * and `starmapstar` are built in; any other is the export `name` of the module
  * at URL `module`, imported once.
  */
 
+import { AsyncLocalStorage } from 'node:async_hooks';
+
 import { PyGlobal, PyTuple, dumps, loads, tuple } from '../pickle/index.js';
+import { SoftTimeLimitExceeded } from '../process/errors.js';
 import { SimpleQueue } from '../queues/index.js';
-import { ACK, DEATH, EX_FAILURE, EX_OK, EX_RECYCLE, exceptionInfoObject, MaybeEncodingError, READY, TASK, monotonic } from './protocol.js';
+import { ACK, DEATH, EX_FAILURE, EX_OK, EX_RECYCLE, exceptionInfoObject, MaybeEncodingError, NACK, READY, TASK, monotonic } from './protocol.js';
 
 type Fn = (...args: unknown[]) => unknown;
 
@@ -26,6 +42,36 @@ let ownOutqueue: SimpleQueue | null = null;
  */
 export function workerOutqueue(): SimpleQueue | null {
   return ownOutqueue;
+}
+
+/** What a running task can know about itself: `currentTask()` inside a pool task. */
+export interface TaskContext {
+  /** The job id, as the pool's result has it. */
+  readonly job: number;
+  /** The part: null for apply, the chunk (or item) index for map and imap. */
+  readonly index: number | null;
+  /**
+   * Aborted with `SoftTimeLimitExceeded` when the soft time limit passes (or
+   * the caller's AbortSignal fires): hand it to anything that takes a signal.
+   */
+  readonly signal: AbortSignal;
+  /** Throws `SoftTimeLimitExceeded` once the soft limit has passed; a no-op before. */
+  checkpoint(): void;
+}
+
+const taskStore = new AsyncLocalStorage<TaskContext>();
+
+/** The task running in this pool worker (inside its async context), or null outside one. */
+export function currentTask(): TaskContext | null {
+  return taskStore.getStore() ?? null;
+}
+
+/** The controller of the task running now (one at a time), for the SIGUSR1 handler. */
+let running: AbortController | null = null;
+
+function onSoftTimeout(): void {
+  // A soft limit that arrives between tasks is ignored (billiard's worker exits with 1 then).
+  if (running !== null && !running.signal.aborted) running.abort(new SoftTimeLimitExceeded());
 }
 
 const imported = new Map<string, Fn>();
@@ -92,15 +138,68 @@ function readyPayload(job: unknown, i: unknown, ok: boolean, value: unknown, inq
 }
 
 /**
+ * The error a task that did not catch its soft limit failed with: an
+ * AbortError of the task's own signal (what Node's APIs throw, the reason
+ * as its cause) is reported as the SoftTimeLimitExceeded it stands for.
+ */
+function softOrOwn(e: unknown, signal: AbortSignal): unknown {
+  if (signal.aborted && signal.reason instanceof SoftTimeLimitExceeded && e !== signal.reason && e instanceof Error && e.name === 'AbortError') {
+    return signal.reason;
+  }
+  return e;
+}
+
+/** Runs one task in its own async context, with its AbortSignal. */
+async function runTask(job: unknown, i: unknown, func: unknown, args: unknown, kwargs: unknown): Promise<{ ok: boolean; value: unknown }> {
+  const controller = new AbortController();
+  const signal = controller.signal;
+  const context: TaskContext = {
+    job: job as number,
+    index: (i ?? null) as number | null,
+    signal,
+    checkpoint: () => signal.throwIfAborted(),
+  };
+  running = controller;
+  try {
+    const fn = await resolveFunction(func);
+    const value = await taskStore.run(context, () => call(fn, Array.isArray(args) ? args : [args], kwargs));
+    return { ok: true, value };
+  } catch (e) {
+    return { ok: false, value: softOrOwn(e, signal) };
+  } finally {
+    running = null;
+  }
+}
+
+/** The peak RSS of this process in KiB (`ru_maxrss`, as billiard measures it). */
+function peakRssKiB(): number {
+  return process.resourceUsage().maxRSS;
+}
+
+/**
  * The body of a pool worker process. `initializer` is a global reference
  * (or null) called as `initializer(...initargs)` before the first job;
- * `maxtasks` null means no limit.
+ * `maxtasks` null means no limit; `synq` (or null) is the syn queue of
+ * synack; `maxMemoryPerChild` is in KiB (null: no limit); `onExit` (a global
+ * reference, or null) is called as `onExit(pid, exitcode)` before DEATH.
  */
-export async function poolWorker(inq: SimpleQueue, outq: SimpleQueue, initializer: PyGlobal | null, initargs: unknown[] | PyTuple | null, maxtasks: number | null): Promise<void> {
+export async function poolWorker(
+  inq: SimpleQueue,
+  outq: SimpleQueue,
+  initializer: PyGlobal | null,
+  initargs: unknown[] | PyTuple | null,
+  maxtasks: number | null,
+  synq: SimpleQueue | null = null,
+  maxMemoryPerChild: number | null = null,
+  onExit: PyGlobal | null = null,
+): Promise<void> {
   const inqWFd = inq.writer.fileno();
   inq.writer.close();
   outq.reader.close();
+  const synqWFd = synq === null ? null : synq.writer.fileno();
+  synq?.writer.close();
   ownOutqueue = outq;
+  process.on('SIGUSR1', onSoftTimeout);
   // An initializer that throws ends the worker with exit code 1 and no frame written (as billiard's).
   if (initializer !== null) await call(await resolveFunction(initializer), [...(initargs ?? [])], null);
 
@@ -108,6 +207,11 @@ export async function poolWorker(inq: SimpleQueue, outq: SimpleQueue, initialize
   let exitcode = EX_OK;
   for (;;) {
     if (maxtasks !== null && completed >= maxtasks) {
+      exitcode = EX_RECYCLE;
+      break;
+    }
+    if (maxMemoryPerChild !== null && completed > 0 && peakRssKiB() > maxMemoryPerChild) {
+      process.stderr.write(`billiard-ts pool worker ${process.pid}: child process exiting after exceeding memory limit (${peakRssKiB()}KiB / ${maxMemoryPerChild}KiB)\n`);
       exitcode = EX_RECYCLE;
       break;
     }
@@ -132,19 +236,27 @@ export async function poolWorker(inq: SimpleQueue, outq: SimpleQueue, initialize
       break;
     }
     const [job, i, func, args, kwargs] = msg[1] as unknown as [unknown, unknown, unknown, unknown, unknown];
-    await outq.put(tuple(ACK, tuple(job, i, monotonic(), process.pid, null)));
-    let ok: boolean;
-    let value: unknown;
-    try {
-      const fn = await resolveFunction(func);
-      value = await call(fn, Array.isArray(args) ? args : [args], kwargs);
-      ok = true;
-    } catch (e) {
-      value = e;
-      ok = false;
+    await outq.put(tuple(ACK, tuple(job, i, monotonic(), process.pid, synqWFd)));
+    if (synq !== null) {
+      let answer: unknown;
+      try {
+        answer = await synq.get();
+      } catch {
+        break; // the pool is gone
+      }
+      // Only the first element counts, as in billiard's worker: NACK skips the job, anything else runs it.
+      if (answer instanceof PyTuple && answer[0] === NACK) continue;
     }
+    const { ok, value } = await runTask(job, i, func, args, kwargs);
     await outq.sendPayload(readyPayload(job, i, ok, value, inqWFd));
     completed++;
+  }
+  if (onExit !== null) {
+    try {
+      await call(await resolveFunction(onExit), [process.pid, exitcode], null);
+    } catch (e) {
+      process.stderr.write(`billiard-ts pool worker ${process.pid}: on_process_exit raised: ${String(e)}\n`);
+    }
   }
   try {
     await outq.put(tuple(DEATH, tuple(process.pid, exitcode)));
