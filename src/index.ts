@@ -43,6 +43,7 @@ export {
 export { Empty, Full, JoinableQueue, Queue, SimpleQueue, type GetOptions, type PutOptions, type QueueOptions } from './queues/index.js';
 export {
   ApplyResult,
+  currentTask,
   ExceptionInfo,
   IMapIterator,
   MapResult,
@@ -50,9 +51,16 @@ export {
   Pool,
   RemoteTraceback,
   type ApplyOptions,
+  type IMapOptions,
   type MapOptions,
+  type PoolEvents,
   type PoolFunction,
   type PoolOptions,
+  type PoolStats,
+  type SubmitOptions,
+  type TaskContext,
+  type TimeoutCallback,
+  type TimeSummary,
 } from './pool/index.js';
 export {
   allowConnectionPickling,

@@ -1,4 +1,20 @@
 /** billiard's pool (spec/pool.md): `Pool`, its results, the worker loop and the wire protocol. */
 
-export { ApplyResult, IMapIterator, MapResult, Pool, type ApplyOptions, type MapOptions, type PoolFunction, type PoolOptions } from './pool.js';
+export {
+  ApplyResult,
+  IMapIterator,
+  MapResult,
+  Pool,
+  type ApplyOptions,
+  type IMapOptions,
+  type MapOptions,
+  type PoolEvents,
+  type PoolFunction,
+  type PoolOptions,
+  type PoolStats,
+  type SubmitOptions,
+  type TimeoutCallback,
+  type TimeSummary,
+} from './pool.js';
+export { currentTask, type TaskContext } from './worker.js';
 export { ACK, DEATH, EX_FAILURE, EX_OK, EX_RECYCLE, ExceptionInfo, MaybeEncodingError, NACK, READY, RemoteTraceback, TASK } from './protocol.js';

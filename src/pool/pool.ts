@@ -1021,6 +1021,7 @@ export class Pool extends EventEmitter<PoolEvents> {
   #setResult(task: Task, ok: boolean, value: unknown): void {
     const r = task.result;
     const was = r.done;
+    if (r.discarded) return; // ignored from now on, as billiard's (it is out of the cache)
     r.set(task.i, ok, value);
     if (r.done) {
       this.#cache.delete(task.job);

@@ -1,0 +1,337 @@
+/**
+ * The pool's timeouts, callbacks and run-time controls (spec/pool.md §4-5,
+ * spec/api.md §4.1-4.4), with real Node workers: soft limits (SIGUSR1 to the
+ * task's AbortSignal, caught or not, synchronous code meeting only the hard
+ * limit), the callbacks and events, maxRestarts, maxMemoryPerChild,
+ * grow/shrink/restart/terminateJob, discard and synack's NACK, AbortSignal,
+ * maxQueue/drain/waitForSlot, stats(), lostWorkerTimeout.
+ */
+import { existsSync, mkdtempSync, readFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+
+import { describe, expect, test } from 'vitest';
+
+import { Full, Pool, RestartFreqExceeded, SoftTimeLimitExceeded, Terminated, TimeLimitExceeded, ValueError, WorkerLostError, type Process } from '../src/index.js';
+import { AttributeError } from '../src/sharedctypes/errors.js';
+import {
+  allocate,
+  checkpointLoop,
+  cleanUpOnSoftLimit,
+  exitLeavingPipeOpen,
+  failInit,
+  hang,
+  logExit,
+  mark,
+  memory,
+  pid,
+  sleepThen,
+  spinForever,
+  square,
+  waitOnSignal,
+  whoAmI,
+} from './fixtures/pool-targets.js';
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** Waits until `cond()` holds, checking every 20 ms; false if it still does not after `seconds`. */
+async function until(cond: () => boolean, seconds = 20): Promise<boolean> {
+  const end = Date.now() + seconds * 1000;
+  while (!cond()) {
+    if (Date.now() > end) return false;
+    await new Promise((r) => setTimeout(r, 20));
+  }
+  return true;
+}
+
+const tmp = (): string => mkdtempSync(join(tmpdir(), 'billiard-ts-pool-'));
+
+describe('Pool soft time limits', () => {
+  test('an async task sees SoftTimeLimitExceeded through its AbortSignal; one that catches it cleans up and returns; checkpoint() throws it; the worker lives on', async () => {
+    const timeouts: unknown[] = [];
+    await using pool = new Pool({ processes: 1, softTimeout: 0.3 });
+    const worker = await pool.apply(pid);
+    const r = pool.applyAsync(waitOnSignal, [10_000], { timeoutCallback: (info) => timeouts.push(info) });
+    await expect(r.get(20)).rejects.toBeInstanceOf(SoftTimeLimitExceeded);
+    expect(timeouts).toEqual([{ soft: true, timeout: 0.3 }]);
+    expect(await pool.apply(cleanUpOnSoftLimit, [10_000])).toBe('cleaned up after SoftTimeLimitExceeded');
+    await expect(pool.apply(checkpointLoop, [10_000])).rejects.toBeInstanceOf(SoftTimeLimitExceeded);
+    // A soft limit is not a kill: the same worker ran them all and still runs.
+    expect(await pool.apply(pid)).toBe(worker);
+    // A task inside its limit sees its own context, its signal not aborted.
+    const who = pool.applyAsync(whoAmI);
+    expect(await who).toEqual([who.job, null, false]);
+  });
+
+  test('a per-call softTimeout overrides the pool (none here); synchronous JavaScript meets only the hard limit', async () => {
+    const timeouts: unknown[] = [];
+    const events: Array<{ soft: boolean; timeout: number }> = [];
+    await using pool = new Pool({ processes: 1 });
+    pool.on('timeout', ({ soft, timeout }) => events.push({ soft, timeout }));
+    await expect(pool.apply(waitOnSignal, [10_000], { softTimeout: 0.2 })).rejects.toBeInstanceOf(SoftTimeLimitExceeded);
+    expect(await pool.apply(waitOnSignal, [50])).toBe('finished');
+    const worker = await pool.apply(pid);
+    const spin = pool.applyAsync(spinForever, [], { softTimeout: 0.2, timeout: 1, timeoutCallback: (info) => timeouts.push(info) });
+    const err = await spin.get(20).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(TimeLimitExceeded);
+    expect(timeouts).toEqual([
+      { soft: true, timeout: 0.2 },
+      { soft: false, timeout: 1 },
+    ]);
+    expect(events).toContainEqual({ soft: false, timeout: 1 });
+    expect(await until(() => !alive(worker))).toBe(true);
+    expect(await pool.apply(square, [4])).toBe(16);
+  });
+
+  test('enableTimeouts: false ignores per-call limits, as billiard without a pool-level limit', async () => {
+    await using pool = new Pool({ processes: 1, enableTimeouts: false });
+    expect(await pool.apply(sleepThen, [7, 400], { timeout: 0.1, softTimeout: 0.05 })).toBe(7);
+  });
+});
+
+describe('Pool callbacks and events', () => {
+  test('onProcessUp/onProcessDown/onProcessExit, the events, acceptCallback, onTimeoutSet/onTimeoutCancel (apply only)', async () => {
+    const dir = tmp();
+    const exitLog = join(dir, 'exits');
+    process.env.BILLIARD_TS_EXIT_LOG = exitLog;
+    const up: Process[] = [];
+    const down: Array<number | null> = [];
+    const exits: Array<[number, number | null]> = [];
+    const upEvents: number[] = [];
+    const set: Array<[number, number | null, number | null]> = [];
+    const cancelled: number[] = [];
+    const pool = new Pool({
+      processes: 2,
+      softTimeout: 5,
+      timeout: 10,
+      onProcessUp: (p) => up.push(p),
+      onProcessDown: (p) => down.push(p.exitcode),
+      onProcessExit: logExit,
+      onTimeoutSet: (r, soft, hard) => set.push([r.job, soft, hard]),
+      onTimeoutCancel: (r) => cancelled.push(r.job),
+    });
+    pool.on('processUp', (p) => upEvents.push(p.pid!));
+    pool.on('processExit', (p, code) => exits.push([p, code]));
+    const accepted: Array<[number, number]> = [];
+    const r = pool.applyAsync(square, [3], { acceptCallback: (p, t) => accepted.push([p, t]), correlationId: 'abc' });
+    expect(await r).toBe(9);
+    expect(r.correlationId).toBe('abc');
+    expect(accepted).toHaveLength(1);
+    expect(accepted[0]![0]).toBe(r.workerPids()[0]);
+    // the worker's CLOCK_MONOTONIC, as Python's time.monotonic(): the same clock as this process's
+    expect(Math.abs(accepted[0]![1] - Number(process.hrtime.bigint()) / 1e9)).toBeLessThan(60);
+    expect(set).toEqual([[r.job, 5, 10]]);
+    expect(cancelled).toEqual([r.job]);
+    expect(await pool.map(square, [1, 2, 3], { chunksize: 1 })).toEqual([1, 4, 9]);
+    expect(set).toHaveLength(1); // not for map results, as billiard
+    expect(cancelled).toHaveLength(1);
+    expect(up.map((p) => p.pid).sort()).toEqual([...upEvents].sort());
+    expect(up).toHaveLength(2);
+    const victim = up[0]!.pid!;
+    process.kill(victim, 'SIGKILL');
+    expect(await until(() => up.length === 3)).toBe(true);
+    expect(down).toEqual([-9]);
+    expect(exits).toEqual([[victim, -9]]);
+    pool.close();
+    await pool.join();
+    expect(down.sort()).toEqual([-9, 0, 0]);
+    // onProcessExit ran inside each worker that exited on its own, with its pid and exit code
+    const logged = readFileSync(exitLog, 'utf8').trim().split('\n').sort();
+    expect(logged).toEqual(up.slice(1).map((p) => `${p.pid} 0`).sort());
+    delete process.env.BILLIARD_TS_EXIT_LOG;
+  });
+});
+
+describe('Pool restarts and recycling', () => {
+  test('maxRestarts: more abnormal exits than that within maxRestartFreq fail the waiting jobs with RestartFreqExceeded and close the pool', async () => {
+    const log = join(tmp(), 'starts');
+    const pool = new Pool({ processes: 1, initializer: failInit, initargs: [log], maxRestarts: 2, maxRestartFreq: 30 });
+    const r = pool.applyAsync(square, [2]);
+    const err = await r.get(60).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(RestartFreqExceeded);
+    expect((err as Error).message).toBe('2 in 30s');
+    expect(() => pool.applyAsync(square, [1])).toThrow(ValueError);
+    await pool.join();
+    expect(readFileSync(log, 'utf8').trim().split('\n')).toHaveLength(3);
+  });
+
+  test('maxMemoryPerChild: a worker past the peak RSS limit after a task exits 155 and is replaced; small tasks keep their worker', async () => {
+    const probe = new Pool({ processes: 1 });
+    const [peak] = await probe.apply(memory);
+    await probe.terminate();
+    const down: Array<number | null> = [];
+    await using pool = new Pool({ processes: 1, maxMemoryPerChild: peak + 64 * 1024, onProcessDown: (p) => down.push(p.exitcode) });
+    const first = await pool.apply(pid);
+    expect(await pool.apply(pid)).toBe(first);
+    expect(await pool.apply(square, [5])).toBe(25);
+    expect(await pool.apply(pid)).toBe(first);
+    expect(await pool.apply(allocate, [160])).toBe(1); // its result still arrives
+    const next = await pool.apply(pid);
+    expect(next).not.toBe(first);
+    expect(down).toEqual([155]);
+  });
+
+  test('grow and shrink change the worker count; shrink with every worker busy is a ValueError; didStartOk', async () => {
+    await using pool = new Pool({ processes: 1 });
+    expect(await until(() => pool.stats().workers === 1)).toBe(true);
+    expect(pool.didStartOk()).toBe(true);
+    pool.grow(2);
+    expect(pool.processes).toBe(3);
+    expect(await until(() => pool.stats().workers === 3 && pool.stats().idle === 3)).toBe(true);
+    const busy = [pool.applyAsync(hang), pool.applyAsync(hang), pool.applyAsync(hang)];
+    expect(await until(() => busy.every((r) => r.accepted()))).toBe(true);
+    expect(() => pool.shrink()).toThrow("Can't shrink pool. All processes busy!");
+    for (const r of busy) r.terminate('SIGKILL');
+    for (const r of busy) await expect(r.get(20)).rejects.toEqual(new Terminated(9));
+    expect(pool.didStartOk()).toBe(false);
+    expect(await until(() => pool.stats().idle === 3)).toBe(true);
+    const before = pool.pids;
+    pool.shrink(2);
+    expect(pool.processes).toBe(1);
+    expect(await until(() => pool.pids.length === 1)).toBe(true);
+    expect(before).toContain(pool.pids[0]);
+    expect(await pool.map(square, [1, 2, 3])).toEqual([1, 4, 9]);
+  });
+
+  test('restart() needs allowRestart; it replaces every worker, a busy one after its job', async () => {
+    await using plain = new Pool({ processes: 1 });
+    expect(() => plain.restart()).toThrow(AttributeError);
+    await using pool = new Pool({ processes: 2, allowRestart: true });
+    expect(await until(() => pool.stats().idle === 2)).toBe(true);
+    const old = pool.pids;
+    const busy = pool.applyAsync(sleepThen, [1, 500]);
+    expect(await until(() => busy.accepted())).toBe(true);
+    pool.restart();
+    expect(await busy).toBe(1);
+    expect(await until(() => pool.pids.length === 2 && pool.pids.every((p) => !old.includes(p)))).toBe(true);
+    expect(await pool.map(square, [2, 3], { chunksize: 1 })).toEqual([4, 9]);
+  });
+
+  test('terminateJob(pid): the job fails with Terminated(15) and its worker is replaced', async () => {
+    await using pool = new Pool({ processes: 1 });
+    const r = pool.applyAsync(hang);
+    expect(await until(() => r.accepted())).toBe(true);
+    const [worker] = r.workerPids();
+    pool.terminateJob(worker!);
+    const err = await r.get(20).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(Terminated);
+    expect(err).toEqual(new Terminated(15));
+    expect(await pool.apply(pid)).not.toBe(worker);
+  });
+
+  test('lostWorkerTimeout: a worker that exits while a grandchild holds its result pipe fails its job after that long, not when the grandchild ends', async () => {
+    const log = join(tmp(), 'grandchild');
+    process.env.BILLIARD_TS_EXIT_LOG = log;
+    try {
+      await using pool = new Pool({ processes: 1, lostWorkerTimeout: 0.5 });
+      const err = await pool
+        .applyAsync(exitLeavingPipeOpen, [60])
+        .get(20)
+        .catch((e: unknown) => e);
+      expect(err).toBeInstanceOf(WorkerLostError);
+      expect((err as Error).message).toMatch(/^Worker exited prematurely: exitcode 7 Job: \d+\.$/);
+      expect(await pool.apply(square, [3])).toBe(9);
+    } finally {
+      delete process.env.BILLIARD_TS_EXIT_LOG;
+      for (const p of readFileSync(log, 'utf8').trim().split('\n')) {
+        try {
+          process.kill(Number(p), 'SIGKILL');
+        } catch {
+          // gone
+        }
+      }
+    }
+  });
+});
+
+describe('Pool submission controls', () => {
+  test('discard(): a waiting job never runs and its callbacks stay silent; with synack a job handed over but not yet confirmed is skipped (NACK)', async () => {
+    const dir = tmp();
+    for (const synack of [true, false]) {
+      await using pool = new Pool({ processes: 1, synack });
+      await pool.apply(square, [1]);
+      const called: unknown[] = [];
+      const handed = pool.applyAsync(mark, [join(dir, `handed-${synack}`), 'ran'], { callback: (v) => called.push(v) });
+      const waiting = pool.applyAsync(mark, [join(dir, `waiting-${synack}`), 'ran'], { callback: (v) => called.push(v) });
+      handed.discard();
+      waiting.discard();
+      // a later job on the same (only) worker: everything before it was answered
+      expect(await pool.apply(square, [2])).toBe(4);
+      expect(existsSync(join(dir, `waiting-${synack}`))).toBe(false);
+      // the job handed over at once: synack skips it at its ACK; without it, it runs and its result is ignored
+      expect(existsSync(join(dir, `handed-${synack}`))).toBe(!synack);
+      expect(called).toEqual([]);
+      expect(handed.ready()).toBe(false);
+    }
+  });
+
+  test("an AbortSignal: a waiting job is dropped, a running one is told (soft) and its worker reused, a synchronous one's worker is killed", async () => {
+    await using pool = new Pool({ processes: 1 });
+    const worker = await pool.apply(pid);
+    const running = new AbortController();
+    const queued = new AbortController();
+    const r1 = pool.applyAsync(cleanUpOnSoftLimit, [10_000], { signal: running.signal });
+    const r2 = pool.applyAsync(square, [2], { signal: queued.signal });
+    queued.abort();
+    await expect(r2.get(5)).rejects.toMatchObject({ name: 'AbortError' });
+    expect(await until(() => r1.accepted())).toBe(true);
+    running.abort(new Error('not needed any more'));
+    await expect(r1.get(5)).rejects.toThrow('not needed any more');
+    expect(await pool.apply(pid)).toBe(worker);
+    const spinning = new AbortController();
+    const r3 = pool.applyAsync(spinForever, [], { signal: spinning.signal });
+    expect(await until(() => r3.accepted())).toBe(true);
+    spinning.abort();
+    await expect(r3.get(5)).rejects.toMatchObject({ name: 'AbortError' });
+    expect(await until(() => !alive(worker))).toBe(true);
+    expect(await pool.apply(square, [6])).toBe(36);
+    const already = AbortSignal.abort();
+    await expect(pool.applyAsync(square, [1], { signal: already }).get(5)).rejects.toMatchObject({ name: 'AbortError' });
+  });
+
+  test('maxQueue: past it a submission throws Full; drain fires when the queue empties; waitForSlot waits for a free worker', async () => {
+    await using pool = new Pool({ processes: 1, maxQueue: 1 });
+    expect(await until(() => pool.stats().idle === 1)).toBe(true);
+    const a = pool.applyAsync(sleepThen, [1, 300]);
+    const b = pool.applyAsync(sleepThen, [2, 10]);
+    expect(pool.needsDrain).toBe(true);
+    expect(() => pool.applyAsync(square, [3])).toThrow(Full);
+    let drained = 0;
+    pool.on('drain', () => drained++);
+    let slot = false;
+    const waiting = pool.waitForSlot().then(() => (slot = true));
+    await new Promise((r) => setTimeout(r, 100));
+    expect(slot).toBe(false);
+    expect(await a).toBe(1);
+    expect(drained).toBe(1);
+    expect(pool.needsDrain).toBe(false);
+    expect(await b).toBe(2);
+    await waiting;
+    expect(slot).toBe(true);
+  });
+
+  test('stats(): workers, idle, running, queued, completed, run and wait times', async () => {
+    await using pool = new Pool({ processes: 2 });
+    expect(await until(() => pool.stats().idle === 2)).toBe(true);
+    const jobs = [0, 1, 2, 3].map((k) => pool.applyAsync(sleepThen, [k, 200]));
+    const busy = pool.stats();
+    expect(busy).toMatchObject({ processes: 2, workers: 2, idle: 0, running: 2, queued: 2, completed: 0, started: 2 });
+    await Promise.all(jobs);
+    const s = pool.stats();
+    expect(s).toMatchObject({ workers: 2, idle: 2, running: 0, queued: 0, completed: 4 });
+    expect(s.runTime.count).toBe(4);
+    expect(s.runTime.p50).toBeGreaterThanOrEqual(190);
+    expect(s.runTime.max).toBeGreaterThanOrEqual(s.runTime.p50);
+    expect(s.waitTime.count).toBe(4);
+    expect(s.waitTime.max).toBeGreaterThanOrEqual(190); // the last two waited for the first two
+    expect(s.utilisation).toBeGreaterThan(0);
+    expect(s.utilisation).toBeLessThanOrEqual(1);
+  });
+});
