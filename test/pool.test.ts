@@ -130,6 +130,61 @@ describe('Pool', () => {
     expect(await pool.imap(square, []).next()).toEqual({ done: true, value: undefined });
   });
 
+  test('imap input: a generator that throws ends there, its error after the items before it; an async iterable is read as workers take it', async () => {
+    await using pool = new Pool({ processes: 2 });
+    function* failing(): Generator<number> {
+      yield 1;
+      yield 2;
+      yield 3;
+      throw new Error('input broke at 3');
+    }
+    for (const chunksize of [1, 2]) {
+      const seen: number[] = [];
+      const err = await (async () => {
+        for await (const v of pool.imap(square, failing(), { chunksize })) seen.push(v);
+      })().catch((e: unknown) => e);
+      expect(seen).toEqual([1, 4, 9]);
+      expect(err).toEqual(new Error('input broke at 3'));
+    }
+    async function* slowInput(n: number): AsyncGenerator<number> {
+      for (let k = 0; k < n; k++) {
+        await new Promise((r) => setTimeout(r, 2));
+        yield k;
+      }
+    }
+    const out: number[] = [];
+    for await (const v of pool.imap(square, slowInput(9), { chunksize: 2 })) out.push(v);
+    expect(out).toEqual([0, 1, 4, 9, 16, 25, 36, 49, 64]);
+    const unordered: number[] = [];
+    for await (const v of pool.imapUnordered(square, slowInput(7))) unordered.push(v);
+    expect(unordered.sort((a, b) => a - b)).toEqual([0, 1, 4, 9, 16, 25, 36]);
+    async function* brokenAsync(): AsyncGenerator<number> {
+      yield 5;
+      throw new Error('async input broke');
+    }
+    const got: number[] = [];
+    await expect(
+      (async () => {
+        for await (const v of pool.imap(square, brokenAsync())) got.push(v);
+      })(),
+    ).rejects.toThrow('async input broke');
+    expect(got).toEqual([25]);
+    // An endless input is not read ahead of the workers: a few parts per worker at most.
+    let pulled = 0;
+    async function* endless(): AsyncGenerator<[number, number]> {
+      for (;;) {
+        await new Promise((r) => setImmediate(r));
+        pulled++;
+        yield [pulled, 50];
+      }
+    }
+    const it = pool.imap(delayed, endless());
+    expect((await it.next(20)).value).toBe(1);
+    await new Promise((r) => setTimeout(r, 300));
+    expect(pulled).toBeLessThan(20);
+    expect(pulled).toBeGreaterThan(2);
+  });
+
   test('terminate with jobs in flight and queued: each rejects with Terminated, and terminate resolves', async () => {
     const pool = new Pool({ processes: 2 });
     const running = [pool.applyAsync(hang), pool.applyAsync(hang)];

@@ -311,7 +311,7 @@ abstract class ResultBase {
   #pids: number[] = [];
   #accepted = 0;
   #discarded = false;
-  /** @internal */ readonly parts: number;
+  /** @internal the number of parts (an imap over an async iterable adds them as its input comes). */ parts: number;
   /** The `correlationId` given at submission, or undefined. */
   correlationId: unknown;
   /** @internal */ acceptCallback: ((pid: number, timeAccepted: number) => void) | null = null;
@@ -518,7 +518,8 @@ export class MapResult<T = unknown> extends ApplyResult<T[]> {
 
 /**
  * The iterator of `imap`/`imapUnordered`: `for await (const v of it)`, or
- * `await it.next(timeout)`. A failed item throws its error where it stands.
+ * `await it.next(timeout)`. A failed item throws its error where it stands;
+ * an input that throws throws its error after the items before it.
  */
 export class IMapIterator<T = unknown> extends ResultBase implements AsyncIterableIterator<T> {
   readonly #ordered: boolean;
@@ -533,6 +534,10 @@ export class IMapIterator<T = unknown> extends ResultBase implements AsyncIterab
   #consumed = 0;
   #arrivals = 0;
   #changed = latch();
+  /** The input has ended (every part is known). */
+  #complete = false;
+  /** What the input threw, delivered after the items before it. */
+  #inputError: { error: unknown } | null = null;
 
   /** @internal */
   constructor(pool: Pool, chunks: number, ordered: boolean, chunked: boolean) {
@@ -541,13 +546,26 @@ export class IMapIterator<T = unknown> extends ResultBase implements AsyncIterab
     this.#chunked = chunked;
   }
 
+  /** @internal the input ended, having thrown `error` if given. */
+  end(error?: { error: unknown }): void {
+    this.#complete = true;
+    this.#inputError = error ?? null;
+    this.#wake();
+  }
+
+  #wake(): void {
+    const wake = this.#changed;
+    this.#changed = latch();
+    wake.resolve();
+  }
+
   /** @internal */
   get done(): boolean {
-    return this.#arrivals >= this.parts;
+    return this.#complete && this.#arrivals >= this.parts;
   }
 
   get #consumedAll(): boolean {
-    return this.#consumed >= this.parts;
+    return this.#complete && this.#consumed >= this.parts;
   }
 
   /** True when every item was delivered. */
@@ -563,17 +581,13 @@ export class IMapIterator<T = unknown> extends ResultBase implements AsyncIterab
     this.#arrivals++;
     if (this.#ordered) this.#arrived.set(k, entry);
     else this.#queue.push(entry);
-    const wake = this.#changed;
-    this.#changed = latch();
-    wake.resolve();
+    this.#wake();
   }
 
   /** @internal fails every part not yet arrived (the pool was terminated). */
   failAll(einfo: ExceptionInfo): void {
     this.#failed = einfo;
-    const wake = this.#changed;
-    this.#changed = latch();
-    wake.resolve();
+    this.#wake();
   }
 
   #take(): { ok: boolean; values: unknown[] } | undefined {
@@ -590,7 +604,12 @@ export class IMapIterator<T = unknown> extends ResultBase implements AsyncIterab
   async next(timeout?: number | null): Promise<IteratorResult<T>> {
     for (;;) {
       if (this.#buffer.length > 0) return { done: false, value: this.#buffer.shift() as T };
-      if (this.#consumedAll) return { done: true, value: undefined };
+      if (this.#consumedAll) {
+        const input = this.#inputError;
+        this.#inputError = null;
+        if (input !== null) throw input.error;
+        return { done: true, value: undefined };
+      }
       const e = this.#take();
       if (e !== undefined) {
         this.#consumed++;
@@ -1189,7 +1208,7 @@ export class Pool extends EventEmitter<PoolEvents> {
     result.correlationId = options?.correlationId;
     result.propagate = options?.callbacksPropagate ?? null;
     if (tasks.length === 0) return;
-    if (signal !== null) {
+    if (signal !== null && result.abort === null) {
       if (signal.aborted) {
         for (const task of tasks) this.#setResult(task, false, new ExceptionInfo(signal.reason));
         return;
@@ -1314,32 +1333,89 @@ export class Pool extends EventEmitter<PoolEvents> {
     return this.starmapAsync(fn, iterable, options).get();
   }
 
-  #imap<T>(ordered: boolean, fn: PoolFunction, iterable: Iterable<unknown>, options: IMapOptions | undefined): IMapIterator<T> {
+  #imap<T>(ordered: boolean, fn: PoolFunction, iterable: Iterable<unknown> | AsyncIterable<unknown>, options: IMapOptions | undefined): IMapIterator<T> {
     this.#checkRunning();
     const chunksize = options?.chunksize;
     const size = chunksize ?? 1;
     if (!Number.isInteger(size) || size < 1) throw new ValueError('Chunksize must be 1+, not ' + String(chunksize));
-    const items = [...iterable];
     const func = funcRef(fn);
-    const chunks = Math.ceil(items.length / size);
-    const it = new IMapIterator<T>(this, chunks, ordered, size > 1);
-    const parts = [];
-    for (let k = 0; k < chunks; k++) {
-      if (size === 1) parts.push({ i: k, func, args: [items[k]] });
-      else parts.push({ i: k, func: MAPSTAR, args: [tuple(func, tuple(...items.slice(k * size, (k + 1) * size)))] });
+    const it = new IMapIterator<T>(this, 0, ordered, size > 1);
+    const part = (k: number, items: unknown[]): { i: number; func: PyGlobal; args: unknown[] } =>
+      size === 1 ? { i: k, func, args: [items[0]] } : { i: k, func: MAPSTAR, args: [tuple(func, tuple(...items))] };
+    if (Symbol.asyncIterator in Object(iterable)) {
+      void this.#feed(it, iterable as AsyncIterable<unknown>, size, part, options);
+      return it;
     }
+    // A synchronous input is read now; one that throws ends at that position, its error delivered there.
+    const items: unknown[] = [];
+    let error: { error: unknown } | undefined;
+    try {
+      for (const x of iterable as Iterable<unknown>) items.push(x);
+    } catch (e) {
+      error = { error: e };
+    }
+    const parts = [];
+    for (let k = 0; k * size < items.length; k++) parts.push(part(k, items.slice(k * size, (k + 1) * size)));
+    it.parts = parts.length;
     this.#submit(it, parts, options);
+    this.#inputEnded(it, error);
     this.#dispatch();
     return it;
   }
 
+  /**
+   * Reads an async input as the workers take it (at most two parts per
+   * worker wait), submitting each chunk as it fills.
+   */
+  async #feed(
+    it: IMapIterator<unknown>,
+    input: AsyncIterable<unknown>,
+    size: number,
+    part: (k: number, items: unknown[]) => { i: number; func: PyGlobal; args: unknown[] },
+    options: IMapOptions | undefined,
+  ): Promise<void> {
+    let k = 0;
+    let chunk: unknown[] = [];
+    const flush = (): void => {
+      if (chunk.length === 0) return;
+      const p = part(k, chunk);
+      chunk = [];
+      this.#submit(it, [p], options);
+      it.parts = ++k;
+      this.#dispatch();
+    };
+    try {
+      for await (const x of input) {
+        if (this.#state === TERMINATE || it.discarded) return;
+        chunk.push(x);
+        if (chunk.length === size) flush();
+        while (this.#tasks.length >= 2 * this.#processes && this.#state !== TERMINATE) await this.#changed.promise;
+      }
+      flush();
+      this.#inputEnded(it);
+    } catch (e) {
+      try {
+        flush();
+      } catch {
+        // the part that could not be pickled is the error's position too
+      }
+      this.#inputEnded(it, { error: e });
+    }
+  }
+
+  #inputEnded(it: IMapIterator<unknown>, error?: { error: unknown }): void {
+    it.end(error);
+    if (it.done) this.#cache.delete(it.job);
+    this.#updateRef();
+  }
+
   /** Results in input order, as they come: `for await (const v of pool.imap(fn, items))`. */
-  imap<F extends AnyFn>(fn: F | PyGlobal, iterable: Iterable<Parameters<F>[0]>, options?: IMapOptions): IMapIterator<Awaited<ReturnType<F>>> {
+  imap<F extends AnyFn>(fn: F | PyGlobal, iterable: Iterable<Parameters<F>[0]> | AsyncIterable<Parameters<F>[0]>, options?: IMapOptions): IMapIterator<Awaited<ReturnType<F>>> {
     return this.#imap(true, fn, iterable, options);
   }
 
   /** Results in completion order. */
-  imapUnordered<F extends AnyFn>(fn: F | PyGlobal, iterable: Iterable<Parameters<F>[0]>, options?: IMapOptions): IMapIterator<Awaited<ReturnType<F>>> {
+  imapUnordered<F extends AnyFn>(fn: F | PyGlobal, iterable: Iterable<Parameters<F>[0]> | AsyncIterable<Parameters<F>[0]>, options?: IMapOptions): IMapIterator<Awaited<ReturnType<F>>> {
     return this.#imap(false, fn, iterable, options);
   }
 
