@@ -5,6 +5,7 @@ export { AuthenticationString } from './authkey.js';
 export { currentProcess, isMainProcess, parentProcess, type CurrentProcess, type ParentProcess } from './current.js';
 export {
   AssertionError,
+  CoroStop,
   ProcessStartupError,
   RestartFreqExceeded,
   RuntimeError,
