@@ -70,3 +70,5 @@ export {
   setStartMethod,
   type StartMethod,
 } from './context.js';
+/** `billiard.util`: the logging helpers (`util.subDebug`, `util.info`...) and level constants. */
+export * as util from './util.js';
