@@ -3,10 +3,12 @@
  * logToStderr, the util helpers and the SUBDEBUG/SUBWARNING levels.
  * The lines a program prints on stderr are compared with what CPython 3.11
  * with billiard 4.1 prints for the same steps (test/fixtures/logger-lines.ts
- * and PY_STEPS below); the rest checks the logger's own behaviour in
- * this process.
+ * and PY_STEPS below), and so are those of a parent and its Node and
+ * Python children (test/fixtures/logger-children.ts and PY_CHILDREN); the
+ * rest checks the logger's own behaviour in this process.
  */
 import { spawnSync } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
 
 import { afterEach, beforeAll, describe, expect, test } from 'vitest';
 
@@ -70,6 +72,52 @@ describe('what a program prints, against CPython with billiard', () => {
       '',
     ]);
     expect(node.stderr).toBe(py.stderr);
+  });
+});
+
+/** The parent of test/fixtures/logger-children.ts, in Python: billiard with the spawn method and Python targets only. */
+const PY_CHILDREN = `
+import sys
+import billiard
+from billiard import util
+import py_targets
+
+billiard.set_start_method('spawn')
+if sys.argv[1] != 'off':
+    billiard.log_to_stderr(int(sys.argv[1]))
+for target, args in [(py_targets.log_in_child, (1,)), (py_targets.log_in_child, (2,)), (py_targets.log_then_fail, ())]:
+    p = billiard.Process(target=target, args=args)
+    p.start()
+    p.join()
+    util.info('joined %s with %s', p.name, p.exitcode)
+`;
+
+describe('children take over the parent’s logging, as billiard’s spawned children do', () => {
+  let python: string;
+  beforeAll(async () => {
+    python = await Promise.resolve(pythonFor('3.11') as string | Promise<string>);
+  }, 60_000);
+
+  /** The log lines of a run (tracebacks and stacks differ), with the pids made 'PID'. */
+  const logLines = (stderr: string): string[] => stderr.split('\n').filter((l) => l.startsWith('[')).map((l) => l.replace(/process \d+/g, 'process PID'));
+
+  test.each(['20', '5', 'off'])('the parent logs at %s (off: no logToStderr): a Node child, a Python child and a failing Node child log the lines billiard’s children log', (level) => {
+    const fixtures = fileURLToPath(new URL('./fixtures/', import.meta.url));
+    const py = spawnSync(python, ['-c', PY_CHILDREN, level], { encoding: 'utf8', env: { ...process.env, PYTHONPATH: fixtures }, timeout: 60_000 });
+    expect(py.status, py.stderr).toBe(0);
+    const node = spawnSync(process.execPath, ['--import', 'tsx', 'test/fixtures/logger-children.ts', level], { cwd: ROOT, encoding: 'utf8', timeout: 60_000 });
+    expect(node.status, node.stderr).toBe(0);
+    const want = logLines(py.stderr);
+    // What billiard printed, so that the comparison cannot pass on two empty lists.
+    if (level === 'off') expect(want).toEqual([]);
+    else {
+      expect(want).toContain('[INFO/Process-2] child process PID calling self.run()');
+      expect(want).toContain('[ERROR/Process-3] Process Process-3');
+      expect(want.includes('[SUBDEBUG/Process-1] child subdebug')).toBe(level === '5');
+    }
+    expect(logLines(node.stderr)).toEqual(want);
+    // Both print the failing child's traceback (stack) after 'Process Process-3:'.
+    expect(node.stderr).toContain('Process Process-3:\nError: failing on purpose');
   });
 });
 
