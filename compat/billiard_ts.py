@@ -158,7 +158,7 @@ class NodeProcess:
         self.startup_error = None
 
     def _payload(self, popen):
-        from billiard import context as billiard_context, current_process
+        from billiard import context as billiard_context, current_process, util
         from multiprocessing import context as mp_context
         # The authkey pickles only while the spawning popen is set, as
         # billiard.process.AuthenticationString (spec/connection.md section 5).
@@ -171,8 +171,12 @@ class NodeProcess:
             'parent_name': current_process().name,
             'dir': self._cwd,
             'start_method': 'spawn',
+            # The parent's logging, as billiard's get_preparation_data sends it.
+            'log_to_stderr': util._log_to_stderr,
             'modules': [_package_url(child_command(self._node, self._target, self._cwd, self._entry)[-1])],
         }
+        if util._logger is not None:
+            prep['log_level'] = util._logger.getEffectiveLevel()
         spec = {'target': self._target, 'cls': None, 'args': self._args, 'kwargs': self._kwargs, 'state': {}}
         buffers = []
         billiard_context.set_spawning_popen(popen)

@@ -12,6 +12,7 @@ name, and what happens when the export does not exist.
 
 from __future__ import annotations
 
+import re
 import sys
 from pathlib import Path
 
@@ -26,6 +27,7 @@ import conn_peer  # noqa: E402
 
 TARGETS = str(REPO_ROOT / "test" / "fixtures" / "targets.ts")
 DIST_TARGETS = str(REPO_ROOT / "test" / "fixtures" / "dist-targets.mjs")
+LOG_TARGETS = str(REPO_ROOT / "test" / "fixtures" / "logger-children.ts")
 
 # targets.ts imports billiard-ts from src/, so its children run the source
 # entry point: a child must load the same copy of the package as its target.
@@ -159,3 +161,31 @@ def test_child_command_entries(built):
     assert src[-1].endswith("src/process/child.ts")
     with pytest.raises(ValueError):
         billiard_ts.child_command("node", TARGETS + "#echo", str(REPO_ROOT), "elsewhere")
+
+
+def test_node_child_takes_over_the_parents_logging(capfd):
+    """After billiard's log_to_stderr(SUBDEBUG) in the parent, a Node child
+    logs what a billiard child logs, at the parent's level, under its name."""
+    import billiard
+    from billiard import util
+    saved = util._logger, util._log_to_stderr
+    logger = billiard.log_to_stderr(util.SUBDEBUG)
+    handler = logger.handlers[-1]
+    try:
+        capfd.readouterr()
+        p = billiard_ts.NodeProcess(target=LOG_TARGETS + "#logInChild", args=(1,), name="Logs", cwd=str(REPO_ROOT), entry=SOURCE)
+        p.start()
+        p.join(30)
+        err = capfd.readouterr().err
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(0)
+        util._logger, util._log_to_stderr = saved
+    assert p.exitcode == 0
+    lines = [re.sub(r"process \d+", "process PID", line) for line in err.splitlines() if line.startswith("[")]
+    assert lines == [
+        "[INFO/Logs] child process PID calling self.run()",
+        "[INFO/Logs] in child 1",
+        "[SUBDEBUG/Logs] child subdebug",
+        "[INFO/Logs] process PID exiting with exitcode 0",
+    ]

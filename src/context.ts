@@ -9,6 +9,7 @@ import { availableParallelism } from 'node:os';
 
 import { AuthenticationError, BufferTooShort, Pipe, ProcessError, TimeoutError, type Connection, type PipeOptions } from './connection/index.js';
 import { currentProcess, parentProcess, type CurrentProcess, type ParentProcess } from './process/current.js';
+import { getLogger, logToStderr, type Logger, type LogLevel } from './process/logger.js';
 import { SoftTimeLimitExceeded, TimeLimitExceeded, ValueError, WorkerLostError } from './process/errors.js';
 import { activeChildren, ForkServerProcess, Process, SpawnProcess } from './process/process.js';
 import { forkServer } from './process/forkserver.js';
@@ -127,6 +128,14 @@ export class Context {
   }
   setForkserverPreload(modules: readonly string[]): void {
     setForkserverPreload(modules);
+  }
+  /** billiard's logger, named `'multiprocessing'` (see `getLogger`). */
+  getLogger(): Logger {
+    return getLogger();
+  }
+  /** Turns logging to stderr on, optionally setting the level; returns the logger (see `logToStderr`). */
+  logToStderr(level?: LogLevel | null): Logger {
+    return logToStderr(level);
   }
   freezeSupport(): void {}
   allowConnectionPickling(): void {}

@@ -78,3 +78,6 @@ export {
   setStartMethod,
   type StartMethod,
 } from './context.js';
+export { __version__, VERSION } from './version.js';
+/** `billiard.util`: the logging helpers (`util.subDebug`, `util.info`...) and level constants. */
+export * as util from './util.js';

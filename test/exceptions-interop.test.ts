@@ -17,6 +17,7 @@ import {
   AuthenticationError,
   BilliardError,
   BufferTooShort,
+  CoroStop,
   dumps,
   EOFError,
   getContext,
@@ -83,10 +84,14 @@ const EXPECTED: Record<string, Expected> = {
   },
   Terminated: { make: () => new Terminated(9), is: [Terminated], pyType: 'billiard.exceptions.Terminated', args: [9] },
   RestartFreqExceeded: { make: () => new RestartFreqExceeded('5 in 1s'), is: [RestartFreqExceeded], pyType: 'billiard.exceptions.RestartFreqExceeded', args: ['5 in 1s'] },
+  CoroStop: { make: () => new CoroStop(), is: [CoroStop], pyType: 'billiard.exceptions.CoroStop', args: [] },
 };
 
+/** The cases of billiard's own classes (billiard.exceptions), which CPython without billiard lacks. */
+const BILLIARD_ONLY = ['TimeLimitExceeded', 'TimeLimitExceeded(2.5)', 'SoftTimeLimitExceeded', 'WorkerLostError', 'Terminated', 'RestartFreqExceeded', 'CoroStop'];
+
 /** The classes that must not match a case (a loaded TimeoutError is no AuthenticationError...). */
-const ALL_CLASSES: ErrorClass[] = [ProcessError, BufferTooShort, TimeoutError, AuthenticationError, TimeLimitExceeded, SoftTimeLimitExceeded, WorkerLostError, Terminated, RestartFreqExceeded, ValueError, EOFError, OSError, AssertionError, RuntimeError];
+const ALL_CLASSES: ErrorClass[] = [ProcessError, BufferTooShort, TimeoutError, AuthenticationError, TimeLimitExceeded, SoftTimeLimitExceeded, WorkerLostError, Terminated, RestartFreqExceeded, CoroStop, ValueError, EOFError, OSError, AssertionError, RuntimeError];
 
 interface PeerDump {
   info: { python: string; billiard: boolean; cases: string[] };
@@ -145,8 +150,7 @@ describe.each(['3.11', '3.13'] as const)('CPython %s', (version) => {
   test('the peer runs the expected interpreter and cases', () => {
     expect(dump.info.python.startsWith(version)).toBe(true);
     expect(dump.info.billiard).toBe(version === '3.11');
-    const billiardOnly = ['TimeLimitExceeded', 'TimeLimitExceeded(2.5)', 'SoftTimeLimitExceeded', 'WorkerLostError', 'Terminated', 'RestartFreqExceeded'];
-    const want = Object.keys(EXPECTED).filter((c) => version === '3.11' || !billiardOnly.includes(c));
+    const want = Object.keys(EXPECTED).filter((c) => version === '3.11' || !BILLIARD_ONLY.includes(c));
     expect([...dump.info.cases].sort()).toEqual(want.sort());
   });
 
@@ -202,12 +206,13 @@ describe.each(['3.11', '3.13'] as const)('CPython %s', (version) => {
     }
   });
 
-  test('loaded billiard errors carry Python’s str() as their message', () => {
-    for (const name of ['TimeLimitExceeded', 'TimeLimitExceeded(2.5)', 'SoftTimeLimitExceeded', 'Terminated', 'WorkerLostError']) {
+  test('billiard errors, loaded or made here, carry Python’s str() as their message', () => {
+    for (const name of BILLIARD_ONLY) {
       if (!dump.info.cases.includes(name)) continue;
       const p = dump.pickles.get(name)![2]!;
       const str = pythonLoads(version, [['x', p]]).get('x')!.str;
       expect((loads(p) as Error).message, name).toBe(str);
+      expect(EXPECTED[name]!.make!().message, `new ${name}`).toBe(str);
     }
   });
 });

@@ -47,6 +47,7 @@ if bex is not None:
         'WorkerLostError': lambda: bex.WorkerLostError('Worker exited prematurely: exitcode 7 Job: 12.'),
         'Terminated': lambda: bex.Terminated(9),
         'RestartFreqExceeded': lambda: bex.RestartFreqExceeded('5 in 1s'),
+        'CoroStop': lambda: bex.CoroStop(),
     })
 
 

@@ -4,7 +4,8 @@
  * (descriptor 3, or `--billiard-ts-fd N`):
  *
  *   1. the preparation data, a dict: name, authkey, identity, daemon,
- *      parent_pid, parent_name, dir, start_method;
+ *      parent_pid, parent_name, dir, start_method, log_to_stderr and
+ *      log_level (the parent's logging, see spawn.ts);
  *   2. the process description, a dict: target (`'url#export'` or None),
  *      cls (`'url#export'` of a Process subclass or None), args, kwargs,
  *      state (own fields of the subclass instance).
@@ -23,6 +24,7 @@ import { loads, PyTuple, type PickleRegistry } from '../pickle/index.js';
 import { becomeChild } from './current.js';
 import { parseRef } from './locate.js';
 import { DESCRIPTOR_CHANNEL_FD, ReceivedDescriptors, receiveDescriptors } from './fd-channel.js';
+import { error, getLogger, info, logToStderr } from './logger.js';
 import { childRegistry } from './reduction.js';
 import { runExitHooks } from './exit-hooks.js';
 import { setStartMethod, START_METHODS, type StartMethod } from './start-method.js';
@@ -115,6 +117,10 @@ async function run(prepBytes: Uint8Array, specBytes: Uint8Array, makeRegistry: (
   // The child's default start method is its parent's, as billiard's spawn.prepare sets it.
   const method = field(prep, 'start_method');
   if (typeof method === 'string' && START_METHODS.includes(method as StartMethod)) setStartMethod(method, { force: true });
+  // The parent's logging, as billiard's spawn.prepare takes it over: the stderr handler and the level.
+  if (field(prep, 'log_to_stderr') === true) logToStderr();
+  const logLevel = field(prep, 'log_level');
+  if (typeof logLevel === 'number') getLogger().setLevel(logLevel);
 
   let body: () => unknown;
   try {
@@ -152,12 +158,18 @@ async function run(prepBytes: Uint8Array, specBytes: Uint8Array, makeRegistry: (
   reporter.close();
   mark('ready sent');
   let code = 0;
+  // billiard's Process._bootstrap logs these two lines (at INFO, when the logger exists).
+  info('child process %s calling self.run()', process.pid);
   try {
     await body();
   } catch (e) {
-    process.stderr.write(`Process ${name}:\n${(e as Error)?.stack ?? String(e)}\n`);
+    const stack = (e as Error)?.stack ?? String(e);
+    // billiard logs util.error('Process %s', name, exc_info=True), then prints the traceback all the same.
+    error('Process %s\n%s', name, stack);
+    process.stderr.write(`Process ${name}:\n${stack}\n`);
     code = 1;
   }
+  info('process %s exiting with exitcode %d', process.pid, code);
   await exit(code);
 }
 

@@ -4,7 +4,7 @@
  * like, and `ValueError` for a closed process object. Plus billiard's own
  * exceptions of the pool (spec/api.md section 2): `TimeLimitExceeded`,
  * `SoftTimeLimitExceeded`, `WorkerLostError`, `Terminated`,
- * `RestartFreqExceeded`.
+ * `RestartFreqExceeded`, `CoroStop`.
  *
  * Every class pickles as the Python class it stands for, with Python's
  * `args`: the builtin-mirroring ones (`AssertionError`, `ValueError`,
@@ -133,6 +133,19 @@ export class RestartFreqExceeded extends BilliardError {
   }
 }
 
+/**
+ * billiard's `CoroStop`: the signal with which the pool's handler loops of
+ * billiard stop (internal to billiard; here for completeness and to load it
+ * when a peer sends one). Python raises it without arguments; `str()` is
+ * `''`.
+ */
+export class CoroStop extends BilliardError {
+  static override readonly brand: string = 'billiard.exceptions.CoroStop';
+  constructor(message?: string) {
+    super(message ?? '', { code: 'CORO_STOP', args: message === undefined ? EMPTY_TUPLE : [message] });
+  }
+}
+
 /** The message of an error loaded from Python args (`str(e)`); `undefined` when there are none. */
 function messageOf(args: PyTuple): string | undefined {
   return args.length === 0 ? undefined : strOfArgs(args);
@@ -167,3 +180,4 @@ defaultRegistry.registerError(['billiard.exceptions.Terminated'], (args) => {
   return e;
 });
 defaultRegistry.registerError(['billiard.exceptions.RestartFreqExceeded'], (args) => new RestartFreqExceeded(messageOf(args)));
+defaultRegistry.registerError(['billiard.exceptions.CoroStop'], (args) => new CoroStop(messageOf(args)));

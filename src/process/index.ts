@@ -5,6 +5,7 @@ export { AuthenticationString } from './authkey.js';
 export { currentProcess, isMainProcess, parentProcess, type CurrentProcess, type ParentProcess } from './current.js';
 export {
   AssertionError,
+  CoroStop,
   ProcessStartupError,
   RestartFreqExceeded,
   RuntimeError,
@@ -14,6 +15,18 @@ export {
   ValueError,
   WorkerLostError,
 } from './errors.js';
+export {
+  getLogger,
+  Logger,
+  logToStderr,
+  StreamHandler,
+  SUBDEBUG,
+  SUBWARNING,
+  type LogHandler,
+  type LogLevel,
+  type LogRecord,
+  type WritableLike,
+} from './logger.js';
 export { registerModule } from './locate.js';
 export { findPython, findPythonSync, PythonNotFoundError, type FindPythonOptions } from './python.js';
 export { recvFds, recvHandle, sendFds, sendHandle, type RecvFdsOptions, type SendFdsOptions } from './handles.js';

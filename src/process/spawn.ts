@@ -29,6 +29,7 @@ import { dup, FROM_SOURCE, packagePath, pipe, socketpair } from '../native/index
 import { dumps, PyGlobal, PyObject, tuple } from '../pickle/index.js';
 import { whileSpawning, type AuthenticationString } from './authkey.js';
 import { closeLater, launch, RemoteChild, type StdioEntry } from './launcher.js';
+import { existingLogger, isLoggingToStderr } from './logger.js';
 import { findPython, knownPython } from './python.js';
 import { spawnRegistry, type FdPlan } from './reduction.js';
 
@@ -235,6 +236,7 @@ export function bootstrapPickles(prep: PrepData, spec: ProcessSpec): { prepBytes
         parent_name: prep.parentName,
         dir: prep.dir,
         start_method: prep.startMethod,
+        ...loggingData(),
         // What the child imports before it loads the description (reduction.ts).
         modules: [...plan.modules!],
       },
@@ -338,6 +340,18 @@ export function launchPickled(start: PickledStart, options: NodeLaunchOptions): 
   };
 }
 
+/**
+ * The logging a child takes over, as billiard's `get_preparation_data`
+ * sends it: `log_to_stderr` (`logToStderr()` was called), and `log_level`
+ * (the logger's effective level) when the logger exists. The child (a Node
+ * one in child.ts, a Python one in billiard's `spawn.prepare`) turns its
+ * stderr handler on and sets its level to match.
+ */
+function loggingData(): { log_to_stderr: boolean; log_level?: number } {
+  const logger = existingLogger();
+  return logger === null ? { log_to_stderr: isLoggingToStderr() } : { log_to_stderr: isLoggingToStderr(), log_level: logger.getEffectiveLevel() };
+}
+
 /** billiard's name for what a SpawnProcess pickle holds. */
 const kSpawnProcess = new PyGlobal('billiard.context', 'SpawnProcess');
 
@@ -355,7 +369,7 @@ export function launchPython(prep: PrepData, target: PyGlobal, args: readonly un
   const registry = spawnRegistry(plan);
   const prepData = {
     __proto__: null,
-    log_to_stderr: false,
+    ...loggingData(),
     authkey: prep.authkey,
     name: prep.name,
     sys_argv: [''],
