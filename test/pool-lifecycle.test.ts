@@ -6,6 +6,7 @@
  * grow/shrink/restart/terminateJob, discard and synack's NACK, AbortSignal,
  * maxQueue/drain/waitForSlot, stats(), lostWorkerTimeout.
  */
+import { spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -19,6 +20,7 @@ import {
   checkpointLoop,
   cleanUpOnSoftLimit,
   exitLeavingPipeOpen,
+  exitWith,
   failInit,
   hang,
   logExit,
@@ -333,5 +335,29 @@ describe('Pool submission controls', () => {
     expect(s.waitTime.max).toBeGreaterThanOrEqual(190); // the last two waited for the first two
     expect(s.utilisation).toBeGreaterThan(0);
     expect(s.utilisation).toBeLessThanOrEqual(1);
+  });
+});
+
+describe('Pool failures and signals', () => {
+  test('a worker ignores SIGINT (Ctrl-C reaches the process group); a task that exits its process fails with WorkerLostError and its exit code', async () => {
+    await using pool = new Pool({ processes: 1 });
+    const worker = await pool.apply(pid);
+    process.kill(worker, 'SIGINT');
+    await new Promise((r) => setTimeout(r, 200));
+    expect(await pool.apply(pid)).toBe(worker);
+    const err = await pool
+      .applyAsync(exitWith, [3])
+      .get(20)
+      .catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(WorkerLostError);
+    expect((err as Error).message).toMatch(/^Worker exited prematurely: exitcode 3 Job: \d+\.$/);
+    expect(await pool.apply(square, [2])).toBe(4);
+  });
+
+  test('callbacksPropagate: a callback error of a listed class is thrown on the event loop; others are warnings', () => {
+    const r = spawnSync(process.execPath, ['--import', 'tsx', 'test/fixtures/pool-propagate.ts'], { encoding: 'utf8', timeout: 60_000 });
+    expect(r.status).toBe(0);
+    const seen = JSON.parse(r.stdout.trim().split('\n').pop()!) as string[];
+    expect(seen).toEqual(['warning Pool callback raised exception: Error: plain', 'uncaught Fatal: listed']);
   });
 });

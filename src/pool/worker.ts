@@ -200,6 +200,8 @@ export async function poolWorker(
   synq?.writer.close();
   ownOutqueue = outq;
   process.on('SIGUSR1', onSoftTimeout);
+  // Ctrl-C reaches the whole process group: the pool's process decides, its workers ignore SIGINT (as billiard's).
+  process.on('SIGINT', () => undefined);
   // An initializer that throws ends the worker with exit code 1 and no frame written (as billiard's).
   if (initializer !== null) await call(await resolveFunction(initializer), [...(initargs ?? [])], null);
 
