@@ -135,7 +135,9 @@ async function pythonWithBilliard(): Promise<string> {
   try {
     return await findPython();
   } catch (e) {
-    throw new Error(`pool benchmark: billiard's side needs a Python with billiard 4.x (${(e as Error).message}). Install it: ${BILLIARD_INSTALL_COMMAND}`);
+    // findPython's message names the install command; say it for any other failure too.
+    const message = (e as Error).message;
+    throw new Error(`pool benchmark: the billiard and multiprocessing columns need a Python with billiard: ${message.includes(BILLIARD_INSTALL_COMMAND) ? message : `${message}. On Debian, as root: ${BILLIARD_INSTALL_COMMAND}`}`);
   }
 }
 
