@@ -20,12 +20,16 @@
  * and workerpool-worker.mjs (the same functions registered with
  * workerpool.worker), written by bench/pool.ts (`compileTargets`).
  *
- * A cycle is one pool's life, every measure on the same pool (seconds,
- * performance.now()):
+ * A cycle is first cmd.extra_starts short pool lives (start, 0.05 s idle,
+ * terminate: start_extra and terminate_extra), then one pool's life, every
+ * measure on the same pool (seconds, performance.now()):
  *   start      from creating a pool of `processes` workers until the result
  *              of one noop(0) task is back
  *   rss        (billiard-ts, when asked) VmRSS in KiB of each worker
  *              process, once 20 noop tasks ran (chunksize 1) and 0.1 s passed
+ *   (warm)     when cmd.warm: before each of the next three rows, the
+ *              row once outside its samples: map at full size (its time is
+ *              map_cold), map1 and apply at a tenth of their sizes
  *   map        map(square, items) with billiard's default chunksize
  *              ceil(n / (4 * processes)); the thread pools, which have no
  *              map, run squareChunk on chunks of that size
@@ -176,8 +180,22 @@ async function cycle(cmd, rows = ['map', 'map1', 'apply']) {
   const maxReps = cmd.max_reps ?? 1;
   const mapItems = range(cmd.map_n);
   const map1Items = range(cmd.map1_n);
+  const out = { start_extra: [], terminate_extra: [] };
+  // cmd.extra_starts: short lives first (start, 0.05 s idle, terminate), for more samples of those two rows.
+  for (let k = 0; k < (cmd.extra_starts ?? 0); k++) {
+    const b = adapter(impl, processes);
+    await b.before();
+    let t = now();
+    b.create();
+    await b.first();
+    out.start_extra.push(now() - t);
+    await b.before();
+    await sleep(50);
+    t = now();
+    await b.terminate();
+    out.terminate_extra.push(now() - t);
+  }
   const a = adapter(impl, processes);
-  const out = {};
   await a.before();
   let t0 = now();
   a.create();
@@ -190,11 +208,22 @@ async function cycle(cmd, rows = ['map', 'map1', 'apply']) {
       await sleep(100);
       out.rss_kib = a.pids().map((pid) => vmrss(pid));
     }
-    if (rows.includes('map'))
+    // With cmd.warm each row first runs once on the same pool, outside its samples: map at full size
+    // (its time is map_cold: a fresh Node worker's pickler is not optimized yet), map1 and apply at a
+    // tenth of theirs. The rows then measure a warmed pool; start is the cold row.
+    const tenth = (items) => items.slice(0, Math.max(1, Math.floor(items.length / 10)));
+    if (rows.includes('map')) {
+      if (cmd.warm) out.map_cold = (await repeat(() => a.map(mapItems), 0, 1))[0];
       out.map = await repeat(async () => check('map', (await a.map(mapItems)).at(-1), (cmd.map_n - 1) ** 2), rowSeconds, maxReps);
-    if (rows.includes('map1'))
+    }
+    if (rows.includes('map1')) {
+      if (cmd.warm) await a.map1(tenth(map1Items));
       out.map1 = await repeat(async () => check('map1', (await a.map1(map1Items)).at(-1), (cmd.map1_n - 1) ** 2), rowSeconds, maxReps);
-    if (rows.includes('apply')) out.apply = await repeat(async () => check('apply', await a.apply(cmd.apply_n), (cmd.apply_n - 1) ** 2), rowSeconds, maxReps);
+    }
+    if (rows.includes('apply')) {
+      if (cmd.warm) await a.apply(Math.max(1, Math.floor(cmd.apply_n / 10)));
+      out.apply = await repeat(async () => check('apply', await a.apply(cmd.apply_n), (cmd.apply_n - 1) ** 2), rowSeconds, maxReps);
+    }
     await sleep(50);
   } finally {
     t0 = now();
@@ -244,7 +273,7 @@ if (mode === '--thread-rss') {
   const n = Number(rest[1] ?? 10000);
   const cycles = Number(rest[2] ?? 1);
   const results = [];
-  for (let c = 0; c < cycles; c++) results.push(await cycle({ map_n: n, map1_n: n, apply_n: n }, rows));
+  for (let c = 0; c < cycles; c++) results.push(await cycle({ map_n: n, map1_n: n, apply_n: n, warm: true }, rows));
   console.log(JSON.stringify(results));
   if (impl === 'billiard-ts-forkserver') forkserver.setPoolSize(0);
 } else {

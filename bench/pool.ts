@@ -17,11 +17,15 @@
  * node on dist/, which this benchmark builds first, with
  * bench/pool-targets.ts compiled to JavaScript, so that no worker carries a
  * TypeScript loader) and `python3 bench/py_pool_bench.py` (the Python
- * `findPython()` finds). A *cycle* is one pool's life: start, RSS, the three
+ * `findPython()` finds). A *cycle* is a short pool life (start, terminate:
+ * more samples of those rows), then one pool's life: start, RSS, the three
  * throughput rows, terminate. After one warm-up cycle at a tenth of the
  * sizes, each implementation runs one cycle per round, BENCH_ROUNDS rounds,
- * the order rotated each round; the throughput rows are repeated within a
- * cycle while they have taken less than BENCH_SECONDS / BENCH_ROUNDS (at
+ * the order rotated each round. Within a cycle each throughput row first
+ * runs once outside its samples (map at full size, its rate reported as the
+ * cold map; map chunksize 1 and applyAsync at a tenth), so that the rows
+ * measure a warmed pool (start is the cold measure), then is repeated while
+ * it has taken less than BENCH_SECONDS / BENCH_ROUNDS (at least once, at
  * most 5 times). Each cell is the median of its samples, and its ratio is
  * against billiard-ts 'spawn' from the same run. Nothing asserts timings.
  */
@@ -46,6 +50,8 @@ import { fmt, formatTable, type Column } from './table.js';
 export const SIZES = { processes: 2, map_n: 100_000, map1_n: 10_000, apply_n: 10_000 } as const;
 /** Repeats of a throughput row within one cycle, at most. */
 const MAX_REPS = 5;
+/** Short pool lives (start, terminate) a cycle begins with: start and terminate get 1 + this many samples a round. */
+const EXTRA_STARTS = 1;
 /** A cycle that has not answered after this long is stuck: the run stops. */
 const STUCK_SECONDS = 180;
 
@@ -68,10 +74,17 @@ interface CycleResult {
   map1: number[];
   apply: number[];
   terminate: number;
+  /** Of the short pool lives before the main one. */
+  start_extra: number[];
+  terminate_extra: number[];
+  /** The untimed warm-up map (full size) on the pool's fresh workers. */
+  map_cold?: number;
   rss_kib?: number[];
 }
 
 type RowId = 'start' | 'map' | 'map1' | 'apply' | 'terminate' | 'rss';
+/** Samples by row, and the cold map's rate (not a row of the table: a note under it). */
+type Samples = Record<RowId, number[]> & { mapCold: number[] };
 
 interface Row {
   id: RowId;
@@ -189,7 +202,7 @@ export async function run(options: BenchRunOptions): Promise<string> {
     ...NPM_PEERS.map((id): Impl => ({ id, label: id, kind: 'threads', command: node(id) })),
   ];
 
-  const samples = new Map<string, Record<RowId, number[]>>(impls.map((i) => [i.id, { start: [], map: [], map1: [], apply: [], terminate: [], rss: [] }]));
+  const samples = new Map<string, Samples>(impls.map((i) => [i.id, { start: [], map: [], map1: [], apply: [], terminate: [], rss: [], mapCold: [] }]));
   const info: Record<string, unknown> = {};
   const threadRss: Record<string, unknown[]> = {};
   const loadBefore = machine().loadavg1 as number;
@@ -209,6 +222,8 @@ export async function run(options: BenchRunOptions): Promise<string> {
           apply_n: Math.round(SIZES.apply_n * scale),
           row_seconds: scale === 1 ? rowSeconds : 0,
           max_reps: scale === 1 ? MAX_REPS : 1,
+          warm: scale === 1,
+          extra_starts: scale === 1 ? EXTRA_STARTS : 0,
           rss,
         }),
         `${impl.id} cycle`,
@@ -226,9 +241,10 @@ export async function run(options: BenchRunOptions): Promise<string> {
       progress(`round ${round + 1}/${rounds}: ${impl.label}`);
       const r = await cycle(impl, 1, true);
       const s = samples.get(impl.id)!;
-      s.start.push(r.start * 1000);
-      s.terminate.push(r.terminate * 1000);
+      for (const t of [...r.start_extra, r.start]) s.start.push(t * 1000);
+      for (const t of [...r.terminate_extra, r.terminate]) s.terminate.push(t * 1000);
       for (const t of r.map) s.map.push(SIZES.map_n / t);
+      if (r.map_cold !== undefined) s.mapCold.push(SIZES.map_n / r.map_cold);
       for (const t of r.map1) s.map1.push(SIZES.map1_n / t);
       for (const t of r.apply) s.apply.push(SIZES.apply_n / t);
       for (const kib of r.rss_kib ?? []) s.rss.push(kib / 1024);
@@ -323,10 +339,13 @@ export async function run(options: BenchRunOptions): Promise<string> {
   });
   const header = [
     `Pool of ${SIZES.processes} workers (processes, or threads for piscina/tinypool/workerpool): ${versions.join(', ')} on Node ${process.version} (plain node on dist/, no TypeScript loader); billiard ${pyInfo.version} and multiprocessing on Python ${pyInfo.python_version} (${pyInfo.python}, multiprocessing ${mpInfo.version}).`,
-    `Each cell: the median over ${rounds} rounds (one pool's life per round; throughput rows repeated up to ${MAX_REPS} times while under ${fmt(rowSeconds, 2)} s), then (the ratio to billiard-ts spawn's median, the baseline). Rates: higher is better; ms and MiB: lower is better.`,
+    `Each cell: the median over ${rounds} rounds (${1 + EXTRA_STARTS} pool lives per round for start and terminate, one for the others; each throughput row first run once on that pool outside its samples, map at full size and the others at a tenth, then repeated up to ${MAX_REPS} times while under ${fmt(rowSeconds, 2)} s), then (the ratio to billiard-ts spawn's median, the baseline). Rates: higher is better; ms and MiB: lower is better.`,
     `The thread pools have no map: "map, default chunksize" runs squareChunk on chunks of billiard's default size (ceil(n / 8) = ${Math.ceil(SIZES.map_n / (4 * SIZES.processes))}), "chunksize 1" one task per item. Idle RSS: VmRSS of each worker process (fork workers count pages shared with their parent); for the thread pools, the growth of the process's RSS per worker thread (after GC, in a fresh process). Load average ${fmt(loadBefore, 2)} before, ${fmt(loadAfter, 2)} after; ${fmt(seconds, 3)} s of cycles.`,
   ];
   const legend = 'mp = CPython multiprocessing.Pool; billiard-ts forkserver: the fork server\'s warm children are ready before each start (not timed).';
+  const coldMap = `Cold map (the map row's first run, on the new pool's workers; not in the samples above), items/s: ${impls
+    .map((i) => `${i.label} ${rate(stats(samples.get(i.id)!.mapCold).median)}`)
+    .join(', ')}.`;
   const allMet = goals.every((g) => g.met !== false);
   const verdict = allMet ? 'Every goal met.' : `Goals missed: ${goals.filter((g) => g.met === false).length} of ${goals.length}.`;
 
@@ -344,10 +363,11 @@ export async function run(options: BenchRunOptions): Promise<string> {
         ...r,
         cells: Object.fromEntries(impls.map((i) => [i.id, { ...cells.get(i.id)!.get(r.id)!, vsBaseline: med(i.id, r.id) / med(BASELINE, r.id) }])),
       })),
+      mapCold: Object.fromEntries(impls.map((i) => [i.id, cellOf(samples.get(i.id)!.mapCold)])),
       threadRss,
       goals: goals.map((g) => ({ goal: g.goal, spawn: g.cells[0], forkserver: g.cells[1], met: g.met })),
     },
-    ['## Pool (`npm run bench -- pool`)', '', header.join('\n\n'), '', legend, '', markdownTable(columns, rows), '', markdownTable(goalColumns, goalRows), '', verdict].join('\n'),
+    ['## Pool (`npm run bench -- pool`)', '', header.join('\n\n'), '', legend, '', markdownTable(columns, rows), '', coldMap, '', markdownTable(goalColumns, goalRows), '', verdict].join('\n'),
   );
-  return [...header, legend, '', formatTable(columns, rows), '', formatTable(goalColumns, goalRows), '', verdict, ...(files.length > 0 ? [`Results: ${files.join(', ')}`] : [])].join('\n');
+  return [...header, legend, '', formatTable(columns, rows), '', coldMap, '', formatTable(goalColumns, goalRows), '', verdict, ...(files.length > 0 ? [`Results: ${files.join(', ')}`] : [])].join('\n');
 }

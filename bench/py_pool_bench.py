@@ -10,11 +10,17 @@ others of the same run. Times are in seconds (time.perf_counter()).
 
     {"op": "info"}  -> {"python", "python_version", "lib", "version", "method"}
     {"op": "cycle", "processes": P, "map_n": N, "map1_n": N, "apply_n": N,
-     "row_seconds": S, "max_reps": R, "rss": true|false}
-        one pool's life, each measure on the same pool:
+     "row_seconds": S, "max_reps": R, "rss": true|false, "warm": true|false,
+     "extra_starts": K}
+        first K short pool lives (start, 0.05 s idle, terminate: the lists
+        start_extra and terminate_extra), then one pool's life, each
+        measure on the same pool:
         start      ctx.Pool(P) until apply_async(noop, (0,)).get() returned
         rss        (when asked) VmRSS in KiB of each worker, once
                    map(noop, range(20), chunksize=1) ran and 0.1 s passed
+        (warm)     when asked: before each of the next three rows, the row
+                   once outside its samples: map at full size (its time is
+                   map_cold), map1 and apply at a tenth of their sizes
         map        map(square, range(map_n)), default chunksize
         map1       map(square, range(map1_n), chunksize=1)
         apply      apply_async(square, (i,)) for i in range(apply_n), then
@@ -113,7 +119,19 @@ class Driver:
         map_items = list(range(cmd['map_n']))
         map1_items = list(range(cmd['map1_n']))
         apply_n = cmd['apply_n']
-        out = {}
+        out = {'start_extra': [], 'terminate_extra': []}
+
+        # Short pool lives first (start, 0.05 s idle, terminate), for more samples of those two rows.
+        for _ in range(cmd.get('extra_starts', 0)):
+            t0 = time.perf_counter()
+            pool = self.ctx.Pool(processes)
+            pool.apply_async(noop, (0,)).get()
+            out['start_extra'].append(time.perf_counter() - t0)
+            time.sleep(0.05)
+            t0 = time.perf_counter()
+            pool.terminate()
+            pool.join()
+            out['terminate_extra'].append(time.perf_counter() - t0)
 
         t0 = time.perf_counter()
         pool = self.ctx.Pool(processes)
@@ -140,8 +158,18 @@ class Driver:
                     last = r.get()
                 assert last == (apply_n - 1) ** 2
 
+            # As the Node drivers do: each row first runs once outside its samples, map at full
+            # size (its time is map_cold), map1 and apply at a tenth of their sizes.
+            warm = cmd.get('warm', False)
+            if warm:
+                out['map_cold'] = self._repeat(do_map, 0, 1)[0]
             out['map'] = self._repeat(do_map, row_seconds, max_reps)
+            if warm:
+                pool.map(square, map1_items[:max(1, len(map1_items) // 10)], chunksize=1)
             out['map1'] = self._repeat(do_map1, row_seconds, max_reps)
+            if warm:
+                for r in [pool.apply_async(square, (i,)) for i in range(max(1, apply_n // 10))]:
+                    r.get()
             out['apply'] = self._repeat(do_apply, row_seconds, max_reps)
             time.sleep(0.05)
         finally:
@@ -170,7 +198,7 @@ def serve(lib, method):
 
 def alone(lib, method, rounds):
     driver = Driver(lib, method)
-    cmd = {'map_n': 100000, 'map1_n': 10000, 'apply_n': 10000, 'rss': True}
+    cmd = {'map_n': 100000, 'map1_n': 10000, 'apply_n': 10000, 'rss': True, 'warm': True}
     cycles = [driver.cycle(cmd) for _ in range(rounds)]
 
     def median(xs):
