@@ -42,7 +42,7 @@ async function profiled(row, n, context, targetsUrl, wrapper) {
   const { Pool, setExecutable } = await import(pathToFileURL(join(ROOT, 'dist', 'index.js')).href);
   const { square, noop } = await import(targetsUrl);
   setExecutable(wrapper);
-  const pool = new Pool({ processes: 2, context });
+  const pool = new Pool({ processes: 2, context, prefetch: Number(process.env.BENCH_PREFETCH ?? 2) });
   await pool.applyAsync(noop, [0]).get();
   const items = Array.from({ length: n }, (_, i) => i);
   for (let k = 0; k < 3; k++) {

@@ -257,7 +257,7 @@ describe('Pool submission controls', () => {
   test('discard(): a waiting job never runs and its callbacks stay silent; with synack a job handed over but not yet confirmed is skipped (NACK)', async () => {
     const dir = tmp();
     for (const synack of [true, false]) {
-      await using pool = new Pool({ processes: 1, synack });
+      await using pool = new Pool({ processes: 1, synack, prefetch: 1 });
       await pool.apply(square, [1]);
       const called: unknown[] = [];
       const handed = pool.applyAsync(mark, [join(dir, `handed-${synack}`), 'ran'], { callback: (v) => called.push(v) });
@@ -299,7 +299,7 @@ describe('Pool submission controls', () => {
   });
 
   test('maxQueue: past it a submission throws Full; drain fires when the queue empties; waitForSlot waits for a free worker', async () => {
-    await using pool = new Pool({ processes: 1, maxQueue: 1 });
+    await using pool = new Pool({ processes: 1, maxQueue: 1, prefetch: 1 });
     expect(await until(() => pool.stats().idle === 1)).toBe(true);
     const a = pool.applyAsync(sleepThen, [1, 300]);
     const b = pool.applyAsync(sleepThen, [2, 10]);
@@ -320,7 +320,7 @@ describe('Pool submission controls', () => {
   });
 
   test('stats(): workers, idle, running, queued, completed, run and wait times', async () => {
-    await using pool = new Pool({ processes: 2 });
+    await using pool = new Pool({ processes: 2, prefetch: 1 });
     expect(await until(() => pool.stats().idle === 2)).toBe(true);
     const jobs = [0, 1, 2, 3].map((k) => pool.applyAsync(sleepThen, [k, 200]));
     const busy = pool.stats();
@@ -359,5 +359,34 @@ describe('Pool failures and signals', () => {
     expect(r.status).toBe(0);
     const seen = JSON.parse(r.stdout.trim().split('\n').pop()!) as string[];
     expect(seen).toEqual(['warning Pool callback raised exception: Error: plain', 'uncaught Fatal: listed']);
+  });
+});
+
+describe('Pool prefetch', () => {
+  test('a busy worker holds its next part; a worker killed with parts it had not accepted: they run elsewhere, only its running part is lost', async () => {
+    await using pool = new Pool({ processes: 2, prefetch: 2 });
+    expect(await until(() => pool.stats().idle === 2)).toBe(true);
+    const a = pool.applyAsync(hang);
+    const b = pool.applyAsync(sleepThen, [2, 300]);
+    expect(await until(() => a.accepted() && b.accepted())).toBe(true);
+    // both workers busy: the next parts are handed over (held), none waits in the pool
+    const next = [pool.applyAsync(square, [3]), pool.applyAsync(square, [4])];
+    expect(pool.stats()).toMatchObject({ queued: 0, running: 2 });
+    const [victim] = a.workerPids();
+    process.kill(victim!, 'SIGKILL');
+    await expect(a.get(20)).rejects.toBeInstanceOf(WorkerLostError);
+    expect(await Promise.all(next)).toEqual([9, 16]);
+    expect(await b).toBe(2);
+    for (const r of next) expect(r.workerPids()[0]).not.toBe(victim);
+  });
+
+  test('prefetch 1: a part waits in the pool until a worker is free', async () => {
+    await using pool = new Pool({ processes: 1, prefetch: 1 });
+    expect(await until(() => pool.stats().idle === 1)).toBe(true);
+    const a = pool.applyAsync(sleepThen, [1, 200]);
+    const b = pool.applyAsync(square, [5]);
+    expect(pool.stats()).toMatchObject({ queued: 1 });
+    expect(await a).toBe(1);
+    expect(await b).toBe(25);
   });
 });

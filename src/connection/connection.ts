@@ -367,6 +367,16 @@ export class Connection {
     return this.#write([header, payload]);
   }
 
+  /**
+   * Writes bytes that are already one or more whole frames (headers
+   * included), as they are. For a protocol that frames its messages once
+   * (the pool's jobs). @internal
+   */
+  sendFrame(frames: Uint8Array): Promise<void> {
+    this.#checkWritable();
+    return this.#write([frames]);
+  }
+
   #writeLarge(payload: Uint8Array): Promise<void> {
     if (!this.#largeFrames) this.#tooLarge(payload.length);
     return this.#write([longHeader(payload.length), payload]);
@@ -454,6 +464,14 @@ export class Connection {
     // A frame the reader assembled is already a buffer of its own; a view into a received chunk is copied.
     if (frame.length > 0 && Object.getPrototypeOf(frame) === Uint8Array.prototype && frame.byteOffset === 0 && frame.byteLength === frame.buffer.byteLength) return frame;
     return new Uint8Array(frame);
+  }
+
+  /**
+   * Receives one frame's bytes without copying them out of the chunk they
+   * arrived in: a view to read at once (unpickle it, say), not to keep. @internal
+   */
+  recvFrame(): Promise<Uint8Array> {
+    return this.#nextFrame(Number.MAX_SAFE_INTEGER, undefined);
   }
 
   /**

@@ -116,6 +116,13 @@ export interface PoolOptions {
   threads?: boolean;
   /** Parts that may wait for a worker before a submission throws `Full` (piscina's maxQueue); null: unbounded. */
   maxQueue?: number | null;
+  /**
+   * Parts a worker may hold at once (default 2): the one it runs, and the
+   * next ones waiting in its pipe, so that it need not wait a round trip
+   * for its next part. Idle workers are served first; 1 hands out one part
+   * at a time (a part never waits behind another in a busy worker).
+   */
+  prefetch?: number;
 }
 
 /** What a job is told when its soft or hard time limit passes (billiard's `timeout_callback`). */
@@ -189,7 +196,7 @@ export interface PoolStats {
   workers: number;
   /** Of them, workers without a job. */
   idle: number;
-  /** Parts running in a worker. */
+  /** Workers holding a part (running it, or about to). */
   running: number;
   /** Parts waiting for a worker. */
   queued: number;
@@ -220,6 +227,8 @@ const TERMINATE = 2;
 
 /** Workers dying in a row before accepting a job, after which the jobs waiting fail. */
 const START_FAILURE_LIMIT = 5;
+/** Parts a worker holds at once, by default. */
+const DEFAULT_PREFETCH = 2;
 /** billiard's LOST_WORKER_TIMEOUT. */
 const LOST_WORKER_TIMEOUT = 10;
 /** How long a worker whose job was aborted may take to answer before it is killed (ms). */
@@ -229,8 +238,8 @@ const SAMPLES = 1024;
 /** The syn pipe's answers, as Celery sends them. */
 const SYN_ACK = dumps(tuple(ACK, tuple(0)));
 const SYN_NACK = dumps(tuple(NACK, tuple(0)));
-/** The None sentinel: a worker exits. */
-const SENTINEL = new Uint8Array([0x80, 0x04, 0x4e, 0x2e]);
+/** The None sentinel's frame: a worker exits. */
+const SENTINEL_FRAME = new Uint8Array([0, 0, 0, 4, 0x80, 0x04, 0x4e, 0x2e]);
 
 /** A time limit option: null/undefined none, else positive seconds. */
 function limitSeconds(v: number | null | undefined, name: string): number | null {
@@ -286,7 +295,8 @@ function exitDescription(code: number | null): string {
 interface Task {
   job: number;
   i: number | null;
-  payload: Uint8Array;
+  /** Its TASK frame, header included. */
+  frame: Uint8Array;
   result: ResultBase;
   acked: boolean;
   /** Its hard and soft time limits in seconds (null: none), and what to tell when one passes. */
@@ -372,6 +382,14 @@ abstract class ResultBase {
 /** Pool internals the results call. @internal */
 const kDiscard = Symbol('discard');
 const kRunningPids = Symbol('runningPids');
+
+/** A payload with its 4-byte length header, ready to write. */
+function framed(payload: Uint8Array): Uint8Array {
+  const frame = new Uint8Array(4 + payload.length);
+  new DataView(frame.buffer).setInt32(0, payload.length);
+  frame.set(payload, 4);
+  return frame;
+}
 
 /** A promise that never rejects, and its resolver. */
 function latch(): { promise: Promise<void>; resolve: () => void } {
@@ -643,8 +661,12 @@ interface Worker {
   synq: SimpleQueue | null;
   started: boolean;
   pid: number | null;
-  /** The part it holds (sent, no READY yet). */
-  current: Task | null;
+  /**
+   * The parts sent to it and not answered yet, in the order it runs them:
+   * `held[0]` is the one it runs (once acknowledged), the others wait in its
+   * inqueue (at most `prefetch` in all).
+   */
+  held: Task[];
   /** Parts sent to it, for maxtasksperchild. */
   sent: number;
   /** Sent the None sentinel, DEATH seen, or being killed: no more jobs. */
@@ -655,10 +677,10 @@ interface Worker {
   killed: boolean;
   /** terminateJob signalled it: its job fails with Terminated. */
   terminated: boolean;
-  /** restart(): retire it after its current job. */
-  restartAfter: boolean;
   /** Its exit was handled: later messages are ignored. */
   dead: boolean;
+  /** Its inqueue's stream is corked until the end of this tick. */
+  corked: boolean;
   /** Resolves once it exited and was reaped. */
   gone: Promise<void>;
 }
@@ -707,6 +729,7 @@ export class Pool extends EventEmitter<PoolEvents> {
   readonly enableTimeouts: boolean;
   readonly threads: boolean;
   readonly maxQueue: number | null;
+  readonly prefetch: number;
   readonly onProcessUp: ((proc: Process) => void) | null;
   readonly onProcessDown: ((proc: Process) => void) | null;
   readonly onTimeoutSet: ((result: ApplyResult, softTimeout: number | null, timeout: number | null) => void) | null;
@@ -762,6 +785,7 @@ export class Pool extends EventEmitter<PoolEvents> {
     this.maxRestartFreq = limitSeconds(options?.maxRestartFreq, 'maxRestartFreq') ?? 1;
     this.maxMemoryPerChild = countOption(options?.maxMemoryPerChild, 'maxMemoryPerChild', 1);
     this.maxQueue = countOption(options?.maxQueue, 'maxQueue', 0);
+    this.prefetch = countOption(options?.prefetch, 'prefetch', 1) ?? DEFAULT_PREFETCH;
     this.putlocks = options?.putlocks ?? false;
     this.allowRestart = options?.allowRestart ?? false;
     this.synack = options?.synack ?? false;
@@ -809,14 +833,14 @@ export class Pool extends EventEmitter<PoolEvents> {
       synq,
       started: false,
       pid: null,
-      current: null,
+      held: [],
       sent: 0,
       retiring: false,
       accepted: false,
       killed: false,
       terminated: false,
-      restartAfter: false,
       dead: false,
+      corked: false,
       gone: Promise.resolve(),
     };
     proc.start();
@@ -844,7 +868,7 @@ export class Pool extends EventEmitter<PoolEvents> {
     await w.proc.join();
     // Its results come before its EOF; something it left behind may hold the pipe open: wait lostWorkerTimeout at most.
     if (reading) {
-      const lost = w.current?.lostTimeout ?? this.lostWorkerTimeout;
+      const lost = w.held[0]?.lostTimeout ?? this.lostWorkerTimeout;
       let timer: NodeJS.Timeout | undefined;
       await Promise.race([read, new Promise<void>((r) => (timer = setTimeout(r, lost * 1000)))]);
       clearTimeout(timer);
@@ -862,11 +886,12 @@ export class Pool extends EventEmitter<PoolEvents> {
     for (;;) {
       let payload: Uint8Array;
       try {
-        payload = await w.outq.getPayload();
+        // The outqueue's read end is this process's alone: read as a stream, no lock, no thread.
+        payload = await w.outq.reader.recvFrame();
       } catch (e) {
         // EOF: the worker is gone. Anything else (a bad length, a torn frame) broke the framing
         // for good: the worker is killed, and its death fails the job it holds.
-        if (!(e instanceof EOFError && e.code === 'EOF') && w.proc.exitcode === null) {
+        if (!(e instanceof EOFError && (e.code === 'EOF' || e.code === undefined)) && w.proc.exitcode === null) {
           process.emitWarning(`billiard-ts pool: worker ${w.pid} broke the framing of its outqueue (${String(e)}); killing it`, 'PoolWarning');
           w.proc.kill();
         }
@@ -888,11 +913,11 @@ export class Pool extends EventEmitter<PoolEvents> {
     }
   }
 
-  /** A bad frame: the job the worker holds fails with a typed error; the pool runs on. */
+  /** A bad frame: the job the worker runs fails with a typed error; the pool runs on. */
   #protocolError(w: Worker, what: string, cause?: unknown): void {
     process.emitWarning(`billiard-ts pool: ${what}${cause === undefined ? '' : `: ${String(cause)}`}`, 'PoolWarning');
-    const task = w.current;
-    if (task === null) return;
+    const task = w.held[0];
+    if (task === undefined) return;
     this.#release(w, task);
     this.#setResult(task, false, badMessage(what, cause));
     this.#dispatch();
@@ -907,8 +932,8 @@ export class Pool extends EventEmitter<PoolEvents> {
       case ACK: {
         if (body.length !== 5) return this.#protocolError(w, `an ACK of ${body.length} fields from worker ${w.pid}`);
         const [job, i, timeAccepted] = body as unknown as [unknown, unknown, unknown];
-        const task = w.current;
-        if (task === null || task.job !== job || task.i !== i || task.acked) return; // not the job it holds: ignored
+        const task = w.held[0];
+        if (task === undefined || task.job !== job || task.i !== i || task.acked) return; // not the job it runs: ignored
         if (w.synq !== null) {
           // The syn pipe: a part whose job was dropped meanwhile is skipped (NACK, no READY follows).
           const skip = task.result.discarded || task.result.done;
@@ -925,8 +950,8 @@ export class Pool extends EventEmitter<PoolEvents> {
       case READY: {
         if (body.length !== 4) return this.#protocolError(w, `a READY of ${body.length} fields from worker ${w.pid}`);
         const [job, i, outcome] = body as unknown as [unknown, unknown, unknown];
-        const task = w.current;
-        if (task === null || task.job !== job || task.i !== i) return; // not the job it holds: ignored
+        const task = w.held[0];
+        if (task === undefined || task.job !== job || task.i !== i) return; // not the job it runs: ignored
         if (!(outcome instanceof PyTuple) || outcome.length !== 2 || typeof outcome[0] !== 'boolean') {
           return this.#protocolError(w, `a READY whose result is not an (ok, value) pair from worker ${w.pid}`);
         }
@@ -941,7 +966,6 @@ export class Pool extends EventEmitter<PoolEvents> {
         this.#runTimes.add(ran);
         this.#completed++;
         this.#setResult(task, outcome[0], outcome[1]);
-        if (w.restartAfter) this.#retire(w);
         this.#dispatch();
         return;
       }
@@ -968,7 +992,8 @@ export class Pool extends EventEmitter<PoolEvents> {
 
   /** The worker no longer holds the part: its timers stop. */
   #release(w: Worker, task: Task): void {
-    if (w.current === task) w.current = null;
+    const k = w.held.indexOf(task);
+    if (k >= 0) w.held.splice(k, 1);
     this.#disarm(task);
   }
 
@@ -978,7 +1003,7 @@ export class Pool extends EventEmitter<PoolEvents> {
       const soft = task.soft;
       task.softTimer = setTimeout(() => {
         task.softTimer = null;
-        if (w.current !== task) return;
+        if (w.held[0] !== task) return;
         this.#softLimit(w, task, soft);
       }, soft * 1000);
       task.softTimer.unref();
@@ -987,7 +1012,7 @@ export class Pool extends EventEmitter<PoolEvents> {
       const limit = task.limit;
       task.timer = setTimeout(() => {
         task.timer = null;
-        if (w.current !== task) return;
+        if (w.held[0] !== task) return;
         // The worker is killed for it: its death must not fail the task again.
         this.#release(w, task);
         this.#setResult(task, false, new ExceptionInfo(new TimeLimitExceeded(limit)));
@@ -1065,17 +1090,19 @@ export class Pool extends EventEmitter<PoolEvents> {
     this.#workers.delete(w);
     this.#exits++;
     const exitcode = w.proc.exitcode;
-    const task = w.current;
-    if (task !== null) {
-      this.#release(w, task);
-      if (this.#state === TERMINATE || w.terminated) {
+    const held = w.held.splice(0);
+    const requeue: Task[] = [];
+    for (const task of held) {
+      this.#disarm(task);
+      if (this.#state === TERMINATE || (w.terminated && task.acked)) {
         this.#setResult(task, false, new ExceptionInfo(new Terminated(-(exitcode ?? -15))));
       } else if (task.acked) {
         this.#setResult(task, false, new ExceptionInfo(new WorkerLostError(`Worker exited prematurely: ${exitDescription(exitcode)} Job: ${task.job}.`)));
       } else {
-        this.#tasks.unshift(task); // handed over but never accepted: another worker runs it
+        requeue.push(task); // handed over but never accepted: another worker runs it
       }
     }
+    this.#tasks.unshift(...requeue);
     safeCall(this.onProcessDown, [w.proc]);
     this.#emit('processDown', w.proc);
     if (w.pid !== null) this.#emit('processExit', w.pid, exitcode);
@@ -1138,31 +1165,60 @@ export class Pool extends EventEmitter<PoolEvents> {
     wake.resolve();
   }
 
-  /** Hands queued parts to idle workers; after close, sends idle workers the None sentinel once nothing is left. */
+  /**
+   * Hands queued parts to workers: one to each idle worker first, then, while
+   * parts are left, more to each up to `prefetch` (so that a worker finds its
+   * next part in its pipe when it answers). The frames for one worker go out
+   * in one write. After close, idle workers get the None sentinel once
+   * nothing is left.
+   */
   #dispatch(): void {
     const hadTasks = this.#tasks.length > 0;
-    for (const w of this.#workers) {
-      if (!w.started || w.retiring || w.current !== null) continue;
-      const task = this.#tasks.shift();
-      if (task === undefined) {
-        if (this.#state === CLOSE) this.#retire(w);
-        continue;
+    for (let depth = 1; depth <= this.prefetch && this.#tasks.length > 0; depth++) {
+      // No part waits behind another while a worker is free or about to be (still starting).
+      if (depth > 1 && [...this.#workers].some((w) => !w.retiring && (!w.started || w.held.length === 0))) break;
+      for (const w of this.#workers) {
+        if (this.#tasks.length === 0) break;
+        if (!w.started || w.retiring || w.held.length >= depth) continue;
+        const task = this.#tasks.shift()!;
+        w.held.push(task);
+        w.sent++;
+        // Its last job: it exits after it (EX_RECYCLE), and gets nothing more.
+        if (this.maxtasksperchild !== null && w.sent >= this.maxtasksperchild) w.retiring = true;
+        this.#send(w, task.frame);
       }
-      w.current = task;
-      w.sent++;
-      // Its last job: it exits after it (EX_RECYCLE), and gets nothing more.
-      if (this.maxtasksperchild !== null && w.sent >= this.maxtasksperchild) w.retiring = true;
-      w.inq.sendPayload(task.payload).catch(() => {
-        // The worker is gone: its death hands the job on.
-      });
+    }
+    if (this.#state === CLOSE && this.#tasks.length === 0) {
+      for (const w of this.#workers) if (w.started && !w.retiring && w.held.length === 0) this.#retire(w);
     }
     if (this.#tasks.length > 0) this.#replenish();
     else if (hadTasks) this.#emit('drain');
   }
 
+  /**
+   * Writes a frame to a worker's inqueue (its write end is this process's
+   * alone: no lock). The frames of one tick for one worker leave in one write.
+   */
+  #send(w: Worker, frame: Uint8Array): void {
+    const writer = w.inq.writer;
+    if (writer.closed) return;
+    if (!w.corked) {
+      w.corked = true;
+      writer.stream.cork();
+      process.nextTick(() => {
+        w.corked = false;
+        if (!writer.closed) writer.stream.uncork();
+      });
+    }
+    writer.sendFrame(frame).catch(() => {
+      // The worker is gone: its death hands its parts on.
+    });
+  }
+
+  /** No more parts for it: the None sentinel follows the parts it holds, after which it exits (0). */
   #retire(w: Worker): void {
     w.retiring = true;
-    w.inq.sendPayload(SENTINEL).catch(() => undefined);
+    this.#send(w, SENTINEL_FRAME);
     this.#replenish();
   }
 
@@ -1192,7 +1248,7 @@ export class Pool extends EventEmitter<PoolEvents> {
     const tasks: Task[] = parts.map(({ i, func, args, kwds }) => ({
       job: result.job,
       i,
-      payload: encodeTask(result.job, i, func, args, kwds),
+      frame: framed(encodeTask(result.job, i, func, args, kwds)),
       result,
       acked: false,
       limit,
@@ -1232,15 +1288,15 @@ export class Pool extends EventEmitter<PoolEvents> {
       this.#setResult(task, false, einfo);
     }
     for (const w of this.#workers) {
-      const task = w.current;
-      if (task === null || task.result !== result) continue;
+      const task = w.held.find((t) => t.result === result);
+      if (task === undefined) continue;
       this.#setResult(task, false, einfo);
-      if (!task.acked) continue; // with synack it is skipped at its ACK; otherwise it runs, its result ignored
+      if (!task.acked || w.held[0] !== task) continue; // with synack it is skipped at its ACK; otherwise it runs, its result ignored
       this.#softLimit(w, task, null);
       this.#disarm(task);
       task.timer = setTimeout(() => {
         task.timer = null;
-        if (w.current !== task) return;
+        if (w.held[0] !== task) return;
         this.#release(w, task);
         this.#kill(w);
       }, ABORT_GRACE_MS);
@@ -1261,7 +1317,7 @@ export class Pool extends EventEmitter<PoolEvents> {
   /** @internal the pids of the workers running the job's parts now. */
   [kRunningPids](result: ResultBase): number[] {
     const pids: number[] = [];
-    for (const w of this.#workers) if (w.current?.result === result && w.pid !== null) pids.push(w.pid);
+    for (const w of this.#workers) if (w.held[0]?.result === result && w.held[0].acked && w.pid !== null) pids.push(w.pid);
     return pids;
   }
 
@@ -1426,7 +1482,7 @@ export class Pool extends EventEmitter<PoolEvents> {
   async waitForSlot(): Promise<void> {
     for (;;) {
       let busy = this.#tasks.length;
-      for (const w of this.#workers) if (w.current !== null) busy++;
+      for (const w of this.#workers) busy += w.held.length;
       if (busy < this.#processes || this.#state !== RUN) return;
       await this.#changed.promise;
     }
@@ -1455,7 +1511,7 @@ export class Pool extends EventEmitter<PoolEvents> {
     let done = 0;
     for (const w of this.#workers) {
       if (done >= n || this.#processes <= 1) break;
-      if (!w.started || w.retiring || w.current !== null) continue;
+      if (!w.started || w.retiring || w.held.length > 0) continue;
       this.#processes--;
       this.#retire(w);
       done++;
@@ -1471,11 +1527,8 @@ export class Pool extends EventEmitter<PoolEvents> {
   restart(): void {
     if (!this.allowRestart) throw new AttributeError('restart() needs a pool created with allowRestart: true');
     if (this.#state !== RUN) return;
-    for (const w of [...this.#workers]) {
-      if (w.retiring) continue;
-      if (!w.started || w.current !== null) w.restartAfter = true;
-      else this.#retire(w);
-    }
+    // The sentinel goes after the parts each holds: a busy worker exits once it has answered them.
+    for (const w of [...this.#workers]) if (!w.retiring && w.started) this.#retire(w);
   }
 
   /**
@@ -1519,10 +1572,11 @@ export class Pool extends EventEmitter<PoolEvents> {
     for (const w of this.#workers) {
       if (w.retiring || !w.started) continue;
       workers++;
-      if (w.current === null) idle++;
+      const first = w.held[0];
+      if (first === undefined) idle++;
       else {
         running++;
-        if (w.current.acked) busyNow += now - w.current.ackedAt;
+        if (first.acked) busyNow += now - first.ackedAt;
       }
     }
     const span = (now - this.#born) * Math.max(1, this.#processes);

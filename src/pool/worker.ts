@@ -25,8 +25,6 @@
  * at URL `module`, imported once.
  */
 
-import { AsyncLocalStorage } from 'node:async_hooks';
-
 import { PyGlobal, PyTuple, dumps, loads, tuple } from '../pickle/index.js';
 import { SoftTimeLimitExceeded } from '../process/errors.js';
 import { SimpleQueue } from '../queues/index.js';
@@ -59,19 +57,49 @@ export interface TaskContext {
   checkpoint(): void;
 }
 
-const taskStore = new AsyncLocalStorage<TaskContext>();
-
-/** The task running in this pool worker (inside its async context), or null outside one. */
-export function currentTask(): TaskContext | null {
-  return taskStore.getStore() ?? null;
+/**
+ * The task running now: a worker runs one at a time, so a module variable
+ * says which (no AsyncLocalStorage, whose promise hooks would tax every
+ * await of every task). Its AbortController is made on first use.
+ */
+class RunningTask implements TaskContext {
+  readonly job: number;
+  readonly index: number | null;
+  #controller: AbortController | null = null;
+  /** The soft limit passed (the signal is aborted, or will be when made). */
+  soft: SoftTimeLimitExceeded | null = null;
+  constructor(job: number, index: number | null) {
+    this.job = job;
+    this.index = index;
+  }
+  get signal(): AbortSignal {
+    if (this.#controller === null) {
+      this.#controller = new AbortController();
+      if (this.soft !== null) this.#controller.abort(this.soft);
+    }
+    return this.#controller.signal;
+  }
+  checkpoint(): void {
+    if (this.soft !== null) throw this.soft;
+  }
+  /** The soft limit: the signal is aborted with SoftTimeLimitExceeded (once). */
+  expire(): void {
+    if (this.soft !== null) return;
+    this.soft = new SoftTimeLimitExceeded();
+    this.#controller?.abort(this.soft);
+  }
 }
 
-/** The controller of the task running now (one at a time), for the SIGUSR1 handler. */
-let running: AbortController | null = null;
+let running: RunningTask | null = null;
+
+/** The task running in this pool worker, or null outside one (between tasks, or not in a pool worker). */
+export function currentTask(): TaskContext | null {
+  return running;
+}
 
 function onSoftTimeout(): void {
   // A soft limit that arrives between tasks is ignored (billiard's worker exits with 1 then).
-  if (running !== null && !running.signal.aborted) running.abort(new SoftTimeLimitExceeded());
+  running?.expire();
 }
 
 const imported = new Map<string, Fn>();
@@ -139,33 +167,25 @@ function readyPayload(job: unknown, i: unknown, ok: boolean, value: unknown, inq
 
 /**
  * The error a task that did not catch its soft limit failed with: an
- * AbortError of the task's own signal (what Node's APIs throw, the reason
- * as its cause) is reported as the SoftTimeLimitExceeded it stands for.
+ * AbortError thrown after the soft limit (what Node's APIs throw for an
+ * aborted signal, the reason as its cause) is reported as the
+ * SoftTimeLimitExceeded it stands for.
  */
-function softOrOwn(e: unknown, signal: AbortSignal): unknown {
-  if (signal.aborted && signal.reason instanceof SoftTimeLimitExceeded && e !== signal.reason && e instanceof Error && e.name === 'AbortError') {
-    return signal.reason;
-  }
+function softOrOwn(e: unknown, task: RunningTask): unknown {
+  if (task.soft !== null && e !== task.soft && e instanceof Error && e.name === 'AbortError') return task.soft;
   return e;
 }
 
 /** Runs one task in its own async context, with its AbortSignal. */
 async function runTask(job: unknown, i: unknown, func: unknown, args: unknown, kwargs: unknown): Promise<{ ok: boolean; value: unknown }> {
-  const controller = new AbortController();
-  const signal = controller.signal;
-  const context: TaskContext = {
-    job: job as number,
-    index: (i ?? null) as number | null,
-    signal,
-    checkpoint: () => signal.throwIfAborted(),
-  };
-  running = controller;
+  const task = new RunningTask(job as number, (i ?? null) as number | null);
+  running = task;
   try {
     const fn = await resolveFunction(func);
-    const value = await taskStore.run(context, () => call(fn, Array.isArray(args) ? args : [args], kwargs));
+    const value = await call(fn, Array.isArray(args) ? args : [args], kwargs);
     return { ok: true, value };
   } catch (e) {
-    return { ok: false, value: softOrOwn(e, signal) };
+    return { ok: false, value: softOrOwn(e, task) };
   } finally {
     running = null;
   }
@@ -205,6 +225,20 @@ export async function poolWorker(
   // An initializer that throws ends the worker with exit code 1 and no frame written (as billiard's).
   if (initializer !== null) await call(await resolveFunction(initializer), [...(initargs ?? [])], null);
 
+  // The outqueue's write end is this worker's alone (the pool closed its copy): a stream, no lock.
+  // A READY waits (corked) for the next job's ACK, so that both leave in one write when that job is
+  // already in the inqueue; the ACK is always flushed before its job runs, and a READY by the end of
+  // the tick at the latest.
+  const out = outq.writer;
+  const stream = out.stream;
+  let corked = false;
+  const flush = (): void => {
+    if (!corked) return;
+    corked = false;
+    stream.uncork();
+  };
+  const ignore = (): void => undefined; // a write that fails: the pool is gone, and the next read says so
+
   let completed = 0;
   let exitcode = EX_OK;
   for (;;) {
@@ -219,7 +253,8 @@ export async function poolWorker(
     }
     let payload: Uint8Array;
     try {
-      payload = await inq.getPayload();
+      // The inqueue's read end is this worker's alone (the pool closed its copy): a stream, no lock, no thread.
+      payload = await inq.reader.recvFrame();
     } catch {
       break; // EOF (the pool is gone) or a broken pipe: an orderly exit
     }
@@ -238,11 +273,12 @@ export async function poolWorker(
       break;
     }
     const [job, i, func, args, kwargs] = msg[1] as unknown as [unknown, unknown, unknown, unknown, unknown];
-    await outq.put(tuple(ACK, tuple(job, i, monotonic(), process.pid, synqWFd)));
+    out.send(tuple(ACK, tuple(job, i, monotonic(), process.pid, synqWFd))).catch(ignore);
+    flush();
     if (synq !== null) {
       let answer: unknown;
       try {
-        answer = await synq.get();
+        answer = await synq.reader.recv();
       } catch {
         break; // the pool is gone
       }
@@ -250,9 +286,15 @@ export async function poolWorker(
       if (answer instanceof PyTuple && answer[0] === NACK) continue;
     }
     const { ok, value } = await runTask(job, i, func, args, kwargs);
-    await outq.sendPayload(readyPayload(job, i, ok, value, inqWFd));
+    if (!corked) {
+      corked = true;
+      stream.cork();
+      process.nextTick(flush);
+    }
+    out.sendBytes(readyPayload(job, i, ok, value, inqWFd)).catch(ignore);
     completed++;
   }
+  flush();
   if (onExit !== null) {
     try {
       await call(await resolveFunction(onExit), [process.pid, exitcode], null);
@@ -261,7 +303,7 @@ export async function poolWorker(
     }
   }
   try {
-    await outq.put(tuple(DEATH, tuple(process.pid, exitcode)));
+    await outq.writer.send(tuple(DEATH, tuple(process.pid, exitcode)));
   } catch {
     // the pool is gone
   }
