@@ -117,7 +117,7 @@ export interface PoolOptions {
   /** Parts that may wait for a worker before a submission throws `Full` (piscina's maxQueue); null: unbounded. */
   maxQueue?: number | null;
   /**
-   * Parts a worker may hold at once (default 2): the one it runs, and the
+   * Parts a worker may hold at once (default 4): the one it runs, and the
    * next ones waiting in its pipe, so that it need not wait a round trip
    * for its next part. Idle workers are served first; 1 hands out one part
    * at a time (a part never waits behind another in a busy worker).
@@ -228,7 +228,7 @@ const TERMINATE = 2;
 /** Workers dying in a row before accepting a job, after which the jobs waiting fail. */
 const START_FAILURE_LIMIT = 5;
 /** Parts a worker holds at once, by default. */
-const DEFAULT_PREFETCH = 2;
+const DEFAULT_PREFETCH = 4;
 /** billiard's LOST_WORKER_TIMEOUT. */
 const LOST_WORKER_TIMEOUT = 10;
 /** How long a worker whose job was aborted may take to answer before it is killed (ms). */
@@ -681,6 +681,8 @@ interface Worker {
   dead: boolean;
   /** Its inqueue's stream is corked until the end of this tick. */
   corked: boolean;
+  /** The #dispatch call that last handed it a part. */
+  sentAtDepth: number;
   /** Resolves once it exited and was reaped. */
   gone: Promise<void>;
 }
@@ -744,6 +746,8 @@ export class Pool extends EventEmitter<PoolEvents> {
   readonly #cache = new Map<number, ResultBase>();
   readonly #registry: PickleRegistry = poolRegistry();
   #workerCount = 0;
+  /** Calls of #dispatch, to tell the parts one call hands out. */
+  #dispatches = 0;
   /** Workers that died in a row before accepting any job (an initializer that throws...). */
   #startFailures = 0;
   /** Abnormal exits (performance.now()) since the last ACK, for maxRestarts. */
@@ -841,6 +845,7 @@ export class Pool extends EventEmitter<PoolEvents> {
       terminated: false,
       dead: false,
       corked: false,
+      sentAtDepth: -1,
       gone: Promise.resolve(),
     };
     proc.start();
@@ -1173,13 +1178,18 @@ export class Pool extends EventEmitter<PoolEvents> {
    * nothing is left.
    */
   #dispatch(): void {
+    this.#dispatches++;
     const hadTasks = this.#tasks.length > 0;
+    // A busy worker is topped up only once it has room for half its prefetch: fewer, fuller writes.
+    const batch = Math.max(1, this.prefetch >> 1);
     for (let depth = 1; depth <= this.prefetch && this.#tasks.length > 0; depth++) {
       // No part waits behind another while a worker is free or about to be (still starting).
       if (depth > 1 && [...this.#workers].some((w) => !w.retiring && (!w.started || w.held.length === 0))) break;
       for (const w of this.#workers) {
         if (this.#tasks.length === 0) break;
         if (!w.started || w.retiring || w.held.length >= depth) continue;
+        if (depth > 1 && w.held.length === depth - 1 && w.sentAtDepth !== this.#dispatches && w.held.length > this.prefetch - batch) continue;
+        w.sentAtDepth = this.#dispatches;
         const task = this.#tasks.shift()!;
         w.held.push(task);
         w.sent++;
