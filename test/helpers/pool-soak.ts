@@ -65,14 +65,20 @@ export interface PsEntry {
   pid: number;
   ppid: number;
   stat: string;
+  /** The command name: `node` for a worker, alive or zombie (`ps` itself is `ps`). */
+  comm: string;
 }
 
-/** `ps -o pid=,ppid=,stat= -p <pids>`: the ones that exist (zombies included, stat Z). */
+/**
+ * `ps -o pid=,ppid=,stat=,comm= -p <pids>`: the ones that exist (zombies
+ * included, stat Z). pids wrap around (pid_max is 32768 here): filter on
+ * ppid and comm before concluding that a pid is still the same process.
+ */
 export function psEntries(pids: readonly number[]): PsEntry[] {
   if (pids.length === 0) return [];
   let out: string;
   try {
-    out = execFileSync('ps', ['-o', 'pid=,ppid=,stat=', '-p', pids.join(',')], { encoding: 'utf8' });
+    out = execFileSync('ps', ['-o', 'pid=,ppid=,stat=,comm=', '-p', pids.join(',')], { encoding: 'utf8' });
   } catch (e) {
     // ps exits 1 when none of them exists.
     const err = e as { status?: number; stdout?: string };
@@ -82,8 +88,13 @@ export function psEntries(pids: readonly number[]): PsEntry[] {
   return out
     .split('\n')
     .map((l) => l.trim().split(/\s+/))
-    .filter((f) => f.length >= 3)
-    .map(([pid, ppid, stat]) => ({ pid: Number(pid), ppid: Number(ppid), stat: stat! }));
+    .filter((f) => f.length >= 4)
+    .map(([pid, ppid, stat, comm]) => ({ pid: Number(pid), ppid: Number(ppid), stat: stat!, comm: comm! }));
+}
+
+/** Node children of this process among `pids`, zombies included: workers not yet reaped, or alive. */
+export function nodeChildren(pids: readonly number[]): PsEntry[] {
+  return psEntries(pids).filter((p) => p.ppid === process.pid && p.comm === 'node');
 }
 
 /** Live (not zombie) children of this process among `pids`. */
@@ -112,12 +123,12 @@ export function isLiveChild(pid: number): boolean {
 
 /** Children of this process running the worker entry (src/process/child.ts), found by scanning `ps -eo`. */
 export function workerChildren(): PsEntry[] {
-  const out = execFileSync('ps', ['-eo', 'pid=,ppid=,stat=,args='], { encoding: 'utf8' });
+  const out = execFileSync('ps', ['-eo', 'pid=,ppid=,stat=,comm=,args='], { encoding: 'utf8' });
   return out
     .split('\n')
     .map((l) => l.trim().split(/\s+/))
-    .filter((f) => f.length >= 4 && Number(f[1]) === process.pid && f.slice(3).some((a) => a.endsWith('/src/process/child.ts') || a.endsWith('/dist/process/child.js')))
-    .map(([pid, ppid, stat]) => ({ pid: Number(pid), ppid: Number(ppid), stat: stat! }));
+    .filter((f) => f.length >= 5 && Number(f[1]) === process.pid && f.slice(4).some((a) => a.endsWith('/src/process/child.ts') || a.endsWith('/dist/process/child.js')))
+    .map(([pid, ppid, stat, comm]) => ({ pid: Number(pid), ppid: Number(ppid), stat: stat!, comm: comm! }));
 }
 
 export interface TaskRecord {
@@ -292,13 +303,13 @@ export async function runSoak(options: SoakOptions, onProgress?: (settled: numbe
   }
 
   const killedPids = [...killed];
-  const killedLeft = psEntries(killedPids)
-    .filter((p) => p.ppid === process.pid && !finalPids.includes(p.pid))
+  const killedLeft = nodeChildren(killedPids)
+    .filter((p) => !finalPids.includes(p.pid))
     .map((p) => p.pid);
 
   const seen = new Set([...finalPids, ...killedPids, ...records.flatMap((r) => r.result.workerPids())]);
   await pool.terminate();
-  const leftAfterTerminate = [...new Set([...psEntries([...seen]).filter((p) => p.ppid === process.pid).map((p) => p.pid), ...workerChildren().map((p) => p.pid)])];
+  const leftAfterTerminate = [...new Set([...nodeChildren([...seen]).map((p) => p.pid), ...workerChildren().map((p) => p.pid)])];
 
   return {
     tasks,
