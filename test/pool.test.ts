@@ -231,10 +231,10 @@ describe('Pool', () => {
     }
   });
 
-  test('examples/pool-map.ts prints [ 1, 4, 9, 16, 25 ] and exits 0', () => {
-    const r = spawnSync(process.execPath, ['--import', 'tsx', 'examples/pool-map.ts'], { encoding: 'utf8', cwd: new URL('..', import.meta.url).pathname, timeout: 60_000 });
+  test('examples/pool-square.ts prints [1, 4, 9, 16, 25] and exits 0', () => {
+    const r = spawnSync(process.execPath, ['--import', 'tsx', 'examples/pool-square.ts'], { encoding: 'utf8', cwd: new URL('..', import.meta.url).pathname, timeout: 60_000 });
     expect(r.stderr).toBe('');
-    expect(r.stdout).toBe('[ 1, 4, 9, 16, 25 ]\n');
+    expect(r.stdout).toBe('[1, 4, 9, 16, 25]\n');
     expect(r.status).toBe(0);
   });
 

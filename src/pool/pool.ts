@@ -989,6 +989,7 @@ export class Pool extends EventEmitter<PoolEvents> {
     this.#waitTimes.add(task.ackedAt - task.submitted);
     w.accepted = true;
     this.#restarts.length = 0; // billiard's restart counter restarts at every ACK
+    this.#startFailures = 0; // a worker takes jobs: the pool makes progress, whatever replacements do
     task.result.ack(w.pid!, timeAccepted);
     const r = task.result;
     if (this.onTimeoutSet !== null && isPlainApply(r)) safeCall(this.onTimeoutSet, [r, task.soft, task.limit]);

@@ -2,7 +2,7 @@
  * billiard's second documented example, in TypeScript: a pool of four
  * worker processes squares five numbers.
  *
- *   npx tsx examples/pool-map.ts
+ *   npx tsx examples/pool-square.ts
  *
  * Python:
  *   def square(x):
@@ -22,5 +22,6 @@ export function square(x: number): number {
 
 if (isMainProcess(import.meta)) {
   await using pool = new Pool({ processes: 4 });
-  console.log(await pool.map(square, [1, 2, 3, 4, 5]));
+  const squares = await pool.map(square, [1, 2, 3, 4, 5]);
+  console.log(`[${squares.join(', ')}]`); // as Python prints it: [1, 4, 9, 16, 25]
 }
