@@ -17,9 +17,10 @@ export class JsonLineWorker {
   readonly exited: Promise<number | null>;
 
   /** `command` is the argv; `name` labels its errors. */
-  constructor(command: readonly string[], name: string, options?: { cwd?: string }) {
+  /** `group`: the process leads a process group of its own, so that `killGroup` ends its children too. */
+  constructor(command: readonly string[], name: string, options?: { cwd?: string; group?: boolean }) {
     this.#name = name;
-    this.#proc = spawn(command[0]!, command.slice(1), { stdio: ['pipe', 'pipe', 'inherit'], cwd: options?.cwd });
+    this.#proc = spawn(command[0]!, command.slice(1), { stdio: ['pipe', 'pipe', 'inherit'], cwd: options?.cwd, detached: options?.group ?? false });
     this.#lines = createInterface({ input: this.#proc.stdout });
     this.#lines.on('line', (line) => this.#waiting.shift()?.resolve(line));
     const fail = (e: Error): void => {
@@ -64,5 +65,15 @@ export class JsonLineWorker {
 
   kill(signal?: NodeJS.Signals): void {
     this.#proc.kill(signal);
+  }
+
+  /** SIGKILL to its whole process group (made with `group`): it and every process it started. */
+  killGroup(): void {
+    if (this.#proc.pid === undefined) return;
+    try {
+      process.kill(-this.#proc.pid, 'SIGKILL');
+    } catch {
+      // gone
+    }
   }
 }

@@ -205,16 +205,21 @@ export async function run(options: BenchRunOptions): Promise<string> {
   const samples = new Map<string, Samples>(impls.map((i) => [i.id, { start: [], map: [], map1: [], apply: [], terminate: [], rss: [], mapCold: [] }]));
   const info: Record<string, unknown> = {};
   const threadRss: Record<string, unknown[]> = {};
+  /** Cycles that hung, by implementation. */
+  const hangs = new Map<string, number>();
   const loadBefore = machine().loadavg1 as number;
   const started = process.hrtime.bigint();
   try {
     progress('starting the drivers');
-    for (const impl of impls) impl.worker = new JsonLineWorker(impl.command, `pool driver ${impl.id}`, { cwd: ROOT });
+    for (const impl of impls) impl.worker = new JsonLineWorker(impl.command, `pool driver ${impl.id}`, { cwd: ROOT, group: true });
     for (const impl of impls) info[impl.id] = await unstuck(impl.worker!.request({ op: 'info' }), `${impl.id} info`);
 
-    const cycle = (impl: Impl, scale: number, rss: boolean): Promise<CycleResult> =>
-      unstuck(
-        impl.worker!.request<CycleResult>({
+    // A cycle that does not answer in STUCK_SECONDS (billiard's terminate/join can hang for ever) is
+    // not counted: its driver and every process it started are killed, and a new driver takes over.
+    const cycle = async (impl: Impl, scale: number, rss: boolean): Promise<CycleResult | null> => {
+      let timer: NodeJS.Timeout | undefined;
+      const stuck = new Promise<null>((resolve) => (timer = setTimeout(() => resolve(null), STUCK_SECONDS * 1000)));
+      const answer = impl.worker!.request<CycleResult>({
           op: 'cycle',
           processes: SIZES.processes,
           map_n: Math.round(SIZES.map_n * scale),
@@ -225,21 +230,35 @@ export async function run(options: BenchRunOptions): Promise<string> {
           warm: scale === 1,
           extra_starts: scale === 1 ? EXTRA_STARTS : 0,
           rss,
-        }),
-        `${impl.id} cycle`,
-      );
+        });
+      try {
+        const r = await Promise.race([answer, stuck]);
+        if (r !== null) return r;
+      } finally {
+        clearTimeout(timer);
+      }
+      answer.catch(() => undefined);
+      hangs.set(impl.id, (hangs.get(impl.id) ?? 0) + 1);
+      console.error(`\npool benchmark: a ${impl.label} cycle did not answer in ${STUCK_SECONDS} s: not counted; its driver is killed and restarted`);
+      impl.worker!.killGroup();
+      await impl.worker!.exited;
+      impl.worker = new JsonLineWorker(impl.command, `pool driver ${impl.id}`, { cwd: ROOT, group: true });
+      await unstuck(impl.worker.request({ op: 'info' }), `${impl.id} info`);
+      return null;
+    };
 
     // Warm-up: module caches, JIT, the fork server's first children, Python's imports in the workers.
     for (const impl of impls) {
       progress(`warm-up: ${impl.label}`);
       const t0 = process.hrtime.bigint();
-      do await cycle(impl, 0.1, false);
+      do await cycle(impl, 0.1, false); // (a hung warm-up cycle is counted in the note too)
       while (Number(process.hrtime.bigint() - t0) / 1e9 < options.warmupSeconds);
     }
 
     for (const [round, impl] of rotations(impls, rounds)) {
       progress(`round ${round + 1}/${rounds}: ${impl.label}`);
       const r = await cycle(impl, 1, true);
+      if (r === null) continue;
       const s = samples.get(impl.id)!;
       for (const t of [...r.start_extra, r.start]) s.start.push(t * 1000);
       for (const t of [...r.terminate_extra, r.terminate]) s.terminate.push(t * 1000);
@@ -342,7 +361,10 @@ export async function run(options: BenchRunOptions): Promise<string> {
     `Each cell: the median over ${rounds} rounds (${1 + EXTRA_STARTS} pool lives per round for start and terminate, one for the others; each throughput row first run once on that pool outside its samples, map at full size and the others at a tenth, then repeated up to ${MAX_REPS} times while under ${fmt(rowSeconds, 2)} s), then (the ratio to billiard-ts spawn's median, the baseline). Rates: higher is better; ms and MiB: lower is better.`,
     `The thread pools have no map: "map, default chunksize" runs squareChunk on chunks of billiard's default size (ceil(n / 8) = ${Math.ceil(SIZES.map_n / (4 * SIZES.processes))}), "chunksize 1" one task per item. Idle RSS: VmRSS of each worker process (fork workers count pages shared with their parent); for the thread pools, the growth of the process's RSS per worker thread (after GC, in a fresh process). Load average ${fmt(loadBefore, 2)} before, ${fmt(loadAfter, 2)} after; ${fmt(seconds, 3)} s of cycles.`,
   ];
-  const legend = 'mp = CPython multiprocessing.Pool; billiard-ts forkserver: the fork server\'s warm children are ready before each start (not timed).';
+  const hung = [...hangs].map(([id, n]) => `${impls.find((i) => i.id === id)!.label} ${n}`);
+  const legend =
+    'mp = CPython multiprocessing.Pool; billiard-ts forkserver: the fork server\'s warm children are ready before each start (not timed).' +
+    (hung.length > 0 ? ` Cycles that hung (not counted; the driver was killed and restarted): ${hung.join(', ')}.` : '');
   const coldMap = `Cold map (the map row's first run, on the new pool's workers; not in the samples above), items/s: ${impls
     .map((i) => `${i.label} ${rate(stats(samples.get(i.id)!.mapCold).median)}`)
     .join(', ')}.`;

@@ -756,7 +756,8 @@ export class Pool extends EventEmitter<PoolEvents> {
   #exits = 0;
   /** Replacements waiting for their back-off delay. */
   #scheduled = 0;
-  #changed = latch();
+  /** Resolved at the next change of state; made only when something waits (see #changedPromise). */
+  #changed: { promise: Promise<void>; resolve: () => void } | null = null;
   readonly #born = performance.now();
   #busyMs = 0;
   #completed = 0;
@@ -815,8 +816,13 @@ export class Pool extends EventEmitter<PoolEvents> {
     return this.#processes;
   }
 
+  #refd = false;
+
   #updateRef(): void {
-    if (this.#cache.size > 0 || this.#joining > 0) this.#keepAlive.ref();
+    const ref = this.#cache.size > 0 || this.#joining > 0;
+    if (ref === this.#refd) return;
+    this.#refd = ref;
+    if (ref) this.#keepAlive.ref();
     else this.#keepAlive.unref();
   }
 
@@ -1167,8 +1173,13 @@ export class Pool extends EventEmitter<PoolEvents> {
 
   #notify(): void {
     const wake = this.#changed;
-    this.#changed = latch();
-    wake.resolve();
+    this.#changed = null;
+    wake?.resolve();
+  }
+
+  /** A promise of the next change of state (a job settled, a worker came or went, a close...). */
+  get #changedPromise(): Promise<void> {
+    return (this.#changed ??= latch()).promise;
   }
 
   /**
@@ -1185,7 +1196,7 @@ export class Pool extends EventEmitter<PoolEvents> {
     const batch = Math.max(1, this.prefetch >> 1);
     for (let depth = 1; depth <= this.prefetch && this.#tasks.length > 0; depth++) {
       // No part waits behind another while a worker is free or about to be (still starting).
-      if (depth > 1 && [...this.#workers].some((w) => !w.retiring && (!w.started || w.held.length === 0))) break;
+      if (depth > 1 && this.#anyWorkerFree()) break;
       for (const w of this.#workers) {
         if (this.#tasks.length === 0) break;
         if (!w.started || w.retiring || w.held.length >= depth) continue;
@@ -1204,6 +1215,12 @@ export class Pool extends EventEmitter<PoolEvents> {
     }
     if (this.#tasks.length > 0) this.#replenish();
     else if (hadTasks) this.#emit('drain');
+  }
+
+  /** A worker without parts, or still starting. */
+  #anyWorkerFree(): boolean {
+    for (const w of this.#workers) if (!w.retiring && (!w.started || w.held.length === 0)) return true;
+    return false;
   }
 
   /**
@@ -1456,7 +1473,7 @@ export class Pool extends EventEmitter<PoolEvents> {
         if (this.#state === TERMINATE || it.discarded) return;
         chunk.push(x);
         if (chunk.length === size) flush();
-        while (this.#tasks.length >= 2 * this.#processes && this.#state !== TERMINATE) await this.#changed.promise;
+        while (this.#tasks.length >= 2 * this.#processes && this.#state !== TERMINATE) await this.#changedPromise;
       }
       flush();
       this.#inputEnded(it);
@@ -1495,7 +1512,7 @@ export class Pool extends EventEmitter<PoolEvents> {
       let busy = this.#tasks.length;
       for (const w of this.#workers) busy += w.held.length;
       if (busy < this.#processes || this.#state !== RUN) return;
-      await this.#changed.promise;
+      await this.#changedPromise;
     }
   }
 
@@ -1644,7 +1661,7 @@ export class Pool extends EventEmitter<PoolEvents> {
     try {
       while (this.#workers.size > 0 || this.#scheduled > 0) {
         if (this.#workers.size > 0) await Promise.all([...this.#workers].map((w) => w.gone));
-        else await this.#changed.promise;
+        else await this.#changedPromise;
       }
     } finally {
       this.#joining--;
