@@ -13,7 +13,7 @@ import { join } from 'node:path';
 
 import { describe, expect, test } from 'vitest';
 
-import { Full, Pool, RestartFreqExceeded, SoftTimeLimitExceeded, Terminated, TimeLimitExceeded, ValueError, WorkerLostError, type Process } from '../src/index.js';
+import { Full, MaybeEncodingError, Pool, RestartFreqExceeded, SoftTimeLimitExceeded, Terminated, TimeLimitExceeded, ValueError, WorkerLostError, type Process } from '../src/index.js';
 import { AttributeError } from '../src/sharedctypes/errors.js';
 import {
   allocate,
@@ -30,6 +30,7 @@ import {
   sleepThen,
   spinForever,
   square,
+  unpicklable,
   waitOnSignal,
   whoAmI,
 } from './fixtures/pool-targets.js';
@@ -352,6 +353,18 @@ describe('Pool failures and signals', () => {
     expect(err).toBeInstanceOf(WorkerLostError);
     expect((err as Error).message).toMatch(/^Worker exited prematurely: exitcode 3 Job: \d+\.$/);
     expect(await pool.apply(square, [2])).toBe(4);
+  });
+
+  test('a result that cannot be pickled: get() throws MaybeEncodingError, errorCallback gets it, the worker goes on', async () => {
+    await using pool = new Pool({ processes: 1 });
+    const worker = await pool.apply(pid);
+    const errors: unknown[] = [];
+    const r = pool.applyAsync(unpicklable, [], { errorCallback: (einfo) => errors.push(einfo.exception) });
+    const err = await r.get(20).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(MaybeEncodingError);
+    expect((err as Error).message).toMatch(/^Error sending result: '.*'\. Reason: '.*'\.$/);
+    expect(errors).toEqual([err]);
+    expect(await pool.apply(pid)).toBe(worker);
   });
 
   test('callbacksPropagate: a callback error of a listed class is thrown on the event loop; others are warnings', () => {
