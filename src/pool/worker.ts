@@ -32,6 +32,13 @@ import { ACK, DEATH, EX_FAILURE, EX_OK, EX_RECYCLE, exceptionInfoObject, MaybeEn
 
 type Fn = (...args: unknown[]) => unknown;
 
+/** With BILLIARD_TS_TRACE_STARTUP set, a worker's first steps go to stderr, as a child's start-up does. */
+const TRACE = process.env.BILLIARD_TS_TRACE_STARTUP !== undefined;
+let traced = 0;
+function mark(what: string): void {
+  if (TRACE && traced++ < 6) process.stderr.write(`billiard-ts pool worker ${process.pid}: ${what} at ${performance.now().toFixed(1)} ms\n`);
+}
+
 let ownOutqueue: SimpleQueue | null = null;
 
 /**
@@ -219,6 +226,7 @@ export async function poolWorker(
   const synqWFd = synq === null ? null : synq.writer.fileno();
   synq?.writer.close();
   ownOutqueue = outq;
+  mark('started');
   process.on('SIGUSR1', onSoftTimeout);
   // Ctrl-C reaches the whole process group: the pool's process decides, its workers ignore SIGINT (as billiard's).
   process.on('SIGINT', () => undefined);
@@ -258,6 +266,7 @@ export async function poolWorker(
     } catch {
       break; // EOF (the pool is gone) or a broken pipe: an orderly exit
     }
+    mark('job read');
     let msg: unknown;
     try {
       msg = loads(payload);
@@ -275,6 +284,7 @@ export async function poolWorker(
     const [job, i, func, args, kwargs] = msg[1] as unknown as [unknown, unknown, unknown, unknown, unknown];
     out.send(tuple(ACK, tuple(job, i, monotonic(), process.pid, synqWFd))).catch(ignore);
     flush();
+    mark('ACK sent');
     if (synq !== null) {
       let answer: unknown;
       try {

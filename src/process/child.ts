@@ -86,17 +86,20 @@ async function failStart(e: unknown, heading: string, reporter: Reporter): Promi
  */
 async function run(prepBytes: Uint8Array, specBytes: Uint8Array, makeRegistry: () => PickleRegistry, reporter: Reporter, loaded?: () => void): Promise<never | void> {
   const prep = loads(prepBytes, { registry: makeRegistry() });
+  mark('preparation data loaded');
   const name = String(field(prep, 'name'));
   let spec: unknown;
   try {
     // The layers whose objects are among the arguments register how to rebuild them.
     const modules = field(prep, 'modules');
     if (Array.isArray(modules)) for (const m of modules) if (typeof m === 'string') await import(m);
+    mark(`modules imported (${Array.isArray(modules) ? modules.length : 0})`);
     spec = loads(specBytes, { registry: makeRegistry() });
   } catch (e) {
     return failStart(e, `Process ${name}:`, reporter);
   }
   loaded?.();
+  mark('arguments loaded');
   const daemon = field(prep, 'daemon') === true;
   const parentPidExpected = Number(field(prep, 'parent_pid'));
   if (daemon) {
@@ -244,6 +247,11 @@ async function spawned(): Promise<void> {
  */
 async function warm(): Promise<void> {
   await importPreload();
+  // The package's own layers, which a start would otherwise import to rebuild its arguments (queues,
+  // locks, the pool's worker...): loaded while the child waits, not while its parent waits for it.
+  const pkg = (await import(new URL('../index.js', import.meta.url).href)) as typeof import('../index.js');
+  // And a first run of the code a start runs (compiled on first use): pickling both ways.
+  pkg.loads(pkg.dumps(new Map<string, unknown>([['name', 'warm'], ['authkey', new Uint8Array(32)], ['sys_path', ['a', 'b']], ['flag', true], ['n', 1.5], ['t', pkg.tuple(1, null)]])));
   const onDisconnect = (): void => process.exit(0);
   process.on('disconnect', onDisconnect);
   const start = await new Promise<{ prep: Uint8Array; spec: Uint8Array }>((resolve) => {
@@ -252,6 +260,7 @@ async function warm(): Promise<void> {
     });
     process.send!(['warm']);
   });
+  mark('start received');
   process.off('disconnect', onDisconnect);
   process.removeAllListeners('message');
   const reporter: Reporter = {
