@@ -20,7 +20,7 @@ import { Connection } from '../connection/index.js';
 import { flushConnections } from '../connection/connection.js';
 import { setParentDeathSignal, parentPid } from '../native/index.js';
 
-import { loads, PyTuple, type PickleRegistry } from '../pickle/index.js';
+import { dumps, loads, PyTuple, tuple, type PickleRegistry } from '../pickle/index.js';
 import { becomeChild } from './current.js';
 import { parseRef } from './locate.js';
 import { DESCRIPTOR_CHANNEL_FD, ReceivedDescriptors, receiveDescriptors } from './fd-channel.js';
@@ -249,9 +249,11 @@ async function warm(): Promise<void> {
   await importPreload();
   // The package's own layers, which a start would otherwise import to rebuild its arguments (queues,
   // locks, the pool's worker...): loaded while the child waits, not while its parent waits for it.
-  const pkg = (await import(new URL('../index.js', import.meta.url).href)) as typeof import('../index.js');
+  // (A load at run time, for its side effects only: the process layer does not depend on the facade.)
+  const packageEntry = new URL('../index.js', import.meta.url).href;
+  await import(packageEntry);
   // And a first run of the code a start runs (compiled on first use): pickling both ways.
-  pkg.loads(pkg.dumps(new Map<string, unknown>([['name', 'warm'], ['authkey', new Uint8Array(32)], ['sys_path', ['a', 'b']], ['flag', true], ['n', 1.5], ['t', pkg.tuple(1, null)]])));
+  loads(dumps(new Map<string, unknown>([['name', 'warm'], ['authkey', new Uint8Array(32)], ['sys_path', ['a', 'b']], ['flag', true], ['n', 1.5], ['t', tuple(1, null)]])));
   const onDisconnect = (): void => process.exit(0);
   process.on('disconnect', onDisconnect);
   const start = await new Promise<{ prep: Uint8Array; spec: Uint8Array }>((resolve) => {
