@@ -681,8 +681,8 @@ interface Worker {
   dead: boolean;
   /** Its inqueue's stream is corked until the end of this tick. */
   corked: boolean;
-  /** The #dispatch call that last handed it a part. */
-  sentAtDepth: number;
+  /** The #dispatch call that may give it parts (it had room for a batch when that call began). */
+  fillIn: number;
   /** Resolves once it exited and was reaped. */
   gone: Promise<void>;
 }
@@ -851,7 +851,7 @@ export class Pool extends EventEmitter<PoolEvents> {
       terminated: false,
       dead: false,
       corked: false,
-      sentAtDepth: -1,
+      fillIn: -1,
       gone: Promise.resolve(),
     };
     proc.start();
@@ -1190,18 +1190,18 @@ export class Pool extends EventEmitter<PoolEvents> {
    * nothing is left.
    */
   #dispatch(): void {
-    this.#dispatches++;
+    const call = ++this.#dispatches;
     const hadTasks = this.#tasks.length > 0;
-    // A busy worker is topped up only once it has room for half its prefetch: fewer, fuller writes.
-    const batch = Math.max(1, this.prefetch >> 1);
+    // An idle worker takes parts at once; a busy one only once it has room for half its prefetch
+    // (then it is filled up): fewer, fuller writes.
+    const room = this.prefetch - Math.max(1, this.prefetch >> 1);
+    for (const w of this.#workers) if (w.held.length <= room) w.fillIn = call;
     for (let depth = 1; depth <= this.prefetch && this.#tasks.length > 0; depth++) {
       // No part waits behind another while a worker is free or about to be (still starting).
       if (depth > 1 && this.#anyWorkerFree()) break;
       for (const w of this.#workers) {
         if (this.#tasks.length === 0) break;
-        if (!w.started || w.retiring || w.held.length >= depth) continue;
-        if (depth > 1 && w.held.length === depth - 1 && w.sentAtDepth !== this.#dispatches && w.held.length > this.prefetch - batch) continue;
-        w.sentAtDepth = this.#dispatches;
+        if (!w.started || w.retiring || w.held.length >= depth || w.fillIn !== call) continue;
         const task = this.#tasks.shift()!;
         w.held.push(task);
         w.sent++;
