@@ -21,6 +21,7 @@ import { EventEmitter } from 'node:events';
 import { availableParallelism, constants } from 'node:os';
 
 import { TimeoutError } from '../connection/errors.js';
+import { HEADER_SIZE, writeHeader } from '../connection/frames.js';
 import { timeoutSeconds } from '../connection/timers.js';
 import { EOFError, UnpicklingError } from '../pickle/errors.js';
 import { dumps, loads, PyGlobal, PyTuple, tuple, type PickleRegistry } from '../pickle/index.js';
@@ -385,9 +386,9 @@ const kRunningPids = Symbol('runningPids');
 
 /** A payload with its 4-byte length header, ready to write. */
 function framed(payload: Uint8Array): Uint8Array {
-  const frame = new Uint8Array(4 + payload.length);
-  new DataView(frame.buffer).setInt32(0, payload.length);
-  frame.set(payload, 4);
+  const frame = new Uint8Array(HEADER_SIZE + payload.length);
+  writeHeader(frame, 0, payload.length);
+  frame.set(payload, HEADER_SIZE);
   return frame;
 }
 
