@@ -16,6 +16,7 @@ import { forkServer } from './process/forkserver.js';
 import { setNodeExecutable } from './process/spawn.js';
 import { Empty, Full, JoinableQueue, Queue, SimpleQueue, type QueueOptions } from './queues/index.js';
 import { Pool, type PoolOptions } from './pool/index.js';
+import { SyncManager, type BaseManagerOptions } from './managers/index.js';
 import { Array as SharedArray, RawArray, RawValue, Value, type Typecode } from './sharedctypes/index.js';
 import { Barrier, BoundedSemaphore, Condition, Event, Lock, RLock, Semaphore, setOwnerName } from './synchronize/index.js';
 
@@ -101,6 +102,12 @@ export class Context {
   }
   SimpleQueue(options?: QueueOptions): SimpleQueue {
     return new SimpleQueue(options);
+  }
+  /** A started SyncManager whose server process starts with this context's method (billiard's `Manager()`). */
+  async Manager(options?: Omit<BaseManagerOptions, 'context'>): Promise<SyncManager> {
+    const m = new SyncManager({ ...options, context: this });
+    await m.start();
+    return m;
   }
   /** A Pool whose workers start with this context's method. */
   Pool(options?: Omit<PoolOptions, 'context'>): Pool {

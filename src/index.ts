@@ -62,6 +62,7 @@ export {
   type TimeoutCallback,
   type TimeSummary,
 } from './pool/index.js';
+export * from './managers/index.js';
 export {
   allowConnectionPickling,
   Context,

@@ -15,8 +15,8 @@ import { beforeAll, expect, test } from 'vitest';
 import * as api from '../src/index.js';
 import { pythonFor } from './helpers/peers.js';
 
-/** Names billiard-ts does not have yet: the managers layer is to come. */
-const NOT_YET = ['Manager'];
+/** Names billiard-ts does not have yet. */
+const NOT_YET: string[] = [];
 /** Python's context methods that billiard-ts has only at the top level (deprecated in billiard). */
 const TOP_LEVEL_ONLY = ['forkingEnable'];
 

@@ -27,7 +27,7 @@ const MAY_IMPORT: Record<string, string[]> = {
   sharedctypes: ['pickle', 'connection', 'native', 'process', 'synchronize'],
   queues: ['pickle', 'connection', 'native', 'process', 'synchronize'],
   pool: ['pickle', 'connection', 'native', 'process', 'synchronize', 'sharedctypes', 'queues'],
-  managers: ['pickle', 'connection', 'native', 'process', 'synchronize', 'sharedctypes', 'queues'],
+  managers: ['pickle', 'connection', 'native', 'process', 'synchronize', 'sharedctypes', 'queues', 'pool'],
 };
 
 function files(dir: string): string[] {

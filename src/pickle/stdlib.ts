@@ -479,6 +479,8 @@ export function installStdlib(registry: PickleRegistry): void {
   const r = registry;
   // builtins
   r.register('builtins', 'set', { call: (a, _g, context) => new Set(distinctNaN(iterableItems(a[0], 'set', context))) });
+  // list(items): how CPython's managers send dict views (`rebuild_as_list`, spec/manager.md).
+  r.register('builtins', 'list', { call: (a, _g, context) => Array.from(iterableItems(a[0], 'list', context)) });
   r.register('builtins', 'frozenset', { call: (a, _g, context) => new PyFrozenSet(distinctNaN(iterableItems(a[0], 'frozenset', context))) });
   r.register('builtins', 'bytearray', {
     call: (a, _g, context) => {
