@@ -51,6 +51,11 @@ Scenarios (client):
               proxy['from_python'] = 'yes' and reads proxy.get('from_node').
               Extra: "type" (class name of the proxy), "proxy_module",
               "from_node" (the value, or its repr when not JSON-encodable).
+    counter   BaseManager + register('Counter') and register('get_counter'):
+              a Node class served by a billiard-ts manager (AutoProxy from
+              the exposed list): inc/value on a new Counter; then on the
+              shared one, wait_for(--n) blocks until another client's incs
+              reach it. Extra: "exposed" (the new Counter's exposed list).
     shutdown  connect() with a BaseManager, then dispatch(conn, None,
               'shutdown') on a fresh Client connection; checks the reply is
               None and that the listener goes away.
@@ -625,6 +630,26 @@ def scenario_rebuild(c, args, managers, authkey, address):
     c.check('del', release)
 
 
+def scenario_counter(c, args, managers, authkey, address):
+    class M(managers.BaseManager):
+        pass
+    M.register('Counter')
+    M.register('get_counter')
+    m = M(address=address, authkey=authkey)
+    c.check('connect', m.connect)
+    cnt = c.check('create', m.Counter)
+
+    def use():
+        c.extra['exposed'] = sorted(cnt._exposed_)
+        eq(cnt.inc(), 1)
+        eq(cnt.inc(5), 6)
+        eq(cnt.value(), 6)
+        raises(AttributeError, getattr, cnt, '_hidden')
+    c.check('inc_value', use)
+    shared = c.check('get_counter', m.get_counter)
+    c.check('wait_for', lambda: eq(shared.wait_for(args.n, TIMEOUT), True))
+
+
 def scenario_shutdown(c, args, managers, authkey, address):
     _, connection, _ = impl_modules(args.impl)
     m = managers.BaseManager(address=address, authkey=authkey)
@@ -667,6 +692,7 @@ SCENARIOS = {
     'producer': scenario_producer,
     'rebuild': scenario_rebuild,
     'shutdown': scenario_shutdown,
+    'counter': scenario_counter,
 }
 
 

@@ -5,7 +5,7 @@
  */
 
 export { BaseManager, Manager, runManagerServer, State, SyncManager, type BaseManagerOptions, type ManagerContext, type RegisterOptions } from './manager.js';
-export { publicMethods, Server, type Registry, type ServerEvents, type ServerOptions, type TypeidEntry } from './server.js';
+export { publicMethods, Server, type ManagerCallable, type Registry, type ServerEvents, type ServerOptions, type TypeidEntry } from './server.js';
 export {
   AcquirerProxy,
   ArrayProxy,

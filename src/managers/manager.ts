@@ -39,7 +39,7 @@ import {
   type ProxyType,
 } from './proxy.js';
 import { pyError, pyTypeName } from './pyvalues.js';
-import { Server, type Registry, type TypeidEntry } from './server.js';
+import { Server, type ManagerCallable, type Registry, type TypeidEntry } from './server.js';
 import { MP_MODULE, Token, wireAddress, type ManagersModule } from './token.js';
 
 setFuncRef(funcRef);
@@ -72,7 +72,7 @@ export interface BaseManagerOptions {
 /** What `register()` takes (Python's `register(typeid, callable, proxytype, exposed, method_to_typeid, create_method)`). */
 export interface RegisterOptions {
   /** Builds the object on the server; called with `new` when it is a class. Clients of a remote server give none. */
-  callable?: ((...args: never[]) => unknown) | null;
+  callable?: ManagerCallable | null;
   /** The client's proxy class; default {@link AutoProxy}. */
   proxytype?: ProxyType | null;
   /** The names clients may call; default the proxy's own list, else the object's public methods. */

@@ -25,10 +25,13 @@ import type { ProxyType } from './proxy.js';
 import { entriesOf, pyError, pyRepr, pyTypeName } from './pyvalues.js';
 import { MP_MODULE, Token, type ManagersModule } from './token.js';
 
+/** What builds a typeid's object: a function, or a class (called with `new`). */
+export type ManagerCallable = ((...args: never[]) => unknown) | (new (...args: never[]) => unknown);
+
 /** What `register()` records for a typeid (Python's registry tuple, plus `createMethod`). */
 export interface TypeidEntry {
   /** Builds the object from the create request's arguments; null: the one argument is the object. */
-  callable: ((...args: never[]) => unknown) | null;
+  callable: ManagerCallable | null;
   /** Names clients may call; null: the object's public methods. */
   exposed: readonly string[] | null;
   /** Methods whose results are served as new objects of the given typeid (a `#PROXY` reply). */
@@ -135,7 +138,7 @@ function asPythonError(e: unknown): Error {
 }
 
 /** Calls a registered callable the Python way: positional args, then kwds as a trailing object when there are any. */
-function callUser(fn: (...args: never[]) => unknown, args: readonly unknown[], kwds: Kwds): unknown {
+function callUser(fn: ManagerCallable, args: readonly unknown[], kwds: Kwds): unknown {
   const all = Object.keys(kwds).length > 0 ? [...args, kwds] : [...args];
   const f = fn as unknown as (...a: unknown[]) => unknown;
   return isClass(fn) ? new (fn as unknown as new (...a: unknown[]) => unknown)(...all) : f(...all);

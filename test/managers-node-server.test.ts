@@ -1,0 +1,154 @@
+/**
+ * Python clients of a billiard-ts manager server: billiard 4.1's and the
+ * standard library's managers (CPython 3.11, 3.12, 3.13) connect to a Node
+ * manager started with `start()` (a Node child) and use every typeid it
+ * serves; Node clients use the same server; Node objects are served to
+ * both; proxies travel in pickles to Python and to Node children.
+ */
+import { spawn } from 'node:child_process';
+
+import { afterAll, beforeAll, describe, expect, test } from 'vitest';
+
+import { dumps, Process, SyncManager, type Address } from '../src/index.js';
+import { exerciseSyncManager } from './helpers/manager-scenario.js';
+import { PEER_DIR, pythonFor, type PyVersion } from './helpers/peers.js';
+import { childUsesProxy, PeerManager } from './peers/manager-peer.js';
+
+const KEY = new TextEncoder().encode('node-manager-key');
+const HEX = Buffer.from(KEY).toString('hex');
+
+export interface PeerResult {
+  ok: boolean;
+  passed: string[];
+  failures: Array<{ name: string; error: string }>;
+  [extra: string]: unknown;
+}
+
+/** Runs a manager_peer.py client scenario to its end; its final JSON line. */
+export function runPeerClient(version: PyVersion, impl: 'billiard' | 'mp', address: Address, scenario: string, extra: string[] = []): Promise<PeerResult> {
+  const addr = JSON.stringify(Array.isArray(address) ? [...address] : address);
+  const proc = spawn(pythonFor(version), [PEER_DIR + 'manager_peer.py', '--impl', impl, '--role', 'client', '--address', addr, '--authkey', HEX, '--scenario', scenario, ...extra], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let out = '';
+  let err = '';
+  proc.stdout.on('data', (c: Buffer) => (out += c.toString()));
+  proc.stderr.on('data', (c: Buffer) => (err += c.toString()));
+  return new Promise((resolve, reject) => {
+    proc.on('exit', () => {
+      const last = out.trim().split('\n').pop() ?? '';
+      try {
+        resolve(JSON.parse(last) as PeerResult);
+      } catch {
+        reject(new Error(`manager_peer.py ${scenario} printed no result: ${out}\n${err}`));
+      }
+    });
+  });
+}
+
+function failures(r: PeerResult): string[] {
+  return r.failures.map((f) => `${f.name}: ${f.error}`);
+}
+
+const CLIENTS: Array<[label: string, version: PyVersion, impl: 'billiard' | 'mp']> = [
+  ['billiard 4.1', '3.11', 'billiard'],
+  ['CPython 3.11', '3.11', 'mp'],
+  ['CPython 3.12', '3.12', 'mp'],
+  ['CPython 3.13', '3.13', 'mp'],
+];
+
+let manager: PeerManager;
+let address: Address;
+
+beforeAll(async () => {
+  manager = new PeerManager({ authkey: KEY });
+  await manager.start();
+  address = manager.address!;
+}, 60_000);
+
+afterAll(async () => {
+  await manager?.shutdown();
+});
+
+describe.each(CLIENTS)('a %s client of a Node manager', (_label, version, impl) => {
+  test('a SyncManager client uses every typeid the Node server serves', async () => {
+    const r = await runPeerClient(version, impl, address, 'sync');
+    expect(failures(r)).toEqual([]);
+    expect(r.passed).toEqual(expect.arrayContaining(['dict.iterate', 'list.iterate', 'Event', 'Lock', 'RLock', 'Condition', 'Barrier', 'Namespace', 'Value', 'Array', 'Queue', 'JoinableQueue', 'refcount']));
+    expect(r.ok).toBe(true);
+  }, 60_000);
+
+  test('the classic distributed queue: a BaseManager with register("get_queue") gets what Node put, and puts back', async () => {
+    const q = await manager.get_queue();
+    for (let i = 0; i < 3; i++) await q.put(i);
+    const r = await runPeerClient(version, impl, address, 'queue', ['--n', '3']);
+    expect(failures(r)).toEqual([]);
+    expect(await q.get({ timeout: 5 })).toBe('py-done');
+    expect(await q.qsize()).toBe(0);
+    await q._decref();
+  }, 60_000);
+
+  test('a Node class served by the manager: its public methods, a method that waits without stalling other clients', async () => {
+    const shared = await manager.get_counter();
+    const before = await shared.value();
+    const target = before + 3;
+    const py = runPeerClient(version, impl, address, 'counter', ['--n', String(target)]);
+    // The Python client's wait_for blocks on its connection; these calls go on meanwhile.
+    await new Promise((r) => setTimeout(r, 300));
+    for (let i = 0; i < 3; i++) await shared.inc();
+    const r = await py;
+    expect(failures(r)).toEqual([]);
+    expect(r.exposed).toEqual(['inc', 'value', 'wait_for']);
+    await shared._decref();
+  }, 60_000);
+});
+
+describe('Node clients of a Node manager', () => {
+  test('every SyncManager typeid, created and used from Node', async () => {
+    const m = new SyncManager({ address, authkey: KEY });
+    await m.connect();
+    await exerciseSyncManager(m, 'node');
+  }, 60_000);
+
+  test('a Node class: methods called by name, a waiting call does not stall another caller, non-public names are refused', async () => {
+    const c = await manager.Counter();
+    expect(await c.inc()).toBe(1);
+    expect(await c.inc(4)).toBe(5);
+    const shared = await manager.get_counter();
+    const start = await shared.value();
+    // AutoProxy's methods are the exposed names, camelCased (wait_for -> waitFor).
+    const waiting = shared.waitFor(start + 2, 10);
+    await shared.inc();
+    await shared.inc();
+    expect(await waiting).toBe(true);
+    await expect(c._callmethod('_hidden')).rejects.toThrow(/not in exposed/);
+    await c._decref();
+    await shared._decref();
+  });
+
+  test('a proxy pickled to a Python process rebuilds there (RebuildProxy, multiprocessing.managers names) and reaches the same object', async () => {
+    const d = await manager.dict({ from_node: 'hi' });
+    const hex = Buffer.from(dumps(d)).toString('hex');
+    for (const [version, impl] of [['3.11', 'billiard'], ['3.13', 'mp']] as const) {
+      await d.setItem('from_python', 'no');
+      const r = await runPeerClient(version, impl, address, 'rebuild', ['--pickle', hex]);
+      expect(failures(r)).toEqual([]);
+      expect(r.type).toBe('DictProxy');
+      expect(r.from_node).toBe('hi');
+      expect(await d.getItem('from_python')).toBe('yes');
+    }
+    const n = await manager._numberOfObjects();
+    await d._decref();
+    expect(await manager._numberOfObjects()).toBe(n - 1);
+  }, 60_000);
+
+  test('a proxy given to a Node child process rebuilds there with the manager key and uses the object', async () => {
+    const d = await manager.dict({ from_parent: 'hello' });
+    const p = new Process({ target: childUsesProxy, args: [d] });
+    await p.start();
+    await p.join(30);
+    expect(p.exitcode).toBe(0);
+    expect(await d.getItem('from_child')).toBe(p.pid);
+    await d._decref();
+  }, 60_000);
+});
