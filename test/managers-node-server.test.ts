@@ -5,46 +5,14 @@
  * serves; Node clients use the same server; Node objects are served to
  * both; proxies travel in pickles to Python and to Node children.
  */
-import { spawn } from 'node:child_process';
-
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 
 import { dumps, Process, SyncManager, type Address } from '../src/index.js';
 import { exerciseSyncManager } from './helpers/manager-scenario.js';
-import { PEER_DIR, pythonFor, type PyVersion } from './helpers/peers.js';
+import { KEY, runPeerClient, type PeerResult } from './helpers/manager-peers.js';
+import { type PyVersion } from './helpers/peers.js';
 import { childUsesProxy, PeerManager } from './peers/manager-peer.js';
 
-const KEY = new TextEncoder().encode('node-manager-key');
-const HEX = Buffer.from(KEY).toString('hex');
-
-export interface PeerResult {
-  ok: boolean;
-  passed: string[];
-  failures: Array<{ name: string; error: string }>;
-  [extra: string]: unknown;
-}
-
-/** Runs a manager_peer.py client scenario to its end; its final JSON line. */
-export function runPeerClient(version: PyVersion, impl: 'billiard' | 'mp', address: Address, scenario: string, extra: string[] = []): Promise<PeerResult> {
-  const addr = JSON.stringify(Array.isArray(address) ? [...address] : address);
-  const proc = spawn(pythonFor(version), [PEER_DIR + 'manager_peer.py', '--impl', impl, '--role', 'client', '--address', addr, '--authkey', HEX, '--scenario', scenario, ...extra], {
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  let out = '';
-  let err = '';
-  proc.stdout.on('data', (c: Buffer) => (out += c.toString()));
-  proc.stderr.on('data', (c: Buffer) => (err += c.toString()));
-  return new Promise((resolve, reject) => {
-    proc.on('exit', () => {
-      const last = out.trim().split('\n').pop() ?? '';
-      try {
-        resolve(JSON.parse(last) as PeerResult);
-      } catch {
-        reject(new Error(`manager_peer.py ${scenario} printed no result: ${out}\n${err}`));
-      }
-    });
-  });
-}
 
 function failures(r: PeerResult): string[] {
   return r.failures.map((f) => `${f.name}: ${f.error}`);
