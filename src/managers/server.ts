@@ -20,7 +20,7 @@ import { EOFError, Listener, type Address, type Connection, type DigestName } fr
 import { BilliardError, loads, PythonException, tuple, type UnpicklerOptions } from '../pickle/index.js';
 import { addLocalServer, removeLocalServer } from './local.js';
 import { ClientGone, Managed, type CallContext } from './objects.js';
-import { ERROR, GETVALUE, PROXY, PUBLIC, RETURN, TRACEBACK, UNSERIALIZABLE, type Kwds } from './protocol.js';
+import { ERROR, GETVALUE, PROXY, RETURN, TRACEBACK, UNSERIALIZABLE, type Kwds } from './protocol.js';
 import type { ProxyType } from './proxy.js';
 import { entriesOf, pyError, pyRepr, pyTypeName } from './pyvalues.js';
 import { MP_MODULE, Token, type ManagersModule } from './token.js';
@@ -307,7 +307,7 @@ export class Server extends EventEmitter<ServerEvents> {
     let kwds: unknown;
     try {
       [, methodname, args, kwds] = this.#decode(frame);
-      if (typeof methodname !== 'string' || !PUBLIC.includes(methodname)) throw new TracebackReply('AssertionError', `${quote(methodname)} unrecognized`);
+      if (typeof methodname !== 'string') throw new TracebackReply('AssertionError', `${quote(methodname)} unrecognized`);
     } catch (e) {
       const t = e as TracebackReply;
       await this.#reply(conn, TRACEBACK, tracebackText('handle_request', t.pyType, t.detail));
