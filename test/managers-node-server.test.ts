@@ -48,6 +48,10 @@ describe.each(CLIENTS)('a %s client of a Node manager', (_label, version, impl) 
 
   test('the classic distributed queue: a BaseManager with register("get_queue") gets what Node put, and puts back', async () => {
     const q = await manager.get_queue();
+    // one object, one id: a second create of the shared queue gives the same id (spec §9.2.3)
+    const again = await manager.get_queue();
+    expect(again._token.id).toBe(q._token.id);
+    await again._decref();
     for (let i = 0; i < 3; i++) await q.put(i);
     const r = await runPeerClient(version, impl, address, 'queue', ['--n', '3']);
     expect(failures(r)).toEqual([]);
