@@ -15,6 +15,7 @@
 import type { Address, DigestName } from '../connection/index.js';
 import { defaultRegistry, PyGlobal, PySlice, PythonException, tuple, type ReduceValue } from '../pickle/index.js';
 import { AuthenticationString, currentProcess } from '../process/index.js';
+import { addExitHook } from '../process/exit-hooks.js';
 import { addSpawnReducers } from '../process/reduction.js';
 import { Channel, controlCall, poolFor, unwrap, type CallOptions, type Endpoint, type Reply, type ServingPool } from './client.js';
 import { GETVALUE, PROXY, type Kwds } from './protocol.js';
@@ -97,14 +98,19 @@ const finalizer = new FinalizationRegistry<Held>((h) => {
 const live = new Set<WeakRef<BaseProxy>>();
 let exitHookInstalled = false;
 
+/** Releases every live proxy of this process (decref each). */
+async function releaseAll(): Promise<void> {
+  const all = [...live].map((r) => r.deref()).filter((p): p is BaseProxy => p !== undefined && !p.disposed);
+  live.clear();
+  await Promise.all(all.map((p) => p._decref().catch(() => undefined)));
+}
+
 function installExitHook(): void {
   if (exitHookInstalled) return;
   exitHookInstalled = true;
-  process.on('beforeExit', () => {
-    const all = [...live].map((r) => r.deref()).filter((p): p is BaseProxy => p !== undefined && !p.disposed);
-    live.clear();
-    if (all.length > 0) void Promise.all(all.map((p) => p._decref().catch(() => undefined)));
-  });
+  // A main process whose event loop empties, and a child whose target returned, release their proxies first.
+  process.on('beforeExit', () => void releaseAll());
+  addExitHook(releaseAll);
 }
 
 let proxyCount = 0;

@@ -89,3 +89,16 @@ export async function childUsesProxy(d: DictProxy): Promise<void> {
   const seen = await d.getItem('from_parent');
   if (seen !== 'hello') throw new Error(`the child read ${String(seen)}`);
 }
+
+/** Creates `n` dicts on the manager and returns without releasing them: its exit releases them, as Python's finalizers do. */
+export async function childCreates(address: Address, authkey: Uint8Array, n: number, hold: { send(v: unknown): Promise<void> } | null): Promise<void> {
+  const m = new SyncManager({ address, authkey });
+  await m.connect();
+  const kept: unknown[] = [];
+  for (let i = 0; i < n; i++) kept.push(await m.dict({ i }));
+  (globalThis as Record<string, unknown>).keptProxies = kept;
+  if (hold !== null) {
+    await hold.send('created');
+    await new Promise(() => undefined); // wait to be killed
+  }
+}
