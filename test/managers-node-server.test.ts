@@ -7,11 +7,11 @@
  */
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 
-import { dumps, Process, SyncManager, type Address } from '../src/index.js';
+import { dumps, Process, pyfunc, RemoteError, SyncManager, type Address } from '../src/index.js';
 import { exerciseSyncManager } from './helpers/manager-scenario.js';
 import { KEY, runPeerClient, type PeerResult } from './helpers/manager-peers.js';
 import { type PyVersion } from './helpers/peers.js';
-import { childUsesProxy, PeerManager } from './peers/manager-peer.js';
+import { childUsesProxy, failTask, PeerManager, square } from './peers/manager-peer.js';
 
 
 function failures(r: PeerResult): string[] {
@@ -123,4 +123,36 @@ describe('Node clients of a Node manager', () => {
     expect(await d.getItem('from_child')).toBe(p.pid);
     await d._decref();
   }, 60_000);
+
+  test("the Node server's Pool runs exported JS functions in Node workers: apply, map, starmap, AsyncResult and Iterator proxies; a Python function gets #TRACEBACK", async () => {
+    const pool = await manager.Pool(2);
+    try {
+      expect(await pool.apply(square, [7])).toBe(49);
+      expect(await pool.map(square, [1, 2, 3])).toEqual([1, 4, 9]);
+      expect(await pool.starmap(square, [[4], [5]])).toEqual([16, 25]);
+      const r = await pool.applyAsync(square, [9]);
+      expect(r._token.typeid).toBe('AsyncResult');
+      expect(await r.get(30)).toBe(81);
+      expect(await r.ready()).toBe(true);
+      expect(await r.successful()).toBe(true);
+      await r._decref();
+      const mr = await pool.mapAsync(square, [2, 3]);
+      expect(await mr.get(30)).toEqual([4, 9]);
+      await mr._decref();
+      const it = await pool.imap(square, [1, 2, 3, 4]);
+      const seen: unknown[] = [];
+      for await (const v of it) seen.push(v);
+      expect(seen).toEqual([1, 4, 9, 16]);
+      const un = await pool.imapUnordered(square, [5, 6]);
+      const got: number[] = [];
+      for await (const v of un) got.push(v as number);
+      expect(got.sort((a, b) => a - b)).toEqual([25, 36]);
+      await expect(pool.apply(failTask, [1])).rejects.toThrow(/bad 1/);
+      await expect(pool.apply(pyfunc('builtins.pow'), [2, 3])).rejects.toBeInstanceOf(RemoteError);
+      await expect(pool.apply(pyfunc('builtins.pow'), [2, 3])).rejects.toThrow(/Python function/);
+    } finally {
+      await pool.terminate();
+      await pool._decref();
+    }
+  }, 120_000);
 });

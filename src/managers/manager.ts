@@ -38,6 +38,7 @@ import {
   type ProxyManager,
   type ProxyType,
 } from './proxy.js';
+import { ManagedPool } from './pool.js';
 import { pyError, pyTypeName } from './pyvalues.js';
 import { Server, type ManagerCallable, type Registry, type TypeidEntry } from './server.js';
 import { MP_MODULE, Token, wireAddress, type ManagersModule } from './token.js';
@@ -401,17 +402,13 @@ function number(v: unknown, what: string): number {
   return v;
 }
 
-/** A Pool typeid's object on a Node server: the functions Python clients send are Python's, which Node cannot run. */
-function pyPoolUnsupported(): never {
-  throw pyError('NotImplementedError', 'a billiard-ts manager server has no Pool typeid: Python clients send Python functions, which a Node server cannot run');
-}
-
 /**
  * A manager with SyncManager's typeids (Python's `SyncManager`): `Queue`,
  * `JoinableQueue`, `Event`, `Lock`, `RLock`, `Semaphore`,
  * `BoundedSemaphore`, `Condition`, `Barrier`, `Pool`, `list`, `dict`,
  * `Value`, `Array`, `Namespace`, and the `Iterator`/`AsyncResult` typeids
- * of `#PROXY` replies. A Node-hosted SyncManager serves all but `Pool`.
+ * of `#PROXY` replies. A Node-hosted SyncManager's Pool runs JavaScript
+ * functions in Node workers.
  */
 export class SyncManager extends BaseManager {
   Queue(maxsize = 0): Promise<QueueProxy> {
@@ -442,7 +439,7 @@ export class SyncManager extends BaseManager {
   Barrier(parties: number, options?: { timeout?: number | null }): Promise<BarrierProxy> {
     return this.createProxy('Barrier', [parties], options?.timeout === undefined ? null : { timeout: options.timeout });
   }
-  /** A Pool of the server's (Python servers only): `processes` workers. */
+  /** A Pool of the server's with `processes` workers: Python functions (`pyfunc`) on a Python server, exported JS functions on a Node one. */
   Pool(processes?: number | null, kwds?: Kwds): Promise<PoolProxy> {
     return this.createProxy('Pool', processes === undefined ? [] : [processes], kwds);
   }
@@ -485,7 +482,7 @@ S.registerBuiltin(
   },
   BarrierProxy,
 );
-S.registerBuiltin('Pool', pyPoolUnsupported, PoolProxy, {
+S.registerBuiltin('Pool', (a, k) => new ManagedPool(a, k), PoolProxy, {
   methodToTypeid: { apply_async: 'AsyncResult', map_async: 'AsyncResult', starmap_async: 'AsyncResult', imap: 'Iterator', imap_unordered: 'Iterator' },
 });
 S.registerBuiltin('list', (a, k) => new ManagedList(items(bind('list', [['iterable', null]], a, k)[0], 'list')), ListProxy);

@@ -64,6 +64,17 @@ export function bind(fname: string, params: readonly Param[], args: readonly unk
   return out;
 }
 
+/** Thrown by a method to have the server answer `#TRACEBACK` (the server's own refusal, as CPython's for what it cannot run) rather than `#ERROR`. */
+export class ServerTraceback extends Error {
+  constructor(
+    readonly pyType: string,
+    readonly detail: string,
+  ) {
+    super(`${pyType}: ${detail}`);
+    this.name = 'ServerTraceback';
+  }
+}
+
 /** The error a wait gets when its client left: nothing is sent back, and nothing was taken. */
 export class ClientGone extends Error {
   constructor() {

@@ -19,7 +19,7 @@ import { EventEmitter } from 'node:events';
 import { EOFError, Listener, type Address, type Connection, type DigestName } from '../connection/index.js';
 import { BilliardError, loads, PythonException, tuple, type UnpicklerOptions } from '../pickle/index.js';
 import { addLocalServer, removeLocalServer } from './local.js';
-import { ClientGone, Managed, type CallContext } from './objects.js';
+import { ClientGone, Managed, ServerTraceback, type CallContext } from './objects.js';
 import { ERROR, GETVALUE, PROXY, RETURN, TRACEBACK, UNSERIALIZABLE, type Kwds } from './protocol.js';
 import type { ProxyType } from './proxy.js';
 import { entriesOf, pyError, pyRepr, pyTypeName } from './pyvalues.js';
@@ -79,11 +79,8 @@ interface Held {
 }
 
 /** An error that becomes a `#TRACEBACK` reply (the server's own failure, not the method's). */
-class TracebackReply extends Error {
-  constructor(readonly pyType: string, readonly detail: string) {
-    super(`${pyType}: ${detail}`);
-  }
-}
+const TracebackReply = ServerTraceback;
+type TracebackReply = ServerTraceback;
 
 function tracebackText(where: string, pyType: string, detail: string): string {
   return `Traceback (most recent call last):\n  File "billiard-ts/managers/server", in ${where}\n${pyType}${detail === '' ? '' : `: ${detail}`}\n`;
@@ -509,6 +506,7 @@ export class Server extends EventEmitter<ServerEvents> {
       result = await this.#call(h, methodname, a, k, ctx);
     } catch (e) {
       if (e instanceof ClientGone || ctx.signal.aborted) return [null, null];
+      if (e instanceof ServerTraceback) return [TRACEBACK, tracebackText(methodname, e.pyType, e.detail)];
       return [ERROR, asPythonError(e)];
     }
     const typeid = h.methodToTypeid?.[methodname];

@@ -102,3 +102,13 @@ export async function childCreates(address: Address, authkey: Uint8Array, n: num
     await new Promise(() => undefined); // wait to be killed
   }
 }
+
+/** A task for a Node manager's Pool. */
+export function square(x: number): number {
+  return x * x;
+}
+
+/** A task that fails. */
+export function failTask(x: number): never {
+  throw new RangeError(`bad ${x}`);
+}
