@@ -4,6 +4,7 @@
  * served in this process and stopped by a Python client's `shutdown`, and
  * reference counting across collection, child exit and child death.
  */
+import { spawnSync } from 'node:child_process';
 import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
 
@@ -82,6 +83,13 @@ describe('starting and stopping', () => {
     expect(server.closed).toBe(true);
   }, 60_000);
 });
+
+test('examples/manager-queue.ts: a Node manager serves a job queue to the classic Python client', () => {
+  const r = spawnSync(process.execPath, ['--import', 'tsx', 'examples/manager-queue.ts'], { encoding: 'utf8', cwd: new URL('..', import.meta.url).pathname, timeout: 60_000 });
+  expect(r.stderr).toBe('');
+  expect(r.stdout).toBe('Python summed the jobs: 6\n');
+  expect(r.status).toBe(0);
+}, 60_000);
 
 describe('reference counting', () => {
   test('a proxy collected by the garbage collector releases its reference', async () => {
