@@ -53,3 +53,4 @@ export {
   type CallContext,
 } from './objects.js';
 export { PyArray } from './array.js';
+export { ManagerValue, Namespace } from './values.js';

@@ -15,7 +15,7 @@ import { PyFrozenSet, PyGlobal, PyObject, PySlice, PyTuple, tuple } from '../pic
 import { Empty, Full } from '../queues/index.js';
 import { PyArray } from './array.js';
 import { entriesOf, hashKey, pyCompare, pyEquals, pyError, pyRepr, pyTypeName } from './pyvalues.js';
-import { MP_MODULE } from './token.js';
+import { ManagerValue, Namespace } from './values.js';
 
 /** Who is calling: the serving connection's id, and a signal that fires when its client leaves. */
 export interface CallContext {
@@ -1003,14 +1003,9 @@ export class ManagedValue extends Managed {
     }
   }
 
-  /** Pickles as `multiprocessing.managers.Value` with the state `{'_typecode': ..., '_value': ...}` (spec §9.2.9). */
+  /** A `managers.Value` (pickles as `multiprocessing.managers.Value` with the state `{'_typecode': ..., '_value': ...}`, spec §9.2.9). */
   override pyGetValue(): unknown {
-    const o = new PyObject('newobj', new PyGlobal(MP_MODULE, 'Value'), tuple());
-    const state: Record<string, unknown> = Object.create(null);
-    state._typecode = this.typecode;
-    state._value = this.value;
-    o.state = state;
-    return o;
+    return new ManagerValue(this.typecode, this.value);
   }
 
   override pyRepr(): string {
@@ -1111,11 +1106,9 @@ export class ManagedNamespace extends Managed {
     }
   }
 
-  /** Pickles as `multiprocessing.managers.Namespace` with its attribute dict as state. */
+  /** A `managers.Namespace` of its attributes (pickles as `multiprocessing.managers.Namespace` with its attribute dict as state). */
   override pyGetValue(): unknown {
-    const o = new PyObject('newobj', new PyGlobal(MP_MODULE, 'Namespace'), tuple());
-    o.state = this.#dict();
-    return o;
+    return new Namespace(this.#dict());
   }
 
   override pyRepr(): string {

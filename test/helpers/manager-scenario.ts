@@ -5,7 +5,7 @@
  */
 import { expect } from 'vitest';
 
-import { PySlice, PythonException, RemoteError, type BaseProxy, type SyncManager } from '../../src/index.js';
+import { ManagerValue, Namespace, PySlice, PythonException, RemoteError, type BaseProxy, type SyncManager } from '../../src/index.js';
 
 /** The server on the other end: what differs between them (spec/manager.md §6.1). */
 export type ServerKind = 'node' | 'billiard' | 'mp';
@@ -164,12 +164,18 @@ export async function exerciseSyncManager(m: SyncManager, server: ServerKind): P
   await ns.delete('y');
   await raises(ns.get('y'), 'builtins.AttributeError');
   expect(await ns.str()).toBe('Namespace(x=1)');
+  const nsValue = await ns._getvalue();
+  expect(nsValue).toBeInstanceOf(Namespace);
+  expect({ ...(nsValue as Namespace) }).toEqual({ x: 1 });
 
   // Value and Array
   const v = keep(await m.Value('i', 5));
   expect(await v.get()).toBe(5);
   await v.set(6);
   expect(await v.get()).toBe(6);
+  const vValue = await v._getvalue();
+  expect(vValue).toBeInstanceOf(ManagerValue);
+  expect(vValue).toMatchObject({ typecode: 'i', value: 6 });
   const arr = keep(await m.Array('i', [1, 2, 3]));
   expect(await arr.len()).toBe(3);
   expect(await arr.getItem(1)).toBe(2);
