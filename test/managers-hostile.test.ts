@@ -15,6 +15,8 @@ import {
   dumps,
   EOFError,
   Listener,
+  loads,
+  Namespace,
   PyGlobal,
   RemoteError,
   Server,
@@ -271,6 +273,22 @@ describe('handshakes', () => {
     await stillServes();
   });
 });
+
+test("a managers.Namespace pickle whose attribute is named '__proto__' gets an attribute, not a prototype", () => {
+  // what CPython writes for a Namespace whose __dict__ has the key '__proto__'
+  const evil = ns_pickle();
+  const ns = loads(evil) as Namespace;
+  expect(ns).toBeInstanceOf(Namespace);
+  expect(Object.getPrototypeOf(ns)).toBe(Namespace.prototype);
+  expect(Object.getOwnPropertyDescriptor(ns, '__proto__')?.value).toEqual({ polluted: true });
+});
+
+/** `pickle.dumps(ns, 4)` by CPython 3.11 of a `multiprocessing.managers.Namespace` with `ns.__dict__['__proto__'] = {'polluted': True}`. */
+function ns_pickle(): Uint8Array {
+  const hex =
+    '8004954c000000000000008c186d756c746970726f63657373696e672e6d616e6167657273948c094e616d6573706163659493942981947d948c095f5f70726f746f5f5f947d948c08706f6c6c7574656494887373622e';
+  return new Uint8Array(Buffer.from(hex, 'hex'));
+}
 
 describe('shutdown', () => {
   test('a server that does not allow it refuses shutdown; one that does replies once and stops', async () => {
