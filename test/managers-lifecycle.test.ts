@@ -84,6 +84,18 @@ describe('starting and stopping', () => {
   }, 60_000);
 });
 
+test('a manager class in an unguarded main module: the server child refuses the start at its top level (RuntimeError), and start() rejects with EOFError, as Python\'s', () => {
+  const r = spawnSync(process.execPath, ['--import', 'tsx', 'test/fixtures/unguarded-main.ts'], {
+    encoding: 'utf8',
+    cwd: new URL('..', import.meta.url).pathname,
+    env: { ...process.env, UNGUARDED_KIND: 'manager' },
+    timeout: 60_000,
+  });
+  expect(r.status, r.stderr).toBe(0);
+  expect(JSON.parse(r.stdout)).toEqual({ started: false, name: 'EOFError', message: 'Ran out of input' });
+  expect(r.stderr).toMatch(/Process LocalManager-1:\nRuntimeError: An attempt has been made to start a new process before the current process has finished its bootstrapping phase/);
+});
+
 test('examples/manager-queue.ts: a Node manager serves a job queue to the classic Python client', () => {
   const r = spawnSync(process.execPath, ['--import', 'tsx', 'examples/manager-queue.ts'], { encoding: 'utf8', cwd: new URL('..', import.meta.url).pathname, timeout: 60_000 });
   expect(r.stderr).toBe('');

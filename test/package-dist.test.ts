@@ -44,6 +44,12 @@ test('a plain node program on dist/ runs a Pool of each start method (the worker
   expect(JSON.parse(r.stdout.trim())).toEqual({ spawn: [1, 4, 9, 16, 25], forkserver: [1, 4, 9, 16, 25] });
 });
 
+test('a plain node program on dist/ starts managers: Manager() (SyncManager found in the bundle by the server child) and a manager class of its own main module, under each start method', () => {
+  const r = spawnSync(process.execPath, ['test/fixtures/dist-manager-check.mjs'], { cwd: ROOT, encoding: 'utf8', timeout: 60_000 });
+  expect(r.status, r.stderr).toBe(0);
+  expect(JSON.parse(r.stdout.trim())).toEqual({ Manager: { a: 1, b: 2 }, spawn: ['spawn', null, 0], forkserver: ['forkserver', null, 0] });
+});
+
 test('a TypeScript application (tsx) on dist/: its .ts target runs in children of both methods and pickles values made with dist/', () => {
   const r = spawnSync(process.execPath, ['--import', 'tsx', 'test/fixtures/dist-ts-check.ts'], { cwd: ROOT, encoding: 'utf8', timeout: 60_000 });
   expect(r.status, r.stderr).toBe(0);

@@ -462,6 +462,23 @@ describe('what the child knows', () => {
 });
 
 describe('misuse and failures', () => {
+  test.each(['spawn', 'forkserver'])('%s: a main module that starts a child without the isMainProcess guard gets a RuntimeError in the child (the start at its top level), not a child of every child', (method) => {
+    const r = spawnSync(process.execPath, ['--import', 'tsx', 'test/fixtures/unguarded-main.ts'], {
+      encoding: 'utf8',
+      cwd: new URL('..', import.meta.url).pathname,
+      env: { ...process.env, UNGUARDED_METHOD: method },
+      timeout: 60_000,
+    });
+    expect(r.status, r.stderr).toBe(0);
+    const lines = r.stdout.trim().split('\n');
+    expect(lines).toHaveLength(1); // no child got past its import to print
+    const out = JSON.parse(lines[0]!) as { exitcode: number; name: string; remote: string };
+    expect(out.name).toBe('ProcessStartupError');
+    expect(out.exitcode).toBe(1);
+    expect(out.remote).toMatch(/^RuntimeError: An attempt has been made to start a new process before the current process has finished its bootstrapping phase/);
+    expect(out.remote).toContain('isMainProcess(import.meta)');
+  });
+
   test('start twice, join before start, close while running, use after close', async () => {
     const p = new Process({ target: sleepForever });
     await expect(p.join()).rejects.toBeInstanceOf(AssertionError);

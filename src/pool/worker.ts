@@ -27,6 +27,7 @@
 
 import { PyGlobal, PyTuple, dumps, loads, tuple } from '../pickle/index.js';
 import { SoftTimeLimitExceeded } from '../process/errors.js';
+import { importUserModule } from '../process/current.js';
 import { SimpleQueue } from '../queues/index.js';
 import { ACK, DEATH, EX_FAILURE, EX_OK, EX_RECYCLE, exceptionInfoObject, MaybeEncodingError, NACK, READY, TASK, monotonic } from './protocol.js';
 
@@ -122,7 +123,7 @@ export async function resolveFunction(ref: unknown): Promise<Fn> {
   else if (ref.module === 'billiard.pool' && ref.name === 'starmapstar') fn = starmapstar;
   else {
     if (!/^(file|data|node):/.test(ref.module)) throw new TypeError(`cannot run ${ref.module}.${ref.name} in a Node worker (a Python function needs a Python worker)`);
-    const ns = (await import(ref.module)) as Record<string, unknown>;
+    const ns = await importUserModule(ref.module);
     fn = ns[ref.name];
     const def = ns.default as Record<string, unknown> | undefined;
     if (typeof fn !== 'function' && def !== null && typeof def === 'object' && Object.hasOwn(def, ref.name)) fn = def[ref.name];

@@ -21,7 +21,7 @@ import { flushConnections } from '../connection/connection.js';
 import { setParentDeathSignal, parentPid } from '../native/index.js';
 
 import { dumps, loads, PyTuple, tuple, type PickleRegistry } from '../pickle/index.js';
-import { becomeChild } from './current.js';
+import { becomeChild, importUserModule } from './current.js';
 import { parseRef } from './locate.js';
 import { DESCRIPTOR_CHANNEL_FD, ReceivedDescriptors, receiveDescriptors } from './fd-channel.js';
 import { error, getLogger, info, logToStderr } from './logger.js';
@@ -42,7 +42,7 @@ function field(d: unknown, key: string): unknown {
 
 async function importExport(spec: string): Promise<unknown> {
   const { url, name } = parseRef(spec);
-  const ns = (await import(url)) as Record<string, unknown>;
+  const ns = await importUserModule(url);
   if (name in ns) return ns[name];
   const def = ns.default as { name?: string } | Record<string, unknown> | undefined;
   if (typeof def === 'function' && def.name === name) return def;

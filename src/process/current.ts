@@ -120,6 +120,30 @@ export function becomeChild(info: { name: string; authkey: Uint8Array; daemon: b
   state.counter = 0;
 }
 
+let importingUserCode = 0;
+
+/**
+ * @internal imports a module of the user's (a target's, a task's, a
+ * manager class's) in a child. While it is being evaluated the child is
+ * still bootstrapping, and starting a process is refused (Python's
+ * `_check_not_importing_main`): a main module without the
+ * `isMainProcess(import.meta)` guard would otherwise start a child from
+ * every child, without end.
+ */
+export async function importUserModule(url: string): Promise<Record<string, unknown>> {
+  importingUserCode += 1;
+  try {
+    return (await import(url)) as Record<string, unknown>;
+  } finally {
+    importingUserCode -= 1;
+  }
+}
+
+/** @internal true while a child is importing the user's modules (see importUserModule). */
+export function isBootstrapping(): boolean {
+  return state.isChild && importingUserCode > 0;
+}
+
 /** @internal whether this process is a billiard-ts child. */
 export function isChildProcess(): boolean {
   return state.isChild;

@@ -23,8 +23,8 @@ import { Sentinel } from '../connection/wait.js';
 import { race, timeoutSeconds } from '../connection/timers.js';
 import { PyGlobal } from '../pickle/index.js';
 import { AuthenticationString } from './authkey.js';
-import { currentProcess, nextChildIdentity } from './current.js';
-import { AssertionError, ProcessStartupError, ValueError } from './errors.js';
+import { currentProcess, isBootstrapping, nextChildIdentity } from './current.js';
+import { AssertionError, ProcessStartupError, RuntimeError, ValueError } from './errors.js';
 import { formatRef, locateFunction } from './locate.js';
 import { forkServer } from './forkserver.js';
 import { findPython, knownPython } from './python.js';
@@ -208,6 +208,14 @@ export class Process<F extends ProcessTarget = ProcessTarget> {
     this.#checkClosed();
     if (this.#running !== null) throw new AssertionError('cannot start a process twice');
     if (this.#parentPid !== process.pid) throw new AssertionError('can only start a process object created by current process');
+    if (isBootstrapping()) {
+      throw new RuntimeError(
+        'An attempt has been made to start a new process before the current process has finished its bootstrapping phase: ' +
+          'a child imports the main module to find its target, so the code that starts processes there must sit under ' +
+          '`if (isMainProcess(import.meta)) { ... }` (Python\'s `if __name__ == "__main__":`).',
+        { code: 'BOOTSTRAPPING' },
+      );
+    }
     const method = (this.constructor as typeof Process).startMethod ?? getStartMethod()!;
     const prep = {
       name: this.#name,
