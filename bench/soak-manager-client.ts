@@ -56,7 +56,9 @@ export interface ClientReport {
   seconds: number;
 }
 
-class Wrong extends Error {}
+class Wrong extends Error {
+  override name = 'WrongAnswer';
+}
 
 const EMPTY = new Map<string, unknown>();
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
