@@ -53,6 +53,8 @@ export interface ClientReport {
   samples: string[];
   /** The server's replies to malformed requests, by reply kind (`#TRACEBACK`, `#ERROR`, `closed`...). */
   replies: Record<string, number>;
+  /** Milliseconds spent on each kind, in total. */
+  ms: Record<string, number>;
   seconds: number;
 }
 
@@ -111,7 +113,7 @@ async function closedByServer(conn: Connection, seconds: number): Promise<void> 
 
 export async function soakClient(address: Address, authkey: Uint8Array, worker: number, count: number, out: { send(v: unknown): Promise<void> }): Promise<void> {
   const t0 = performance.now();
-  const report: ClientReport = { worker, pid: process.pid, sent: {}, ok: {}, wrong: {}, errors: {}, samples: [], replies: {}, seconds: 0 };
+  const report: ClientReport = { worker, pid: process.pid, sent: {}, ok: {}, wrong: {}, errors: {}, samples: [], replies: {}, ms: {}, seconds: 0 };
   const bump = (r: Record<string, number>, k: string): void => void (r[k] = (r[k] ?? 0) + 1);
 
   const m = new SyncManager({ address, authkey });
@@ -260,6 +262,7 @@ export async function soakClient(address: Address, authkey: Uint8Array, worker: 
   for (let i = 0; i < count; i++) {
     const kind = SCHEDULE[(i * 7 + worker * 13) % SCHEDULE.length]!;
     bump(report.sent, kind);
+    const t = performance.now();
     try {
       const reply = await deadline(run[kind]!(i), 30);
       bump(report.ok, kind);
@@ -270,6 +273,7 @@ export async function soakClient(address: Address, authkey: Uint8Array, worker: 
       else bump(report.errors, `${kind}: ${err.name}${(err as NodeJS.ErrnoException).code ? ` ${(err as NodeJS.ErrnoException).code}` : ''}`);
       if (report.samples.length < 10) report.samples.push(`worker ${worker} request ${i} (${kind}): ${err.name}: ${err.message}`);
     }
+    report.ms[kind] = (report.ms[kind] ?? 0) + performance.now() - t;
   }
 
   // A good client releases everything it created.

@@ -13,8 +13,12 @@
  * after a settle; a last create + use + decref round and a `dummy` request
  * must still succeed.
  *
- *   npm run soak:manager [-- --requests 10000 --clients 4 --settle 2 --rss-slack-mib 50 --socket-slack 2]
- *   SOAK_REQUESTS=... SOAK_CLIENTS=... SOAK_SETTLE=... npm run soak:manager
+ * One load process (`--python 1`) is Python: billiard's SyncManager and
+ * Connection (bench/py_soak_manager_client.py) making the same kinds of
+ * requests, 2% of them by default (`--python-share 0.02`).
+ *
+ *   npm run soak:manager [-- --requests 10000 --clients 4 --python 1 --python-share 0.02 --settle 2 --rss-slack-mib 50 --socket-slack 2 --timeout 120]
+ *   SOAK_REQUESTS=... SOAK_CLIENTS=... SOAK_PYTHON=... SOAK_SETTLE=... npm run soak:manager
  *
  * It prints a summary and exits 1 when a check fails: a load process that
  * did not finish, a good request answered wrongly or failing, a malformed
@@ -24,11 +28,14 @@
  * more than the slack, objects left on the server, or a server that no
  * longer answers. Not part of `npm test`.
  */
-import { readdirSync, readFileSync, readlinkSync } from 'node:fs';
+import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
+import { readdirSync, readFileSync, readlinkSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
 
 import { Client, Pipe, Process, SyncManager, tuple, type Address } from '../src/index.js';
-import { BAD_KINDS, GOOD_KINDS, soakClient, type ClientReport } from './soak-manager-client.js';
+import { findPythonSync } from '../src/process/python.js';
+import { BAD_KINDS, GOOD_KINDS, SCHEDULE, soakClient, type ClientReport } from './soak-manager-client.js';
 
 function option(flag: string, env: string, fallback: number): number {
   const i = process.argv.indexOf(`--${flag}`);
@@ -43,7 +50,11 @@ function option(flag: string, env: string, fallback: number): number {
 }
 
 const REQUESTS = option('requests', 'SOAK_REQUESTS', 10_000);
-const CLIENTS = Math.max(1, Math.floor(option('clients', 'SOAK_CLIENTS', 4)));
+const CLIENTS = Math.floor(option('clients', 'SOAK_CLIENTS', 4));
+const PY_CLIENTS = Math.floor(option('python', 'SOAK_PYTHON', 1));
+/** The part of the requests the Python processes make between them (billiard's clients take ~44 ms per new connection: see bench/README.md). */
+const PY_SHARE = Math.min(1, option('python-share', 'SOAK_PYTHON_SHARE', 0.02));
+const PY_SCRIPT = fileURLToPath(new URL('./py_soak_manager_client.py', import.meta.url));
 const SETTLE = option('settle', 'SOAK_SETTLE', 2);
 const RSS_SLACK_MIB = option('rss-slack-mib', 'SOAK_RSS_SLACK_MIB', 50);
 const SOCKET_SLACK = option('socket-slack', 'SOAK_SOCKET_SLACK', 2);
@@ -109,8 +120,57 @@ async function finalRound(m: SyncManager, address: Address): Promise<string | nu
   }
 }
 
+/** The Python interpreter with billiard, or null (then no Python load processes). */
+function python(): string | null {
+  if (PY_CLIENTS === 0) return null;
+  try {
+    return findPythonSync();
+  } catch (e) {
+    console.log(`  (no Python with billiard: ${(e as Error).message}; Node load processes only)`);
+    return null;
+  }
+}
+
+/** One load process: a Node Process running soakClient, or a Python one running py_soak_manager_client.py; resolves with its report. */
+function loadProcess(kind: 'node' | 'python', w: number, count: number, address: Address, py: string | null): { report: Promise<ClientReport>; kill: () => void; exited: () => Promise<number | null> } {
+  if (kind === 'node') {
+    const [r, wEnd] = Pipe();
+    const p = new Process({ target: soakClient, args: [address, KEY, w, count, wEnd], name: `soak-client-${w}` });
+    p.start();
+    return {
+      report: r.recv().then((raw) => JSON.parse(raw as string) as ClientReport).finally(() => r.close()),
+      kill: () => p.kill(),
+      exited: async () => {
+        await p.join(30);
+        return p.exitcode;
+      },
+    };
+  }
+  const child = spawn(py!, [PY_SCRIPT, JSON.stringify(address), Buffer.from(KEY).toString('hex'), String(w), String(count), JSON.stringify(SCHEDULE)], { stdio: ['ignore', 'pipe', 'inherit'] });
+  let out = '';
+  child.stdout.on('data', (c: Buffer) => (out += c.toString()));
+  const exit = new Promise<number | null>((r) => child.on('exit', (code) => r(code)));
+  return {
+    report: exit.then((code) => {
+      if (code !== 0) throw new Error(`python exited ${code}`);
+      return JSON.parse(out) as ClientReport;
+    }),
+    kill: () => child.kill('SIGKILL'),
+    exited: () => exit,
+  };
+}
+
 async function main(): Promise<number> {
-  console.log(`soak:manager: ${REQUESTS} requests from ${CLIENTS} Node processes, ${GOOD_KINDS.length} good kinds x4 and ${BAD_KINDS.length} malformed kinds in rotation (node ${process.version})`);
+  const py = python();
+  const pyClients = py === null ? 0 : PY_CLIENTS;
+  const processes = CLIENTS + pyClients;
+  if (processes === 0) {
+    console.error('no load processes: --clients and --python are both 0');
+    return 2;
+  }
+  console.log(
+    `soak:manager: ${REQUESTS} requests from ${CLIENTS} Node and ${pyClients} Python load processes, ${GOOD_KINDS.length} good kinds x4 and ${BAD_KINDS.length} malformed kinds in rotation (node ${process.version}${py === null ? '' : `, ${py}`})`,
+  );
   const m = new SyncManager({ authkey: KEY });
   await m.start();
   const address = m.address as Address;
@@ -124,13 +184,13 @@ async function main(): Promise<number> {
     const before = sample(pid);
 
     const t0 = performance.now();
-    const clients = Array.from({ length: CLIENTS }, (_, w) => {
-      const count = Math.floor(REQUESTS / CLIENTS) + (w < REQUESTS % CLIENTS ? 1 : 0);
-      const [r, wEnd] = Pipe();
-      const p = new Process({ target: soakClient, args: [address, KEY, w, count, wEnd], name: `soak-client-${w}` });
-      return { p, r, w, count };
+    const pyRequests = CLIENTS === 0 ? REQUESTS : pyClients === 0 ? 0 : Math.round(REQUESTS * PY_SHARE);
+    const share = (total: number, n: number, j: number): number => Math.floor(total / n) + (j < total % n ? 1 : 0);
+    const clients = Array.from({ length: processes }, (_, w) => {
+      const kind = w < CLIENTS ? ('node' as const) : ('python' as const);
+      const count = kind === 'node' ? share(REQUESTS - pyRequests, CLIENTS, w) : share(pyRequests, pyClients, w - CLIENTS);
+      return { w, kind, ...loadProcess(kind, w, count, address, py) };
     });
-    for (const c of clients) await c.p.start();
     let peakSockets = before.sockets;
     const watch = setInterval(() => {
       try {
@@ -145,17 +205,15 @@ async function main(): Promise<number> {
       clients.map(async (c) => {
         let timer: NodeJS.Timeout | undefined;
         try {
-          const raw = await Promise.race([c.r.recv(), new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error(`no report in ${TIMEOUT} s`)), TIMEOUT * 1000)))]);
-          reports.push(JSON.parse(raw as string) as ClientReport);
+          reports.push(await Promise.race([c.report, new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error(`no report in ${TIMEOUT} s`)), TIMEOUT * 1000)))]));
         } catch (e) {
-          failedClients.push(`client ${c.w}: ${(e as Error).message}`);
-          c.p.kill();
+          failedClients.push(`${c.kind} client ${c.w}: ${(e as Error).message}`);
+          c.kill();
         } finally {
           clearTimeout(timer);
         }
-        await c.p.join(30);
-        if (c.p.exitcode !== 0) failedClients.push(`client ${c.w}: exit code ${c.p.exitcode}`);
-        c.r.close();
+        const code = await c.exited();
+        if (code !== 0) failedClients.push(`${c.kind} client ${c.w}: exit code ${code}`);
       }),
     );
     const seconds = (performance.now() - t0) / 1000;
@@ -173,7 +231,13 @@ async function main(): Promise<number> {
     const wrong: Record<string, number> = {};
     const errors: Record<string, number> = {};
     const replies: Record<string, number> = {};
+    const nodeMs: Record<string, number> = {};
+    const nodeSent: Record<string, number> = {};
+    const pyMs: Record<string, number> = {};
+    const pySent: Record<string, number> = {};
     for (const r of reports) {
+      add(r.worker < CLIENTS ? nodeMs : pyMs, r.ms);
+      add(r.worker < CLIENTS ? nodeSent : pySent, r.sent);
       add(sent, r.sent);
       add(ok, r.ok);
       add(wrong, r.wrong);
@@ -184,23 +248,25 @@ async function main(): Promise<number> {
     const totalSent = sum(sent, [...GOOD_KINDS, ...BAD_KINDS]);
     const totalErrors = Object.values(errors).reduce((a, b) => a + b, 0);
 
-    console.log('\n  | kind | sent | answered as expected | wrong answers | errors |');
-    console.log('  | ---- | ---: | ---: | ---: | ---: |');
+    const mean = (ms: Record<string, number>, n: Record<string, number>, k: string): string => (n[k] ? (ms[k]! / n[k]!).toFixed(2) : '-');
+    console.log('\n  | kind | sent | answered as expected | wrong answers | errors | mean ms (Node) | mean ms (Python) |');
+    console.log('  | ---- | ---: | ---: | ---: | ---: | ---: | ---: |');
     for (const k of [...GOOD_KINDS, ...BAD_KINDS]) {
       const errs = Object.entries(errors).filter(([e]) => e.startsWith(`${k}: `)).reduce((s, [, v]) => s + v, 0);
-      console.log(`  | ${k} | ${sent[k] ?? 0} | ${ok[k] ?? 0} | ${wrong[k] ?? 0} | ${errs} |`);
+      console.log(`  | ${k} | ${sent[k] ?? 0} | ${ok[k] ?? 0} | ${wrong[k] ?? 0} | ${errs} | ${mean(nodeMs, nodeSent, k)} | ${mean(pyMs, pySent, k)} |`);
     }
     console.log(`  | **good, total** | ${sum(sent, GOOD_KINDS)} | ${sum(ok, GOOD_KINDS)} | ${sum(wrong, GOOD_KINDS)} | ${Object.entries(errors).filter(([e]) => GOOD_KINDS.some((k) => e.startsWith(`${k}: `))).reduce((s, [, v]) => s + v, 0)} |`);
     console.log(`  | **malformed, total** | ${sum(sent, BAD_KINDS)} | ${sum(ok, BAD_KINDS)} | ${sum(wrong, BAD_KINDS)} | ${Object.entries(errors).filter(([e]) => BAD_KINDS.some((k) => e.startsWith(`${k}: `))).reduce((s, [, v]) => s + v, 0)} |`);
 
     const rows: Array<[string, string]> = [
-      ['requests sent', `${totalSent} (${reports.length} of ${CLIENTS} load processes reported)`],
+      ['requests sent', `${totalSent} (${reports.length} of ${processes} load processes reported: ${CLIENTS} Node, ${pyClients} Python)`],
       ['replies to malformed requests', Object.entries(replies).map(([k, v]) => `${k} ${v}`).join(', ') || '-'],
       ['errors by type', Object.entries(errors).map(([k, v]) => `${k} x${v}`).join('; ') || 'none'],
       ['server RSS before / after / settled', `${mib(before.rssKiB)} / ${mib(after.rssKiB)} / ${mib(settled.rssKiB)}`],
       ['server sockets before / peak / after / settled', `${before.sockets} / ${peakSockets} / ${after.sockets} / ${settled.sockets}`],
       ['server descriptors before / after / settled', `${before.fds} / ${after.fds} / ${settled.fds}`],
       ['objects before / after / settled / final', `${objectsBefore} / ${objectsAfter} / ${objectsSettled} / ${objectsFinal}`],
+      ['time per load process', reports.sort((a, b) => a.worker - b.worker).map((r) => `${r.worker < CLIENTS ? 'node' : 'python'} ${Object.values(r.sent).reduce((x, y) => x + y, 0)} in ${r.seconds.toFixed(1)} s`).join(', ')],
       ['wall time', `${seconds.toFixed(2)} s (settle ${SETTLE} s not included)`],
       ['requests/s', (totalSent / seconds).toFixed(0)],
       ['last create+use+decref and dummy', final ?? 'ok'],
@@ -212,7 +278,7 @@ async function main(): Promise<number> {
 
     const rssGrowth = settled.rssKiB - before.rssKiB;
     const checks: Array<[string, boolean]> = [
-      [`all ${CLIENTS} load processes finished and exited 0`, failedClients.length === 0 && reports.length === CLIENTS],
+      [`all ${processes} load processes finished and exited 0`, failedClients.length === 0 && reports.length === processes],
       [`${REQUESTS} requests sent`, totalSent === REQUESTS],
       ['no wrong answers', Object.keys(wrong).length === 0],
       ['no errors (good requests all answered; malformed ones rejected as expected)', totalErrors === 0],
