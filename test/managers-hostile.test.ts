@@ -200,6 +200,38 @@ describe('serving connections', () => {
     }
   });
 
+  test('a client that pipelines requests and does not read the replies: the server stops at a full socket buffer (bounded memory), and resumes when they are read', async () => {
+    const [, c] = await control(tuple(NONE, 'create', tuple('Counter'), EMPTY));
+    const counter = (c as [string])[0];
+    const [, d] = await control(tuple(NONE, 'create', tuple('dict'), { big: 'x'.repeat(512 * 1024) }));
+    const dict = (d as [string])[0];
+    const conn = await serving();
+    const other = await serving();
+    try {
+      // 80 x (inc, then a 512 KiB reply): 40 MiB of replies, more than the socket buffers and this
+      // connection's read-ahead (16 MiB) hold
+      for (let i = 0; i < 80; i++) {
+        await conn.send(tuple(counter, 'inc', tuple(), EMPTY));
+        await conn.send(tuple(dict, '__getitem__', tuple('big'), EMPTY));
+      }
+      await new Promise((r) => setTimeout(r, 500));
+      const [, stalledAt] = await ask(other, tuple(counter, 'value', tuple(), EMPTY));
+      expect(stalledAt).toBeGreaterThan(0);
+      expect(stalledAt).toBeLessThan(80);
+      for (let i = 0; i < 80; i++) {
+        expect(await conn.recv()).toEqual(['#RETURN', i + 1]);
+        const [kind, big] = (await conn.recv()) as [string, string];
+        expect([kind, big.length]).toEqual(['#RETURN', 512 * 1024]);
+      }
+      expect(await ask(other, tuple(counter, 'value', tuple(), EMPTY))).toEqual(['#RETURN', 80]);
+    } finally {
+      conn.close();
+      other.close();
+      await control(tuple(NONE, 'decref', tuple(counter), EMPTY));
+      await control(tuple(NONE, 'decref', tuple(dict), EMPTY));
+    }
+  });
+
   test('a negative length prefix, an over-long frame and a truncated frame close that connection only', async () => {
     for (const bytes of [
       [0xff, 0xff, 0xff, 0xfe], // -2

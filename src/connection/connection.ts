@@ -86,6 +86,17 @@ export const kHoldsProcess = Symbol('billiard-ts.connection.holdsProcess');
  * reads three frames of at most 256 bytes); null lifts it. @internal
  */
 export const kReceiveLimit = Symbol('billiard-ts.connection.receiveLimit');
+/**
+ * Sends a pickle without a promise for the write, for request/reply
+ * protocols (what they wait for is the reply): pickling errors throw, a
+ * failed write closes the connection (the next read fails). Returns null
+ * when the frame was handed to the stream and its buffer is under the
+ * high-water mark; else a promise to wait for before sending more (the
+ * drain, or the write itself for a frame that holds the caller's large
+ * arrays, which must not change until it is written). @internal
+ */
+export const kSendNow = Symbol('billiard-ts.connection.sendNow');
+/** Resolves when the stream's buffer has drained, or the connection is over. @internal */
 
 /** The readiness listeners of a connection (poll, wait): a Set that reports when it changes. */
 class ListenerSet extends Set<() => void> {
@@ -324,7 +335,30 @@ export class Connection {
    */
   async send(obj: unknown): Promise<void> {
     this.#checkWritable();
-    // 4 header bytes, then the pickle, written by a pickler that keeps its memory.
+    return this.#write(this.#frameOf(obj));
+  }
+
+  /** @internal see {@link kSendNow}. */
+  [kSendNow](obj: unknown): Promise<void> | null {
+    this.#checkWritable();
+    const parts = this.#frameOf(obj);
+    if (parts.length > 1) return this.#write(parts);
+    const stream = this.#stream;
+    if (stream.write(parts[0])) return null;
+    if (stream.destroyed) return Promise.resolve();
+    return new Promise<void>((resolve) => {
+      const done = (): void => {
+        stream.off('drain', done);
+        stream.off('close', done);
+        resolve();
+      };
+      stream.on('drain', done);
+      stream.on('close', done);
+    });
+  }
+
+  /** The frame of a pickle: 4 header bytes (or 12), then the pickle, written by a pickler that keeps its memory. */
+  #frameOf(obj: unknown): Uint8Array[] {
     const pickler = this.#pickler?.busy === false ? this.#pickler : (this.#pickler = new Pickler({ protocol: this.#protocol }));
     const parts = pickler.dumpSegments(obj, HEADER_SIZE);
     let n = -HEADER_SIZE;
@@ -333,10 +367,10 @@ export class Connection {
       if (!this.#largeFrames) this.#tooLarge(n);
       parts[0] = parts[0]!.subarray(HEADER_SIZE);
       parts.unshift(longHeader(n));
-      return this.#write(parts);
+      return parts;
     }
     writeHeader(parts[0]!, 0, n);
-    return this.#write(parts);
+    return parts;
   }
 
   /**

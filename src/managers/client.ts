@@ -15,6 +15,7 @@
  */
 
 import { Client, EOFError, type Address, type Connection, type DigestName } from '../connection/index.js';
+import { kSendNow } from '../connection/connection.js';
 import { UnpicklingError } from '../pickle/index.js';
 import { currentProcess } from '../process/index.js';
 import { convertToError, dispatch, request, RETURN, splitReply, type Kwds } from './protocol.js';
@@ -82,8 +83,10 @@ async function openServing(ep: Endpoint): Promise<Connection> {
 
 /** Sends one request on a serving connection and reads its reply. A decode error leaves the connection usable (its frame was read). */
 async function exchange(conn: Connection, ident: string, methodname: string, args: readonly unknown[], kwds: Kwds | null | undefined, options: CallOptions | undefined): Promise<Reply> {
-  await conn.send(request(ident, methodname, args, kwds));
-  return splitReply(await conn.recv({ signal: options?.signal }));
+  // The request is not waited for as a write: the reply is what is waited for (a full socket buffer still is).
+  const pending = conn[kSendNow](request(ident, methodname, args, kwds));
+  if (pending !== null) await pending;
+  return splitReply(await conn.recv(options?.signal === undefined ? undefined : { signal: options.signal }));
 }
 
 /** Is the connection still in step after `e` (a reply that arrived but would not decode)? */

@@ -17,6 +17,7 @@
 
 import { EventEmitter } from 'node:events';
 import { EOFError, Listener, type Address, type Connection, type DigestName } from '../connection/index.js';
+import { kSendNow } from '../connection/connection.js';
 import { BilliardError, loads, PythonException, tuple, type UnpicklerOptions } from '../pickle/index.js';
 import { addLocalServer, removeLocalServer } from './local.js';
 import { ClientGone, Managed, ServerTraceback, type CallContext } from './objects.js';
@@ -273,7 +274,9 @@ export class Server extends EventEmitter<ServerEvents> {
   async #reply(conn: Connection, kind: string, payload: unknown, fallback = false): Promise<boolean> {
     if (conn.closed) return false;
     try {
-      await conn.send(tuple(kind, payload));
+      // The reply is written without waiting for the write; only a full socket buffer is waited for.
+      const pending = conn[kSendNow](tuple(kind, payload));
+      if (pending !== null) await pending;
       return true;
     } catch (e) {
       if (conn.closed || !conn.writable || fallback) return false;
