@@ -17,6 +17,7 @@ import {
   Listener,
   loads,
   Namespace,
+  PicklingError,
   PyGlobal,
   RemoteError,
   Server,
@@ -347,6 +348,23 @@ describe('shutdown', () => {
     } finally {
       locked.close();
       open.close();
+    }
+  });
+});
+
+describe('a billiard-ts client sending what will not pickle', () => {
+  test('a call whose argument will not pickle throws PicklingError and keeps the connection: an RLock held through it is still released by its owner', async () => {
+    const m = new SyncManager({ address, authkey: KEY });
+    await m.connect();
+    const lock = await m.RLock();
+    try {
+      expect(await lock.acquire()).toBe(true);
+      await expect(lock._callmethod('acquire', [() => 1])).rejects.toBeInstanceOf(PicklingError);
+      // the same serving connection, so the same owner on the server
+      await lock.release();
+      await expect(lock.release()).rejects.toThrow(/cannot release un-acquired lock/);
+    } finally {
+      await lock._decref();
     }
   });
 });

@@ -16,7 +16,7 @@
 
 import { Client, EOFError, type Address, type Connection, type DigestName } from '../connection/index.js';
 import { kSendNow } from '../connection/connection.js';
-import { UnpicklingError } from '../pickle/index.js';
+import { PicklingError, UnpicklingError } from '../pickle/index.js';
 import { currentProcess } from '../process/index.js';
 import { convertToError, dispatch, request, RETURN, splitReply, type Kwds } from './protocol.js';
 import { addressKey } from './token.js';
@@ -89,9 +89,12 @@ async function exchange(conn: Connection, ident: string, methodname: string, arg
   return splitReply(await conn.recv(options?.signal === undefined ? undefined : { signal: options.signal }));
 }
 
-/** Is the connection still in step after `e` (a reply that arrived but would not decode)? */
+/**
+ * Is the connection still in step after `e`: a request that would not
+ * pickle (nothing was written), or a reply that arrived but would not decode?
+ */
 function inStep(e: unknown): boolean {
-  return e instanceof UnpicklingError || (e instanceof Error && e.name === 'ValueError' && String(e.message).startsWith('malformed reply'));
+  return e instanceof PicklingError || e instanceof UnpicklingError || (e instanceof Error && e.name === 'ValueError' && String(e.message).startsWith('malformed reply'));
 }
 
 function brokenConnection(e: unknown): Error {
