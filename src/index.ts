@@ -56,6 +56,7 @@ export {
   type PoolEvents,
   type PoolFunction,
   type PoolOptions,
+  type PythonWorkers,
   type PoolStats,
   type SubmitOptions,
   type TaskContext,

@@ -11,6 +11,7 @@ export {
   type PoolEvents,
   type PoolFunction,
   type PoolOptions,
+  type PythonWorkers,
   type PoolStats,
   type SubmitOptions,
   type TimeoutCallback,

@@ -27,6 +27,7 @@ import { EOFError, UnpicklingError } from '../pickle/errors.js';
 import { dumps, loads, PyGlobal, PyTuple, tuple, type PickleRegistry } from '../pickle/index.js';
 import { AssertionError, RestartFreqExceeded, Terminated, TimeLimitExceeded, ValueError, WorkerLostError } from '../process/errors.js';
 import { AttributeError } from '../sharedctypes/errors.js';
+import { packagePath } from '../native/package.js';
 import { ForkServerProcess, Process, SpawnProcess } from '../process/process.js';
 import { getStartMethod } from '../process/start-method.js';
 import { Full, SimpleQueue } from '../queues/index.js';
@@ -42,6 +43,9 @@ type DropLast<T extends readonly unknown[]> = T extends readonly [...infer H, un
 type Last<T extends readonly unknown[]> = T extends readonly [...unknown[], infer L] ? L : never;
 /** A task function: an exported function of a module (found as Process targets are). */
 export type PoolFunction = AnyFn | PyGlobal;
+
+/** The target of a Python worker: compat/billiard_ts_worker.py's `run`. */
+const PYTHON_WORKER = new PyGlobal('billiard_ts_worker', 'run');
 
 /** Options of {@link Pool}: billiard's keyword arguments, camelCase, times in seconds. */
 export interface PoolOptions {
@@ -124,6 +128,24 @@ export interface PoolOptions {
    * at a time (a part never waits behind another in a busy worker).
    */
   prefetch?: number;
+  /**
+   * Python workers: every worker is a fresh Python process running
+   * billiard's own `Worker` (so billiard must be installed for that
+   * interpreter), and tasks are Python functions named with `pyfunc`
+   * (`pool.applyAsync(pyfunc('operator.mul'), [6, 7])`). The initializer,
+   * if any, is a Python function too. A pool is all Node or all Python: a
+   * Node function given to a Python pool, or a Python one to a Node pool,
+   * is refused when submitted (see src/pool/README.md).
+   */
+  python?: PythonWorkers | boolean | null;
+}
+
+/** How a Python pool starts its workers. */
+export interface PythonWorkers {
+  /** The interpreter (default: `BILLIARD_PYTHON`, else the first `python3` that can import billiard). */
+  executable?: string;
+  /** Directories put before PYTHONPATH in the workers, where the task modules are. */
+  path?: readonly string[];
 }
 
 /** What a job is told when its soft or hard time limit passes (billiard's `timeout_callback`). */
@@ -739,6 +761,8 @@ export class Pool extends EventEmitter<PoolEvents> {
   readonly onTimeoutCancel: ((result: ApplyResult) => void) | null;
   #state = RUN;
   readonly #initializer: PyGlobal | null;
+  /** Python workers (see PoolOptions.python), or null for Node ones. */
+  readonly #python: PythonWorkers | null;
   readonly #initargs: readonly unknown[];
   readonly #onProcessExit: PyGlobal | null;
   readonly #startMethod: string | undefined;
@@ -803,6 +827,12 @@ export class Pool extends EventEmitter<PoolEvents> {
     this.onProcessDown = callableOption(options?.onProcessDown, 'onProcessDown');
     this.onTimeoutSet = callableOption(options?.onTimeoutSet, 'onTimeoutSet');
     this.onTimeoutCancel = callableOption(options?.onTimeoutCancel, 'onTimeoutCancel');
+    const python = options?.python;
+    this.#python = python === undefined || python === null || python === false ? null : python === true ? {} : { ...python };
+    if (this.#python !== null) {
+      if (init !== null && !(init instanceof PyGlobal)) throw new TypeError('the initializer of a Python pool must be a Python function (pyfunc)');
+      if (onExit !== null) throw new TypeError('onProcessExit runs in a Node worker; a Python pool has none');
+    }
     this.#initializer = init === null ? null : funcRef(init);
     this.#initargs = [...(options?.initargs ?? [])];
     this.#onProcessExit = onExit === null ? null : funcRef(onExit);
@@ -810,6 +840,19 @@ export class Pool extends EventEmitter<PoolEvents> {
     this.#startMethod = typeof ctx === 'string' ? ctx : (ctx?.startMethod ?? getStartMethod() ?? undefined);
     this.#keepAlive.unref();
     for (let n = 0; n < processes; n++) this.#startWorker();
+  }
+
+  /** A task function as the workers name it; a Node function for Python workers, or the reverse, is refused here. */
+  #taskRef(fn: unknown): PyGlobal {
+    if (this.#python !== null) {
+      if (!(fn instanceof PyGlobal)) throw new TypeError("a Python pool runs Python functions: name one with pyfunc('module.name')");
+      return fn;
+    }
+    const ref = funcRef(fn);
+    if (fn instanceof PyGlobal && !/^(file|data|node):/.test(ref.module)) {
+      throw new TypeError(`${ref.module}.${ref.name} is a Python function: run it in a Python pool (new Pool({ python: {} }))`);
+    }
+    return ref;
   }
 
   /** The target number of workers (`grow` and `shrink` change it). */
@@ -833,10 +876,24 @@ export class Pool extends EventEmitter<PoolEvents> {
     const inq = new SimpleQueue();
     const outq = new SimpleQueue();
     const synq = this.synack ? new SimpleQueue() : null;
-    const name = `${this.#startMethod === 'forkserver' ? 'ForkServer' : 'Spawn'}PoolWorker-${++this.#workerCount}`;
-    const Cls = this.#startMethod === 'forkserver' ? ForkServerProcess : this.#startMethod === 'spawn' ? SpawnProcess : Process;
-    const args: Parameters<typeof poolWorker> = [inq, outq, this.#initializer, [...this.#initargs], this.maxtasksperchild, synq, this.maxMemoryPerChild, this.#onProcessExit];
-    const proc = new Cls({ target: poolWorker, args, name, daemon: true });
+    let proc: Process;
+    if (this.#python !== null) {
+      // billiard's Worker in a fresh Python process, on this worker's own queues (compat/billiard_ts_worker.py).
+      const py = this.#python;
+      proc = new SpawnProcess({
+        target: PYTHON_WORKER,
+        args: [inq, outq, synq, this.#initializer, [...this.#initargs], this.maxtasksperchild, this.maxMemoryPerChild],
+        name: `SpawnPoolWorker-${++this.#workerCount}`,
+        daemon: true,
+        python: py.executable,
+        pythonPath: [packagePath('compat'), ...(py.path ?? [])],
+      });
+    } else {
+      const name = `${this.#startMethod === 'forkserver' ? 'ForkServer' : 'Spawn'}PoolWorker-${++this.#workerCount}`;
+      const Cls = this.#startMethod === 'forkserver' ? ForkServerProcess : this.#startMethod === 'spawn' ? SpawnProcess : Process;
+      const args: Parameters<typeof poolWorker> = [inq, outq, this.#initializer, [...this.#initargs], this.maxtasksperchild, synq, this.maxMemoryPerChild, this.#onProcessExit];
+      proc = new Cls({ target: poolWorker, args, name, daemon: true });
+    }
     const w: Worker = {
       proc,
       inq,
@@ -1363,7 +1420,7 @@ export class Pool extends EventEmitter<PoolEvents> {
     this.#checkRunning();
     const result = new ApplyResult<unknown>(this, 1, options?.callback, options?.errorCallback);
     result.acceptCallback = options?.acceptCallback ?? null;
-    this.#submit(result, [{ i: null, func: funcRef(fn), args, kwds: options?.kwds }], options);
+    this.#submit(result, [{ i: null, func: this.#taskRef(fn), args, kwds: options?.kwds }], options);
     this.#dispatch();
     return result;
   }
@@ -1386,7 +1443,7 @@ export class Pool extends EventEmitter<PoolEvents> {
     this.#checkRunning();
     const items = [...iterable];
     const chunksize = this.#chunksize(items.length, options?.chunksize);
-    const func = funcRef(fn);
+    const func = this.#taskRef(fn);
     const result = new MapResult<T>(this, items.length, chunksize, options);
     const parts = [];
     for (let k = 0; k * chunksize < items.length; k++) {
@@ -1423,7 +1480,7 @@ export class Pool extends EventEmitter<PoolEvents> {
     const chunksize = options?.chunksize;
     const size = chunksize ?? 1;
     if (!Number.isInteger(size) || size < 1) throw new ValueError('Chunksize must be 1+, not ' + String(chunksize));
-    const func = funcRef(fn);
+    const func = this.#taskRef(fn);
     const it = new IMapIterator<T>(this, 0, ordered, size > 1);
     const part = (k: number, items: unknown[]): { i: number; func: PyGlobal; args: unknown[] } =>
       size === 1 ? { i: k, func, args: [items[0]] } : { i: k, func: MAPSTAR, args: [tuple(func, tuple(...items))] };

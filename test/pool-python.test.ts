@@ -1,0 +1,113 @@
+/**
+ * A billiard-ts Pool whose workers are Python processes running billiard's
+ * own `Worker` (compat/billiard_ts_worker.py), driven by the same pool logic
+ * as Node workers (issue 11, spec/pool.md section 8b). Tasks are Python
+ * functions: the standard library's and compat/peers/pool_tasks.py's.
+ */
+import { describe, expect, test } from 'vitest';
+
+import { ExceptionInfo, Pool, pyfunc, PythonException, RemoteTraceback, SoftTimeLimitExceeded, TimeLimitExceeded, ValueError, WorkerLostError, type Process } from '../src/index.js';
+import { square } from './fixtures/pool-targets.js';
+import { PEER_DIR, pythonFor } from './helpers/peers.js';
+
+const task = (name: string) => pyfunc(`pool_tasks.${name}`);
+
+function pythonPool(options: ConstructorParameters<typeof Pool>[0] = {}): Pool {
+  return new Pool({ processes: 2, ...options, python: { executable: pythonFor('3.11'), path: [PEER_DIR] } });
+}
+
+describe('a Pool of Python workers', () => {
+  test('apply, map (chunked, through billiard.pool.mapstar), starmap, imap and kwargs run Python functions', async () => {
+    await using pool = pythonPool();
+    expect(await pool.apply(pyfunc('operator.mul'), [6, 7])).toBe(42);
+    expect(await pool.apply(pyfunc('builtins.int'), ['ff'], { kwds: { base: 16 } })).toBe(255);
+    expect(await pool.map(pyfunc('operator.neg'), [1, 2, 3, 4, 5], { chunksize: 2 })).toEqual([-1, -2, -3, -4, -5]);
+    expect(await pool.starmap(pyfunc('builtins.pow'), [[2, 3], [3, 2], [10, 0]])).toEqual([8, 9, 1]);
+    const seen: unknown[] = [];
+    for await (const v of pool.imap(task('scale'), [1, 2, 3])) seen.push(v);
+    expect(seen).toEqual([1, 2, 3]);
+    expect(await pool.apply(task('scale'), ['ab'], { kwds: { factor: 3 } })).toBe('ababab');
+    const pids = await pool.map(task('pid'), [0, 1, 2, 3, 4, 5, 6, 7], { chunksize: 1 });
+    expect(new Set(pids).size).toBeLessThanOrEqual(2);
+    for (const pid of pids) expect(pid).not.toBe(process.pid);
+  });
+
+  test("a Python exception arrives typed: instanceof the class it mirrors, with Python's type name, args and the worker's traceback", async () => {
+    await using pool = pythonPool();
+    const einfos: ExceptionInfo[] = [];
+    const err = (await pool.applyAsync(pyfunc('builtins.int'), ['x'], { errorCallback: (e) => einfos.push(e) }).get().catch((e: unknown) => e)) as PythonException;
+    expect(err).toBeInstanceOf(PythonException);
+    expect(err).toBeInstanceOf(ValueError);
+    expect(err.pyModule).toBe('builtins');
+    expect(err.pyName).toBe('ValueError');
+    expect([...(err.args as unknown[])]).toEqual(["invalid literal for int() with base 10: 'x'"]);
+    const text = /Traceback \(most recent call last\):[\s\S]*billiard\/pool\.py[\s\S]*ValueError: invalid literal for int\(\) with base 10: 'x'/;
+    expect(err.cause).toBeInstanceOf(RemoteTraceback);
+    expect((err.cause as Error).message).toMatch(text);
+    expect(einfos).toHaveLength(1);
+    expect(einfos[0]!.exception).toBe(err);
+    expect(einfos[0]!.traceback).toMatch(text);
+    // the worker goes on
+    expect(await pool.apply(pyfunc('operator.add'), [1, 2])).toBe(3);
+  });
+
+  test('the soft limit is SIGUSR1 into billiard\'s handler: an uncaught one fails the task with SoftTimeLimitExceeded, a caught one lets it clean up; the worker survives both', async () => {
+    await using pool = pythonPool({ processes: 1 });
+    const before = await pool.apply(task('pid'), []);
+    await expect(pool.applyAsync(pyfunc('time.sleep'), [30], { softTimeout: 0.3 }).get()).rejects.toBeInstanceOf(SoftTimeLimitExceeded);
+    expect(await pool.applyAsync(task('sleep_and_clean_up'), [30], { softTimeout: 0.3 }).get()).toBe('cleaned up');
+    expect(await pool.apply(task('pid'), [])).toBe(before);
+  });
+
+  test('the hard limit kills the worker: TimeLimitExceeded, and a new worker takes the next task', async () => {
+    await using pool = pythonPool({ processes: 1 });
+    const before = await pool.apply(task('pid'), []);
+    await expect(pool.applyAsync(pyfunc('time.sleep'), [30], { timeout: 0.3 }).get()).rejects.toBeInstanceOf(TimeLimitExceeded);
+    const after = await pool.apply(task('pid'), []);
+    expect(after).not.toBe(before);
+  });
+
+  test('a worker that dies in a task: WorkerLostError, and the pool keeps its size', async () => {
+    await using pool = pythonPool({ processes: 1 });
+    const err = await pool.apply(task('die'), [3]).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(WorkerLostError);
+    expect(String((err as Error).message)).toMatch(/exitcode 3/);
+    expect(await pool.apply(pyfunc('operator.mul'), [2, 21])).toBe(42);
+  });
+
+  test('maxtasksperchild: billiard\'s worker exits 155 after N tasks and is replaced; maxMemoryPerChild recycles a worker past its peak RSS', async () => {
+    const exits: Array<number | null> = [];
+    {
+      await using pool = pythonPool({ processes: 1, maxtasksperchild: 2, onProcessDown: (p: Process) => exits.push(p.exitcode) });
+      const pids: number[] = [];
+      for (let i = 0; i < 5; i++) pids.push((await pool.apply(task('pid'), [])) as number);
+      expect(new Set(pids).size).toBe(3);
+      expect(pids[0]).toBe(pids[1]);
+      expect(pids[2]).toBe(pids[3]);
+    }
+    expect(exits.slice(0, 2)).toEqual([155, 155]);
+    {
+      await using pool = pythonPool({ processes: 1, maxMemoryPerChild: 150 * 1024 });
+      const first = await pool.apply(task('pid'), []);
+      expect(await pool.apply(task('pid'), [])).toBe(first);
+      expect(await pool.apply(task('hog'), [300])).toBe(300);
+      expect(await pool.apply(task('pid'), [])).not.toBe(first);
+    }
+  });
+
+  test('the initializer is a Python function, run with initargs in every worker before its first task', async () => {
+    await using pool = pythonPool({ initializer: task('init'), initargs: ['ready'] });
+    expect(await pool.map(task('initialized'), [0, 1, 2, 3], { chunksize: 1 })).toEqual(['ready', 'ready', 'ready', 'ready']);
+  });
+
+  test('routing is explicit: a Node function to a Python pool, and a Python function to a Node pool, are refused when submitted', async () => {
+    await using py = pythonPool({ processes: 1 });
+    expect(() => py.applyAsync(square, [3])).toThrow(/a Python pool runs Python functions/);
+    await expect(py.map(square, [1, 2])).rejects.toThrow(/a Python pool runs Python functions/);
+    expect(() => new Pool({ processes: 1, python: true, initializer: square })).toThrow(/must be a Python function/);
+    await using node = new Pool({ processes: 1 });
+    expect(() => node.applyAsync(pyfunc('operator.mul'), [6, 7])).toThrow(/operator\.mul is a Python function: run it in a Python pool/);
+    expect(await node.apply(square, [3])).toBe(9);
+    expect(await py.apply(pyfunc('operator.mul'), [6, 7])).toBe(42);
+  });
+});
