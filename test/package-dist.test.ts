@@ -38,10 +38,10 @@ test('a plain node program on dist/ starts spawn and forkserver children that ru
   }
 });
 
-test('a plain node program on dist/ runs a Pool of each start method (the worker entry, and the spawn reducers of layers bundled into one chunk)', () => {
+test('a plain node program on dist/ runs a Pool of each start method (the worker entry, and the spawn reducers of layers bundled into one chunk), and a Pool of Python workers', () => {
   const r = spawnSync(process.execPath, ['test/fixtures/dist-pool-check.mjs'], { cwd: ROOT, encoding: 'utf8', timeout: 60_000 });
   expect(r.status, r.stderr).toBe(0);
-  expect(JSON.parse(r.stdout.trim())).toEqual({ spawn: [1, 4, 9, 16, 25], forkserver: [1, 4, 9, 16, 25] });
+  expect(JSON.parse(r.stdout.trim())).toEqual({ spawn: [1, 4, 9, 16, 25], forkserver: [1, 4, 9, 16, 25], python: [-1, -2, -3] });
 });
 
 test('a plain node program on dist/ starts managers: Manager() (SyncManager found in the bundle by the server child) and a manager class of its own main module, under each start method', () => {

@@ -6,11 +6,20 @@
  */
 import { describe, expect, test } from 'vitest';
 
-import { ExceptionInfo, Pool, pyfunc, PythonException, RemoteTraceback, SoftTimeLimitExceeded, TimeLimitExceeded, ValueError, WorkerLostError, type Process } from '../src/index.js';
+import { ExceptionInfo, Pool, pyfunc, PythonException, RemoteTraceback, SoftTimeLimitExceeded, Terminated, TimeLimitExceeded, ValueError, WorkerLostError, type Process } from '../src/index.js';
 import { square } from './fixtures/pool-targets.js';
 import { PEER_DIR, pythonFor } from './helpers/peers.js';
 
 const task = (name: string) => pyfunc(`pool_tasks.${name}`);
+
+async function until(check: () => boolean, seconds = 20): Promise<boolean> {
+  const deadline = Date.now() + seconds * 1000;
+  while (!check()) {
+    if (Date.now() > deadline) return false;
+    await new Promise((r) => setTimeout(r, 10));
+  }
+  return true;
+}
 
 function pythonPool(options: ConstructorParameters<typeof Pool>[0] = {}): Pool {
   return new Pool({ processes: 2, ...options, python: { executable: pythonFor('3.11'), path: [PEER_DIR] } });
@@ -93,6 +102,26 @@ describe('a Pool of Python workers', () => {
       expect(await pool.apply(task('hog'), [300])).toBe(300);
       expect(await pool.apply(task('pid'), [])).not.toBe(first);
     }
+  });
+
+  test('terminateJob, an AbortSignal (soft, then hard) and synack work on Python workers as on Node ones', async () => {
+    await using pool = pythonPool({ processes: 1, synack: true });
+    const first = (await pool.apply(task('pid'), [])) as number;
+    // terminateJob: SIGTERM to the worker running the job; it fails with Terminated(15)
+    const r = pool.applyAsync(pyfunc('time.sleep'), [30]);
+    expect(await until(() => r.accepted())).toBe(true);
+    pool.terminateJob(r.workerPids()[0]!);
+    // billiard's Worker turns SIGTERM into an exit (code 15, so Terminated(-15)); a Node worker dies of it (Terminated(15))
+    expect(await r.get(20).catch((e: unknown) => e)).toEqual(new Terminated(-15));
+    const second = (await pool.apply(task('pid'), [])) as number;
+    expect(second).not.toBe(first);
+    // an abort while running: SIGUSR1 first; the task cleans up and the worker is kept
+    const running = new AbortController();
+    const r2 = pool.applyAsync(task('sleep_and_clean_up'), [30], { signal: running.signal });
+    expect(await until(() => r2.accepted())).toBe(true);
+    running.abort(new Error('not needed any more'));
+    await expect(r2.get(10)).rejects.toThrow('not needed any more');
+    expect(await pool.apply(task('pid'), [])).toBe(second);
   });
 
   test('the initializer is a Python function, run with initargs in every worker before its first task', async () => {
