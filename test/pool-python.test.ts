@@ -6,7 +6,7 @@
  */
 import { describe, expect, test } from 'vitest';
 
-import { ExceptionInfo, Pool, pyfunc, PythonException, RemoteTraceback, SoftTimeLimitExceeded, Terminated, TimeLimitExceeded, ValueError, WorkerLostError, type Process } from '../src/index.js';
+import { ExceptionInfo, MaybeEncodingError, Pool, pyfunc, PythonNotFoundError, PythonException, RemoteTraceback, SoftTimeLimitExceeded, Terminated, TimeLimitExceeded, ValueError, WorkerLostError, type Process } from '../src/index.js';
 import { square } from './fixtures/pool-targets.js';
 import { PEER_DIR, pythonFor } from './helpers/peers.js';
 
@@ -138,5 +138,33 @@ describe('a Pool of Python workers', () => {
     expect(() => node.applyAsync(pyfunc('operator.mul'), [6, 7])).toThrow(/operator\.mul is a Python function: run it in a Python pool/);
     expect(await node.apply(square, [3])).toBe(9);
     expect(await py.apply(pyfunc('operator.mul'), [6, 7])).toBe(42);
+  });
+
+  test("faults: a task whose module does not import, or whose function is missing, fails that job typed (ACK first, the worker lives); a result pickle cannot write is MaybeEncodingError", async () => {
+    await using pool = pythonPool({ processes: 1 });
+    let downs = 0;
+    pool.on('processDown', () => void downs++);
+    const first = await pool.apply(task('pid'));
+    const missing = (await pool.apply(pyfunc('no_such_module.f'), [1]).catch((e: unknown) => e)) as PythonException;
+    expect(missing).toBeInstanceOf(PythonException);
+    expect(missing.pyName).toBe('ModuleNotFoundError');
+    expect(missing.message).toMatch(/No module named 'no_such_module'/);
+    expect(missing.cause).toBeInstanceOf(RemoteTraceback);
+    const noAttr = (await pool.apply(task('no_such_function')).catch((e: unknown) => e)) as PythonException;
+    expect(noAttr.pyName).toBe('AttributeError');
+    expect(noAttr.message).toMatch(/no_such_function/);
+    const unpicklable = await pool.apply(task('unpicklable')).catch((e: unknown) => e);
+    expect(unpicklable).toBeInstanceOf(MaybeEncodingError);
+    expect((unpicklable as MaybeEncodingError).exc).toMatch(/Can't pickle local object/);
+    // the same worker served all of it
+    expect(await pool.apply(task('pid'))).toBe(first);
+    expect(downs).toBe(0);
+  });
+
+  test('Python missing, or without billiard, is a clear PythonNotFoundError at new Pool', () => {
+    expect(() => new Pool({ processes: 1, python: { executable: '/nonexistent/python3' } })).toThrow(PythonNotFoundError);
+    expect(() => new Pool({ processes: 1, python: { executable: '/nonexistent/python3' } })).toThrow(/cannot be run.*apt-get install -y python3-billiard/);
+    // python3.12 has the standard library only
+    expect(() => new Pool({ processes: 1, python: { executable: pythonFor('3.12') } })).toThrow(/cannot import billiard \(ModuleNotFoundError: No module named 'billiard'\).*apt-get install/);
   });
 });

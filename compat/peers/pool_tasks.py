@@ -43,3 +43,8 @@ def hog(mib):
 
 def scale(x, factor=1):
     return x * factor
+
+
+def unpicklable():
+    """A result pickle cannot write: billiard's worker answers MaybeEncodingError."""
+    return lambda: None

@@ -30,6 +30,7 @@ import { AttributeError } from '../sharedctypes/errors.js';
 import { packagePath } from '../native/package.js';
 import { ForkServerProcess, Process, SpawnProcess } from '../process/process.js';
 import { getStartMethod } from '../process/start-method.js';
+import { requirePythonSync } from '../process/python.js';
 import { Full, SimpleQueue } from '../queues/index.js';
 import { ACK, DEATH, encodeTask, ExceptionInfo, funcRef, MAPSTAR, NACK, READY, STARMAPSTAR } from './protocol.js';
 import { poolWorker } from './worker.js';
@@ -832,6 +833,8 @@ export class Pool extends EventEmitter<PoolEvents> {
     if (this.#python !== null) {
       if (init !== null && !(init instanceof PyGlobal)) throw new TypeError('the initializer of a Python pool must be a Python function (pyfunc)');
       if (onExit !== null) throw new TypeError('onProcessExit runs in a Node worker; a Python pool has none');
+      // Python missing, or without billiard: a clear error here, not workers that die as they start.
+      this.#python.executable = requirePythonSync(this.#python.executable);
     }
     this.#initializer = init === null ? null : funcRef(init);
     this.#initargs = [...(options?.initargs ?? [])];

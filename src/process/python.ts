@@ -130,6 +130,29 @@ export function findPythonSync(options?: FindPythonOptions): string {
   throw notFound(modules, explicit);
 }
 
+/** Interpreters found to import billiard by {@link requirePythonSync}. */
+const verified = new Set<string>();
+
+/**
+ * The interpreter `python` (default: {@link findPythonSync}'s), checked, once
+ * per interpreter, to run and import billiard; throws
+ * {@link PythonNotFoundError} naming the install command otherwise. Blocks:
+ * for constructors that must fail at once, as a Python pool's does.
+ * @internal
+ */
+export function requirePythonSync(python?: string): string {
+  if (python === undefined) return findPythonSync();
+  if (verified.has(python)) return python;
+  const r = childProcess().spawnSync(python, ['-c', 'import billiard'], { stdio: ['ignore', 'ignore', 'pipe'], timeout: PROBE_TIMEOUT_MS, encoding: 'utf8' });
+  if (r.error !== undefined) throw new PythonNotFoundError(`the Python interpreter ${python} cannot be run (${r.error.message}). On Debian, as root: ${BILLIARD_INSTALL_COMMAND}`);
+  if (r.status !== 0) {
+    const why = (r.stderr ?? '').trim().split('\n').pop() ?? '';
+    throw new PythonNotFoundError(`the Python interpreter ${python} cannot import billiard${why ? ` (${why})` : ''}. On Debian, as root: ${BILLIARD_INSTALL_COMMAND} (for /usr/bin/python3)`);
+  }
+  verified.add(python);
+  return python;
+}
+
 /**
  * The path of a CPython `major.minor` interpreter (standard library only):
  * `BILLIARD_PYTHON<major><minor>` (e.g. BILLIARD_PYTHON312) if set, else
