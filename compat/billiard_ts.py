@@ -30,7 +30,7 @@ import sys
 import urllib.parse
 import urllib.request
 
-__all__ = ['NodeProcess', 'child_command']
+__all__ = ['NodeProcess', 'NodePool', 'node_task', 'register_node_task', 'child_command']
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 PACKAGE = os.path.dirname(HERE)
@@ -137,6 +137,45 @@ class _LazyPickler:
 _Pickler = _LazyPickler()
 
 
+def _bootstrap_payload(popen, name, identity, daemon, cwd, target, args, kwargs, node, entry):
+    """The two pickles a billiard-ts child reads at start (src/process/child.ts):
+    the preparation data and the process description, made while `popen` is
+    the spawning popen, so that Connections and locks in `args` pickle in
+    spawn form (their descriptors go to `popen.duplicate_for_child`)."""
+    from billiard import context as billiard_context, current_process, util
+    from multiprocessing import context as mp_context
+    # The authkey pickles only while the spawning popen is set, as
+    # billiard.process.AuthenticationString (spec/connection.md section 5).
+    prep = {
+        'name': name,
+        'authkey': current_process().authkey,
+        'identity': identity,
+        'daemon': bool(daemon),
+        'parent_pid': os.getpid(),
+        'parent_name': current_process().name,
+        'dir': cwd,
+        'start_method': 'spawn',
+        # The parent's logging, as billiard's get_preparation_data sends it.
+        'log_to_stderr': util._log_to_stderr,
+        'modules': [_package_url(child_command(node, target, cwd, entry)[-1])],
+    }
+    if util._logger is not None:
+        prep['log_level'] = util._logger.getEffectiveLevel()
+    spec = {'target': target, 'cls': None, 'args': tuple(args), 'kwargs': dict(kwargs), 'state': {}}
+    buffers = []
+    billiard_context.set_spawning_popen(popen)
+    mp_context.set_spawning_popen(popen)
+    try:
+        for obj in (prep, spec):
+            fp = io.BytesIO()
+            _Pickler(fp).dump(obj)
+            buffers.append(fp.getvalue())
+    finally:
+        billiard_context.set_spawning_popen(None)
+        mp_context.set_spawning_popen(None)
+    return buffers
+
+
 class NodeProcess:
     """A billiard-ts child process running `target` (see the module doc)."""
 
@@ -158,38 +197,8 @@ class NodeProcess:
         self.startup_error = None
 
     def _payload(self, popen):
-        from billiard import context as billiard_context, current_process, util
-        from multiprocessing import context as mp_context
-        # The authkey pickles only while the spawning popen is set, as
-        # billiard.process.AuthenticationString (spec/connection.md section 5).
-        prep = {
-            'name': self.name,
-            'authkey': current_process().authkey,
-            'identity': self._identity,
-            'daemon': bool(self.daemon),
-            'parent_pid': os.getpid(),
-            'parent_name': current_process().name,
-            'dir': self._cwd,
-            'start_method': 'spawn',
-            # The parent's logging, as billiard's get_preparation_data sends it.
-            'log_to_stderr': util._log_to_stderr,
-            'modules': [_package_url(child_command(self._node, self._target, self._cwd, self._entry)[-1])],
-        }
-        if util._logger is not None:
-            prep['log_level'] = util._logger.getEffectiveLevel()
-        spec = {'target': self._target, 'cls': None, 'args': self._args, 'kwargs': self._kwargs, 'state': {}}
-        buffers = []
-        billiard_context.set_spawning_popen(popen)
-        mp_context.set_spawning_popen(popen)
-        try:
-            for obj in (prep, spec):
-                fp = io.BytesIO()
-                _Pickler(fp).dump(obj)
-                buffers.append(fp.getvalue())
-        finally:
-            billiard_context.set_spawning_popen(None)
-            mp_context.set_spawning_popen(None)
-        return buffers
+        return _bootstrap_payload(popen, self.name, self._identity, self.daemon, self._cwd, self._target,
+                                  self._args, self._kwargs, self._node, self._entry)
 
     def start(self):
         assert self._popen is None, 'cannot start a process twice'
@@ -237,3 +246,294 @@ class NodeProcess:
     @property
     def pid(self):
         return None if self._popen is None else self._popen.pid
+
+
+# ---------------------------------------------------------------------------
+# Node workers in a real billiard Pool (spec/pool.md section 8a).
+
+
+class NodeTask:
+    """A JavaScript function for a Node worker: node_task('tasks.mjs#square').
+
+    It pickles as `billiard_ts.node_task('<module URL>#<export>')`, which a
+    Node worker turns into the module's export. A Python process (a Python
+    worker, say) that loads it gets this object back, and calling it raises
+    TypeError: only a Node worker can run it."""
+
+    __slots__ = ('url', 'name')
+
+    def __init__(self, spec):
+        url, _, name = _target_url(spec).rpartition('#')
+        self.url = url
+        self.name = name
+
+    def __reduce__(self):
+        return (node_task, ('%s#%s' % (self.url, self.name),))
+
+    def __call__(self, *args, **kwargs):
+        raise TypeError('%r is a Node task: only a Node worker can run it' % (self,))
+
+    def __eq__(self, other):
+        return isinstance(other, NodeTask) and (self.url, self.name) == (other.url, other.name)
+
+    def __hash__(self):
+        return hash((self.url, self.name))
+
+    def __repr__(self):
+        return 'node_task(%r)' % ('%s#%s' % (self.url, self.name),)
+
+
+def node_task(spec):
+    """The Node task `spec`, '<module>#<export>': a path (relative to the
+    current directory) or file: URL of a JavaScript or TypeScript module, and
+    the name of a function it exports (sync or async)."""
+    return spec if isinstance(spec, NodeTask) else NodeTask(spec)
+
+
+_node_implementations = {}
+
+
+def _qualified_name(func):
+    """`module.qualname` as pickle writes a global (operator.mul is '_operator.mul')."""
+    if isinstance(func, str):
+        module, _, attr = func.rpartition('.')
+        try:
+            import importlib
+            obj = importlib.import_module(module)
+            for part in attr.split('.'):
+                obj = getattr(obj, part)
+        except (ImportError, AttributeError, ValueError):
+            return func
+        func = obj
+    module = getattr(func, '__module__', None)
+    qualname = getattr(func, '__qualname__', None)
+    if module is None or qualname is None:
+        raise TypeError('%r is not a module-level function' % (func,))
+    return '%s.%s' % (module, qualname)
+
+
+def register_node_task(func, spec):
+    """Runs the Python function `func` (or its qualified name) as the Node
+    task `spec` in Node workers, for every NodePool created afterwards. With
+    it, one task can go to a mixed pool: Python workers run `func`, Node
+    workers run `spec`. Returns `func`."""
+    _node_implementations[_qualified_name(func)] = '%s#%s' % (node_task(spec).url, node_task(spec).name)
+    return func
+
+
+def _package_module_url(script, module):
+    """The file: URL of `module` (e.g. 'pool/worker') in the package tree of the child entry `script`."""
+    root = os.path.dirname(os.path.dirname(script))
+    path = os.path.join(root, module + os.path.splitext(script)[1])
+    return urllib.parse.urljoin('file:', urllib.request.pathname2url(path))
+
+
+class _NodeWorkerOptions:
+    def __init__(self, node, entry, cwd, initializer, initargs, implementations):
+        self.node = node
+        self.entry = entry
+        self.cwd = cwd
+        self.initializer = initializer
+        self.initargs = tuple(initargs)
+        self.implementations = implementations
+
+
+def _node_worker_process_class():
+    from billiard.popen_fork import Popen as ForkPopen
+    from billiard.process import BaseProcess
+
+    class NodeWorkerPopen(ForkPopen):
+        """Starts a Node pool worker the way billiard's spawn starts a Python
+        one (spawnv_passfds, a sentinel pipe, waitpid): the pool sees the Node
+        process's own pid, waits on it, and signals it."""
+        method = 'spawn'
+
+        def __init__(self, process_obj):
+            self._fds = []
+            super().__init__(process_obj)
+
+        def duplicate_for_child(self, fd):
+            self._fds.append(fd)
+            return fd
+
+        def DupFd(self, fd):
+            from billiard.popen_spawn_posix import _DupFd
+            return _DupFd(fd)
+
+        def _launch(self, process_obj):
+            import shutil
+            from billiard.compat import spawnv_passfds
+            from billiard.connection import Connection
+            opts = process_obj._node_options
+            worker = process_obj._target
+            script = child_command(opts.node, None, opts.cwd, opts.entry)[-1]
+            target = _package_module_url(script, os.path.join('pool', 'worker')) + '#billiardPoolWorker'
+            args = (worker.inq, worker.outq, worker.synq, worker.maxtasks, worker.max_memory_per_child,
+                    opts.initializer, opts.initargs, opts.implementations)
+            prep, spec = _bootstrap_payload(self, process_obj.name, process_obj._identity, process_obj.daemon,
+                                            opts.cwd, target, args, {}, opts.node, opts.entry)
+            cmd = child_command(opts.node, None, opts.cwd, opts.entry)
+            ours, theirs = socket.socketpair()
+            parent_r, child_w = os.pipe()
+            try:
+                cmd = cmd + ['--billiard-ts-fd', str(theirs.fileno())]
+                exe = shutil.which(cmd[0]) or cmd[0]
+                self.pid = spawnv_passfds(exe, cmd, self._fds + [theirs.fileno(), child_w])
+            except BaseException:
+                os.close(parent_r)
+                ours.close()
+                raise
+            finally:
+                theirs.close()
+                os.close(child_w)
+            self.sentinel = parent_r
+            channel = Connection(ours.detach())
+            try:
+                channel.send_bytes(prep)
+                channel.send_bytes(spec)
+            except OSError:
+                pass  # the child died at once: the pool sees its exit code
+            finally:
+                channel.close()
+
+    class NodePoolWorker(BaseProcess):
+        """A billiard pool worker that is a Node process (see NodePool)."""
+        _start_method = 'spawn'
+
+        @staticmethod
+        def _Popen(process_obj):
+            return NodeWorkerPopen(process_obj)
+
+    return NodePoolWorker
+
+
+def _pool_class():
+    import threading
+    from billiard import get_context
+    from billiard.pool import Pool
+
+    class NodePool(Pool):
+        """A billiard Pool whose workers are Node processes, all or some.
+
+            from billiard_ts import NodePool, node_task
+
+            with NodePool(4, soft_timeout=5, timeout=10) as pool:
+                print(pool.map(node_task('tasks.mjs#square'), range(10)))
+
+        It is billiard's own Pool: its threads, timeouts, restarts, callbacks
+        and options work as they do for Python workers. A Node worker runs
+        billiard-ts's pool worker loop on the pool's shared queues, taking
+        their named semaphores as billiard's workers do; so the pool's
+        context must not be 'fork' (its semaphores have no names): the
+        default is billiard's 'spawn', and 'forkserver' works too.
+
+        - `node_processes`: how many workers are Node (the first indexes),
+          the rest Python. None (the default): all of them.
+        - `node_tasks`: {python function or 'module.qualname': 'tasks.mjs#fn'},
+          Node implementations of Python functions (see register_node_task).
+          A pool with Python workers refuses node_task(...) tasks, and one
+          with Node workers refuses Python functions that have no Node
+          implementation, when they are submitted: any worker may take any
+          job.
+        - `node_initializer`, `node_initargs`: 'module#export' called in each
+          Node worker before its first job (`initializer` is for Python ones).
+        - `node`: the node executable; `entry`: 'dist' or 'source' (see
+          child_command); `cwd`: the directory the Node workers run in.
+
+        `on_process_exit` runs in Python workers only; `allow_restart`'s
+        restart() reaches Python workers only.
+        """
+
+        def __init__(self, processes=None, initializer=None, initargs=(), *args, node_processes=None,
+                     node_tasks=None, node_initializer=None, node_initargs=(), node='node', entry=None,
+                     cwd=None, context=None, **kwargs):
+            context = context or get_context('spawn')
+            if context.get_start_method() == 'fork':
+                raise ValueError("a NodePool needs a 'spawn' or 'forkserver' context: Node workers take the "
+                                 "pool's named semaphores, and a 'fork' context's have no names")
+            total = processes or os.cpu_count() or 1
+            if node_processes is not None and not 0 <= node_processes <= total:
+                raise ValueError('node_processes must be between 0 and processes (%d), not %r' % (total, node_processes))
+            self._node_count = total if node_processes is None else node_processes
+            self._node_all = node_processes is None
+            implementations = dict(_node_implementations)
+            for func, spec in (node_tasks or {}).items():
+                task = node_task(spec)
+                implementations[_qualified_name(func)] = '%s#%s' % (task.url, task.name)
+            self._node_implementations = implementations
+            cwd = cwd or os.getcwd()
+            init = None
+            if node_initializer is not None:
+                task = node_task(node_initializer)
+                init = '%s#%s' % (task.url, task.name)
+            self._node_options = _NodeWorkerOptions(node, entry, cwd, init, node_initargs, implementations)
+            self._node_process_class = _node_worker_process_class()
+            self._creating = threading.local()
+            if self._node_count:
+                child_command(node, None, cwd, entry)  # a missing build or tsx fails here, not in every worker
+            super().__init__(total, initializer, initargs, *args, context=context, **kwargs)
+
+        def _is_node_index(self, i):
+            return self._node_all or (i is not None and i < self._node_count)
+
+        def _create_worker_process(self, i):
+            self._creating.index = i
+            try:
+                return super()._create_worker_process(i)
+            finally:
+                self._creating.index = None
+
+        def WorkerProcess(self, worker):
+            if not self._is_node_index(getattr(self._creating, 'index', None)):
+                return super().WorkerProcess(worker)
+            proc = self._node_process_class(target=worker)
+            proc._node_options = self._node_options
+            return worker.contribute_to_object(proc)
+
+        @property
+        def _python_count(self):
+            return 0 if self._node_all else self._processes - self._node_count
+
+        def _check_task(self, func):
+            if isinstance(func, NodeTask):
+                if self._python_count > 0:
+                    raise TypeError('%r cannot go to this pool: it has %d Python workers, and any worker may take '
+                                    'any job (register a Python function with a Node implementation instead: '
+                                    'register_node_task)' % (func, self._python_count))
+                return
+            if self._node_count > 0:
+                try:
+                    name = _qualified_name(func)
+                except TypeError:
+                    name = None
+                if name not in self._node_implementations:
+                    raise TypeError('%r has no Node implementation, and this pool has Node workers: use '
+                                    "node_task('module#export'), or register one (node_tasks=, "
+                                    'register_node_task)' % (func,))
+
+        def apply_async(self, func, *args, **kwargs):
+            self._check_task(func)
+            return super().apply_async(func, *args, **kwargs)
+
+        def _map_async(self, func, *args, **kwargs):
+            self._check_task(func)
+            return super()._map_async(func, *args, **kwargs)
+
+        def imap(self, func, *args, **kwargs):
+            self._check_task(func)
+            return super().imap(func, *args, **kwargs)
+
+        def imap_unordered(self, func, *args, **kwargs):
+            self._check_task(func)
+            return super().imap_unordered(func, *args, **kwargs)
+
+    return NodePool
+
+
+def __getattr__(name):
+    # NodePool subclasses billiard's Pool: made on first use, so that importing
+    # this module (for NodeProcess, node_task) does not import billiard.pool.
+    if name == 'NodePool':
+        cls = globals()['NodePool'] = _pool_class()
+        return cls
+    raise AttributeError(name)

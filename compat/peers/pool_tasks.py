@@ -48,3 +48,8 @@ def scale(x, factor=1):
 def unpicklable():
     """A result pickle cannot write: billiard's worker answers MaybeEncodingError."""
     return lambda: None
+
+
+def square_tagged(x):
+    """`x * x` tagged with the language that ran it: the Python half of pool-node-tasks.ts's squareTagged."""
+    return ('python', x * x)

@@ -25,7 +25,7 @@
  * at URL `module`, imported once.
  */
 
-import { PyGlobal, PyTuple, dumps, loads, tuple } from '../pickle/index.js';
+import { defaultRegistry, PyGlobal, PyTuple, dumps, loads, tuple } from '../pickle/index.js';
 import { SoftTimeLimitExceeded } from '../process/errors.js';
 import { importUserModule } from '../process/current.js';
 import { SimpleQueue } from '../queues/index.js';
@@ -112,6 +112,9 @@ function onSoftTimeout(): void {
 
 const imported = new Map<string, Fn>();
 
+/** Python qualified names (`module.qualname`) with a Node implementation: a billiard pool's registry. */
+const implementations = new Map<string, PyGlobal>();
+
 /** The function a global reference names, in this process. */
 export async function resolveFunction(ref: unknown): Promise<Fn> {
   if (!(ref instanceof PyGlobal)) throw new TypeError(`a task function must be a global reference, not ${typeof ref}`);
@@ -122,7 +125,9 @@ export async function resolveFunction(ref: unknown): Promise<Fn> {
   if (ref.module === 'billiard.pool' && ref.name === 'mapstar') fn = mapstar;
   else if (ref.module === 'billiard.pool' && ref.name === 'starmapstar') fn = starmapstar;
   else {
-    if (!/^(file|data|node):/.test(ref.module)) throw new TypeError(`cannot run ${ref.module}.${ref.name} in a Node worker (a Python function needs a Python worker)`);
+    const impl = implementations.get(`${ref.module}.${ref.name}`);
+    if (impl !== undefined) return resolveAlias(key, impl);
+    if (!/^(file|data|node):/.test(ref.module)) throw new TypeError(`cannot run ${ref.module}.${ref.name} in a Node worker (a Python function needs a Python worker, or a Node implementation registered for it)`);
     const ns = await importUserModule(ref.module);
     fn = ns[ref.name];
     const def = ns.default as Record<string, unknown> | undefined;
@@ -131,6 +136,13 @@ export async function resolveFunction(ref: unknown): Promise<Fn> {
   if (typeof fn !== 'function') throw new TypeError(`module ${ref.module} has no exported function '${ref.name}'`);
   imported.set(key, fn as Fn);
   return fn as Fn;
+}
+
+/** The Node implementation `impl` of the Python function `key`, remembered under both names. */
+async function resolveAlias(key: string, impl: PyGlobal): Promise<Fn> {
+  const fn = await resolveFunction(impl);
+  imported.set(key, fn);
+  return fn;
 }
 
 /** Calls `fn(*args, **kwargs)`: a JavaScript function gets non-empty kwargs as its last argument. */
@@ -204,6 +216,25 @@ function peakRssKiB(): number {
   return process.resourceUsage().maxRSS;
 }
 
+/** What a worker loop is given: the queues, the task limits, and how the queues are shared. */
+interface LoopOptions {
+  inq: SimpleQueue;
+  outq: SimpleQueue;
+  synq: SimpleQueue | null;
+  initializer: PyGlobal | null;
+  initargs: unknown[] | PyTuple | null;
+  maxtasks: number | null;
+  maxMemoryPerChild: number | null;
+  onExit: PyGlobal | null;
+  /**
+   * The queues are billiard's own, shared by every worker of a billiard
+   * Pool: each job frame is read under the inqueue's read lock (exactly one
+   * frame, no read-ahead) and each reply written under the outqueue's write
+   * lock. Otherwise they are this worker's alone (a billiard-ts Pool).
+   */
+  shared: boolean;
+}
+
 /**
  * The body of a pool worker process. `initializer` is a global reference
  * (or null) called as `initializer(...initargs)` before the first job;
@@ -221,6 +252,64 @@ export async function poolWorker(
   maxMemoryPerChild: number | null = null,
   onExit: PyGlobal | null = null,
 ): Promise<void> {
+  await workLoop({ inq, outq, synq, initializer, initargs, maxtasks, maxMemoryPerChild, onExit, shared: false });
+}
+
+/** A `'<module URL>#<export>'` string as the global reference it names. */
+function refOf(spec: string): PyGlobal {
+  const hash = spec.lastIndexOf('#');
+  if (hash <= 0 || hash === spec.length - 1) throw new TypeError(`a Node task is '<module>#<export>', not '${spec}'`);
+  return new PyGlobal(spec.slice(0, hash), spec.slice(hash + 1));
+}
+
+// `billiard_ts.node_task('<url>#<export>')` (compat/billiard_ts.py), as a Python pool pickles a Node task.
+defaultRegistry.register('billiard_ts', 'node_task', { call: (args) => refOf(String(args[0])) });
+
+/**
+ * The body of a Node worker of a real billiard Pool (compat/billiard_ts.py's
+ * `NodePool`, spec/pool.md §8a): billiard's own inqueue and outqueue, shared
+ * with the pool's other workers (Node or Python) and guarded by its named
+ * semaphores, which this process takes as billiard's workers do.
+ * `initializer` is a `'<module URL>#<export>'` string (or null); `aliases`
+ * maps Python qualified names (`module.qualname`, as pickle writes them) to
+ * the `'<module URL>#<export>'` of their Node implementation.
+ */
+export async function billiardPoolWorker(
+  inq: SimpleQueue,
+  outq: SimpleQueue,
+  synq: SimpleQueue | null,
+  maxtasks: number | null,
+  maxMemoryPerChild: number | null,
+  initializer: string | null,
+  initargs: unknown[] | PyTuple | null,
+  aliases: Map<string, string> | Record<string, string> | null,
+): Promise<void> {
+  const entries = aliases instanceof Map ? [...aliases] : Object.entries(aliases ?? {});
+  for (const [name, spec] of entries) implementations.set(String(name), refOf(String(spec)));
+  // The pool answers DEATH, shrink() and terminate() with SIGTERM. A worker idle in its read holds
+  // the inqueue's lock: give the locks back before dying, or every other worker would wait forever
+  // (billiard's own workers release them as their SystemExit unwinds).
+  process.on('SIGTERM', () => {
+    if (inq.rlock.isMine()) inq.rlock.release();
+    if (outq.wlock.isMine()) outq.wlock.release();
+    process.removeAllListeners('SIGTERM');
+    process.kill(process.pid, 'SIGTERM');
+  });
+  await workLoop({
+    inq,
+    outq,
+    synq,
+    initializer: initializer === null ? null : refOf(initializer),
+    initargs,
+    maxtasks,
+    maxMemoryPerChild,
+    onExit: null,
+    shared: true,
+  });
+}
+
+async function workLoop(o: LoopOptions): Promise<void> {
+  const { inq, outq, synq, maxtasks, maxMemoryPerChild, shared } = o;
   const inqWFd = inq.writer.fileno();
   inq.writer.close();
   outq.reader.close();
@@ -232,12 +321,12 @@ export async function poolWorker(
   // Ctrl-C reaches the whole process group: the pool's process decides, its workers ignore SIGINT (as billiard's).
   process.on('SIGINT', () => undefined);
   // An initializer that throws ends the worker with exit code 1 and no frame written (as billiard's).
-  if (initializer !== null) await call(await resolveFunction(initializer), [...(initargs ?? [])], null);
+  if (o.initializer !== null) await call(await resolveFunction(o.initializer), [...(o.initargs ?? [])], null);
 
-  // The outqueue's write end is this worker's alone (the pool closed its copy): a stream, no lock.
-  // A READY waits (corked) for the next job's ACK, so that both leave in one write when that job is
-  // already in the inqueue; the ACK is always flushed before its job runs, and a READY by the end of
-  // the tick at the latest.
+  // A queue of this worker's alone: its write end is a stream, no lock. A READY waits (corked) for
+  // the next job's ACK, so that both leave in one write when that job is already in the inqueue;
+  // the ACK is always flushed before its job runs, and a READY by the end of the tick at the latest.
+  // A shared queue: every frame is written whole under the write lock before the worker goes on.
   const out = outq.writer;
   const stream = out.stream;
   let corked = false;
@@ -262,8 +351,8 @@ export async function poolWorker(
     }
     let payload: Uint8Array;
     try {
-      // The inqueue's read end is this worker's alone (the pool closed its copy): a stream, no lock, no thread.
-      payload = await inq.reader.recvFrame();
+      // Shared: one whole frame under the read lock. Our own: a stream, no lock, no thread.
+      payload = shared ? await inq.getPayload() : await inq.reader.recvFrame();
     } catch {
       break; // EOF (the pool is gone) or a broken pipe: an orderly exit
     }
@@ -283,8 +372,13 @@ export async function poolWorker(
       break;
     }
     const [job, i, func, args, kwargs] = msg[1] as unknown as [unknown, unknown, unknown, unknown, unknown];
-    out.send(tuple(ACK, tuple(job, i, monotonic(), process.pid, synqWFd))).catch(ignore);
-    flush();
+    const ack = tuple(ACK, tuple(job, i, monotonic(), process.pid, synqWFd));
+    if (shared) {
+      await outq.put(ack).catch(ignore);
+    } else {
+      out.send(ack).catch(ignore);
+      flush();
+    }
     mark('ACK sent');
     if (synq !== null) {
       let answer: unknown;
@@ -297,24 +391,34 @@ export async function poolWorker(
       if (answer instanceof PyTuple && answer[0] === NACK) continue;
     }
     const { ok, value } = await runTask(job, i, func, args, kwargs);
-    if (!corked) {
-      corked = true;
-      stream.cork();
-      process.nextTick(flush);
+    const ready = readyPayload(job, i, ok, value, inqWFd);
+    if (shared) {
+      await outq.sendPayload(ready).catch(ignore);
+    } else {
+      if (!corked) {
+        corked = true;
+        stream.cork();
+        process.nextTick(flush);
+      }
+      out.sendBytes(ready).catch(ignore);
     }
-    out.sendBytes(readyPayload(job, i, ok, value, inqWFd)).catch(ignore);
     completed++;
   }
   flush();
-  if (onExit !== null) {
+  if (o.onExit !== null) {
     try {
-      await call(await resolveFunction(onExit), [process.pid, exitcode], null);
+      await call(await resolveFunction(o.onExit), [process.pid, exitcode], null);
     } catch (e) {
       process.stderr.write(`billiard-ts pool worker ${process.pid}: on_process_exit raised: ${String(e)}\n`);
     }
   }
+  if (shared) {
+    // billiard's pool answers DEATH with SIGTERM: that signal now ends the worker with its own code.
+    process.removeAllListeners('SIGTERM');
+    process.on('SIGTERM', () => process.exit(exitcode));
+  }
   try {
-    await outq.writer.send(tuple(DEATH, tuple(process.pid, exitcode)));
+    await (shared ? outq.put(tuple(DEATH, tuple(process.pid, exitcode))) : outq.writer.send(tuple(DEATH, tuple(process.pid, exitcode))));
   } catch {
     // the pool is gone
   }
