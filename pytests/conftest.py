@@ -120,3 +120,10 @@ def pickle_peer() -> Iterator[PicklePeer]:
 def roundtrip(pickle_peer: PicklePeer) -> Callable[[bytes, int], bytes]:
     """`roundtrip(pickle_bytes, protocol) -> bytes`: Node's loads-then-dumps."""
     return pickle_peer.roundtrip
+
+
+@pytest.fixture(scope="session")
+def built() -> None:
+    """dist/, built now (npm run build) so that a test of the built package sees the current sources."""
+    subprocess.run(["node", "--import", "tsx", "scripts/build.ts"], cwd=REPO_ROOT, check=True,
+                   stdout=subprocess.DEVNULL)

@@ -237,3 +237,15 @@ def test_sigterm_to_an_idle_node_worker_gives_back_the_shared_read_lock():
         raise
     finally:
         pool.terminate()
+
+
+def test_the_built_package_runs_node_workers_under_plain_node(built):
+    """What an installed billiard-ts runs: dist/pool/worker.js under plain node
+    (no tsx), with a JavaScript task module."""
+    tasks = str(REPO_ROOT / "test" / "fixtures" / "dist-targets.mjs")
+    with billiard_ts.NodePool(2, cwd=str(REPO_ROOT), entry="dist") as pool:
+        assert pool.map(billiard_ts.node_task(tasks + "#square"), range(10)) == [x * x for x in range(10)]
+        with open("/proc/%d/cmdline" % pool._pool[0].pid, "rb") as f:
+            argv = f.read().split(b"\0")
+        assert not any(b"tsx" in a for a in argv)
+        assert any(a.endswith(b"dist/process/child.js") for a in argv)

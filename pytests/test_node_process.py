@@ -124,14 +124,6 @@ def test_missing_export_is_a_startup_error():
     assert "noSuchExport" in p.startup_error
 
 
-@pytest.fixture(scope="module")
-def built():
-    """dist/, built now (npm run build) so the test sees the current sources."""
-    import subprocess
-
-    subprocess.run(["node", "--import", "tsx", "scripts/build.ts"], cwd=str(REPO_ROOT), check=True,
-                   stdout=subprocess.DEVNULL)
-
 
 def test_built_package_child(built):
     """What an installed billiard-ts runs: dist/process/child.js under plain
