@@ -249,3 +249,14 @@ def test_the_built_package_runs_node_workers_under_plain_node(built):
             argv = f.read().split(b"\0")
         assert not any(b"tsx" in a for a in argv)
         assert any(a.endswith(b"dist/process/child.js") for a in argv)
+
+
+def test_the_example_runs(built):
+    """examples/node_pool.py, as the README runs it."""
+    import subprocess
+
+    r = subprocess.run([sys.executable, "examples/node_pool.py"], cwd=str(REPO_ROOT), capture_output=True,
+                       text=True, timeout=120)
+    assert r.stderr == ""
+    assert r.stdout == "[1, 4, 9, 16, 25]\nhi billiard\n[0, 1, 4, 9, 16, 25, 36, 49, 64, 81]\n"
+    assert r.returncode == 0

@@ -4,6 +4,8 @@
  * as Node workers (issue 11, spec/pool.md section 8b). Tasks are Python
  * functions: the standard library's and compat/peers/pool_tasks.py's.
  */
+import { spawnSync } from 'node:child_process';
+
 import { describe, expect, test } from 'vitest';
 
 import { ExceptionInfo, MaybeEncodingError, Pool, pyfunc, PythonNotFoundError, PythonException, RemoteTraceback, SoftTimeLimitExceeded, Terminated, TimeLimitExceeded, ValueError, WorkerLostError, type Process } from '../src/index.js';
@@ -166,5 +168,15 @@ describe('a Pool of Python workers', () => {
     expect(() => new Pool({ processes: 1, python: { executable: '/nonexistent/python3' } })).toThrow(/cannot be run.*apt-get install -y python3-billiard/);
     // python3.12 has the standard library only
     expect(() => new Pool({ processes: 1, python: { executable: pythonFor('3.12') } })).toThrow(/cannot import billiard \(ModuleNotFoundError: No module named 'billiard'\).*apt-get install/);
+  });
+
+  test('examples/pool-python.ts: Python functions from Node, a typed Python error', () => {
+    const r = spawnSync(process.execPath, ['--import', 'tsx', 'examples/pool-python.ts'], { encoding: 'utf8', cwd: new URL('..', import.meta.url).pathname, timeout: 60_000 });
+    expect(r.stderr).toBe('');
+    expect(r.stdout).toBe(
+      'operator.mul(6, 7) = 42\nscore = 80\nsquares = [ 1, 4, 9, 16, 25 ]\n' +
+        "a Python error came back, typed (ValueError): ValueError: invalid literal for int() with base 10: 'not a number'\n",
+    );
+    expect(r.status).toBe(0);
   });
 });

@@ -22,7 +22,13 @@
  *
  * Functions arrive as global references (protocol.ts): `billiard.pool.mapstar`
  * and `starmapstar` are built in; any other is the export `name` of the module
- * at URL `module`, imported once.
+ * at URL `module`, imported once, or (in a billiard pool) a Python function
+ * with a registered Node implementation.
+ *
+ * Two entry points share the loop: `poolWorker` for a billiard-ts Pool (the
+ * worker's own pipes, no locks) and `billiardPoolWorker` for a real billiard
+ * Pool (compat/billiard_ts.py's NodePool: the pool's shared queues, under its
+ * named semaphores).
  */
 
 import { defaultRegistry, PyGlobal, PyTuple, dumps, loads, tuple } from '../pickle/index.js';
