@@ -231,6 +231,17 @@ describe('Pool', () => {
     }
   });
 
+  test('a map of 300,000 one-item parts is queued (no stack overflow), and terminate fails it and what waits behind it', async () => {
+    const pool = new Pool({ processes: 1 });
+    const items = Array.from({ length: 300_000 }, (_, k) => k);
+    const r = pool.mapAsync(square, items, { chunksize: 1 });
+    const first = pool.applyAsync(square, [7]);
+    expect(pool.stats().queued).toBeGreaterThan(299_000);
+    await pool.terminate();
+    expect(await r.get().catch((e: unknown) => e)).toBeInstanceOf(Terminated);
+    expect(await first.get().catch((e: unknown) => e)).toBeInstanceOf(Terminated);
+  });
+
   test('examples/pool-square.ts prints [1, 4, 9, 16, 25] and exits 0', () => {
     const r = spawnSync(process.execPath, ['--import', 'tsx', 'examples/pool-square.ts'], { encoding: 'utf8', cwd: new URL('..', import.meta.url).pathname, timeout: 60_000 });
     expect(r.stderr).toBe('');

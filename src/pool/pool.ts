@@ -33,6 +33,7 @@ import { getStartMethod } from '../process/start-method.js';
 import { requirePythonSync } from '../process/python.js';
 import { Full, SimpleQueue } from '../queues/index.js';
 import { ACK, DEATH, encodeTask, ExceptionInfo, funcRef, MAPSTAR, NACK, READY, STARMAPSTAR } from './protocol.js';
+import { Fifo } from './fifo.js';
 import { poolWorker } from './worker.js';
 import { poolRegistry } from './protocol.js';
 
@@ -768,7 +769,7 @@ export class Pool extends EventEmitter<PoolEvents> {
   readonly #onProcessExit: PyGlobal | null;
   readonly #startMethod: string | undefined;
   readonly #workers = new Set<Worker>();
-  readonly #tasks: Task[] = [];
+  readonly #tasks = new Fifo<Task>();
   readonly #cache = new Map<number, ResultBase>();
   readonly #registry: PickleRegistry = poolRegistry();
   #workerCount = 0;
@@ -1175,7 +1176,7 @@ export class Pool extends EventEmitter<PoolEvents> {
         requeue.push(task); // handed over but never accepted: another worker runs it
       }
     }
-    this.#tasks.unshift(...requeue);
+    this.#tasks.unshiftAll(requeue);
     safeCall(this.onProcessDown, [w.proc]);
     this.#emit('processDown', w.proc);
     if (w.pid !== null) this.#emit('processExit', w.pid, exitcode);
@@ -1202,7 +1203,7 @@ export class Pool extends EventEmitter<PoolEvents> {
   }
 
   #failWaiting(err: Error): void {
-    for (const task of this.#tasks.splice(0)) this.#setResult(task, false, new ExceptionInfo(err));
+    for (const task of this.#tasks.drain()) this.#setResult(task, false, new ExceptionInfo(err));
   }
 
   /** Starts the workers missing, after a back-off delay when workers keep dying at start. */
@@ -1363,19 +1364,14 @@ export class Pool extends EventEmitter<PoolEvents> {
       result.abort = { signal, listener };
     }
     this.#cache.set(result.job, result);
-    this.#tasks.push(...tasks);
+    this.#tasks.pushAll(tasks);
     this.#updateRef();
   }
 
   /** The caller aborted a job: it fails with the reason; its waiting parts are dropped, its running ones take the soft path, then the hard one. */
   #aborted(result: ResultBase, reason: unknown): void {
     const einfo = new ExceptionInfo(reason);
-    for (let k = this.#tasks.length - 1; k >= 0; k--) {
-      const task = this.#tasks[k]!;
-      if (task.result !== result) continue;
-      this.#tasks.splice(k, 1);
-      this.#setResult(task, false, einfo);
-    }
+    for (const task of this.#tasks.removeWhere((t) => t.result === result)) this.#setResult(task, false, einfo);
     for (const w of this.#workers) {
       const task = w.held.find((t) => t.result === result);
       if (task === undefined) continue;
@@ -1396,7 +1392,7 @@ export class Pool extends EventEmitter<PoolEvents> {
 
   /** @internal discard(): the job's waiting parts are dropped and the pool forgets it. */
   [kDiscard](result: ResultBase): void {
-    for (let k = this.#tasks.length - 1; k >= 0; k--) if (this.#tasks[k]!.result === result) this.#tasks.splice(k, 1);
+    this.#tasks.removeWhere((t) => t.result === result);
     this.#cache.delete(result.job);
     if (result.abort !== null) result.abort.signal.removeEventListener('abort', result.abort.listener);
     this.#updateRef();
