@@ -154,6 +154,34 @@ describe('serving connections', () => {
     }
   });
 
+  test("a list grown past what a server can hold (l * 10**12, l *= 10**12, an empty one times 10**12) is that caller's MemoryError, not a dead or stuck server; a 300,000-item extend works", async () => {
+    const [kind, payload] = await control(tuple(NONE, 'create', tuple('list'), EMPTY));
+    expect(kind).toBe('#RETURN');
+    const id = (payload as [string])[0];
+    const [, emptyPayload] = await control(tuple(NONE, 'create', tuple('list'), EMPTY));
+    const empty = (emptyPayload as [string])[0];
+    const conn = await serving();
+    try {
+      expect(await ask(conn, tuple(id, 'extend', tuple([1, 2, 3]), EMPTY))).toEqual(['#RETURN', null]);
+      for (const name of ['__mul__', '__rmul__', '__imul__']) {
+        const reply = await ask(conn, tuple(id, name, tuple(10 ** 12), EMPTY));
+        expect(reply[0]).toBe('#ERROR');
+        expect(String(reply[1])).toMatch(/MemoryError/);
+      }
+      expect(await ask(conn, tuple(empty, '__mul__', tuple(10 ** 12), EMPTY))).toEqual(['#RETURN', []]);
+      expect(await ask(conn, tuple(id, '__len__', tuple(), EMPTY))).toEqual(['#RETURN', 3]);
+      // over 200,000 items: more than a JavaScript call's arguments can spread
+      const many = Array.from({ length: 300_000 }, (_, k) => k & 0xff);
+      expect(await ask(conn, tuple(id, 'extend', tuple(many), EMPTY))).toEqual(['#RETURN', null]);
+      expect(await ask(conn, tuple(id, '__len__', tuple(), EMPTY))).toEqual(['#RETURN', 300_003]);
+    } finally {
+      conn.close();
+      await control(tuple(NONE, 'decref', tuple(id), EMPTY));
+      await control(tuple(NONE, 'decref', tuple(empty), EMPTY));
+    }
+    await stillServes();
+  });
+
   test('a result that will not pickle gets #UNSERIALIZABLE; a method that throws a non-Error still gets an #ERROR', async () => {
     const [, payload] = await control(tuple(NONE, 'create', tuple('Counter'), EMPTY));
     const id = (payload as [string])[0];

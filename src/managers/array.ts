@@ -99,7 +99,7 @@ export class PyArray {
     const items: Array<number | bigint> = [];
     for (let at = 0; at < bytes.length; at += k.size) items.push(k.read(v, at));
     const a = new PyArray(typecode);
-    a.items.push(...items);
+    for (const x of items) a.items.push(x);
     return a;
   }
 

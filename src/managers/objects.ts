@@ -626,6 +626,17 @@ function sliceIndices(s: PySlice, length: number): number[] {
   return out;
 }
 
+/**
+ * The most items a served list may hold: past it, a request that would grow
+ * one (`l * 10**12`, say) is a MemoryError for that caller, as an allocation
+ * that fails is in Python, not a server that dies of an exhausted heap.
+ */
+const MAX_LIST_ITEMS = 1 << 26;
+
+function checkSize(n: number): void {
+  if (n > MAX_LIST_ITEMS) throw pyError('MemoryError', `a served list holds at most ${MAX_LIST_ITEMS} items, not ${n}`);
+}
+
 function iterableItems(v: unknown, fname: string): unknown[] {
   if (Array.isArray(v)) return [...v];
   if (typeof v === 'string') return [...v];
@@ -694,9 +705,12 @@ export class ManagedList extends Managed {
       case 'append':
         a.push(one());
         return null;
-      case 'extend':
-        a.push(...iterableItems(one(), name));
+      case 'extend': {
+        const more = iterableItems(one(), name);
+        checkSize(a.length + more.length);
+        for (const x of more) a.push(x);
         return null;
+      }
       case 'insert': {
         const [i, v] = bind(name, [['index'], ['object']], args, kwds);
         a.splice(index(i, a.length, 'list', true), 0, v);
@@ -754,14 +768,18 @@ export class ManagedList extends Managed {
       case '__rmul__': {
         const n = int(one(), 'repeat count');
         const out: unknown[] = [];
-        for (let k = 0; k < n; k++) out.push(...a);
+        if (n > 0 && a.length > 0) {
+          checkSize(a.length * n);
+          for (let k = 0; k < n; k++) for (const x of a) out.push(x);
+        }
         return out;
       }
       case '__imul__': {
         const n = int(one(), 'repeat count');
         const copy = [...a];
+        if (n > 0 && copy.length > 0) checkSize(copy.length * n);
         a.length = 0;
-        for (let k = 0; k < n; k++) a.push(...copy);
+        if (copy.length > 0) for (let k = 0; k < n; k++) for (const x of copy) a.push(x);
         return [...a];
       }
       case '__reversed__':
