@@ -19,6 +19,7 @@ import {
   Namespace,
   PicklingError,
   PyGlobal,
+  PyObject,
   RemoteError,
   Server,
   SyncManager,
@@ -174,6 +175,12 @@ describe('serving connections', () => {
       const many = Array.from({ length: 300_000 }, (_, k) => k & 0xff);
       expect(await ask(conn, tuple(id, 'extend', tuple(many), EMPTY))).toEqual(['#RETURN', null]);
       expect(await ask(conn, tuple(id, '__len__', tuple(), EMPTY))).toEqual(['#RETURN', 300_003]);
+      // sorting it, and assigning a 300,000-item slice, do not spread it either
+      expect(await ask(conn, tuple(id, 'sort', tuple(), EMPTY))).toEqual(['#RETURN', null]);
+      expect(await ask(conn, tuple(id, '__getitem__', tuple(300_002), EMPTY))).toEqual(['#RETURN', 255]);
+      const slice = new PyObject('reduce', new PyGlobal('builtins', 'slice'), tuple(0, 2, null));
+      expect(await ask(conn, tuple(id, '__setitem__', tuple(slice, many), EMPTY))).toEqual(['#RETURN', null]);
+      expect(await ask(conn, tuple(id, '__len__', tuple(), EMPTY))).toEqual(['#RETURN', 600_001]);
     } finally {
       conn.close();
       await control(tuple(NONE, 'decref', tuple(id), EMPTY));

@@ -679,7 +679,11 @@ export class ManagedList extends Managed {
           const step = i.step === null || i.step === undefined ? 1 : int(i.step, 'slice');
           if (step === 1) {
             const start = idx.length > 0 ? idx[0]! : Math.min(Math.max(i.start === null ? 0 : index(i.start, a.length, 'list', true), 0), a.length);
-            a.splice(start, idx.length, ...vals);
+            checkSize(a.length - idx.length + vals.length);
+            // Rebuilt, not spliced with a spread: a spread of 150,000+ values overflows the stack.
+            const rebuilt = a.slice(0, start).concat(vals, a.slice(start + idx.length));
+            a.length = 0;
+            for (const x of rebuilt) a.push(x);
           } else {
             if (vals.length !== idx.length) throw pyError('ValueError', `attempt to assign sequence of size ${vals.length} to extended slice of size ${idx.length}`);
             idx.forEach((k, j) => (a[k] = vals[j]));
@@ -749,7 +753,7 @@ export class ManagedList extends Managed {
         if (key !== null) throw pyError('TypeError', 'a key function cannot be run by a billiard-ts manager');
         const sorted = [...a].sort(pyCompare);
         if (reverse) sorted.reverse();
-        a.splice(0, a.length, ...sorted);
+        for (let k = 0; k < sorted.length; k++) a[k] = sorted[k];
         return null;
       }
       case 'clear':
