@@ -147,6 +147,19 @@ def test_maxtasksperchild_recycles_node_workers_with_exit_code_155():
         assert downs[:1] == [155]
 
 
+def test_max_memory_per_child_recycles_a_node_worker_past_its_peak_rss():
+    downs = []
+    # 1 KiB: every Node process is past it after its first task
+    with node_pool(1, max_memory_per_child=1, on_process_down=lambda w: downs.append(w.exitcode)) as pool:
+        first = pool.apply_async(t("pid")).get(30)
+        second = pool.apply_async(t("pid")).get(30)
+        assert first != second
+        deadline = time.monotonic() + 10
+        while not downs and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert downs[:1] == [155]
+
+
 def test_close_then_join_ends_node_workers_cleanly():
     pool = node_pool(2)
     assert pool.map(t("square"), range(10)) == [x * x for x in range(10)]
