@@ -160,6 +160,12 @@ def test_max_memory_per_child_recycles_a_node_worker_past_its_peak_rss():
         assert downs[:1] == [155]
 
 
+def test_a_forkserver_context_works_too():
+    with node_pool(1, context=billiard.get_context("forkserver")) as pool:
+        assert pool.map(t("square"), range(5)) == [0, 1, 4, 9, 16]
+        assert type(pool._pool[0]).__name__ == "NodePoolWorker"
+
+
 def test_close_then_join_ends_node_workers_cleanly():
     pool = node_pool(2)
     assert pool.map(t("square"), range(10)) == [x * x for x in range(10)]
