@@ -6,6 +6,7 @@
  * | ---- | ---- | -------- |
  * | Python workers | a billiard-ts Pool (Node) of Python workers (billiard's Worker) | a billiard Pool (Python) of Python workers |
  * | Node workers   | a billiard Pool (compat/billiard_ts.py's NodePool) of Node workers | the same NodePool class with Python workers |
+ * | (relay mode)   | a billiard Pool whose workers are Python relays to Node children (spec/pool.md §8a.5, a prototype in bench/py_pool_interop.py) | the same |
  *
  * The measure is 10,000 applyAsync of a trivial task (square) then get() of
  * each result in order, in tasks/s. Every implementation is a driver process
@@ -69,6 +70,7 @@ export async function run(options: BenchRunOptions): Promise<string> {
     { id: 'billiard-py', label: 'billiard Pool -> Python workers', against: null, goal: false, command: py('billiard'), samples: [] },
     { id: 'nodepool-node', label: 'billiard NodePool -> Node workers', against: 'nodepool-py', goal: false, command: py('nodepool-node'), samples: [] },
     { id: 'nodepool-py', label: 'billiard NodePool -> Python workers', against: null, goal: false, command: py('nodepool-python'), samples: [] },
+    { id: 'relay-node', label: 'billiard Pool -> Node workers behind relays', against: 'nodepool-py', goal: false, command: py('relay-node'), samples: [] },
   ];
   const loadBefore = Number(machine().loadavg1);
   try {
