@@ -366,13 +366,12 @@ def _node_worker_process_class():
             from billiard.connection import Connection
             opts = process_obj._node_options
             worker = process_obj._target
-            script = child_command(opts.node, None, opts.cwd, opts.entry)[-1]
-            target = _package_module_url(script, os.path.join('pool', 'worker')) + '#billiardPoolWorker'
+            cmd = child_command(opts.node, None, opts.cwd, opts.entry)
+            target = _package_module_url(cmd[-1], os.path.join('pool', 'worker')) + '#billiardPoolWorker'
             args = (worker.inq, worker.outq, worker.synq, worker.maxtasks, worker.max_memory_per_child,
                     opts.initializer, opts.initargs, opts.implementations)
             prep, spec = _bootstrap_payload(self, process_obj.name, process_obj._identity, process_obj.daemon,
                                             opts.cwd, target, args, {}, opts.node, opts.entry)
-            cmd = child_command(opts.node, None, opts.cwd, opts.entry)
             ours, theirs = socket.socketpair()
             parent_r, child_w = os.pipe()
             try:
