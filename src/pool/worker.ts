@@ -31,6 +31,8 @@
  * named semaphores).
  */
 
+import { closeSync } from 'node:fs';
+
 import { defaultRegistry, PyGlobal, PyTuple, dumps, loads, tuple } from '../pickle/index.js';
 import { SoftTimeLimitExceeded } from '../process/errors.js';
 import { importUserModule } from '../process/current.js';
@@ -296,7 +298,16 @@ export async function billiardPoolWorker(
   // the inqueue's lock: give the locks back before dying, or every other worker would wait forever
   // (billiard's own workers release them as their SystemExit unwinds).
   process.on('SIGTERM', () => {
-    if (inq.rlock.isMine()) inq.rlock.release();
+    if (inq.rlock.isMine()) {
+      // The read waiting under the lock runs on a pool thread: close its descriptor first, so that
+      // it cannot take a job the next worker should get once the lock is free.
+      try {
+        closeSync(inq.reader.fileno());
+      } catch {
+        // already closed
+      }
+      inq.rlock.release();
+    }
     if (outq.wlock.isMine()) outq.wlock.release();
     process.removeAllListeners('SIGTERM');
     process.kill(process.pid, 'SIGTERM');
