@@ -267,8 +267,13 @@ class NodeTask:
         self.url = url
         self.name = name
 
+    @property
+    def spec(self):
+        """'<module URL>#<export>', as a Node worker names it."""
+        return '%s#%s' % (self.url, self.name)
+
     def __reduce__(self):
-        return (node_task, ('%s#%s' % (self.url, self.name),))
+        return (node_task, (self.spec,))
 
     def __call__(self, *args, **kwargs):
         raise TypeError('%r is a Node task: only a Node worker can run it' % (self,))
@@ -280,7 +285,7 @@ class NodeTask:
         return hash((self.url, self.name))
 
     def __repr__(self):
-        return 'node_task(%r)' % ('%s#%s' % (self.url, self.name),)
+        return 'node_task(%r)' % (self.spec,)
 
 
 def node_task(spec):
@@ -317,7 +322,7 @@ def register_node_task(func, spec):
     task `spec` in Node workers, for every NodePool created afterwards. With
     it, one task can go to a mixed pool: Python workers run `func`, Node
     workers run `spec`. Returns `func`."""
-    _node_implementations[_qualified_name(func)] = '%s#%s' % (node_task(spec).url, node_task(spec).name)
+    _node_implementations[_qualified_name(func)] = node_task(spec).spec
     return func
 
 
@@ -457,14 +462,10 @@ def _pool_class():
             self._node_all = node_processes is None
             implementations = dict(_node_implementations)
             for func, spec in (node_tasks or {}).items():
-                task = node_task(spec)
-                implementations[_qualified_name(func)] = '%s#%s' % (task.url, task.name)
+                implementations[_qualified_name(func)] = node_task(spec).spec
             self._node_implementations = implementations
             cwd = cwd or os.getcwd()
-            init = None
-            if node_initializer is not None:
-                task = node_task(node_initializer)
-                init = '%s#%s' % (task.url, task.name)
+            init = None if node_initializer is None else node_task(node_initializer).spec
             self._node_options = _NodeWorkerOptions(node, entry, cwd, init, node_initargs, implementations)
             self._node_process_class = _node_worker_process_class()
             self._creating = threading.local()

@@ -34,6 +34,7 @@ import {
   waitOnSignal,
   whoAmI,
 } from './fixtures/pool-targets.js';
+import { until } from './helpers/until.js';
 
 function alive(pid: number): boolean {
   try {
@@ -45,15 +46,6 @@ function alive(pid: number): boolean {
 }
 
 /** Waits until `cond()` holds, checking every 20 ms; false if it still does not after `seconds`. */
-async function until(cond: () => boolean, seconds = 20): Promise<boolean> {
-  const end = Date.now() + seconds * 1000;
-  while (!cond()) {
-    if (Date.now() > end) return false;
-    await new Promise((r) => setTimeout(r, 20));
-  }
-  return true;
-}
-
 const tmp = (): string => mkdtempSync(join(tmpdir(), 'billiard-ts-pool-'));
 
 describe('Pool soft time limits', () => {

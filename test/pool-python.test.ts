@@ -11,17 +11,9 @@ import { describe, expect, test } from 'vitest';
 import { ExceptionInfo, MaybeEncodingError, Pool, pyfunc, PythonNotFoundError, PythonException, RemoteTraceback, SoftTimeLimitExceeded, Terminated, TimeLimitExceeded, ValueError, WorkerLostError, type Process } from '../src/index.js';
 import { square } from './fixtures/pool-targets.js';
 import { PEER_DIR, pythonFor } from './helpers/peers.js';
+import { until } from './helpers/until.js';
 
 const task = (name: string) => pyfunc(`pool_tasks.${name}`);
-
-async function until(check: () => boolean, seconds = 20): Promise<boolean> {
-  const deadline = Date.now() + seconds * 1000;
-  while (!check()) {
-    if (Date.now() > deadline) return false;
-    await new Promise((r) => setTimeout(r, 10));
-  }
-  return true;
-}
 
 function pythonPool(options: ConstructorParameters<typeof Pool>[0] = {}): Pool {
   return new Pool({ processes: 2, ...options, python: { executable: pythonFor('3.11'), path: [PEER_DIR] } });

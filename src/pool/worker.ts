@@ -36,6 +36,7 @@ import { closeSync } from 'node:fs';
 import { defaultRegistry, PyGlobal, PyTuple, dumps, loads, tuple } from '../pickle/index.js';
 import { SoftTimeLimitExceeded } from '../process/errors.js';
 import { importUserModule } from '../process/current.js';
+import { parseRef } from '../process/locate.js';
 import { SimpleQueue } from '../queues/index.js';
 import { ACK, DEATH, EX_FAILURE, EX_OK, EX_RECYCLE, exceptionInfoObject, MaybeEncodingError, NACK, READY, TASK, monotonic } from './protocol.js';
 
@@ -265,9 +266,8 @@ export async function poolWorker(
 
 /** A `'<module URL>#<export>'` string as the global reference it names. */
 function refOf(spec: string): PyGlobal {
-  const hash = spec.lastIndexOf('#');
-  if (hash <= 0 || hash === spec.length - 1) throw new TypeError(`a Node task is '<module>#<export>', not '${spec}'`);
-  return new PyGlobal(spec.slice(0, hash), spec.slice(hash + 1));
+  const { url, name } = parseRef(spec);
+  return new PyGlobal(url, name);
 }
 
 // `billiard_ts.node_task('<url>#<export>')` (compat/billiard_ts.py), as a Python pool pickles a Node task.
