@@ -258,6 +258,25 @@ def test_sigterm_to_an_idle_node_worker_gives_back_the_shared_read_lock():
         pool.terminate()
 
 
+def test_a_small_reply_takes_no_write_lock_and_a_large_one_does():
+    """A Node worker writes a reply of 4096 bytes or less in one write(2), which
+    the pipe keeps whole, without the outqueue's write lock: killed right after
+    it (a time limit, a SIGKILL), it holds no lock that would wedge the pool.
+    A larger reply takes the lock, as billiard's workers do."""
+    with node_pool(1) as pool:
+        assert pool.apply(t("square"), (2,)) == 4
+        wlock = pool._outqueue._wlock
+        wlock.acquire()
+        try:
+            assert pool.apply_async(t("square"), (3,)).get(20) == 9
+            big = pool.apply_async(t("repeat"), ("x", 10000))
+            time.sleep(1.0)
+            assert not big.ready()  # its READY waits for the lock
+        finally:
+            wlock.release()
+        assert big.get(20) == "x" * 10000
+
+
 def test_the_built_package_runs_node_workers_under_plain_node(built):
     """What an installed billiard-ts runs: dist/pool/worker.js under plain node
     (no tsx), with a JavaScript task module."""

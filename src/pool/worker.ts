@@ -238,8 +238,11 @@ interface LoopOptions {
   /**
    * The queues are billiard's own, shared by every worker of a billiard
    * Pool: each job frame is read under the inqueue's read lock (exactly one
-   * frame, no read-ahead) and each reply written under the outqueue's write
-   * lock. Otherwise they are this worker's alone (a billiard-ts Pool).
+   * frame, no read-ahead). A reply of 4096 bytes or less leaves in one
+   * write(2), which the pipe keeps whole, without the write lock: a worker
+   * killed just after it (billiard kills for time limits) then holds no lock
+   * that would wedge the pool; a larger reply takes the outqueue's write lock.
+   * Otherwise the queues are this worker's alone (a billiard-ts Pool).
    */
   shared: boolean;
 }
@@ -391,7 +394,7 @@ async function workLoop(o: LoopOptions): Promise<void> {
     const [job, i, func, args, kwargs] = msg[1] as unknown as [unknown, unknown, unknown, unknown, unknown];
     const ack = tuple(ACK, tuple(job, i, monotonic(), process.pid, synqWFd));
     if (shared) {
-      await outq.put(ack).catch(ignore);
+      await outq.sendPayloadAtomic(dumps(ack)).catch(ignore);
     } else {
       out.send(ack).catch(ignore);
       flush();
@@ -410,7 +413,7 @@ async function workLoop(o: LoopOptions): Promise<void> {
     const { ok, value } = await runTask(job, i, func, args, kwargs);
     const ready = readyPayload(job, i, ok, value, inqWFd);
     if (shared) {
-      await outq.sendPayload(ready).catch(ignore);
+      await outq.sendPayloadAtomic(ready).catch(ignore);
     } else {
       if (!corked) {
         corked = true;
@@ -435,7 +438,8 @@ async function workLoop(o: LoopOptions): Promise<void> {
     process.on('SIGTERM', () => process.exit(exitcode));
   }
   try {
-    await (shared ? outq.put(tuple(DEATH, tuple(process.pid, exitcode))) : outq.writer.send(tuple(DEATH, tuple(process.pid, exitcode))));
+    const death = tuple(DEATH, tuple(process.pid, exitcode));
+    await (shared ? outq.sendPayloadAtomic(dumps(death)) : outq.writer.send(death));
   } catch {
     // the pool is gone
   }

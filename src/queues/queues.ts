@@ -90,6 +90,8 @@ function packRoom(n: number): void {
 }
 /** The frame limit billiard can send (a 4-byte signed length). */
 const MAX_FRAME = 0x7fffffff;
+/** Writes to a pipe of this many bytes or less are atomic (Linux PIPE_BUF). */
+const PIPE_BUF = 4096;
 
 function header(n: number): Uint8Array {
   const h = new Uint8Array(HEADER);
@@ -572,6 +574,18 @@ export class SimpleQueue extends PipeQueue {
     } finally {
       this.wlock.release();
     }
+  }
+
+  /**
+   * Writes already-pickled bytes as one frame like `sendPayload`, but a frame
+   * of PIPE_BUF (4096) bytes or less without the write lock: it leaves in one
+   * write(2), which a pipe keeps whole between writers (spec/pool.md §9.1.10).
+   * A process killed right after such a write holds no lock that would wedge
+   * the other writers. Larger frames take the lock. @internal
+   */
+  async sendPayloadAtomic(value: Uint8Array): Promise<void> {
+    if (value.length + 4 > PIPE_BUF) return this.sendPayload(value);
+    await this.writeLocked([header(value.length), value]);
   }
 
   /** Reads one frame's bytes, under the read lock (billiard's `get_payload`). */
