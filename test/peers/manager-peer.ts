@@ -99,7 +99,8 @@ export async function childCreates(address: Address, authkey: Uint8Array, n: num
   (globalThis as Record<string, unknown>).keptProxies = kept;
   if (hold !== null) {
     await hold.send('created');
-    await new Promise(() => undefined); // wait to be killed
+    // Wait to be killed. A pending promise alone does not keep Node running (nor do idle connections): a timer does.
+    await new Promise(() => setInterval(() => undefined, 60_000));
   }
 }
 
