@@ -421,3 +421,52 @@ describe('Node idioms on top', () => {
   });
 });
 
+
+describe('sockets read into one shared buffer', () => {
+  /** Makes the process's shared read buffer hold other bytes: a 256 KiB frame read on another pipe. */
+  async function overwriteSharedBuffer(): Promise<void> {
+    const [x, y] = Pipe();
+    const filler = new Uint8Array(256 * 1024).fill(0xee);
+    await Promise.all([x.sendBytes(filler), y.recvBytes().then((got) => expect(got.every((v) => v === 0xee)).toBe(true))]);
+    x.close();
+    y.close();
+  }
+
+  test('frames that arrive while nobody waits are copies: later reads on any connection do not change them', async () => {
+    const [a, b] = Pipe();
+    const raw = a.stream;
+    // Two frames and a pickle in one write: one read takes them all, and nobody is waiting.
+    raw.write(Buffer.from('00000003' + '414141' + '00000003' + '424242' + '00000005' + '80044b072e', 'hex'));
+    expect(await b.poll(5)).toBe(true);
+    await overwriteSharedBuffer();
+    expect(Buffer.from(await b.recvBytes()).toString()).toBe('AAA');
+    expect(Buffer.from(await b.recvBytes()).toString()).toBe('BBB');
+    expect(await b.recv()).toBe(7);
+    a.close();
+    b.close();
+  });
+
+  test('recvBytes keeps what it returns even when it was waiting as the frame arrived', async () => {
+    const [a, b] = Pipe();
+    const pending = b.recvBytes();
+    await a.sendBytes(new Uint8Array(1000).fill(0x41));
+    const got = await pending;
+    await overwriteSharedBuffer();
+    expect(got.length).toBe(1000);
+    expect(got.every((v) => v === 0x41)).toBe(true);
+    a.close();
+    b.close();
+  });
+
+  test('recv with loadOptions.zeroCopy returns bytes that are not views of the shared buffer', async () => {
+    const [a, b] = Pipe({ connection: { loadOptions: { zeroCopy: true } } });
+    const pending = b.recv<Uint8Array>();
+    await a.send(new Uint8Array(5000).fill(0x42));
+    const got = await pending;
+    await overwriteSharedBuffer();
+    expect(got.length).toBe(5000);
+    expect(got.every((v) => v === 0x42)).toBe(true);
+    a.close();
+    b.close();
+  });
+});

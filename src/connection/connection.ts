@@ -19,6 +19,7 @@ import type { Duplex } from 'node:stream';
 import { loads, Pickler, UnpicklingError, type UnpicklerOptions } from '../pickle/index.js';
 import { BufferTooShort, EOFError, OSError } from './errors.js';
 import { ASSEMBLE_THRESHOLD, FrameReader, HEADER_SIZE, longHeader, MAX_SHORT_PAYLOAD, SINGLE_WRITE_LIMIT, writeHeader } from './frames.js';
+import { isShared, readIntoSharedBuffer } from './shared-read.js';
 import { timeoutSeconds, Timer } from './timers.js';
 
 /** Options of a {@link Connection}. */
@@ -199,6 +200,8 @@ export class Connection {
   #framesCost = 0;
   readonly #waiters: Waiter[] = [];
   #pickler: Pickler | undefined;
+  /** Whether the stream reads into the shared buffer, whose bytes must be copied before #onData returns. */
+  #shared = false;
   #closed = false;
   /** Reading is over for good: the peer's end of stream, a stream error or a protocol error. */
   #ended = false;
@@ -280,10 +283,17 @@ export class Connection {
     this.#refresh();
     stream.on('error', (e: Error) => this.#finish(e));
     if (this.#readable) {
-      stream.on('data', (chunk: Uint8Array) => this.#onData(chunk));
+      // A net.Socket reads into the process's shared buffer (see shared-read.ts); other streams emit chunks.
+      this.#shared = readIntoSharedBuffer(stream, (bytes) => {
+        // Someone tapping `conn.stream` still sees what arrives, as with a chunk-emitting stream.
+        if (stream.listenerCount('data') > 0) stream.emit('data', Buffer.from(bytes));
+        this.#onData(bytes);
+        return true;
+      });
+      if (!this.#shared) stream.on('data', (chunk: Uint8Array) => this.#onData(chunk));
       stream.on('end', () => this.#finish(null));
-      // A socket handed over paused (a Listener's pauseOnConnect) starts reading now.
-      if (stream.readableFlowing === false) stream.resume();
+      // A socket handed over paused (a Listener's pauseOnConnect), or without a 'data' listener, starts reading now.
+      if (stream.readableFlowing !== true) stream.resume();
     } else {
       // A write-only end still learns when the peer goes away.
       stream.on('end', () => undefined);
@@ -482,6 +492,8 @@ export class Connection {
    * says otherwise.
    */
   #loadOptionsFor(frame: Uint8Array): UnpicklerOptions | undefined {
+    // Values that are views of the frame must not be views of the shared read buffer.
+    if (isShared(frame)) return this.#loadOptions?.zeroCopy === undefined ? this.#loadOptions : { ...this.#loadOptions, zeroCopy: false };
     if (frame.length < ASSEMBLE_THRESHOLD || frame.byteOffset !== 0 || frame.byteLength !== frame.buffer.byteLength) return this.#loadOptions;
     if (this.#loadOptions?.zeroCopy !== undefined) return this.#loadOptions;
     return { ...this.#loadOptions, zeroCopy: ASSEMBLE_THRESHOLD };
@@ -495,8 +507,8 @@ export class Connection {
   async recvBytes(maxlength?: number | null, options?: ReadOptions): Promise<Uint8Array> {
     if (maxlength !== undefined && maxlength !== null && (typeof maxlength !== 'number' || maxlength < 0)) throw new RangeError('negative maxlength');
     const frame = await this.#nextFrame(maxlength ?? Number.MAX_SAFE_INTEGER, options?.signal);
-    // A frame the reader assembled is already a buffer of its own; a view into a received chunk is copied.
-    if (frame.length > 0 && Object.getPrototypeOf(frame) === Uint8Array.prototype && frame.byteOffset === 0 && frame.byteLength === frame.buffer.byteLength) return frame;
+    // A frame the reader assembled (or copied out of the shared read buffer) is already a buffer of its own; a view into a received chunk is copied.
+    if (frame.length > 0 && !isShared(frame) && Object.getPrototypeOf(frame) === Uint8Array.prototype && frame.byteOffset === 0 && frame.byteLength === frame.buffer.byteLength) return frame;
     return new Uint8Array(frame);
   }
 
@@ -584,6 +596,11 @@ export class Connection {
     }
   }
 
+  /**
+   * The next frame. It may be a view of the shared read buffer (see
+   * shared-read.ts): the caller must consume or copy it synchronously when
+   * the promise resolves, before anything else awaits.
+   */
   #nextFrame(maxlength: number, signal: AbortSignal | undefined): Promise<Uint8Array> {
     this.#checkReadable();
     if (signal?.aborted) return Promise.reject(signal.reason);
@@ -654,34 +671,41 @@ export class Connection {
     if (this.#ended) return;
     this.#reader.push(chunk);
     try {
-      for (;;) {
-        const n = this.#reader.peekLength();
-        if (n < 0) break;
-        const limit = this.#limitedFrames > 0 ? this.#receiveLimit : this.#maxMessageSize;
-        if (n > limit) {
-          const which = limit === this.#maxMessageSize ? `maxMessageSize ${limit}` : `limit ${limit} while authenticating`;
-          throw new OSError(`bad message length: ${n} bytes (${which})`, { code: 'BAD_MESSAGE_LENGTH' });
-        }
-        const w = this.#waiters[0];
-        if (w !== undefined && n > w.maxlength) {
-          this.#waiters.shift();
-          w.reject(this.#refuse(n, w.maxlength));
-          this.#failWaiters();
-          return;
-        }
-        const frame = this.#reader.next();
-        if (frame === null) break;
-        if (this.#limitedFrames > 0) this.#limitedFrames--;
-        this.#deliver(frame);
-      }
+      this.#takeFrames();
     } catch (e) {
       // Reading stops for good: nothing more from this peer is kept.
       this.#finish(e as Error);
       this.#stopReading();
       return;
+    } finally {
+      if (this.#shared) this.#reader.release();
     }
     if (this.#framesCost + this.#reader.buffered > READ_HIGH_WATER && this.#waiters.length === 0) this.#pause();
     this.#notify();
+  }
+
+  /** Hands out the frames the reader has complete; throws on a protocol error. */
+  #takeFrames(): void {
+    for (;;) {
+      const n = this.#reader.peekLength();
+      if (n < 0) break;
+      const limit = this.#limitedFrames > 0 ? this.#receiveLimit : this.#maxMessageSize;
+      if (n > limit) {
+        const which = limit === this.#maxMessageSize ? `maxMessageSize ${limit}` : `limit ${limit} while authenticating`;
+        throw new OSError(`bad message length: ${n} bytes (${which})`, { code: 'BAD_MESSAGE_LENGTH' });
+      }
+      const w = this.#waiters[0];
+      if (w !== undefined && n > w.maxlength) {
+        this.#waiters.shift();
+        w.reject(this.#refuse(n, w.maxlength));
+        this.#failWaiters();
+        return;
+      }
+      const frame = this.#reader.next();
+      if (frame === null) break;
+      if (this.#limitedFrames > 0) this.#limitedFrames--;
+      this.#deliver(frame);
+    }
   }
 
   #deliver(frame: Uint8Array): void {
@@ -691,6 +715,8 @@ export class Connection {
       w.resolve(frame);
       return;
     }
+    // A frame kept for later must not be a view of the shared read buffer.
+    if (isShared(frame)) frame = frame.slice();
     this.#frames.push(frame);
     this.#framesCost += frame.length + FRAME_COST;
   }

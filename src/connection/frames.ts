@@ -159,6 +159,28 @@ export class FrameReader {
     return out;
   }
 
+  /**
+   * Stops holding views of the last chunk pushed, whose memory the caller
+   * is about to reuse (a shared read buffer): its unread bytes are copied.
+   * When at least half of a frame whose header is in has arrived, the
+   * frame's own buffer is allocated now and filled (one copy of the
+   * message, not two); a peer makes this process allocate at most twice
+   * what it sent.
+   */
+  release(): void {
+    const last = this.#chunks.length - 1;
+    if (last < 0) return;
+    if (this.#assembly === null && this.#available < this.#length && this.#available * 2 >= this.#length) {
+      const a = (this.#assembly = new Uint8Array(this.#length));
+      this.#filled = this.#drain(a, 0, this.#available);
+      return;
+    }
+    const c = this.#chunks[last]!;
+    const from = last === 0 ? this.#offset : 0;
+    this.#chunks[last] = c.slice(from);
+    if (last === 0) this.#offset = 0;
+  }
+
   /** Moves `n` unread bytes into `out` at `at`; returns `at + n`. */
   #drain(out: Uint8Array, at: number, n: number): number {
     let filled = at;
