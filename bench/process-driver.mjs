@@ -5,12 +5,13 @@
  *
  *   node bench/process-driver.mjs <impl> <children> <reps> [rss]
  *
- * impl: spawn | forkserver | forkserver-pool8 | node-exit | node-byte.
+ * impl: spawn | forkserver | forkserver-pool8 | forkserver-fixed | node-exit | node-byte.
  * Prints one JSON line: { times: [ms per rep], rss?: [KiB], pss?: [KiB] }.
  * Each run starts with one untimed rep (module caches, the fork server).
  */
 import { spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
+import { availableParallelism } from 'node:os';
 
 import { forkserver, getContext, Pipe } from '../dist/index.js';
 import { hello, helloThenIdle } from './process-targets.mjs';
@@ -80,6 +81,8 @@ async function bareNode() {
 let once;
 if (impl === 'spawn' || impl.startsWith('forkserver')) {
   if (impl === 'forkserver-pool8') forkserver.setPoolSize(8);
+  // The size the adaptive pool starts from, fixed: how the default pool behaved before it adapted.
+  if (impl === 'forkserver-fixed') forkserver.setPoolSize(Math.min(4, availableParallelism()));
   const ctx = getContext(impl === 'spawn' ? 'spawn' : 'forkserver');
   once = () => billiardTs(ctx);
 } else if (impl === 'node-exit' || impl === 'node-byte') {

@@ -178,16 +178,20 @@ export function setForkserverPreload(modules: readonly string[]): void {
  * server's children now and resolves once they wait (otherwise the first
  * `start()` of a forkserver process does it). `setPoolSize(n)` is
  * billiard-ts only (Python's server forks on demand): how many children are
- * kept started and waiting, by default the number of CPUs, at most 4.
- * `start()` takes a waiting child when there is one and starts a fresh one
- * otherwise; each child taken is replaced in the background.
+ * kept started and waiting. By default the pool adapts: it keeps the number
+ * of CPUs (at most 4) until a burst of starts finds it empty, then grows by
+ * one for each start that had to spawn a cold child, up to 8, and goes back
+ * after 30 seconds without a start. `setPoolSize(n)` fixes the size,
+ * `setPoolSize(null)` makes it adapt again. `start()` takes a waiting child
+ * when there is one and starts a fresh one otherwise; each child taken is
+ * replaced in the background.
  */
 export const forkserver = Object.freeze({
   ensureRunning(): Promise<void> {
     return forkServer().ready();
   },
   setForkserverPreload,
-  setPoolSize(size: number): void {
+  setPoolSize(size: number | null): void {
     forkServer().size = size;
   },
 });

@@ -99,6 +99,9 @@ describe('forkserver children', () => {
   });
 
   test('Connections in the arguments reach the child even when the parent closes its copies at once; no descriptor is left behind', async () => {
+    // A fixed pool: an adaptive one would grow for this burst, and hold more descriptors at the end by design.
+    forkserver.setPoolSize(forkServer().size);
+    await forkserver.ensureRunning();
     const baseline = openFds();
     const procs: Process[] = [];
     const outs = [];
@@ -124,6 +127,7 @@ describe('forkserver children', () => {
     await forkserver.ensureRunning();
     // The pool is full again, as it was at the baseline: the same number of IPC descriptors.
     expect(openFds()).toBe(baseline);
+    forkserver.setPoolSize(null);
   });
 
   test('a target module that fails to import: join() resolves, startupError is a ProcessStartupError, and the pool is refilled', async () => {
@@ -347,4 +351,59 @@ describe('preload modules', () => {
       cold: { preloaded: true, warm: false, exitcode: 0 },
     });
   });
+});
+
+describe('the adaptive pool', () => {
+  /** Starts `n` children at once (exitWith(0)); resolves with their pids once all have exited. */
+  async function burst(n: number): Promise<number[]> {
+    const procs: Process[] = [];
+    for (let i = 0; i < n; i++) {
+      const p = new ctx.Process({ target: exitWith, args: [0] });
+      p.start();
+      procs.push(p);
+    }
+    for (const p of procs) await p.join(60);
+    for (const p of procs) expect(p.exitcode).toBe(0);
+    return procs.map((p) => p.pid!);
+  }
+
+  test('a burst that empties the pool grows it by its cold starts; the next burst of that size is served warm; idle, it shrinks back', async () => {
+    forkserver.setPoolSize(null);
+    forkServer().idleSeconds = 4;
+    try {
+      await forkserver.ensureRunning();
+      const base = forkServer().size;
+      expect(forkServer().adaptive).toBe(true);
+      const n = Math.min(base + 3, 8);
+      await burst(n);
+      expect(forkServer().size).toBe(n);
+      await forkserver.ensureRunning();
+      const warm = new Set(forkServer().pids);
+      expect(warm.size).toBe(n);
+      const second = await burst(n);
+      for (const pid of second) expect(warm.has(pid)).toBe(true);
+      // No start for idleSeconds: back to the base size, the extra children retired.
+      const deadline = Date.now() + 20_000;
+      while (forkServer().size !== base || forkServer().pids.length > base) {
+        expect(Date.now()).toBeLessThan(deadline);
+        await new Promise((r) => setTimeout(r, 50));
+      }
+    } finally {
+      forkServer().idleSeconds = 30;
+      forkserver.setPoolSize(null);
+    }
+  }, 120_000);
+
+  test('a fixed size does not grow', async () => {
+    forkserver.setPoolSize(2);
+    try {
+      await forkserver.ensureRunning();
+      await burst(5);
+      expect(forkServer().size).toBe(2);
+      expect(forkServer().adaptive).toBe(false);
+      expect(() => forkserver.setPoolSize(1.5)).toThrow(RangeError);
+    } finally {
+      forkserver.setPoolSize(null);
+    }
+  }, 120_000);
 });

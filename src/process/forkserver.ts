@@ -172,10 +172,34 @@ type Ending = Pick<Launched, 'report' | 'release' | 'unref'>;
 
 const NO_ENDING: Ending = { report: null, release: () => undefined, unref: () => undefined };
 
-/** The pool of warm children behind the `'forkserver'` context. */
+/** The most warm children an adaptive pool grows to (or its base size, if larger). */
+export const ADAPTIVE_POOL_MAX = 8;
+/** Seconds without a start after which an adaptive pool that grew returns to its base size. */
+const ADAPTIVE_IDLE_SECONDS = 30;
+
+/**
+ * The pool of warm children behind the `'forkserver'` context.
+ *
+ * By default the pool adapts: it keeps its base size (the number of CPUs,
+ * at most 4) until starts find it empty. Each start that has to spawn a
+ * cold child then grows it by one, up to {@link ADAPTIVE_POOL_MAX}, so the
+ * next burst of that size finds its children warm. The extra children are
+ * started once the cold ones of the burst have reported (not while they
+ * compete for the CPUs), and retired after {@link ADAPTIVE_IDLE_SECONDS}
+ * without a start. `size = n` fixes the size; `size = null` returns to
+ * adapting.
+ */
 export class ForkServer {
   #preload: string[] = [];
-  #size = Math.min(4, availableParallelism());
+  readonly #defaultBase = Math.min(4, availableParallelism());
+  #base = this.#defaultBase;
+  #size = this.#base;
+  #adaptive = true;
+  /** Cold children of this pool's starts that have not reported yet: growth waits for them. */
+  #coldInFlight = 0;
+  #idle: ReturnType<typeof setTimeout> | null = null;
+  /** @internal seconds without a start before a grown pool shrinks back (tests shorten it). */
+  idleSeconds = ADAPTIVE_IDLE_SECONDS;
   readonly #pool: WarmChild[] = [];
   #ts = FROM_SOURCE;
   /** Children are warmed only once this process starts one (or asks for ready()), as Python starts its server lazily. */
@@ -203,22 +227,33 @@ export class ForkServer {
     return this.#pool.map((w) => w.child.pid).filter((pid): pid is number => pid !== undefined);
   }
 
-  /** How many warm children are kept. */
+  /** How many warm children are kept now. */
   get size(): number {
     return this.#size;
   }
 
-  set size(n: number) {
-    if (!Number.isInteger(n) || n < 0) throw new RangeError('the fork server pool size must be a non-negative integer');
-    this.#size = n;
-    while (this.#pool.length > n) this.#retire(this.#pool.pop()!);
+  /** A number fixes the pool's size; null makes it adaptive again, from its default base size. */
+  set size(n: number | null) {
+    if (n !== null && (!Number.isInteger(n) || n < 0)) throw new RangeError('the fork server pool size must be a non-negative integer, or null to adapt');
+    this.#adaptive = n === null;
+    this.#base = n ?? this.#defaultBase;
+    this.#size = this.#base;
+    if (this.#idle !== null) clearTimeout(this.#idle);
+    this.#idle = null;
+    while (this.#pool.length > this.#size) this.#retire(this.#pool.pop()!);
     if (this.#inUse) this.fill();
   }
 
-  /** Starts warm children up to the pool size. */
+  /** Whether the pool grows for bursts (the default) rather than keeping a fixed size. */
+  get adaptive(): boolean {
+    return this.#adaptive;
+  }
+
+  /** Starts warm children up to the pool size (the base size while cold children of a burst are still starting). */
   fill(): void {
     this.#inUse = true;
-    while (this.#pool.length < this.#size) {
+    const target = this.#coldInFlight > 0 ? Math.min(this.#size, this.#base) : this.#size;
+    while (this.#pool.length < target) {
       const w = this.#warmOne();
       if (w === undefined) break; // no descriptors left for a channel: starts go cold
       this.#pool.push(w);
@@ -326,9 +361,14 @@ export class ForkServer {
   launch(prep: PrepData, spec: ProcessSpec, options: { env?: NodeJS.ProcessEnv }): Launched {
     const needsTs = isTypeScriptSpec(spec);
     const usable = (w: WarmChild): boolean => w.child.connected && (w.ts || !needsTs);
+    this.#touch();
+    // No warm child ready: this start costs a whole Node start-up, and an adaptive pool grows.
+    const grows = options.env === undefined && !this.#pool.some((w) => w.isWarm && usable(w)) && this.#grow();
     if (options.env !== undefined || !this.#pool.some(usable)) {
       this.fill();
-      return launchNode(prep, spec, { env: options.env, preload: this.#preload });
+      const launched = launchNode(prep, spec, { env: options.env, preload: this.#preload });
+      if (grows) this.#coldReported(launched.report);
+      return launched;
     }
     const { prepBytes, specBytes, plan } = bootstrapPickles(prep, spec);
     const facade = new ForkServerChild();
@@ -351,6 +391,7 @@ export class ForkServer {
       },
     };
     this.#handOff(h, true);
+    if (grows) this.#coldReported(report);
     return {
       child: facade,
       report,
@@ -463,6 +504,43 @@ export class ForkServer {
     if (h.copies === null) return;
     for (const c of h.copies) closeQuietly(c.fd);
     h.copies = [];
+  }
+
+  /**
+   * A start found no warm child ready: an adaptive pool grows by one (up to
+   * its maximum), and counts the start as cold until it reports. Returns
+   * whether it did.
+   */
+  #grow(): boolean {
+    if (!this.#adaptive) return false;
+    if (this.#size < Math.max(ADAPTIVE_POOL_MAX, this.#base)) this.#size++;
+    this.#coldInFlight++;
+    return true;
+  }
+
+  /** The grown part of the pool is started once this cold start (and every other of the burst) has reported. */
+  #coldReported(report: Promise<unknown> | null): void {
+    const done = (): void => {
+      if (--this.#coldInFlight === 0 && this.#inUse) this.fill();
+    };
+    if (report === null) done();
+    else report.then(done, done);
+  }
+
+  /** A start: an adaptive pool that grew shrinks back after a while without one. */
+  #touch(): void {
+    if (!this.#adaptive) return;
+    if (this.#idle !== null) {
+      this.#idle.refresh();
+      return;
+    }
+    this.#idle = setTimeout(() => {
+      this.#idle = null;
+      if (!this.#adaptive || this.#size <= this.#base) return;
+      this.#size = this.#base;
+      while (this.#pool.length > this.#size) this.#retire(this.#pool.pop()!);
+    }, this.idleSeconds * 1000);
+    this.#idle.unref();
   }
 
   /** No warm child took the start: a cold child gets it (the copies, made now if need be, go to the launcher). */
