@@ -1,0 +1,49 @@
+/**
+ * What a spawned Node child is told to import before it loads its
+ * arguments: the module of each layer whose objects are really among them,
+ * and nothing else (importing every layer the parent had loaded cost a
+ * child 13 ms of its start).
+ */
+import { expect, test } from 'vitest';
+
+import { Lock, Pipe, Queue, Value } from '../src/index.js';
+import { loads } from '../src/pickle/index.js';
+import { AuthenticationString } from '../src/process/authkey.js';
+import { childRegistry } from '../src/process/reduction.js';
+import { bootstrapPickles, type ProcessSpec } from '../src/process/spawn.js';
+
+function modulesFor(args: unknown[]): string[] {
+  const prep = {
+    name: 'P',
+    authkey: new AuthenticationString([1, 2, 3]),
+    identity: [1],
+    daemon: false,
+    parentPid: process.pid,
+    parentName: 'MainProcess',
+    dir: process.cwd(),
+    startMethod: 'spawn',
+  };
+  const spec: ProcessSpec = { target: 'file:///t.mjs#f', cls: null, args, kwargs: {}, state: {} };
+  const { prepBytes } = bootstrapPickles(prep, spec);
+  const decoded = loads(prepBytes, { registry: childRegistry() }) as Record<string, unknown>;
+  return (decoded.modules as string[]).map((url) => url.replace(/^.*\/src\//, ''));
+}
+
+test('a child is told to import only the layers of the objects among its arguments', () => {
+  // Every layer is loaded in this process (src/index.js), so each has a spawn hook.
+  const [a, b] = Pipe();
+  const q = new Queue();
+  const lock = new Lock();
+  const v = Value('i', 7);
+  try {
+    expect(modulesFor([1, 'two', b])).toEqual([]);
+    expect(modulesFor([q])).toContain('queues/reduce.ts');
+    expect(modulesFor([lock])).toEqual(['synchronize/reduce.ts']);
+    expect(modulesFor([v]).sort()).toContain('sharedctypes/wiring.ts');
+    expect(modulesFor([1, 'two', b])).toEqual([]);
+  } finally {
+    a.close();
+    b.close();
+    q.close();
+  }
+});
