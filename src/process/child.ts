@@ -225,14 +225,60 @@ async function importPreload(): Promise<void> {
   }
 }
 
+/**
+ * Reads `count` frames from a blocking descriptor synchronously, or returns
+ * null having read nothing when that cannot be done: the descriptor is
+ * non-blocking (nothing there yet) or not readable that way. Once a frame
+ * is begun it is finished (the parent writes each frame whole).
+ */
+function readFramesSync(fd: number, count: number): Uint8Array[] | null {
+  const fs = process.getBuiltinModule('node:fs');
+  const readFully = (buf: Uint8Array, first: boolean): boolean => {
+    let at = 0;
+    while (at < buf.length) {
+      let n: number;
+      try {
+        n = fs.readSync(fd, buf, at, buf.length - at, null);
+      } catch (e) {
+        if (first && at === 0) return false;
+        const code = (e as { code?: string }).code;
+        if (code !== 'EAGAIN' && code !== 'EINTR') throw e;
+        Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 1);
+        continue;
+      }
+      if (n === 0) {
+        // End of file before anything was read: the usual path reports it (EOFError).
+        if (first && at === 0) return false;
+        throw new Error('the parent closed the bootstrap channel part-way through a frame');
+      }
+      at += n;
+    }
+    return true;
+  };
+  const frames: Uint8Array[] = [];
+  for (let i = 0; i < count; i++) {
+    const header = new Uint8Array(4);
+    if (!readFully(header, i === 0)) return null;
+    const length = new DataView(header.buffer).getInt32(0);
+    if (length < 0) throw new Error('a bootstrap frame with a negative length');
+    const body = new Uint8Array(length);
+    readFully(body, false);
+    frames.push(body);
+  }
+  return frames;
+}
+
 /** A spawned child: the bootstrap pickles come on descriptor 3 (or --billiard-ts-fd); a cold fork server child imports the preload modules first. */
 async function spawned(): Promise<void> {
   mark('entry loaded');
   checkChannel(bootstrapFd());
   await importPreload();
-  const channel = Connection.fromFd(bootstrapFd());
-  const prepBytes = await channel.recvBytes();
-  const specBytes = await channel.recvBytes();
+  const fd = bootstrapFd();
+  // The parent wrote both frames before the child began: read them at once, without a socket or an event-loop turn.
+  const early = readFramesSync(fd, 2);
+  const channel = Connection.fromFd(fd);
+  const prepBytes = early?.[0] ?? (await channel.recvBytes());
+  const specBytes = early?.[1] ?? (await channel.recvBytes());
   mark('bootstrap read');
   await run(prepBytes, specBytes, () => childRegistry(), { send: (m) => channel.send(m), close: () => channel.close() });
 }
