@@ -422,6 +422,42 @@ describe('Node idioms on top', () => {
 });
 
 
+test('a frame in one piece goes straight to the socket; one the kernel takes only part of is finished by the stream, in order', async () => {
+  const [a, b] = Pipe();
+  // b is not read yet (its descriptor is not even opened), so the socket fills and some frame is cut.
+  // A pickle of a megabyte is one frame in one piece, larger than the socket's buffer.
+  const big = 'x'.repeat(1_000_000) + 'end';
+  const first = a.send(big);
+  const frames = Array.from({ length: 40 }, (_, i) => new Uint8Array(16_000).fill(i));
+  const sends = frames.map((f) => a.sendBytes(f));
+  expect(await b.recv()).toBe(big);
+  for (let i = 0; i < frames.length; i++) {
+    const got = await b.recvBytes();
+    expect(got.length).toBe(16_000);
+    expect(got.every((v) => v === i)).toBe(true);
+  }
+  await Promise.all([first, ...sends]);
+  a.close();
+  b.close();
+});
+
+test('a send to a peer that has hung up fails with OSError BROKEN_PIPE (the socket write fails, the stream reports it)', async () => {
+  const [a, b] = Pipe();
+  b.close();
+  let error: unknown;
+  // The first send may land in the socket before the kernel notices; one of the next ones fails.
+  for (let i = 0; i < 5 && error === undefined; i++) {
+    try {
+      await a.send(i);
+    } catch (e) {
+      error = e;
+    }
+  }
+  expect(error).toBeInstanceOf(OSError);
+  expect((error as OSError).code).toBe('BROKEN_PIPE');
+  a.close();
+});
+
 describe('sockets read into one shared buffer', () => {
   /** Makes the process's shared read buffer hold other bytes: a 256 KiB frame read on another pipe. */
   async function overwriteSharedBuffer(): Promise<void> {

@@ -12,7 +12,7 @@
  * reads.
  */
 
-import { closeSync } from 'node:fs';
+import { closeSync, writeSync } from 'node:fs';
 import { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 
@@ -354,7 +354,8 @@ export class Connection {
     const parts = this.#frameOf(obj);
     if (parts.length > 1) return this.#write(parts);
     const stream = this.#stream;
-    if (stream.write(parts[0])) return null;
+    const rest = this.#writeDirect(stream, parts[0]!);
+    if (rest === null || stream.write(rest)) return null;
     if (stream.destroyed) return Promise.resolve();
     return new Promise<void>((resolve) => {
       const done = (): void => {
@@ -432,8 +433,34 @@ export class Connection {
     });
   }
 
+  /**
+   * Writes a frame in one piece straight to the descriptor when nothing is
+   * queued on the stream: one write(2), without the stream's machinery (a
+   * third of the cost of a small send). Returns what is left to write
+   * through the stream, behind nothing: null when the kernel took it all,
+   * the frame itself when it took none (the socket is full, or the write
+   * failed: the stream's own write then reports the error as before).
+   */
+  #writeDirect(stream: Duplex, frame: Uint8Array): Uint8Array | null {
+    if (this.#pendingWrites !== 0 || stream.writableLength !== 0 || !stream.writable) return frame;
+    const fd = fdOf(stream);
+    if (fd < 0) return frame;
+    let n = 0;
+    try {
+      n = writeSync(fd, frame);
+    } catch {
+      return frame;
+    }
+    return n === frame.length ? null : frame.subarray(n);
+  }
+
   #write(parts: Uint8Array[]): Promise<void> {
     const stream = this.#stream;
+    if (parts.length === 1) {
+      const rest = this.#writeDirect(stream, parts[0]!);
+      if (rest === null) return Promise.resolve();
+      parts = [rest];
+    }
     this.#pendingWrites++;
     this.#refresh();
     return new Promise<void>((resolve, reject) => {
