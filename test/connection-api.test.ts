@@ -441,6 +441,19 @@ test('a frame in one piece goes straight to the socket; one the kernel takes onl
   b.close();
 });
 
+test('frames sent while the stream is corked wait for the uncork, and leave together (as the pool gathers the frames of a tick)', async () => {
+  const [a, b] = Pipe();
+  a.stream.cork();
+  const sends = [a.sendBytes(new Uint8Array([1])), a.send('two')];
+  expect(await b.poll(0.2)).toBe(false);
+  a.stream.uncork();
+  expect(Array.from(await b.recvBytes())).toEqual([1]);
+  expect(await b.recv()).toBe('two');
+  await Promise.all(sends);
+  a.close();
+  b.close();
+});
+
 test('a send to a peer that has hung up fails with OSError BROKEN_PIPE (the socket write fails, the stream reports it)', async () => {
   const [a, b] = Pipe();
   b.close();

@@ -435,14 +435,15 @@ export class Connection {
 
   /**
    * Writes a frame in one piece straight to the descriptor when nothing is
-   * queued on the stream: one write(2), without the stream's machinery (a
+   * queued on the stream and it is not corked: one write(2), without the stream's machinery (a
    * third of the cost of a small send). Returns what is left to write
    * through the stream, behind nothing: null when the kernel took it all,
    * the frame itself when it took none (the socket is full, or the write
    * failed: the stream's own write then reports the error as before).
    */
   #writeDirect(stream: Duplex, frame: Uint8Array): Uint8Array | null {
-    if (this.#pendingWrites !== 0 || stream.writableLength !== 0 || !stream.writable) return frame;
+    // A corked stream is gathering frames into one write on purpose (the pool's): join them.
+    if (this.#pendingWrites !== 0 || stream.writableLength !== 0 || stream.writableCorked !== 0 || !stream.writable) return frame;
     const fd = fdOf(stream);
     if (fd < 0) return frame;
     let n = 0;
