@@ -394,6 +394,37 @@ describe('the adaptive pool', () => {
     }
   }, 120_000);
 
+  test('a start whose arguments cannot be pickled does not hold back the growth of later bursts', async () => {
+    forkserver.setPoolSize(null);
+    const held: Process[] = [];
+    try {
+      await forkserver.ensureRunning();
+      const base = forkServer().size;
+      // Take every warm child: the next start finds none ready, as in a burst, and fails to pickle.
+      for (let i = 0; i < base; i++) {
+        const p = new ctx.Process({ target: sleepForever });
+        p.start();
+        held.push(p);
+      }
+      let refused: unknown = null;
+      try {
+        await new ctx.Process({ target: exitWith, args: [Symbol('not picklable') as never] }).start();
+      } catch (e) {
+        refused = e;
+      }
+      expect(refused).toBeInstanceOf(Error);
+      await burst(Math.min(base + 3, 8));
+      // The growth the burst asked for is started once its cold children reported.
+      await forkserver.ensureRunning();
+      expect(forkServer().size).toBeGreaterThan(base);
+      expect(forkServer().pids.length).toBe(forkServer().size);
+    } finally {
+      for (const p of held) p.kill();
+      for (const p of held) await p.join(30);
+      forkserver.setPoolSize(null);
+    }
+  }, 120_000);
+
   test('a fixed size does not grow', async () => {
     forkserver.setPoolSize(2);
     try {

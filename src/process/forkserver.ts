@@ -364,11 +364,22 @@ export class ForkServer {
     this.#touch();
     // No warm child ready: this start costs a whole Node start-up, and an adaptive pool grows.
     const grows = options.env === undefined && !this.#pool.some((w) => w.isWarm && usable(w)) && this.#grow();
+    let launched: Launched;
+    try {
+      launched = this.#launch(prep, spec, options, needsTs, usable);
+    } catch (e) {
+      // An argument that cannot be pickled: no child will report for this start.
+      if (grows) this.#coldReported(null);
+      throw e;
+    }
+    if (grows) this.#coldReported(launched.report);
+    return launched;
+  }
+
+  #launch(prep: PrepData, spec: ProcessSpec, options: { env?: NodeJS.ProcessEnv }, needsTs: boolean, usable: (w: WarmChild) => boolean): Launched {
     if (options.env !== undefined || !this.#pool.some(usable)) {
       this.fill();
-      const launched = launchNode(prep, spec, { env: options.env, preload: this.#preload });
-      if (grows) this.#coldReported(launched.report);
-      return launched;
+      return launchNode(prep, spec, { env: options.env, preload: this.#preload });
     }
     const { prepBytes, specBytes, plan } = bootstrapPickles(prep, spec);
     const facade = new ForkServerChild();
@@ -391,7 +402,6 @@ export class ForkServer {
       },
     };
     this.#handOff(h, true);
-    if (grows) this.#coldReported(report);
     return {
       child: facade,
       report,
