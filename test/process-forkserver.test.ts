@@ -12,6 +12,7 @@ import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { EOFError, forkserver, getAllStartMethods, getContext, getStartMethod, Pipe, ProcessStartupError, setForkserverPreload, setStartMethod, type Process } from '../src/index.js';
 import { forkServer } from '../src/process/forkserver.js';
 import { never } from './fixtures/crash-on-import.js';
+import { unreachable } from './fixtures/hang-on-import.js';
 import { fdFlags, markerAndPid, O_NONBLOCK, queueFlags, useAll } from './fixtures/forkserver-targets.js';
 import { boom, exitWith, greet, preloadReport, relay, report, sleepForever } from './fixtures/targets.js';
 
@@ -419,6 +420,35 @@ describe('the adaptive pool', () => {
       expect(forkServer().size).toBeGreaterThan(base);
       expect(forkServer().pids.length).toBe(forkServer().size);
     } finally {
+      for (const p of held) p.kill();
+      for (const p of held) await p.join(30);
+      forkserver.setPoolSize(null);
+    }
+  }, 120_000);
+
+  test('a cold start that never reports holds back the growth for coldReportSeconds only', async () => {
+    forkserver.setPoolSize(null);
+    forkServer().coldReportSeconds = 1;
+    const held: Process[] = [];
+    try {
+      await forkserver.ensureRunning();
+      const base = forkServer().size;
+      for (let i = 0; i < base; i++) {
+        const p = new ctx.Process({ target: sleepForever });
+        p.start();
+        held.push(p);
+      }
+      // No warm child ready: a start that counts as cold, whose child hangs importing its target.
+      const hung = new ctx.Process({ target: unreachable });
+      hung.start();
+      held.push(hung);
+      await burst(Math.min(base + 3, 8));
+      await new Promise((r) => setTimeout(r, 1500));
+      await forkserver.ensureRunning();
+      expect(forkServer().size).toBeGreaterThan(base);
+      expect(forkServer().pids.length).toBe(forkServer().size);
+    } finally {
+      forkServer().coldReportSeconds = 10;
       for (const p of held) p.kill();
       for (const p of held) await p.join(30);
       forkserver.setPoolSize(null);

@@ -176,6 +176,8 @@ const NO_ENDING: Ending = { report: null, release: () => undefined, unref: () =>
 export const ADAPTIVE_POOL_MAX = 8;
 /** Seconds without a start after which an adaptive pool that grew returns to its base size. */
 const ADAPTIVE_IDLE_SECONDS = 30;
+/** Seconds a cold start may take to report before the pool's growth stops waiting for it. */
+const COLD_REPORT_WAIT = 10;
 
 /**
  * The pool of warm children behind the `'forkserver'` context.
@@ -200,6 +202,8 @@ export class ForkServer {
   #idle: ReturnType<typeof setTimeout> | null = null;
   /** @internal seconds without a start before a grown pool shrinks back (tests shorten it). */
   idleSeconds = ADAPTIVE_IDLE_SECONDS;
+  /** @internal seconds the growth waits for a cold start's report (tests shorten it). */
+  coldReportSeconds = COLD_REPORT_WAIT;
   readonly #pool: WarmChild[] = [];
   #ts = FROM_SOURCE;
   /** Children are warmed only once this process starts one (or asks for ready()), as Python starts its server lazily. */
@@ -528,11 +532,21 @@ export class ForkServer {
     return true;
   }
 
-  /** The grown part of the pool is started once this cold start (and every other of the burst) has reported. */
+  /**
+   * The grown part of the pool is started once this cold start (and every
+   * other of the burst) has reported, or after `coldReportSeconds` (a
+   * child whose start-up hangs does not hold the growth back).
+   */
   #coldReported(report: Promise<unknown> | null): void {
+    let counted = true;
     const done = (): void => {
+      if (!counted) return;
+      counted = false;
+      clearTimeout(timer);
       if (--this.#coldInFlight === 0 && this.#inUse) this.fill();
     };
+    const timer = setTimeout(done, this.coldReportSeconds * 1000);
+    timer.unref();
     if (report === null) done();
     else report.then(done, done);
   }
