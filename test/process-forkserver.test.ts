@@ -368,6 +368,37 @@ describe('the adaptive pool', () => {
     return procs.map((p) => p.pid!);
   }
 
+  /**
+   * Runs `body` once every warm child of an adaptive pool is taken by a
+   * child that sleeps (so a start finds none ready, as in a burst), then a
+   * burst of base + 3, and checks that the pool grew and filled; kills the
+   * sleepers and whatever `body` added to `held`.
+   */
+  async function afterEmptyPool(body: (held: Process[]) => Promise<void>): Promise<void> {
+    forkserver.setPoolSize(null);
+    const held: Process[] = [];
+    try {
+      await forkserver.ensureRunning();
+      const base = forkServer().size;
+      for (let i = 0; i < base; i++) {
+        const p = new ctx.Process({ target: sleepForever });
+        p.start();
+        held.push(p);
+      }
+      await body(held);
+      await burst(Math.min(base + 3, 8));
+      // The growth the burst asked for is started once its cold children reported (or coldReportSeconds passed).
+      await new Promise((r) => setTimeout(r, 1500));
+      await forkserver.ensureRunning();
+      expect(forkServer().size).toBeGreaterThan(base);
+      expect(forkServer().pids.length).toBe(forkServer().size);
+    } finally {
+      for (const p of held) p.kill();
+      for (const p of held) await p.join(30);
+      forkserver.setPoolSize(null);
+    }
+  }
+
   test('a burst that empties the pool grows it by its cold starts; the next burst of that size is served warm; idle, it shrinks back', async () => {
     forkserver.setPoolSize(null);
     forkServer().idleSeconds = 4;
@@ -396,17 +427,7 @@ describe('the adaptive pool', () => {
   }, 120_000);
 
   test('a start whose arguments cannot be pickled does not hold back the growth of later bursts', async () => {
-    forkserver.setPoolSize(null);
-    const held: Process[] = [];
-    try {
-      await forkserver.ensureRunning();
-      const base = forkServer().size;
-      // Take every warm child: the next start finds none ready, as in a burst, and fails to pickle.
-      for (let i = 0; i < base; i++) {
-        const p = new ctx.Process({ target: sleepForever });
-        p.start();
-        held.push(p);
-      }
+    await afterEmptyPool(async () => {
       let refused: unknown = null;
       try {
         await new ctx.Process({ target: exitWith, args: [Symbol('not picklable') as never] }).start();
@@ -414,44 +435,20 @@ describe('the adaptive pool', () => {
         refused = e;
       }
       expect(refused).toBeInstanceOf(Error);
-      await burst(Math.min(base + 3, 8));
-      // The growth the burst asked for is started once its cold children reported.
-      await forkserver.ensureRunning();
-      expect(forkServer().size).toBeGreaterThan(base);
-      expect(forkServer().pids.length).toBe(forkServer().size);
-    } finally {
-      for (const p of held) p.kill();
-      for (const p of held) await p.join(30);
-      forkserver.setPoolSize(null);
-    }
+    });
   }, 120_000);
 
   test('a cold start that never reports holds back the growth for coldReportSeconds only', async () => {
-    forkserver.setPoolSize(null);
     forkServer().coldReportSeconds = 1;
-    const held: Process[] = [];
     try {
-      await forkserver.ensureRunning();
-      const base = forkServer().size;
-      for (let i = 0; i < base; i++) {
-        const p = new ctx.Process({ target: sleepForever });
-        p.start();
-        held.push(p);
-      }
-      // No warm child ready: a start that counts as cold, whose child hangs importing its target.
-      const hung = new ctx.Process({ target: unreachable });
-      hung.start();
-      held.push(hung);
-      await burst(Math.min(base + 3, 8));
-      await new Promise((r) => setTimeout(r, 1500));
-      await forkserver.ensureRunning();
-      expect(forkServer().size).toBeGreaterThan(base);
-      expect(forkServer().pids.length).toBe(forkServer().size);
+      await afterEmptyPool(async (held) => {
+        // No warm child ready: a start that counts as cold, whose child hangs importing its target.
+        const hung = new ctx.Process({ target: unreachable });
+        hung.start();
+        held.push(hung);
+      });
     } finally {
       forkServer().coldReportSeconds = 10;
-      for (const p of held) p.kill();
-      for (const p of held) await p.join(30);
-      forkserver.setPoolSize(null);
     }
   }, 120_000);
 
