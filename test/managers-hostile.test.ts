@@ -17,6 +17,7 @@ import {
   Listener,
   loads,
   Namespace,
+  OSError,
   PicklingError,
   PyGlobal,
   PyObject,
@@ -416,6 +417,26 @@ describe('a billiard-ts client facing a failing server', () => {
     await expect(pending).rejects.toBeInstanceOf(EOFError);
     await expect(q.qsize()).rejects.toThrow(/ECONNREFUSED|connect|closed|EOF/i);
     await peer.exited;
+  });
+
+  test('a server that resets the connection during a call: OSError ECONNRESET that says the server may have died', async () => {
+    const fake = new Listener({ address: ['127.0.0.1', 0], authkey: KEY });
+    await fake.ready;
+    const serve = (async () => {
+      const c = await fake.accept();
+      await c.recv();
+      (c.stream as Socket).resetAndDestroy();
+    })();
+    const m = new SyncManager({ address: fake.address, authkey: KEY });
+    const err = await m._debugInfo().then(
+      () => new Error('no error'),
+      (e: unknown) => e,
+    );
+    expect(err).toBeInstanceOf(OSError);
+    expect((err as OSError).code).toBe('ECONNRESET');
+    expect((err as Error).message).toMatch(/reset the connection during a call \(did the server die\?\)/);
+    await serve;
+    fake.close();
   });
 
   test('garbage replies: bytes that will not unpickle, a non-pair, an unknown kind, a #TRACEBACK of a non-str; each a typed error', async () => {

@@ -14,7 +14,7 @@
  * server-side owner is the serving connection).
  */
 
-import { Client, EOFError, type Address, type Connection, type DigestName } from '../connection/index.js';
+import { Client, EOFError, OSError, type Address, type Connection, type DigestName } from '../connection/index.js';
 import { kSendNow } from '../connection/connection.js';
 import { PicklingError, UnpicklingError } from '../pickle/index.js';
 import { currentProcess } from '../process/index.js';
@@ -48,6 +48,8 @@ export async function controlCall(ep: Endpoint, methodname: string, args: readon
   const conn = await Client(ep.address, connectOptions(ep));
   try {
     return await dispatch(conn, null, methodname, args, kwds);
+  } catch (e) {
+    throw brokenConnection(e);
   } finally {
     conn.close();
   }
@@ -99,6 +101,10 @@ function inStep(e: unknown): boolean {
 
 function brokenConnection(e: unknown): Error {
   if (e instanceof EOFError) return new EOFError('the manager closed the connection during a call (did the server die?)', { code: 'EOF', cause: e });
+  // A server that died with our request unread resets the connection instead (Python: ConnectionResetError).
+  if (e instanceof OSError && (e.code === 'ECONNRESET' || e.code === 'EPIPE' || e.code === 'BROKEN_PIPE')) {
+    return new OSError('the manager reset the connection during a call (did the server die?)', { code: e.code, cause: e });
+  }
   return e as Error;
 }
 
