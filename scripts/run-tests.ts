@@ -17,7 +17,9 @@ import { existsSync } from 'node:fs';
 
 import { BILLIARD_INSTALL_COMMAND, findPythonSync, PythonNotFoundError } from '../src/process/python.js';
 
-const PEER_MODULES = ['billiard', 'pytest', 'hypothesis'];
+const PEER_MODULES = ['billiard', 'pytest', 'hypothesis', 'celery', 'redis'];
+/** Everything the tests need from Debian: billiard's peers, and for billiard-ts/celery a Redis server and Celery 5. */
+const PEERS_INSTALL_COMMAND = `${BILLIARD_INSTALL_COMMAND} python3-celery python3-redis redis-server`;
 
 function arg(name: string): string | undefined {
   const i = process.argv.indexOf(name);
@@ -34,19 +36,24 @@ function run(cmd: string, args: string[], env: NodeJS.ProcessEnv = process.env):
   return r.status ?? 1;
 }
 
+function hasRedisServer(): boolean {
+  return spawnSync('redis-server', ['--version'], { stdio: 'ignore' }).status === 0;
+}
+
 function setUpPython(): string {
   try {
+    if (!hasRedisServer()) throw new PythonNotFoundError('redis-server is not installed');
     return findPythonSync({ modules: PEER_MODULES });
   } catch (e) {
     if (!(e instanceof PythonNotFoundError)) throw e;
     const isRoot = process.getuid?.() === 0;
     if (!isRoot || !existsSync('/etc/debian_version')) {
-      console.error(`\nThe Python peers are missing: ${e.message}\nInstall them (as root on Debian): ${BILLIARD_INSTALL_COMMAND}`);
+      console.error(`\nThe Python peers are missing: ${e.message}\nInstall them (as root on Debian): ${PEERS_INSTALL_COMMAND}`);
       process.exit(1);
     }
-    console.log(`The Python peers are missing (${e.message}).\nInstalling them: apt-get update && ${BILLIARD_INSTALL_COMMAND}`);
-    if (run('apt-get', ['update']) !== 0 || run('apt-get', BILLIARD_INSTALL_COMMAND.split(' ').slice(1)) !== 0) {
-      console.error(`apt-get failed; install the peers by hand: ${BILLIARD_INSTALL_COMMAND}`);
+    console.log(`The Python peers are missing (${e.message}).\nInstalling them: apt-get update && ${PEERS_INSTALL_COMMAND}`);
+    if (run('apt-get', ['update']) !== 0 || run('apt-get', PEERS_INSTALL_COMMAND.split(' ').slice(1)) !== 0) {
+      console.error(`apt-get failed; install the peers by hand: ${PEERS_INSTALL_COMMAND}`);
       process.exit(1);
     }
     return findPythonSync({ modules: PEER_MODULES, env: { ...process.env, BILLIARD_PYTHON: '' } });

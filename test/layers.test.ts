@@ -16,7 +16,7 @@ const SRC = fileURLToPath(new URL('../src/', import.meta.url));
  * uses it for socket pairs, pipes and abstract Unix names). A folder may
  * import from folders earlier in this list, and from itself.
  */
-const ORDER = ['pickle', 'native', 'connection', 'process', 'synchronize', 'sharedctypes', 'queues', 'pool', 'managers'];
+const ORDER = ['pickle', 'native', 'connection', 'process', 'synchronize', 'sharedctypes', 'queues', 'pool', 'managers', 'celery'];
 const MAY_IMPORT: Record<string, string[]> = {
   pickle: [],
   // The native layer takes only the error base class from pickle (NativeError is a BilliardError).
@@ -28,6 +28,8 @@ const MAY_IMPORT: Record<string, string[]> = {
   queues: ['pickle', 'connection', 'native', 'process', 'synchronize'],
   pool: ['pickle', 'connection', 'native', 'process', 'synchronize', 'sharedctypes', 'queues'],
   managers: ['pickle', 'connection', 'native', 'process', 'synchronize', 'sharedctypes', 'queues', 'pool'],
+  // billiard-ts/celery: its own entry point, so that only its users load the Redis client.
+  celery: ['pickle', 'connection', 'native', 'process', 'synchronize', 'sharedctypes', 'queues', 'pool'],
 };
 
 function files(dir: string): string[] {
@@ -89,6 +91,19 @@ test('the pickle layer uses nothing of Node', () => {
     const code = source.replace(/\/\*[\s\S]*?\*\//g, '').replace(/\/\/.*$/gm, '');
     for (const [name, re] of [['Buffer', /\bBuffer\b/], ['process', /\bprocess\./], ['require', /\brequire\(/]] as const) {
       if (re.test(code)) problems.push(`${relative(SRC, file)} uses ${name}`);
+    }
+  }
+  expect(problems).toEqual([]);
+});
+
+test('only the celery layer loads the Redis client, and nothing outside it imports the celery layer', () => {
+  const problems: string[] = [];
+  for (const file of files(SRC)) {
+    const rel = relative(SRC, file);
+    const layer = rel.includes('/') ? rel.split('/')[0]! : 'facade';
+    for (const spec of imports(readFileSync(file, 'utf8'))) {
+      if (spec === 'ioredis' && layer !== 'celery') problems.push(`${rel} imports ioredis`);
+      if (spec.startsWith('.') && layer !== 'celery' && relative(SRC, join(file, '..', spec)).startsWith('celery/')) problems.push(`${rel} imports ${spec}`);
     }
   }
   expect(problems).toEqual([]);

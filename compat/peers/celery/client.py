@@ -1,0 +1,90 @@
+"""A real Celery 5 client that the Node-side tests drive.
+
+    python3 client.py '<json list of operations>'
+
+prints one JSON line per operation. Operations:
+
+    {"task": "tasks.add", "args": [2, 3], "kwargs": {}, "options": {...}, "timeout": 10}
+        send_task(...).get(timeout): {"ok": value, "state": ..., "id": ...}
+        or {"error": {"module", "name", "args", "traceback", "builtin"}, ...}
+    {"chain": [["tasks.add", [1, 2], {"queue": "node"}], ["tasks.mul", [10], {}]], "timeout": 10}
+    {"evil": "/path/of/a/file/the/pickle/would/create", "timeout": 10}
+        add.apply_async((Evil(), 1), serializer='pickle') where Evil reduces to os.system
+    {"control": "ping" | "active" | "stats" | ..., "timeout": 1}
+    {"revoke_running": {"task": "tasks.sleeper", "args": [30]}, "timeout": 10}
+        waits until a worker reports it active, then revoke(terminate=True)
+"""
+import builtins
+import json
+import os
+import sys
+import time
+
+from celery import signature
+from tasks import app
+
+
+def describe_error(exc, result):
+    return {
+        'module': type(exc).__module__,
+        'name': type(exc).__name__,
+        'args': [a if isinstance(a, (int, float, str, type(None))) else repr(a) for a in exc.args],
+        'traceback': result.traceback if result is not None else None,
+        'builtin': type(exc) is getattr(builtins, type(exc).__name__, None),
+    }
+
+
+def wait(result, timeout):
+    try:
+        value = result.get(timeout=timeout)
+        return {'ok': value, 'state': result.state, 'id': result.id}
+    except Exception as exc:  # the test reads what came back
+        return {'error': describe_error(exc, result), 'state': result.state, 'id': result.id}
+
+
+class Evil:
+    def __init__(self, path):
+        self.path = path
+
+    def __reduce__(self):
+        return (os.system, ('touch ' + self.path,))
+
+
+def run(op):
+    timeout = op.get('timeout', 10)
+    if 'task' in op:
+        options = dict(op.get('options', {}))
+        r = app.send_task(op['task'], args=op.get('args', []), kwargs=op.get('kwargs', {}), **options)
+        return wait(r, timeout)
+    if 'chain' in op:
+        steps = [signature(name, args=args, options=opts, app=app) for name, args, opts in op['chain']]
+        c = steps[0]
+        for s in steps[1:]:
+            c = c | s
+        return wait(c.apply_async(), timeout)
+    if 'evil' in op:
+        r = app.send_task('tasks.add', args=(Evil(op['evil']), 1), serializer='pickle')
+        return wait(r, timeout)
+    if 'control' in op:
+        insp = app.control.inspect(timeout=timeout)
+        if op['control'] == 'ping':
+            return {'ok': app.control.ping(timeout=timeout)}
+        return {'ok': getattr(insp, op['control'])()}
+    if 'revoke_running' in op:
+        spec = op['revoke_running']
+        r = app.send_task(spec['task'], args=spec.get('args', []))
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            active = app.control.inspect(timeout=0.5).active() or {}
+            if any(t['id'] == r.id for tasks in active.values() for t in tasks):
+                break
+        replies = app.control.revoke(r.id, terminate=True, signal='SIGTERM', reply=True, timeout=1)
+        out = wait(r, timeout)
+        out['replies'] = replies
+        return out
+    raise ValueError('unknown operation %r' % (op,))
+
+
+if __name__ == '__main__':
+    for op in json.loads(sys.argv[1]):
+        print(json.dumps(run(op), default=repr), flush=True)

@@ -1,0 +1,220 @@
+/**
+ * JSON as Python's `json.dumps` writes it with its defaults (what kombu
+ * uses for envelopes, bodies, results and control messages): separators
+ * `", "` and `": "`, every character outside printable ASCII escaped as
+ * `\uXXXX`, `NaN`/`Infinity` for non-finite floats. And the reading side:
+ * `JSON.parse` plus kombu 5.3+'s tagged values (`{"__type__", "__value__"}`,
+ * spec/celery.md 1.7) and Python's non-standard `NaN`/`Infinity`.
+ */
+import { floatRepr } from '../pickle/float-repr.js';
+import { PyFloat, PyTuple } from '../pickle/types.js';
+
+/** A value JSON cannot carry (Python's `TypeError: Object of type X is not JSON serializable`). */
+export class JSONEncodeError extends TypeError {
+  constructor(message: string) {
+    super(message);
+    this.name = 'EncodeError';
+  }
+}
+
+const HEX = '0123456789abcdef';
+function u4(code: number): string {
+  return `\\u${HEX[(code >> 12) & 15]}${HEX[(code >> 8) & 15]}${HEX[(code >> 4) & 15]}${HEX[code & 15]}`;
+}
+
+// JSON.stringify escapes quotes, backslashes, controls and lone surrogates
+// (lowercase hex, as Python); Python's ensure_ascii also escapes DEL and
+// everything above it, surrogate pairs as two escapes.
+// eslint-disable-next-line no-control-regex
+const NON_ASCII = /[\u007f-\uffff]/g;
+
+/** A string as Python's `json.dumps(s)` writes it. */
+export function pyJsonString(s: string): string {
+  const out = JSON.stringify(s);
+  return out.replace(NON_ASCII, (c) => u4(c.charCodeAt(0)));
+}
+
+function pyNumber(n: number): string {
+  if (Number.isNaN(n)) return 'NaN';
+  if (n === Infinity) return 'Infinity';
+  if (n === -Infinity) return '-Infinity';
+  // JavaScript cannot tell 3 from 3.0: integral numbers are written as ints.
+  if (Number.isInteger(n) && Math.abs(n) < 2 ** 63) return Object.is(n, -0) ? '-0.0' : BigInt(n).toString();
+  return floatRepr(n);
+}
+
+function pad(n: number, width: number): string {
+  return String(n).padStart(width, '0');
+}
+
+/** A Date as Python's `datetime.isoformat()` of an aware UTC datetime: `2026-12-05T08:13:10.319000+00:00`. */
+export function isoUtc(date: Date | number, offset = '+00:00'): string {
+  const d = typeof date === 'number' ? new Date(date) : date;
+  const ms = d.getUTCMilliseconds();
+  const base =
+    `${pad(d.getUTCFullYear(), 4)}-${pad(d.getUTCMonth() + 1, 2)}-${pad(d.getUTCDate(), 2)}` +
+    `T${pad(d.getUTCHours(), 2)}:${pad(d.getUTCMinutes(), 2)}:${pad(d.getUTCSeconds(), 2)}`;
+  return `${base}${ms === 0 ? '' : `.${pad(ms * 1000, 6)}`}${offset}`;
+}
+
+/**
+ * `json.dumps(value)` with Python's defaults. Arrays and tuples are lists,
+ * plain objects and Maps are dicts (Map keys as Python writes them: strings,
+ * numbers, booleans, null), `undefined` is `null`, bigints are ints, Dates
+ * are ISO strings (kombu 5.2's encoder, `Z` for UTC). Anything else throws
+ * {@link JSONEncodeError}.
+ */
+export function pyJsonDumps(value: unknown): string {
+  const parts: string[] = [];
+  write(value, parts, 0);
+  return parts.join('');
+}
+
+const MAX_DEPTH = 1000;
+
+function write(v: unknown, out: string[], depth: number): void {
+  if (depth > MAX_DEPTH) throw new JSONEncodeError('maximum recursion depth exceeded while encoding a JSON object');
+  switch (typeof v) {
+    case 'string':
+      out.push(pyJsonString(v));
+      return;
+    case 'number':
+      out.push(pyNumber(v));
+      return;
+    case 'boolean':
+      out.push(v ? 'true' : 'false');
+      return;
+    case 'bigint':
+      out.push(v.toString());
+      return;
+    case 'undefined':
+      out.push('null');
+      return;
+    case 'object':
+      break;
+    default:
+      throw new JSONEncodeError(`Object of type ${typeof v} is not JSON serializable`);
+  }
+  if (v === null) {
+    out.push('null');
+    return;
+  }
+  if (v instanceof PyFloat) {
+    const n = v.value;
+    out.push(Number.isFinite(n) ? floatRepr(n) : pyNumber(n));
+    return;
+  }
+  if (Array.isArray(v)) {
+    out.push('[');
+    for (let i = 0; i < v.length; i++) {
+      if (i > 0) out.push(', ');
+      write(v[i], out, depth + 1);
+    }
+    out.push(']');
+    return;
+  }
+  if (v instanceof Map) {
+    out.push('{');
+    let first = true;
+    for (const [k, item] of v) {
+      if (!first) out.push(', ');
+      first = false;
+      out.push(pyJsonString(keyText(k)), ': ');
+      write(item, out, depth + 1);
+    }
+    out.push('}');
+    return;
+  }
+  if (v instanceof Date) {
+    out.push(pyJsonString(isoUtc(v, 'Z')));
+    return;
+  }
+  const proto = Object.getPrototypeOf(v) as unknown;
+  if (proto !== Object.prototype && proto !== null) {
+    const name = (v as { constructor?: { name?: string } }).constructor?.name ?? 'object';
+    throw new JSONEncodeError(`Object of type ${name} is not JSON serializable`);
+  }
+  out.push('{');
+  let first = true;
+  for (const k of Object.keys(v)) {
+    const item = (v as Record<string, unknown>)[k];
+    if (!first) out.push(', ');
+    first = false;
+    out.push(pyJsonString(k), ': ');
+    write(item, out, depth + 1);
+  }
+  out.push('}');
+}
+
+function keyText(k: unknown): string {
+  if (typeof k === 'string') return k;
+  if (typeof k === 'number') return pyNumber(k);
+  if (typeof k === 'bigint') return k.toString();
+  if (typeof k === 'boolean') return k ? 'true' : 'false';
+  if (k === null || k === undefined) return 'null';
+  if (k instanceof PyTuple) throw new JSONEncodeError('keys must be str, int, float, bool or None, not tuple');
+  throw new JSONEncodeError(`keys must be str, int, float, bool or None, not ${typeof k}`);
+}
+
+/** kombu 5.3+'s tagged values, decoded to what billiard-ts's pickle codec gives for the same Python objects. */
+function untag(type: unknown, value: unknown): unknown {
+  switch (type) {
+    case 'datetime':
+    case 'date':
+    case 'time':
+    case 'decimal':
+      if (typeof value !== 'string') break;
+      return value;
+    case 'uuid':
+      if (value !== null && typeof value === 'object' && typeof (value as { hex?: unknown }).hex === 'string') return (value as { hex: string }).hex;
+      break;
+    case 'bytes':
+      if (typeof value === 'string') return new TextEncoder().encode(value);
+      break;
+    case 'base64':
+      if (typeof value === 'string') return new Uint8Array(Buffer.from(value, 'base64'));
+      break;
+    default:
+      throw new SyntaxError(`unknown tagged JSON type ${JSON.stringify(type)}`);
+  }
+  throw new SyntaxError(`bad tagged JSON value for type ${JSON.stringify(type)}`);
+}
+
+function reviver(_key: string, value: unknown): unknown {
+  if (value !== null && typeof value === 'object' && !Array.isArray(value)) {
+    const keys = Object.keys(value);
+    if (keys.length === 2 && '__type__' in value && '__value__' in value) {
+      const tagged = value as { __type__: unknown; __value__: unknown };
+      return untag(tagged.__type__, tagged.__value__);
+    }
+  }
+  return value;
+}
+
+// Python's json writes NaN, Infinity and -Infinity bare; JSON.parse does not
+// read them. Outside strings they become sentinels the reviver turns back.
+const NON_FINITE = /"(?:[^"\\]|\\.)*"|(-?Infinity|NaN)/g;
+const SENTINEL = '\u0000billiard-ts-nonfinite:';
+const SENTINEL_JSON = '\\u0000billiard-ts-nonfinite:';
+
+/**
+ * `json.loads` as kombu does it: JSON.parse, Python's `NaN`/`Infinity`,
+ * and kombu 5.3+'s `{"__type__": T, "__value__": V}` tags (datetimes, dates,
+ * times and decimals as their ISO/decimal strings, uuids as hex, bytes as
+ * Uint8Array). Throws SyntaxError on malformed text.
+ */
+export function pyJsonLoads(text: string): unknown {
+  try {
+    return JSON.parse(text, reviver);
+  } catch (e) {
+    if (!/NaN|Infinity/.test(text)) throw e;
+  }
+  const replaced = text.replace(NON_FINITE, (m, word: string | undefined) => (word === undefined ? m : `"${SENTINEL_JSON}${word}"`));
+  return JSON.parse(replaced, (key, value: unknown) => {
+    if (typeof value === 'string' && value.startsWith(SENTINEL)) {
+      const word = value.slice(SENTINEL.length);
+      return word === 'NaN' ? NaN : word === 'Infinity' ? Infinity : -Infinity;
+    }
+    return reviver(key, value);
+  });
+}

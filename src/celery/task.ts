@@ -1,0 +1,185 @@
+/**
+ * What a task module uses: `task(fn, options)` to give an exported function
+ * Celery's task options, `currentRequest()` inside a running task (Celery's
+ * `self.request`, camelCase), and the control-flow exceptions `Retry`,
+ * `Reject` and `Ignore`.
+ */
+import { BilliardError } from '../pickle/errors.js';
+import { currentTask } from '../pool/worker.js';
+
+/** Celery's task options (camelCase, seconds). */
+export interface TaskOptions {
+  /** The registered name; default `<module file name>.<export name>` (`tasks.add` for `add` in tasks.ts). */
+  name?: string;
+  /** Acknowledge after the task ran rather than when a pool process accepted it. */
+  acksLate?: boolean;
+  /** With acksLate: a lost pool process puts the message back rather than storing WorkerLostError. */
+  rejectOnWorkerLost?: boolean;
+  /** With acksLate: acknowledge failures and timeouts (default true); false rejects them without requeue. */
+  acksOnFailureOrTimeout?: boolean;
+  /** Store no result. */
+  ignoreResult?: boolean;
+  /** Hard time limit in seconds (the message's `timelimit` header wins). */
+  timeLimit?: number | null;
+  /** Soft time limit in seconds (the message's `timelimit` header wins). */
+  softTimeLimit?: number | null;
+  /** Retries allowed before `retry()` fails (default 3; null: no limit). */
+  maxRetries?: number | null;
+  /** Seconds before a retry when `retry()` is given neither countdown nor eta (default 180). */
+  defaultRetryDelay?: number;
+  /** Store STARTED when a pool process begins the task. */
+  trackStarted?: boolean;
+}
+
+const kOptions = Symbol.for('billiard-ts.celery.taskOptions');
+
+/**
+ * Marks an exported function as a Celery task with these options and returns
+ * it unchanged (so `export const add = task((x, y) => x + y, { acksLate: true })`
+ * stays importable by pool processes). Every exported function of an app
+ * module is a task; this only adds options.
+ */
+export function task<F extends (...args: never[]) => unknown>(fn: F, options: TaskOptions = {}): F {
+  if (typeof fn !== 'function') throw new TypeError('task() takes a function');
+  Object.defineProperty(fn, kOptions, { value: Object.freeze({ ...options }), enumerable: false, configurable: true });
+  return fn;
+}
+
+/** The options given with `task()`, or none. */
+export function taskOptions(fn: unknown): TaskOptions {
+  return ((fn as { [kOptions]?: TaskOptions } | null)?.[kOptions] ?? {}) as TaskOptions;
+}
+
+/** Celery's `Retry`: thrown by `request.retry()`; the task is sent again later. */
+export class Retry extends BilliardError {
+  static override readonly brand: string = 'celery.exceptions.Retry';
+  readonly countdown: number | null;
+  readonly eta: number | null;
+  readonly exc: unknown;
+  constructor(message: string, options: { countdown?: number | null; eta?: number | null; exc?: unknown } = {}) {
+    super(message, { code: 'RETRY', args: [message] });
+    this.countdown = options.countdown ?? null;
+    this.eta = options.eta ?? null;
+    this.exc = options.exc;
+  }
+}
+
+/** Celery's `Reject`: the message is rejected, put back when `requeue` (acksLate tasks only). Nothing is stored. */
+export class Reject extends BilliardError {
+  static override readonly brand: string = 'celery.exceptions.Reject';
+  readonly requeue: boolean;
+  constructor(reason = 'rejected', requeue = false) {
+    super(reason, { code: 'REJECT', args: [reason, requeue] });
+    this.requeue = requeue;
+  }
+}
+
+/** Celery's `Ignore`: the message is acknowledged and nothing is stored. */
+export class Ignore extends BilliardError {
+  static override readonly brand: string = 'celery.exceptions.Ignore';
+  constructor(reason = 'ignored') {
+    super(reason, { code: 'IGNORE', args: [reason] });
+  }
+}
+
+/** Celery's `MaxRetriesExceededError`. */
+export class MaxRetriesExceededError extends BilliardError {
+  static override readonly brand: string = 'celery.exceptions.MaxRetriesExceededError';
+  constructor(message: string) {
+    super(message, { code: 'MAX_RETRIES' });
+  }
+}
+
+/** Where the message came from. */
+export interface DeliveryInfo {
+  exchange: string;
+  routingKey: string;
+  priority: number;
+  redelivered: boolean | null;
+}
+
+/** What `retry()` takes. */
+export interface RetryOptions {
+  /** Seconds from now. */
+  countdown?: number | null;
+  /** When to run: a Date or Unix milliseconds. */
+  eta?: Date | number | null;
+  /** The error the retry is for (stored in the RETRY record, and thrown past maxRetries). */
+  exc?: unknown;
+  /** Overrides the task's maxRetries. */
+  maxRetries?: number | null;
+}
+
+/** The request a running task sees (Celery's `self.request`, camelCase). */
+export interface Request {
+  id: string;
+  task: string;
+  args: unknown[];
+  kwargs: Record<string, unknown>;
+  retries: number;
+  rootId: string | null;
+  parentId: string | null;
+  groupId: string | null;
+  groupIndex: number | null;
+  eta: string | null;
+  expires: string | null;
+  hostname: string;
+  correlationId: string;
+  replyTo: string | null;
+  origin: string | null;
+  redelivered: boolean;
+  isEager: boolean;
+  calledDirectly: boolean;
+  deliveryInfo: DeliveryInfo;
+  /** `[hard, soft]` in seconds, as the message's header. */
+  timelimit: [number | null, number | null];
+  /** Aborted with SoftTimeLimitExceeded at the soft time limit: hand it to anything that takes a signal. */
+  readonly signal: AbortSignal;
+  /** Throws SoftTimeLimitExceeded once the soft limit has passed (for loops that do not await). */
+  checkpoint(): void;
+  /** Celery's `self.retry(...)`: throws {@link Retry} (or, past maxRetries, the error given or MaxRetriesExceededError). */
+  retry(options?: RetryOptions): never;
+}
+
+/** The parts of a request that travel to the pool process. */
+export type RequestInfo = Omit<Request, 'signal' | 'checkpoint' | 'retry'> & { maxRetries: number | null; defaultRetryDelay: number };
+
+let current: Request | null = null;
+const NO_TASK = { signal: new AbortController().signal };
+
+/** @internal the runner sets the request of the task it runs. */
+export function setCurrentRequest(info: RequestInfo | null): void {
+  if (info === null) {
+    current = null;
+    return;
+  }
+  const { maxRetries, defaultRetryDelay, ...fields } = info;
+  current = {
+    ...fields,
+    get signal(): AbortSignal {
+      return (currentTask() ?? NO_TASK).signal;
+    },
+    checkpoint(): void {
+      currentTask()?.checkpoint();
+    },
+    retry(options?: RetryOptions): never {
+      const limit = options?.maxRetries !== undefined ? options.maxRetries : maxRetries;
+      if (limit !== null && fields.retries >= limit) {
+        if (options?.exc !== undefined) throw options.exc;
+        throw new MaxRetriesExceededError(`Can't retry ${fields.task}[${fields.id}] args:${JSON.stringify(fields.args)} kwargs:${JSON.stringify(fields.kwargs)}`);
+      }
+      const eta = options?.eta === undefined || options.eta === null ? null : options.eta instanceof Date ? options.eta.getTime() : options.eta;
+      const countdown = eta === null ? (options?.countdown ?? defaultRetryDelay) : null;
+      const when = eta !== null ? `at ${new Date(eta).toISOString()}` : `in ${countdown}s`;
+      const exc = options?.exc;
+      const excText = exc instanceof Error ? `${exc.name}(${JSON.stringify(exc.message)})` : exc === undefined ? '' : String(exc);
+      throw new Retry(excText ? `Retry ${when}: ${excText}` : `Retry ${when}`, { countdown, eta, exc });
+    },
+  };
+}
+
+/** The request of the task running in this pool process (Celery's `self.request`). Throws outside a task. */
+export function currentRequest(): Request {
+  if (current === null) throw new Error('currentRequest() is only available inside a running Celery task');
+  return current;
+}
