@@ -1000,6 +1000,8 @@ export class Worker extends EventEmitter {
       await this.#restoreHeld((j) => j.state === 'scheduled' || j.state === 'reserved' || j.state === 'received');
       this.#reserved.length = 0;
       if (this.#active.size > 0) await new Promise<void>((r) => (this.#idle = r));
+      // A cold shutdown that began meanwhile closes everything itself.
+      if (this.#cold) return;
       await this.#close(false);
     })();
     return this.#stopping;

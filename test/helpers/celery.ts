@@ -9,6 +9,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 
 import { execa } from 'execa';
 import { Redis } from 'ioredis';
@@ -50,15 +51,15 @@ export interface RedisServer {
   restart(): Promise<void>;
 }
 
-/** Starts a private redis-server on a free port. */
-export async function startRedis(): Promise<RedisServer> {
+/** Starts a private redis-server on a free port; `persistent` keeps its data across kill()/restart() (an append-only file synced on every write). */
+export async function startRedis(options: { persistent?: boolean } = {}): Promise<RedisServer> {
   const probe = spawnSync('redis-server', ['--version'], { encoding: 'utf8' });
   if (probe.error) throw new Error(`redis-server is not installed (${probe.error.message}). On Debian, as root: ${CELERY_INSTALL_COMMAND}`);
   const dir = mkdtempSync(join(tmpdir(), 'billiard-ts-redis-'));
   const port = await freePort();
   let proc: ChildProcess;
   const launch = async (): Promise<void> => {
-    proc = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--dir', dir, '--save', '', '--appendonly', 'no', '--daemonize', 'no'], { stdio: 'ignore' });
+    proc = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--dir', dir, '--save', '', '--daemonize', 'no', ...(options.persistent ? ['--appendonly', 'yes', '--appendfsync', 'always'] : ['--appendonly', 'no'])], { stdio: 'ignore' });
     const deadline = Date.now() + 10000;
     for (;;) {
       const probeClient = new Redis({ port, host: '127.0.0.1', lazyConnect: true, retryStrategy: () => null, maxRetriesPerRequest: 0 });
@@ -164,4 +165,46 @@ export async function startPythonWorker(redis: RedisServer, options: { queues?: 
       clearTimeout(t);
     },
   };
+}
+
+export interface NodeWorkerProcess {
+  proc: ChildProcess;
+  log(): string;
+  /** Resolves with the exit code (or 128 + signal). */
+  exited: Promise<number>;
+}
+
+const CLI = new URL('../../src/celery/cli.ts', import.meta.url);
+const NODE_TASKS = new URL('../peers/celery/tasks.ts', import.meta.url);
+
+/** Starts `billiard-ts celery worker` (src/celery/cli.ts under tsx) as its own process group, and waits until it is ready. */
+export async function startNodeWorkerProcess(redis: RedisServer, args: string[] = []): Promise<NodeWorkerProcess> {
+  const tsx = fileURLToPath(new URL('../../node_modules/tsx/dist/cli.mjs', import.meta.url));
+  const proc = spawn(process.execPath, [tsx, fileURLToPath(CLI), 'celery', 'worker', '--app', fileURLToPath(NODE_TASKS), '--broker', redis.url(0), '--result-backend', redis.url(1), '-l', 'info', ...args], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+    detached: true,
+  });
+  let log = '';
+  proc.stdout?.on('data', (c: Buffer) => (log += c.toString()));
+  proc.stderr?.on('data', (c: Buffer) => (log += c.toString()));
+  const exited = new Promise<number>((r) => proc.once('exit', (code, signal) => r(code ?? 128 + (signal === 'SIGKILL' ? 9 : 15))));
+  const deadline = Date.now() + 60000;
+  while (!/ ready\. Tasks:/.test(log)) {
+    if (proc.exitCode !== null) throw new Error(`the Node Celery worker exited: ${log}`);
+    if (Date.now() > deadline) {
+      process.kill(-proc.pid!, 'SIGKILL');
+      throw new Error(`the Node Celery worker did not start: ${log}`);
+    }
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  return { proc, log: () => log, exited };
+}
+
+/** Waits until `check` is true (polling every 50 ms), failing after `seconds`. */
+export async function until(check: () => boolean | Promise<boolean>, seconds = 20, what = 'a condition'): Promise<void> {
+  const deadline = Date.now() + seconds * 1000;
+  while (!(await check())) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
 }

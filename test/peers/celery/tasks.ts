@@ -3,6 +3,7 @@
  * as compat/peers/celery/tasks.py (`tasks.add`, ...), served by the
  * billiard-ts worker.
  */
+import { appendFileSync } from 'node:fs';
 import { setTimeout as sleep } from 'node:timers/promises';
 
 import { PythonException } from '../../../src/pickle/exceptions.js';
@@ -103,3 +104,13 @@ export function unencodable(): Set<number> {
 export function echo(value: unknown): unknown {
   return value;
 }
+
+/** acksLate: sleeps, then appends a line to `path` (how many times it completed). */
+export const lateRecord = task(
+  async (path: string, seconds: number): Promise<string> => {
+    await sleep(seconds * 1000);
+    appendFileSync(path, `${currentRequest().id} ${process.pid}\n`);
+    return 'recorded';
+  },
+  { acksLate: true },
+);

@@ -1,0 +1,188 @@
+/**
+ * The Node Celery worker when things go wrong (issue 13; spec/celery.md
+ * §2.6–2.10, §5.8, §8 tests 17, 22–24): the whole worker SIGKILLed with an
+ * acks_late task, warm and cold shutdown of the command, the broker going
+ * away and coming back, and hostile list elements. Real redis-server, the
+ * real `billiard-ts celery worker` command, real Celery 5 clients.
+ */
+import { mkdtempSync, readFileSync, existsSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+
+import { afterEach, describe, expect, it } from 'vitest';
+
+import { Celery, Worker } from '../src/celery/index.js';
+import { pyJsonLoads } from '../src/celery/pyjson.js';
+import { pythonClient, startNodeWorkerProcess, startRedis, until, type NodeWorkerProcess, type RedisServer } from './helpers/celery.js';
+
+const TASKS = new URL('./peers/celery/tasks.ts', import.meta.url);
+
+let redis: RedisServer | null = null;
+let procs: NodeWorkerProcess[] = [];
+let closers: Array<() => Promise<void>> = [];
+
+afterEach(async () => {
+  for (const c of closers.reverse()) await c().catch(() => {});
+  for (const p of procs) {
+    try {
+      process.kill(-p.proc.pid!, 'SIGKILL');
+    } catch {
+      // already gone
+    }
+  }
+  await redis?.stop();
+  redis = null;
+  procs = [];
+  closers = [];
+});
+
+function client(r: RedisServer): Celery {
+  const c = new Celery({ broker: r.url(0), backend: r.url(1) });
+  closers.push(() => c.close());
+  return c;
+}
+
+function tmpFile(name: string): string {
+  return join(mkdtempSync(join(tmpdir(), 'billiard-ts-celery-')), name);
+}
+
+describe('the Node worker under faults', () => {
+  it('an acks_late task whose whole worker is SIGKILLed stays in unacked, is restored by the next worker past the visibility timeout, and completes once', async () => {
+    redis = await startRedis();
+    const a = await startNodeWorkerProcess(redis, ['-c', '1', '--visibility-timeout', '2']);
+    procs.push(a);
+    const c = client(redis);
+    const record = tmpFile('runs');
+    const r = await c.sendTask('tasks.lateRecord', [record, 3]);
+    await until(() => /Task tasks\.lateRecord\[[^\]]+\] received/.test(a.log()), 20, 'the first worker to receive the task');
+    process.kill(-a.proc.pid!, 'SIGKILL');
+    await a.exited;
+    expect(await redis.client.hlen('unacked')).toBe(1);
+    expect(existsSync(record)).toBe(false);
+    await new Promise((res) => setTimeout(res, 2500));
+    const b = await startNodeWorkerProcess(redis, ['-c', '1', '--visibility-timeout', '2']);
+    procs.push(b);
+    expect(await r.get(30)).toBe('recorded');
+    expect(readFileSync(record, 'utf8').trim().split('\n')).toHaveLength(1);
+    expect(b.log()).toMatch(/Restored 1 unacknowledged message/);
+    await until(async () => (await redis!.client.hlen('unacked')) === 0, 10, 'the ack');
+  });
+
+  it('SIGTERM is a warm shutdown: the running task finishes, the prefetched ones go back to the front of the queue marked redelivered', async () => {
+    redis = await startRedis();
+    const w = await startNodeWorkerProcess(redis, ['-c', '1', '--prefetch-multiplier', '4']);
+    procs.push(w);
+    const c = client(redis);
+    const running = await c.sendTask('tasks.sleeper', [2]);
+    await until(() => /Task tasks\.sleeper\[[^\]]+\] received/.test(w.log()), 20, 'the sleeper to arrive');
+    const queued = [];
+    for (let i = 0; i < 3; i++) queued.push(await c.sendTask('tasks.add', [i, 100]));
+    await until(() => (w.log().match(/Task tasks\.add\[[^\]]+\] received/g) ?? []).length === 3, 20, 'the adds to be prefetched');
+    process.kill(w.proc.pid!, 'SIGTERM');
+    expect(await w.exited).toBe(0);
+    expect(await running.get(5)).toBe(2);
+    const restored = (await redis.client.lrange('celery', 0, -1)).map((t) => pyJsonLoads(t) as { headers: { id: string; redelivered?: boolean }; properties: { delivery_info: { redelivered?: boolean } } });
+    // RPUSHed in delivery order: the next BRPOP (from the right) takes the last one first.
+    expect(restored.map((m) => m.headers.id)).toEqual(queued.map((q) => q.id));
+    for (const m of restored) {
+      expect(m.headers.redelivered).toBe(true);
+      expect(m.properties.delivery_info.redelivered).toBe(true);
+    }
+    expect(await redis.client.hlen('unacked')).toBe(0);
+    expect(w.log()).toMatch(/Restoring 3 unacknowledged message/);
+  });
+
+  it('a second SIGTERM is a cold shutdown: acks_late running and reserved messages are restored, an early-ack running one is lost', async () => {
+    redis = await startRedis();
+    const w = await startNodeWorkerProcess(redis, ['-c', '2', '--prefetch-multiplier', '2']);
+    procs.push(w);
+    const c = client(redis);
+    const record = tmpFile('runs');
+    const late = await c.sendTask('tasks.lateRecord', [record, 30]);
+    const early = await c.sendTask('tasks.sleeper', [30]);
+    await until(() => (w.log().match(/received/g) ?? []).length === 2, 20, 'both tasks to arrive');
+    const reserved = await c.sendTask('tasks.add', [1, 2]);
+    await until(() => (w.log().match(/received/g) ?? []).length === 3, 20, 'the third task to arrive');
+    process.kill(w.proc.pid!, 'SIGTERM');
+    await until(() => /warm shutdown/.test(w.log()), 10, 'the warm shutdown');
+    process.kill(w.proc.pid!, 'SIGTERM');
+    await w.exited;
+    const ids = (await redis.client.lrange('celery', 0, -1)).map((t) => (pyJsonLoads(t) as { headers: { id: string } }).headers.id);
+    expect(ids.sort()).toEqual([late.id, reserved.id].sort());
+    expect(await early.state()).toBe('PENDING');
+    expect(await redis.client.hlen('unacked')).toBe(0);
+  });
+
+  it('the broker going away and coming back: the running acks_late task is stored and acknowledged, and consuming goes on', async () => {
+    redis = await startRedis({ persistent: true });
+    const logs: string[] = [];
+    const w = new Worker({ app: TASKS, broker: redis.url(0), resultBackend: redis.url(1), concurrency: 1, log: (_l, m) => logs.push(m) });
+    await w.start();
+    closers.push(() => w.shutdown());
+    const c = client(redis);
+    const record = tmpFile('runs');
+    const r = await c.sendTask('tasks.lateRecord', [record, 1]);
+    await until(() => logs.some((l) => /lateRecord.*received/.test(l)), 20, 'the task to arrive');
+    // The task ends, and its result and ack are due, while the broker is away.
+    await redis.kill();
+    await new Promise((res) => setTimeout(res, 3000));
+    await redis.restart();
+    expect(await r.get(20)).toBe('recorded');
+    await until(async () => (await redis!.client.hlen('unacked')) === 0, 20, 'the ack after the broker came back');
+    const after = await c.sendTask('tasks.add', [40, 2]);
+    expect(await after.get(20)).toBe(42);
+    expect(readFileSync(record, 'utf8').trim().split('\n')).toHaveLength(1);
+  });
+
+  it('hostile list elements are logged and removed, the worker goes on (where Celery 5.2 crashes on three of them)', async () => {
+    redis = await startRedis();
+    const logs: string[] = [];
+    const rejected: string[] = [];
+    const w = new Worker({ app: TASKS, broker: redis.url(0), resultBackend: redis.url(1), concurrency: 1, deadLetterQueue: 'dead', log: (level, m) => logs.push(`${level} ${m}`) });
+    w.on('rejected', (e: { reason: string }) => rejected.push(e.reason));
+    await w.start();
+    closers.push(() => w.shutdown());
+    const b64 = (s: string): string => Buffer.from(s).toString('base64');
+    const props = (tag: string): string => `{"delivery_info": {"exchange": "", "routing_key": "celery"}, "priority": 0, "body_encoding": "base64", "delivery_tag": "${tag}"}`;
+    const env = (body: string, headers: string, tag: string, type = 'application/json'): string =>
+      `{"body": "${b64(body)}", "content-encoding": "utf-8", "content-type": "${type}", "headers": ${headers}, "properties": ${props(tag)}}`;
+    const poison = [
+      'garbage not json at all',
+      `{"body": "${b64('[[1, 2], {}, {}]')}", "content-encoding": "utf-8", "content-type": "application/json", "headers": {"task": "tasks.add", "id": "p2"}, "properties": {"body_encoding": "base64", "delivery_tag": "t2"}}`,
+      env('[[5, 6], {}]', '{"task": "tasks.add", "id": "p3"}', 't3'),
+      env('not json', '{"task": "tasks.add", "id": "p4"}', 't4'),
+      env('--- [1, 2]', '{"task": "tasks.add", "id": "p5"}', 't5', 'application/x-yaml'),
+      env('[[1, 2], {}, {}]', '{}', 't6'),
+      '\xff\xfe not utf-8',
+    ];
+    for (const p of poison) await redis.client.lpush('celery', Buffer.from(p, 'latin1'));
+    const [ok] = await pythonClient(redis, [{ task: 'tasks.add', args: [2, 3] }]);
+    expect(ok).toMatchObject({ ok: 5 });
+    expect(rejected).toHaveLength(poison.length);
+    expect(rejected.join('\n')).toMatch(/not JSON/);
+    expect(rejected.join('\n')).toMatch(/delivery_info/);
+    expect(rejected.join('\n')).toMatch(/not \[args, kwargs, embed\]/);
+    expect(rejected.join('\n')).toMatch(/Can't decode message body/);
+    expect(rejected.join('\n')).toMatch(/Refusing to deserialize untrusted content of type application\/x-yaml/);
+    expect(rejected.join('\n')).toMatch(/unknown message/);
+    expect(rejected.join('\n')).toMatch(/not UTF-8/);
+    expect(await redis.client.hlen('unacked')).toBe(0);
+    expect(await redis.client.llen('celery')).toBe(0);
+    // The three that cannot even be recorded (not JSON, no delivery_info, not UTF-8) keep their bytes in the dead-letter list.
+    expect(await redis.client.llen('dead')).toBe(3);
+    // Those with an id get a FAILURE their senders can read.
+    const p3 = JSON.parse((await redis.client.select(1).then(() => redis!.client.get('celery-task-meta-p3')))!);
+    await redis.client.select(0);
+    expect(p3).toMatchObject({ status: 'FAILURE', result: { exc_type: 'DecodeError', exc_module: 'kombu.exceptions' } });
+  });
+
+  it('a result JSON cannot carry is a FAILURE with the reason', async () => {
+    redis = await startRedis();
+    const w = new Worker({ app: TASKS, broker: redis.url(0), resultBackend: redis.url(1), concurrency: 1, log: () => {} });
+    await w.start();
+    closers.push(() => w.shutdown());
+    const c = client(redis);
+    const r = await c.sendTask('tasks.unencodable');
+    await expect(r.get(20)).rejects.toMatchObject({ pyModule: 'kombu.exceptions', pyName: 'EncodeError', args: ['Object of type Set is not JSON serializable'] });
+  });
+});
