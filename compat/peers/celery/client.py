@@ -7,6 +7,8 @@ prints one JSON line per operation. Operations:
     {"task": "tasks.add", "args": [2, 3], "kwargs": {}, "options": {...}, "timeout": 10}
         send_task(...).get(timeout): {"ok": value, "state": ..., "id": ...}
         or {"error": {"module", "name", "args", "traceback", "builtin"}, ...}
+    {"send": "tasks.add", "args": [2, 3], "options": {...}}
+        send_task only: {"id": ...}
     {"chain": [["tasks.add", [1, 2], {"queue": "node"}], ["tasks.mul", [10], {}]], "timeout": 10}
     {"evil": "/path/of/a/file/the/pickle/would/create", "timeout": 10}
         add.apply_async((Evil(), 1), serializer='pickle') where Evil reduces to os.system
@@ -56,6 +58,10 @@ def run(op):
         options = dict(op.get('options', {}))
         r = app.send_task(op['task'], args=op.get('args', []), kwargs=op.get('kwargs', {}), **options)
         return wait(r, timeout)
+    if 'send' in op:
+        # A tuple, as add.delay(2, 3) gives (argsrepr "(2, 3)", a pickled tuple).
+        r = app.send_task(op['send'], args=tuple(op.get('args', [])), kwargs=op.get('kwargs', {}), **dict(op.get('options', {})))
+        return {'id': r.id}
     if 'chain' in op:
         steps = [signature(name, args=args, options=opts, app=app) for name, args, opts in op['chain']]
         c = steps[0]
