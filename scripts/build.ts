@@ -24,7 +24,7 @@ const DIST = join(ROOT, 'dist');
 rmSync(DIST, { recursive: true, force: true });
 await build({
   absWorkingDir: ROOT,
-  entryPoints: { index: 'src/index.ts', 'pickle/index': 'src/pickle/index.ts', 'process/child': 'src/process/child.ts', 'pool/worker': 'src/pool/worker.ts', 'celery/index': 'src/celery/index.ts', 'celery/cli': 'src/celery/cli.ts' },
+  entryPoints: { index: 'src/index.ts', 'pickle/index': 'src/pickle/index.ts', 'process/child': 'src/process/child.ts', 'pool/worker': 'src/pool/worker.ts', 'celery/index': 'src/celery/index.ts', 'celery/cli': 'src/celery/cli.ts', 'celery/runner': 'src/celery/runner.ts' },
   // npm dependencies (ioredis, for billiard-ts/celery) stay imports.
   packages: 'external',
   outdir: 'dist',

@@ -6,12 +6,14 @@
  * the target knows the child's name), and the `./pickle` entry uses nothing
  * of Node.
  */
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 import { beforeAll, expect, test } from 'vitest';
+
+import { pythonClient, startRedis, until } from './helpers/celery.js';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 const DIST = join(ROOT, 'dist');
@@ -95,3 +97,25 @@ test('internals stay out of the public surface: not exported, not in the type de
   }
   expect(problems).toEqual([]);
 });
+
+test('the billiard-ts command on dist/ (package.json bin, plain node) runs a Celery worker whose .mjs tasks a real Celery client calls', async () => {
+  const pkg = JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { bin: Record<string, string> };
+  const bin = join(ROOT, pkg.bin['billiard-ts']!);
+  expect(readFileSync(bin, 'utf8').startsWith('#!/usr/bin/env node')).toBe(true);
+  const redis = await startRedis();
+  const worker = spawn(process.execPath, [bin, 'celery', 'worker', '--app', 'test/fixtures/celery-dist-app.mjs', '--app-name', 'tasks', '--broker', redis.url(0), '-c', '1'], { cwd: ROOT, stdio: ['ignore', 'ignore', 'pipe'] });
+  let log = '';
+  worker.stderr.on('data', (c: Buffer) => (log += c.toString()));
+  const exited = new Promise<number | null>((r) => worker.once('exit', (code) => r(code)));
+  try {
+    await until(() => / ready\. Tasks: tasks\.add/.test(log), 30, `the worker to start: ${log}`);
+    const [r] = await pythonClient(redis, [{ task: 'tasks.add', args: [2, 3] }], { CELERY_BACKEND: redis.url(0) });
+    expect(r).toMatchObject({ ok: 5, state: 'SUCCESS' });
+    expect(log).not.toMatch(/tsx/);
+    worker.kill('SIGTERM');
+    expect(await exited).toBe(0);
+  } finally {
+    worker.kill('SIGKILL');
+    await redis.stop();
+  }
+}, 60_000);
