@@ -74,7 +74,8 @@ describe('the Node worker under faults', () => {
     procs.push(w);
     const c = client(redis);
     const running = await c.sendTask('tasks.sleeper', [2]);
-    await until(() => /Task tasks\.sleeper\[[^\]]+\] received/.test(w.log()), 20, 'the sleeper to arrive');
+    // Running, as `inspect active` says (a job handed to a pool process that has not started it goes back too).
+    await until(async () => JSON.stringify(await c.broadcast('active', { timeout: 0.3 })).includes(running.id), 20, 'the sleeper to start');
     const queued = [];
     for (let i = 0; i < 3; i++) queued.push(await c.sendTask('tasks.add', [i, 100]));
     await until(() => (w.log().match(/Task tasks\.add\[[^\]]+\] received/g) ?? []).length === 3, 20, 'the adds to be prefetched');
@@ -90,6 +91,8 @@ describe('the Node worker under faults', () => {
     }
     expect(await redis.client.hlen('unacked')).toBe(0);
     expect(w.log()).toMatch(/Restoring 3 unacknowledged message/);
+    // Put back, not run (they waited in the pool behind the sleeper).
+    for (const q of queued) expect(await q.state()).toBe('PENDING');
   });
 
   it('a second SIGTERM is a cold shutdown: acks_late running and reserved messages are restored, an early-ack running one is lost', async () => {
@@ -174,6 +177,28 @@ describe('the Node worker under faults', () => {
     const p3 = JSON.parse((await redis.client.select(1).then(() => redis!.client.get('celery-task-meta-p3')))!);
     await redis.client.select(0);
     expect(p3).toMatchObject({ status: 'FAILURE', result: { exc_type: 'DecodeError', exc_module: 'kombu.exceptions' } });
+  });
+
+  it('a task waiting for a pool process is dropped when it expires or is revoked (REVOKED expired / revoked); the next one runs', async () => {
+    redis = await startRedis();
+    const w = new Worker({ app: TASKS, broker: redis.url(0), resultBackend: redis.url(1), concurrency: 1, log: () => {} });
+    await w.start();
+    closers.push(() => w.shutdown());
+    const c = client(redis);
+    const busy = await c.sendTask('tasks.sleeper', [2]);
+    await until(async () => JSON.stringify(await c.broadcast('active', { timeout: 0.3 })).includes(busy.id), 20, 'the sleeper to start');
+    const expiring = await c.sendTask('tasks.add', [1, 1], {}, { expires: 0.5 });
+    const revoked = await c.sendTask('tasks.add', [2, 2]);
+    const kept = await c.sendTask('tasks.add', [3, 3]);
+    await until(async () => JSON.stringify(await c.broadcast('reserved', { timeout: 0.3 })).includes(kept.id), 20, 'the three to be reserved');
+    await c.revoke(revoked.id);
+    await expect(expiring.get(20)).rejects.toMatchObject({ pyModule: 'celery.exceptions', pyName: 'TaskRevokedError', args: ['expired'] });
+    await expect(revoked.get(20)).rejects.toMatchObject({ pyName: 'TaskRevokedError', args: ['revoked'] });
+    expect(await busy.get(20)).toBe(2);
+    expect(await kept.get(20)).toBe(6);
+    expect(await redis.client.hlen('unacked')).toBe(0);
+    const revokedList = (await c.broadcast('revoked', { timeout: 0.5 }))[0]![w.hostname] as string[];
+    expect(revokedList.sort()).toEqual([expiring.id, revoked.id].sort());
   });
 
   it('a result JSON cannot carry is a FAILURE with the reason', async () => {

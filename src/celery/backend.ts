@@ -93,6 +93,22 @@ function pickledException(rec: ExceptionRecord): PythonException {
   return new PythonException(`${rec.excModule}.${rec.excType}`, rec.excMessage);
 }
 
+/**
+ * Celery's store (3.2) in one atomic step: GET, and unless the old record is
+ * a SUCCESS, SETEX (SET when ARGV[2] is 0) and PUBLISH on the key's channel.
+ * KEYS[1] the key; ARGV[1] the JSON record. Returns 0 when a SUCCESS was there.
+ */
+const STORE_JSON = `
+local old = redis.call('GET', KEYS[1])
+if old then
+  local ok, v = pcall(cjson.decode, old)
+  if ok and type(v) == 'table' and v.status == 'SUCCESS' then return 0 end
+end
+if tonumber(ARGV[2]) > 0 then redis.call('SETEX', KEYS[1], ARGV[2], ARGV[1]) else redis.call('SET', KEYS[1], ARGV[1]) end
+redis.call('PUBLISH', KEYS[1], ARGV[1])
+return 1
+`;
+
 export class RedisBackend {
   readonly url: string;
   readonly resultExpires: number | null;
@@ -106,8 +122,9 @@ export class RedisBackend {
     const ttl = options?.resultExpires === undefined ? 86400 : options.resultExpires;
     this.resultExpires = ttl === null || ttl === 0 ? null : ttl;
     this.serializer = options?.serializer ?? 'json';
-    this.client = connect(url);
+    this.client = connect(url, { enableAutoPipelining: true });
     this.client.on('error', () => {});
+    this.client.defineCommand('storeJson', { lua: STORE_JSON, numberOfKeys: 1 });
   }
 
   key(taskId: string): string {
@@ -149,6 +166,10 @@ export class RedisBackend {
     const key = this.key(meta.taskId);
     const value = this.encode(meta);
     if (value.length > MAX_RESULT_BYTES) throw new RangeError(`the result of task ${meta.taskId} is ${value.length} bytes, over Redis's ${MAX_RESULT_BYTES}`);
+    if (this.serializer === 'json') {
+      const cmd = this.client as unknown as { storeJson(key: string, value: Buffer, ttl: number): Promise<number> };
+      return (await cmd.storeJson(key, value, this.resultExpires === null ? 0 : Math.round(this.resultExpires))) === 1;
+    }
     const old = await this.client.getBuffer(key);
     if (old !== null) {
       try {

@@ -7,7 +7,7 @@
  */
 import { SoftTimeLimitExceeded } from '../process/errors.js';
 import { exceptionRecord } from './backend.js';
-import { Ignore, Reject, Retry, setCurrentRequest, type RequestInfo } from './task.js';
+import { Ignore, Reject, Retry, setCurrentRequest, type PackedRequest } from './task.js';
 
 /** What a job reports. */
 export type Outcome =
@@ -17,7 +17,13 @@ export type Outcome =
   | { s: 'reject'; requeue: boolean; msg: string }
   | { s: 'ignore' };
 
-const modules = new Map<string, Promise<Record<string, unknown>>>();
+let app: Promise<Record<string, unknown>> | null = null;
+
+/** The pool's initializer: imports the app module once in this pool process. */
+export async function initApp(url: string): Promise<void> {
+  app = import(url) as Promise<Record<string, unknown>>;
+  await app;
+}
 
 function traceOf(err: unknown): string | null {
   if (err instanceof Error && typeof err.stack === 'string') return err.stack;
@@ -33,18 +39,14 @@ function failure(err: unknown): Outcome {
 }
 
 /**
- * Runs task `exportName` of the module at `url` with `args` (and `kwargs`,
- * given as a last argument when there are any) under `request`.
+ * Runs task `exportName` of the app module with `args` (and `kwargs`, given
+ * as a last argument when there are any) under `request`.
  */
-export async function runTask(url: string, exportName: string, args: unknown[], kwargs: Record<string, unknown>, request: RequestInfo): Promise<Outcome> {
-  let mod = modules.get(url);
-  if (mod === undefined) {
-    mod = import(url) as Promise<Record<string, unknown>>;
-    modules.set(url, mod);
-  }
-  const fn = (await mod)[exportName];
-  if (typeof fn !== 'function') return { s: 'fail', m: 'celery.exceptions', t: 'NotRegistered', a: [request.task], tb: null };
-  setCurrentRequest(request);
+export async function runTask(exportName: string, args: unknown[], kwargs: Record<string, unknown>, request: PackedRequest): Promise<Outcome> {
+  if (app === null) throw new Error('runTask: the pool process has no app (its initializer is initApp)');
+  const fn = (await app)[exportName];
+  if (typeof fn !== 'function') return { s: 'fail', m: 'celery.exceptions', t: 'NotRegistered', a: [request[1]], tb: null };
+  setCurrentRequest(request, args, kwargs);
   try {
     const callArgs = Object.keys(kwargs).length > 0 ? [...args, kwargs] : args;
     const value: unknown = await (fn as (...a: unknown[]) => unknown)(...callArgs);

@@ -144,17 +144,81 @@ export interface Request {
 /** The parts of a request that travel to the pool process. */
 export type RequestInfo = Omit<Request, 'signal' | 'checkpoint' | 'retry'> & { maxRetries: number | null; defaultRetryDelay: number };
 
+/**
+ * A request as it travels to the pool process: its values in a fixed order,
+ * without the names (less to pickle per task); unpacked on first use.
+ */
+export type PackedRequest = [
+  id: string,
+  task: string,
+  retries: number,
+  rootId: string | null,
+  parentId: string | null,
+  groupId: string | null,
+  groupIndex: number | null,
+  eta: string | null,
+  expires: string | null,
+  hostname: string,
+  correlationId: string,
+  replyTo: string | null,
+  origin: string | null,
+  redelivered: boolean,
+  exchange: string,
+  routingKey: string,
+  priority: number,
+  deliveryRedelivered: boolean | null,
+  hard: number | null,
+  soft: number | null,
+  maxRetries: number | null,
+  defaultRetryDelay: number,
+];
+
+/** @internal */
+export function packRequest(r: RequestInfo): PackedRequest {
+  const d = r.deliveryInfo;
+  return [r.id, r.task, r.retries, r.rootId, r.parentId, r.groupId, r.groupIndex, r.eta, r.expires, r.hostname, r.correlationId, r.replyTo, r.origin, r.redelivered, d.exchange, d.routingKey, d.priority, d.redelivered, r.timelimit[0], r.timelimit[1], r.maxRetries, r.defaultRetryDelay];
+}
+
+function unpack(p: PackedRequest, args: unknown[], kwargs: Record<string, unknown>): RequestInfo {
+  return {
+    id: p[0],
+    task: p[1],
+    args,
+    kwargs,
+    retries: p[2],
+    rootId: p[3],
+    parentId: p[4],
+    groupId: p[5],
+    groupIndex: p[6],
+    eta: p[7],
+    expires: p[8],
+    hostname: p[9],
+    correlationId: p[10],
+    replyTo: p[11],
+    origin: p[12],
+    redelivered: p[13],
+    isEager: false,
+    calledDirectly: false,
+    deliveryInfo: { exchange: p[14], routingKey: p[15], priority: p[16], redelivered: p[17] },
+    timelimit: [p[18], p[19]],
+    maxRetries: p[20],
+    defaultRetryDelay: p[21],
+  };
+}
+
 let current: Request | null = null;
+let pending: [PackedRequest, unknown[], Record<string, unknown>] | null = null;
 const NO_TASK = { signal: new AbortController().signal };
 
-/** @internal the runner sets the request of the task it runs. */
-export function setCurrentRequest(info: RequestInfo | null): void {
-  if (info === null) {
-    current = null;
-    return;
-  }
+/** @internal the runner sets the request of the task it runs (unpacked only if the task asks for it). */
+export function setCurrentRequest(packed: PackedRequest | null, args?: unknown[], kwargs?: Record<string, unknown>): void {
+  current = null;
+  pending = packed === null ? null : [packed, args ?? [], kwargs ?? {}];
+}
+
+function makeRequest(info: RequestInfo): Request {
   const { maxRetries, defaultRetryDelay, ...fields } = info;
-  current = {
+  return {
     ...fields,
     get signal(): AbortSignal {
       return (currentTask() ?? NO_TASK).signal;
@@ -180,6 +244,9 @@ export function setCurrentRequest(info: RequestInfo | null): void {
 
 /** The request of the task running in this pool process (Celery's `self.request`). Throws outside a task. */
 export function currentRequest(): Request {
-  if (current === null) throw new Error('currentRequest() is only available inside a running Celery task');
+  if (current === null) {
+    if (pending === null) throw new Error('currentRequest() is only available inside a running Celery task');
+    current = makeRequest(unpack(...pending));
+  }
   return current;
 }

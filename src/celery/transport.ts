@@ -43,10 +43,66 @@ export interface TransportOptions {
 export interface Delivery {
   queue: string;
   raw: Buffer;
+  /** Set when the message was already recorded in `unacked` under this tag (see {@link RedisTransport.popMany}). */
+  recordedTag?: string | null;
 }
 
 /** The compare-and-delete that releases the sweep's lock (kombu's, by effect). */
 const RELEASE_LOCK = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) else return 0 end";
+
+/**
+ * Takes up to ARGV[1] messages at once, in BRPOP's order (step-major, the
+ * queues rotated round robin after each message), and records each in
+ * `unacked`/`unacked_index` in the same atomic step, so that none is ever
+ * popped without being recorded. KEYS: unacked, unacked_index, then each
+ * queue's step lists (queue-major). ARGV: count, steps, queues. Returns a
+ * flat list of (queue number, delivery tag or '' when it could not be
+ * recorded, raw bytes).
+ */
+const POP_BATCH = `
+local count, nsteps, nqueues = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
+local order = {}
+for i = 1, nqueues do order[i] = i end
+local t = redis.call('TIME')
+local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+local out = {}
+for n = 1, count do
+  local got, at = nil, nil
+  for s = 1, nsteps do
+    for oi = 1, nqueues do
+      local v = redis.call('RPOP', KEYS[2 + (order[oi] - 1) * nsteps + s])
+      if v then got = v; at = oi; break end
+    end
+    if got then break end
+  end
+  if not got then break end
+  local q = order[at]
+  table.remove(order, at)
+  table.insert(order, q)
+  local tag = ''
+  local ok, env = pcall(cjson.decode, got)
+  if ok and type(env) == 'table' and type(env.properties) == 'table' then
+    local p = env.properties
+    local di = p.delivery_info
+    if type(p.delivery_tag) == 'string' and p.delivery_tag ~= '' and type(di) == 'table' and type(di.exchange) == 'string' and type(di.routing_key) == 'string' then
+      redis.call('ZADD', KEYS[2], now, p.delivery_tag)
+      redis.call('HSET', KEYS[1], p.delivery_tag, '[' .. got .. ', ' .. cjson.encode(di.exchange) .. ', ' .. cjson.encode(di.routing_key) .. ']')
+      tag = p.delivery_tag
+    end
+  end
+  out[#out + 1] = q
+  out[#out + 1] = tag
+  out[#out + 1] = got
+end
+return out
+`;
+
+/** Acknowledges the tags in ARGV: out of `unacked` (KEYS[1]) and `unacked_index` (KEYS[2]) in one atomic step. */
+const ACK_MANY = `
+redis.call('ZREM', KEYS[2], unpack(ARGV))
+redis.call('HDEL', KEYS[1], unpack(ARGV))
+return #ARGV
+`;
 
 /** The DB number of a redis:// URL (its path), for the fanout prefix. */
 export function urlDb(url: string): number {
@@ -102,11 +158,15 @@ export class RedisTransport {
     this.fanoutPrefix = options?.fanoutPrefix === false ? '' : `/${this.db}.`;
     this.fanoutPatterns = options?.fanoutPatterns ?? true;
     this.roundRobin = (options?.queueOrderStrategy ?? 'round_robin') === 'round_robin';
-    this.commands = this.#connection();
+    // Commands issued in one tick of the event loop go out in one write.
+    this.commands = this.#connection({ enableAutoPipelining: true });
+    // ioredis sends it with EVALSHA, loading it on NOSCRIPT.
+    this.commands.defineCommand('popBatch', { lua: POP_BATCH });
+    this.commands.defineCommand('ackMany', { lua: ACK_MANY, numberOfKeys: 2 });
   }
 
-  #connection(): Redis {
-    const r = connect(this.url, this.keyprefix ? { keyPrefix: this.keyprefix } : undefined);
+  #connection(extra?: RedisOptions): Redis {
+    const r = connect(this.url, { ...(this.keyprefix ? { keyPrefix: this.keyprefix } : {}), ...extra });
     // ioredis reconnects by itself; an 'error' listener keeps a lost broker from crashing the process.
     r.on('error', () => {});
     return r;
@@ -214,15 +274,69 @@ export class RedisTransport {
     return { queue, raw: r[1] };
   }
 
+  /**
+   * Takes up to `count` waiting messages without blocking, recorded as
+   * delivered in the same atomic step (an empty list when none waits).
+   * Same order and round robin as {@link pop}.
+   */
+  async popMany(queues: string[], count: number): Promise<Delivery[]> {
+    const keys = [this.unackedKey, this.unackedIndexKey];
+    for (const q of queues) for (const step of this.steps) keys.push(this.stepKey(q, step));
+    const cmd = this.commands as unknown as { popBatchBuffer(n: number, ...args: Array<string | number>): Promise<Array<Buffer | number>> };
+    const flat = await cmd.popBatchBuffer(keys.length, ...keys, count, this.steps.length, queues.length);
+    const out: Delivery[] = [];
+    const order = [...queues];
+    for (let i = 0; i + 2 < flat.length; i += 3) {
+      const queue = queues[(flat[i] as number) - 1] as string;
+      const tag = (flat[i + 1] as Buffer).toString();
+      out.push({ queue, raw: flat[i + 2] as Buffer, recordedTag: tag === '' ? null : tag });
+      if (this.roundRobin) {
+        order.splice(order.indexOf(queue), 1);
+        order.push(queue);
+      }
+    }
+    if (this.roundRobin && out.length > 0) queues.splice(0, queues.length, ...order);
+    return out;
+  }
+
   /** Records a delivery before anything else is done with it (R-10). `envelopeText` is the envelope's JSON. */
   async recordDelivery(tag: string, envelopeText: string, exchange: string, routingKey: string): Promise<void> {
     const value = `[${envelopeText}, ${pyJsonDumps(exchange)}, ${pyJsonDumps(routingKey)}]`;
     await this.commands.multi().zadd(this.unackedIndexKey, Date.now() / 1000, tag).hset(this.unackedKey, tag, value).exec();
   }
 
-  /** Acknowledges (R-11): the message leaves `unacked`. */
-  async ack(tag: string): Promise<void> {
-    await this.commands.multi().zrem(this.unackedIndexKey, tag).hdel(this.unackedKey, tag).exec();
+  #acks: Array<{ tag: string; done: () => void; failed: (e: unknown) => void }> = [];
+  #ackScheduled = false;
+
+  /**
+   * Acknowledges (R-11): the message leaves `unacked` and `unacked_index`
+   * atomically. The acknowledgements of one turn of the event loop go in one
+   * script call (what MULTI/ZREM/HDEL/EXEC does for one, for all of them).
+   */
+  ack(tag: string): Promise<void> {
+    return new Promise((done, failed) => {
+      this.#acks.push({ tag, done, failed });
+      if (!this.#ackScheduled) {
+        this.#ackScheduled = true;
+        setImmediate(() => this.#flushAcks());
+      }
+    });
+  }
+
+  #flushAcks(): void {
+    this.#ackScheduled = false;
+    while (this.#acks.length > 0) {
+      const batch = this.#acks.splice(0, 1000);
+      const cmd = this.commands as unknown as { ackMany(k1: string, k2: string, ...tags: string[]): Promise<number> };
+      cmd.ackMany(this.unackedKey, this.unackedIndexKey, ...batch.map((a) => a.tag)).then(
+        () => {
+          for (const a of batch) a.done();
+        },
+        (e: unknown) => {
+          for (const a of batch) a.failed(e);
+        },
+      );
+    }
   }
 
   get #txConnection(): Redis {

@@ -32,9 +32,9 @@ import {
   type Signature,
 } from './message.js';
 import { pyRepr } from './repr.js';
-import { runTask, type Outcome } from './runner.js';
-import { taskOptions, type RequestInfo, type TaskOptions } from './task.js';
-import { RedisTransport, type TransportOptions } from './transport.js';
+import { initApp, runTask, type Outcome } from './runner.js';
+import { packRequest, taskOptions, type RequestInfo, type TaskOptions } from './task.js';
+import { RedisTransport, type Delivery, type TransportOptions } from './transport.js';
 
 export type LogLevel = 'debug' | 'info' | 'warning' | 'error' | 'critical';
 const LEVELS: Record<LogLevel, number> = { debug: 10, info: 20, warning: 30, error: 40, critical: 50 };
@@ -122,6 +122,18 @@ interface Job {
   workerPid: number | null;
   result: ApplyResult<Outcome> | null;
   terminated: boolean;
+  /** Aborts the pool part while it waits for a pool process (a revoke, the expiry). */
+  controller: AbortController | null;
+  expiryTimer: NodeJS.Timeout | null;
+}
+
+/** Why a job handed to the pool but not started yet was dropped there. */
+class Discarded extends Error {
+  readonly kind: 'revoked' | 'expired' | 'shutdown';
+  constructor(kind: 'revoked' | 'expired' | 'shutdown') {
+    super(kind);
+    this.kind = kind;
+  }
 }
 
 const REVOKED_MAX = 50000;
@@ -197,6 +209,9 @@ export class Worker extends EventEmitter {
   #stopping: Promise<void> | null = null;
   #idle: (() => void) | null = null;
   #cold = false;
+  #inflight = new Set<Promise<void>>();
+  /** Jobs whose pool part is over and whose result is being stored. */
+  #finishing = 0;
 
   constructor(options: WorkerOptions) {
     super();
@@ -260,6 +275,11 @@ export class Worker extends EventEmitter {
       maxMemoryPerChild: this.options.maxMemoryPerChild ?? null,
       enableTimeouts: true,
       prefetch: 1,
+      // A job a pool process has been handed but not started when it is
+      // revoked, expires or is put back at shutdown is skipped at its start.
+      synack: true,
+      initializer: initApp,
+      initargs: [this.#appUrl],
       context: this.options.context ?? null,
     });
     for (const q of this.queues) await this.transport.declareQueue(q);
@@ -300,31 +320,52 @@ export class Worker extends EventEmitter {
     return n;
   }
 
-  #canConsume(): boolean {
-    return this.#prefetch === 0 || this.#unacked() < this.#prefetch + this.#etaCount;
-  }
-
   #poke(): void {
     const w = this.#wake;
     this.#wake = null;
     w?.();
-    if (this.#idle !== null && this.#active.size === 0) {
+    if (this.#idle !== null && this.#active.size === 0 && this.#finishing === 0) {
       const idle = this.#idle;
       this.#idle = null;
       idle();
     }
   }
 
+  /** Deliveries the prefetch limit still allows (Infinity without a limit). */
+  #room(): number {
+    if (this.#prefetch === 0) return Infinity;
+    return this.#prefetch + this.#etaCount - this.#unacked() - this.#inflight.size;
+  }
+
+  #handle(d: Delivery): void {
+    // The next pop need not wait for this delivery's handling; it counts
+    // against prefetch meanwhile.
+    const handled: Promise<void> = this.#onDelivery(d)
+      .catch((e: unknown) => this.#emitLog('critical', `error while handling a message (the worker goes on): ${(e as Error).stack ?? String(e)}`))
+      .finally(() => {
+        this.#inflight.delete(handled);
+        this.#poke();
+      });
+    this.#inflight.add(handled);
+  }
+
   async #consume(): Promise<void> {
     let backoff = 0;
     while (this.#consuming) {
-      if (!this.#canConsume()) {
+      const room = this.#room();
+      if (room <= 0) {
         await new Promise<void>((r) => (this.#wake = r));
         continue;
       }
-      let d;
+      let batch: Delivery[];
       try {
-        d = await this.transport.pop(this.queues);
+        // Whatever waits is taken at once (and recorded in the same step);
+        // only an empty queue is waited on with BRPOP.
+        batch = await this.transport.popMany(this.queues, Math.min(room, 100));
+        if (batch.length === 0) {
+          const d = await this.transport.pop(this.queues);
+          batch = d === null ? [] : [d];
+        }
         backoff = 0;
       } catch (e) {
         if (!this.#consuming) break;
@@ -333,13 +374,9 @@ export class Worker extends EventEmitter {
         await new Promise((r) => setTimeout(r, backoff * 1000));
         continue;
       }
-      if (d === null) continue;
-      try {
-        await this.#onDelivery(d.queue, d.raw);
-      } catch (e) {
-        this.#emitLog('critical', `error while handling a message (the worker goes on): ${(e as Error).stack ?? String(e)}`);
-      }
+      for (const d of batch) this.#handle(d);
     }
+    await Promise.all(this.#inflight);
   }
 
   async #drop(raw: Buffer, reason: string): Promise<void> {
@@ -349,16 +386,22 @@ export class Worker extends EventEmitter {
     if (dlq) await this.transport.commands.lpush(dlq, raw).catch(() => {});
   }
 
-  async #onDelivery(queue: string, raw: Buffer): Promise<void> {
+  async #onDelivery(d: Delivery): Promise<void> {
+    const { queue, raw } = d;
     let env: Envelope;
     try {
       env = parseEnvelope(raw);
     } catch (e) {
+      // Recorded by the batch pop but unusable here: it leaves unacked too.
+      if (d.recordedTag) await this.transport.ack(d.recordedTag);
       await this.#drop(raw, (e as Error).message);
       return;
     }
     const tag = env.properties.delivery_tag;
-    await this.transport.recordDelivery(tag, raw.toString('utf8'), env.properties.delivery_info.exchange, env.properties.delivery_info.routing_key);
+    if (d.recordedTag !== tag) {
+      if (d.recordedTag) await this.transport.ack(d.recordedTag);
+      await this.transport.recordDelivery(tag, raw.toString('utf8'), env.properties.delivery_info.exchange, env.properties.delivery_info.routing_key);
+    }
     const headers = env.headers;
     const name = headers.task;
     const id = headers.id;
@@ -421,6 +464,8 @@ export class Worker extends EventEmitter {
       workerPid: null,
       result: null,
       terminated: false,
+      controller: null,
+      expiryTimer: null,
     };
     this.#held.set(job.seq, job);
     this.#emitLog('info', `Task ${name}[${id}] received`);
@@ -483,7 +528,11 @@ export class Worker extends EventEmitter {
   }
 
   #pump(): void {
-    while (this.#active.size < this.concurrency && this.#reserved.length > 0 && this.#pool !== null) {
+    // Every reserved job waits in the pool, handed to the next process that
+    // frees without a trip through this loop; one waiting there is still
+    // dropped if revoked or expired before it starts (the pool hands a job
+    // only to an idle process, so none waits behind a long one).
+    while (this.#reserved.length > 0 && this.#pool !== null) {
       const job = this.#reserved.shift() as Job;
       if (job.state !== 'reserved') continue;
       if ((job.expires !== null && job.expires <= Date.now()) || this.#isRevoked(job.id)) {
@@ -535,11 +584,21 @@ export class Worker extends EventEmitter {
     this.#active.add(job);
     const trackStarted = job.entry.options.trackStarted ?? this.options.trackStarted ?? false;
     let result: ApplyResult<Outcome>;
+    const controller = new AbortController();
+    job.controller = controller;
+    if (job.expires !== null) {
+      job.expiryTimer = setTimeout(() => {
+        if (job.timeStart === null) controller.abort(new Discarded('expired'));
+      }, Math.max(0, Math.min(job.expires - Date.now(), 2 ** 31 - 1)));
+    }
     try {
-      result = pool.applyAsync(runTask, [this.#appUrl, job.entry.exportName, job.args, job.kwargs, this.#requestInfo(job)], {
+      result = pool.applyAsync(runTask, [job.entry.exportName, job.args, job.kwargs, packRequest(this.#requestInfo(job))], {
         timeout: job.hard,
         softTimeout: job.soft,
+        signal: controller.signal,
         acceptCallback: (pid) => {
+          if (job.expiryTimer) clearTimeout(job.expiryTimer);
+          job.expiryTimer = null;
           job.workerPid = pid;
           job.timeStart = Date.now() / 1000;
           if (!job.acksLate) void this.#ack(job);
@@ -552,16 +611,32 @@ export class Worker extends EventEmitter {
       return;
     }
     job.result = result;
-    result.get().then(
-      (outcome) => (this.#cold ? undefined : this.#afterOutcome(job, outcome)),
-      (err: unknown) => (this.#cold ? undefined : this.#afterPoolError(job, err)),
-    )
+    // The pool process is free as soon as its part is over: the next job is
+    // dispatched while this one's result is stored.
+    const over = (): void => {
+      if (job.expiryTimer) clearTimeout(job.expiryTimer);
+      job.expiryTimer = null;
+      this.#active.delete(job);
+      this.#finishing++;
+      this.#processed++;
+      this.#total.set(job.name, (this.#total.get(job.name) ?? 0) + 1);
+      this.#pump();
+    };
+    result
+      .get()
+      .then(
+        (outcome) => {
+          over();
+          return this.#cold ? undefined : this.#afterOutcome(job, outcome);
+        },
+        (err: unknown) => {
+          over();
+          return this.#cold ? undefined : this.#afterPoolError(job, err);
+        },
+      )
       .catch((e: unknown) => this.#emitLog('critical', `error after task ${job.name}[${job.id}]: ${(e as Error).stack ?? String(e)}`))
       .finally(() => {
-        this.#active.delete(job);
-        this.#processed++;
-        this.#total.set(job.name, (this.#total.get(job.name) ?? 0) + 1);
-        this.#pump();
+        this.#finishing--;
         this.#poke();
       });
   }
@@ -735,6 +810,14 @@ export class Worker extends EventEmitter {
 
   async #afterPoolError(job: Job, err: unknown): Promise<void> {
     if (job.terminated) return this.#finish(job);
+    // Put back by a warm shutdown (see shutdown()).
+    if (err instanceof Discarded && err.kind === 'shutdown') return;
+    if (err instanceof Discarded) {
+      this.#emitLog('info', `Discarding revoked task: ${job.name}[${job.id}]`);
+      this.#addRevoked(job.id);
+      if (!job.ignoreResult) await this.#storeFailure(this.#base(job), { excModule: 'celery.exceptions', excType: 'TaskRevokedError', excMessage: [err.kind] }, null, 'REVOKED');
+      return this.#finish(job);
+    }
     if (err instanceof TimeLimitExceeded) {
       this.#emitLog('error', `Hard time limit (${job.hard}s) exceeded for ${job.name}[${job.id}]`);
       await this.#failed(job, { excModule: 'billiard.exceptions', excType: 'TimeLimitExceeded', excMessage: [job.hard] }, null);
@@ -846,9 +929,9 @@ export class Worker extends EventEmitter {
         return { revoked: this.#revokedReply(), clock: this.#clock };
       }
       case 'active':
-        return [...this.#active].filter((j) => j.state === 'active').map((j) => this.#info(j, args.safe === true));
+        return [...this.#active].filter((j) => j.timeStart !== null).map((j) => this.#info(j, args.safe === true));
       case 'reserved':
-        return jobs.filter((j) => j.state === 'reserved').map((j) => this.#info(j));
+        return jobs.filter((j) => j.state === 'reserved' || (j.state === 'active' && j.timeStart === null)).map((j) => this.#info(j));
       case 'scheduled':
         return jobs
           .filter((j) => j.state === 'scheduled')
@@ -858,7 +941,7 @@ export class Worker extends EventEmitter {
       case 'query_task': {
         const ids = Array.isArray(args.ids) ? args.ids : typeof args.ids === 'string' ? [args.ids] : [];
         const out: Record<string, unknown> = {};
-        for (const j of jobs) if (ids.includes(j.id)) out[j.id] = [j.state === 'active' ? 'active' : 'reserved', this.#info(j)];
+        for (const j of jobs) if (ids.includes(j.id)) out[j.id] = [j.timeStart !== null ? 'active' : 'reserved', this.#info(j)];
         return out;
       }
       case 'revoke':
@@ -904,11 +987,13 @@ export class Worker extends EventEmitter {
     const ids = (Array.isArray(raw) ? raw : [raw]).filter((x): x is string => typeof x === 'string');
     for (const id of ids) this.#addRevoked(id);
     this.#emitLog('info', `Tasks flagged as revoked: ${ids.join(', ')}`);
+    // Those handed to the pool but not started are dropped there.
+    for (const job of this.#active) if (ids.includes(job.id) && job.timeStart === null) job.controller?.abort(new Discarded('revoked'));
     if (!terminate) return { ok: `tasks ${ids.join(', ')} flagged as revoked` };
     const signal = signalOf(args.signal);
     const hit: string[] = [];
     for (const job of this.#active) {
-      if (!ids.includes(job.id) || job.result === null || job.state !== 'active') continue;
+      if (!ids.includes(job.id) || job.result === null || job.timeStart === null) continue;
       job.terminated = true;
       hit.push(job.id);
       if (!job.ignoreResult) {
@@ -997,9 +1082,16 @@ export class Worker extends EventEmitter {
     this.#stopping ??= (async () => {
       await this.#stopConsuming();
       if (this.options.heartbeat !== false) await this.#workerEvent('worker-offline');
+      // Jobs waiting in the pool are taken back (skipped if a process was
+      // just handed one) and go back to the queue with the reserved ones.
+      for (const j of this.#active) {
+        if (j.timeStart !== null) continue;
+        j.state = 'reserved';
+        j.controller?.abort(new Discarded('shutdown'));
+      }
       await this.#restoreHeld((j) => j.state === 'scheduled' || j.state === 'reserved' || j.state === 'received');
       this.#reserved.length = 0;
-      if (this.#active.size > 0) await new Promise<void>((r) => (this.#idle = r));
+      if (this.#active.size > 0 || this.#finishing > 0) await new Promise<void>((r) => (this.#idle = r));
       // A cold shutdown that began meanwhile closes everything itself.
       if (this.#cold) return;
       await this.#close(false);
