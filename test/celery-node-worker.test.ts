@@ -131,6 +131,29 @@ describe('a Python Celery client and the Node worker', () => {
     expect(existsSync(marker)).toBe(false);
   });
 
+  it('link and link_error callbacks run after the task: the result (or the failed task id) prepended to their args', async () => {
+    const [ok, failed] = await pythonClient(redis, [
+      { link: { task: 'tasks.add', args: [1, 1], link: ['tasks.mul', [10], 'cb-ok-0001'], link_error: ['tasks.echo', [], 'eb-ok-0001'] }, callback_timeout: 1.5 },
+      { link: { task: 'tasks.boomPy', args: ['linked'], link: ['tasks.mul', [10], 'cb-no-0001'], link_error: ['tasks.echo', [], 'eb-no-0001'] }, callback_timeout: 1.5 },
+    ]);
+    expect(ok).toMatchObject({ ok: 2, callbacks: [{ ok: 20 }, { state: 'PENDING' }] });
+    expect(failed).toMatchObject({ state: 'FAILURE', callbacks: [{ state: 'PENDING' }, { ok: failed!.id }] });
+  });
+
+  it('a chord whose header runs on Node and whose body runs on a Python worker: [2, 4] * 3, and the chord keys are gone', async () => {
+    const py = await startPythonWorker(redis, { queues: ['python'], concurrency: 1, name: 'chord@%h' });
+    try {
+      const [r] = await pythonClient(redis, [{ chord: { header: [['tasks.add', [1, 1], { queue: 'node' }], ['tasks.add', [2, 2], { queue: 'node' }]], body: ['tasks.mul', [3], { queue: 'python' }] }, timeout: 20 }]);
+      expect(r).toMatchObject({ ok: [2, 4, 2, 4, 2, 4], state: 'SUCCESS' });
+      await redis.client.select(1);
+      const left = await redis.client.keys('celery-taskset-meta-*');
+      await redis.client.select(0);
+      expect(left).toEqual([]);
+    } finally {
+      await py.stop();
+    }
+  });
+
   it('a chain add.s(1, 2) | mul.s(10) runs its first link on Node and its second on a Python worker', async () => {
     const py = await startPythonWorker(redis, { queues: ['python'], concurrency: 1 });
     try {

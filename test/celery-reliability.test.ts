@@ -6,6 +6,7 @@
  * real `billiard-ts celery worker` command, real Celery 5 clients.
  */
 import { mkdtempSync, readFileSync, existsSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
@@ -13,7 +14,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 
 import { Celery, Worker } from '../src/celery/index.js';
 import { pyJsonLoads } from '../src/celery/pyjson.js';
-import { pythonClient, startNodeWorkerProcess, startRedis, until, type NodeWorkerProcess, type RedisServer } from './helpers/celery.js';
+import { celeryPython, pythonClient, startNodeWorkerProcess, startRedis, until, type NodeWorkerProcess, type RedisServer } from './helpers/celery.js';
 
 const TASKS = new URL('./peers/celery/tasks.ts', import.meta.url);
 
@@ -209,5 +210,17 @@ describe('the Node worker under faults', () => {
     const c = client(redis);
     const r = await c.sendTask('tasks.unencodable');
     await expect(r.get(20)).rejects.toMatchObject({ pyModule: 'kombu.exceptions', pyName: 'EncodeError', args: ['Object of type Set is not JSON serializable'] });
+  });
+});
+
+describe('examples/celery', () => {
+  it("runs as the README says: the worker command on examples/celery/tasks.ts, and the Python side's delay() calls", async () => {
+    redis = await startRedis();
+    const w = await startNodeWorkerProcess(redis, ['-c', '2', '--result-backend', redis.url(0)], new URL('../examples/celery/tasks.ts', import.meta.url));
+    procs.push(w);
+    const out = execFileSync(celeryPython(), [new URL('../examples/celery/py_client.py', import.meta.url).pathname], { env: { ...process.env, CELERY_BROKER_URL: redis.url(0) }, encoding: 'utf8', timeout: 60000 });
+    expect(out).toContain('add.delay(2, 3) -> 5');
+    expect(out).toContain('slow(10) with a 1 s soft limit -> stopped by the soft time limit');
+    expect(out).toMatch(/careful.delay\("Celery"\) -> hello Celery, from Node v\d+/);
   });
 });

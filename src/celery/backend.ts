@@ -253,6 +253,32 @@ export class RedisBackend {
     };
   }
 
+  /**
+   * A chord header task's part (3.8, R-19): its `[1, id, state, result]` joins
+   * the group's `.j` sorted set at its index; the part that completes the
+   * chord (the count reaches `.s` plus `.t`) gets every part's entry in
+   * index order, and the chord's keys are deleted. Null for the others.
+   */
+  async chordPartReturn(groupId: string, groupIndex: number, taskId: string, state: TaskState, result: unknown): Promise<Array<[unknown, string, string, unknown]> | null> {
+    const base = `celery-taskset-meta-${groupId}`;
+    const [j, t, sKey] = [`${base}.j`, `${base}.t`, `${base}.s`];
+    const member = this.serializer === 'pickle' ? Buffer.from(dumps([1, taskId, state, result], { protocol: 4 })) : pyJsonDumps([1, taskId, state, result]);
+    const ttl = this.resultExpires === null ? null : Math.round(this.resultExpires);
+    const m = this.client.multi().zadd(j, groupIndex, member).zcount(j, '-inf', '+inf').get(t).get(sKey);
+    if (ttl !== null) m.expire(j, ttl).expire(t, ttl).expire(sKey, ttl);
+    const replies = await m.exec();
+    if (replies === null) throw new Error('the chord transaction was aborted');
+    for (const [err] of replies) if (err) throw err;
+    const count = Number(replies[1]![1]);
+    const total = Number(replies[2]![1] ?? 0);
+    const size = Number(replies[3]![1] ?? NaN);
+    if (!(count === size + total)) return null;
+    await this.client.get(base);
+    const raw = await this.client.zrangeBuffer(j, 0, -1);
+    await this.client.del(j, t, sKey);
+    return raw.map((b) => (this.serializer === 'pickle' ? loads(b) : pyJsonLoads(b.toString('utf8'))) as [unknown, string, string, unknown]);
+  }
+
   async close(): Promise<void> {
     const all = [this.client, this.#subscriber].filter((r): r is Redis => r !== null);
     await Promise.all(all.map((r) => r.quit().catch(() => r.disconnect())));

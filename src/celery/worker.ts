@@ -13,7 +13,7 @@ import { pathToFileURL } from 'node:url';
 
 import { Pool, type ApplyResult } from '../pool/pool.js';
 import { TimeLimitExceeded, WorkerLostError, Terminated } from '../process/errors.js';
-import { exceptionRecord, naiveUtcNow, RedisBackend, type ExceptionRecord, type ResultMeta, type TaskState } from './backend.js';
+import { exceptionFromRecord, exceptionRecord, naiveUtcNow, RedisBackend, type ExceptionRecord, type ResultMeta, type TaskState } from './backend.js';
 import {
   buildJsonEnvelope,
   buildTaskMessage,
@@ -733,6 +733,7 @@ export class Worker extends EventEmitter {
         for (const cb of job.embed.callbacks ?? []) {
           await this.#publishSignature(cb, cb.immutable ? cb.args : [outcome.v, ...cb.args], job).catch((e: unknown) => this.#emitLog('error', `could not send a callback of ${job.id}: ${(e as Error).message}`));
         }
+        await this.#chordPart(job, 'SUCCESS', outcome.v);
         this.#emitLog('info', `Task ${job.name}[${job.id}] succeeded: ${pyRepr(outcome.v, 256)}`);
         return this.#finish(job);
       }
@@ -762,9 +763,40 @@ export class Worker extends EventEmitter {
     }
   }
 
-  /** FAILURE stored (unless ignored), errbacks sent. */
+  /**
+   * A chord header part is counted (3.8); the part that completes the chord
+   * sends its body with every part's result, or stores the body's FAILURE
+   * (ChordError) when a part failed.
+   */
+  async #chordPart(job: Job, state: TaskState, result: unknown): Promise<void> {
+    const body = job.embed.chord;
+    const h = job.env.headers;
+    if (body === null || this.backend === null || typeof h.group !== 'string') return;
+    const index = typeof h.group_index === 'number' ? h.group_index : 0;
+    try {
+      const parts = await this.backend.chordPartReturn(h.group, index, job.id, state, result);
+      if (parts === null) return;
+      const failed = parts.find((p) => p[2] !== 'SUCCESS');
+      const bodyId = typeof body.options.task_id === 'string' ? body.options.task_id : null;
+      if (failed !== undefined) {
+        if (bodyId !== null) {
+          const exc = exceptionFromRecord(failed[3], null);
+          const rec: ExceptionRecord = { excModule: 'celery.exceptions', excType: 'ChordError', excMessage: [`Dependency ${failed[1]} raised ${exc.pyName}(${exc.args.map((a) => pyRepr(a, 200)).join(', ')})`] };
+          await this.#storeFailure({ taskId: bodyId, parentId: job.id, groupId: null }, rec, null);
+        }
+        return;
+      }
+      const results = parts.map((p) => p[3]);
+      await this.#publishSignature(body, body.immutable ? body.args : [results, ...body.args], job);
+    } catch (e) {
+      this.#emitLog('error', `chord part of ${job.name}[${job.id}] (group ${h.group}): ${(e as Error).message}`);
+    }
+  }
+
+  /** FAILURE stored (unless ignored), errbacks sent, a chord part counted. */
   async #failed(job: Job, rec: ExceptionRecord, traceback: string | null): Promise<void> {
     if (!job.ignoreResult) await this.#storeFailure(this.#base(job), rec, traceback);
+    if (job.embed.chord !== null && this.backend !== null) await this.#chordPart(job, 'FAILURE', this.backend.exceptionResult(rec));
     for (const eb of job.embed.errbacks ?? []) {
       await this.#publishSignature(eb, eb.immutable ? eb.args : [job.id, ...eb.args], job).catch((e: unknown) => this.#emitLog('error', `could not send an errback of ${job.id}: ${(e as Error).message}`));
     }

@@ -178,9 +178,9 @@ const CLI = new URL('../../src/celery/cli.ts', import.meta.url);
 const NODE_TASKS = new URL('../peers/celery/tasks.ts', import.meta.url);
 
 /** Starts `billiard-ts celery worker` (src/celery/cli.ts under tsx) as its own process group, and waits until it is ready. */
-export async function startNodeWorkerProcess(redis: RedisServer, args: string[] = []): Promise<NodeWorkerProcess> {
+export async function startNodeWorkerProcess(redis: RedisServer, args: string[] = [], app: URL = NODE_TASKS): Promise<NodeWorkerProcess> {
   const tsx = fileURLToPath(new URL('../../node_modules/tsx/dist/cli.mjs', import.meta.url));
-  const proc = spawn(process.execPath, [tsx, fileURLToPath(CLI), 'celery', 'worker', '--app', fileURLToPath(NODE_TASKS), '--broker', redis.url(0), '--result-backend', redis.url(1), '-l', 'info', ...args], {
+  const proc = spawn(process.execPath, [tsx, fileURLToPath(CLI), 'celery', 'worker', '--app', fileURLToPath(app), '--broker', redis.url(0), '--result-backend', redis.url(1), '-l', 'info', ...args], {
     stdio: ['ignore', 'pipe', 'pipe'],
     detached: true,
   });

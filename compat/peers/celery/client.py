@@ -10,6 +10,9 @@ prints one JSON line per operation. Operations:
     {"send": "tasks.add", "args": [2, 3], "options": {...}}
         send_task only: {"id": ...}
     {"chain": [["tasks.add", [1, 2], {"queue": "node"}], ["tasks.mul", [10], {}]], "timeout": 10}
+    {"link": {"task", "args", "link": [name, args, callback_id], "link_error": [name, args, errback_id]}}
+        the task's result, then its callbacks' results by the ids given
+    {"chord": {"header": [[name, args, options], ...], "body": [name, args, options]}, "timeout": 10}
     {"evil": "/path/of/a/file/the/pickle/would/create", "timeout": 10}
         add.apply_async((Evil(), 1), serializer='pickle') where Evil reduces to os.system
     {"control": "ping" | "active" | "stats" | ..., "timeout": 1}
@@ -22,7 +25,7 @@ import os
 import sys
 import time
 
-from celery import signature
+from celery import chord, signature
 from tasks import app
 
 
@@ -68,6 +71,25 @@ def run(op):
         for s in steps[1:]:
             c = c | s
         return wait(c.apply_async(), timeout)
+    if 'chord' in op:
+        spec = op['chord']
+        header = [signature(name, args=args, options=opts, app=app) for name, args, opts in spec['header']]
+        name, args, opts = spec['body']
+        return wait(chord(header)(signature(name, args=args, options=opts, app=app)), timeout)
+    if 'link' in op:
+        # {"link": {"task", "args", "link": [name, args, callback_id], "link_error": [name, args, errback_id]}}
+        spec = op['link']
+        options = {}
+        ids = []
+        for key in ('link', 'link_error'):
+            if key in spec:
+                name, args, cid = spec[key]
+                options[key] = signature(name, args=args, options={'task_id': cid}, app=app)
+                ids.append(cid)
+        r = app.send_task(spec['task'], args=spec.get('args', []), **options)
+        out = wait(r, timeout)
+        out['callbacks'] = [wait(app.AsyncResult(cid), op.get('callback_timeout', timeout)) for cid in ids]
+        return out
     if 'evil' in op:
         r = app.send_task('tasks.add', args=(Evil(op['evil']), 1), serializer='pickle')
         return wait(r, timeout)
