@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 import { Worker } from '../src/celery/index.js';
-import { pythonClient, startPythonWorker, startRedis, type RedisServer } from './helpers/celery.js';
+import { celeryCommand, pythonClient, startPythonWorker, startRedis, type RedisServer } from './helpers/celery.js';
 
 const TASKS = new URL('./peers/celery/tasks.ts', import.meta.url);
 
@@ -121,6 +121,34 @@ describe('a Python Celery client and the Node worker', () => {
     const [ping, active] = await pythonClient(redis, [{ control: 'ping', timeout: 1 }, { control: 'active', timeout: 1 }]);
     expect(ping!.ok).toContainEqual({ [worker.hostname]: { ok: 'pong' } });
     expect(active!.ok).toEqual({ [worker.hostname]: [] });
+  });
+
+  it("celery's own inspect and status commands list the Node worker and print every reply it gives", async () => {
+    const status = await celeryCommand(redis, ['status', '--timeout', '2']);
+    expect(status.exitCode, status.stderr).toBe(0);
+    expect(status.stdout).toContain(`${worker.hostname}: OK`);
+    const ping = await celeryCommand(redis, ['inspect', 'ping', '-d', worker.hostname, '--timeout', '2']);
+    expect(ping.stdout).toMatch(new RegExp(`->\\s+${worker.hostname}: OK\\s+pong`));
+    for (const cmd of ['active', 'reserved', 'scheduled', 'revoked', 'stats', 'registered', 'active_queues', 'clock']) {
+      const r = await celeryCommand(redis, ['inspect', cmd, '-d', worker.hostname, '--timeout', '2']);
+      expect([cmd, r.exitCode, r.stderr]).toEqual([cmd, 0, '']);
+      expect(r.stdout).toMatch(new RegExp(`->\\s+${worker.hostname}: OK`));
+    }
+    const registered = await celeryCommand(redis, ['inspect', 'registered', '-d', worker.hostname, '--timeout', '2']);
+    expect(registered.stdout).toContain('tasks.add');
+    const query = await celeryCommand(redis, ['inspect', 'query_task', 'nope', '-d', worker.hostname, '--timeout', '2']);
+    expect(query.exitCode, query.stderr).toBe(0);
+  });
+
+  it('an unknown command is answered with a KeyError; pattern selection by glob picks the node or not', async () => {
+    const [unknown, glob, miss] = await pythonClient(redis, [
+      { broadcast: 'no_such_cmd', timeout: 1 },
+      { broadcast: 'ping', pattern: 'celery@*', matcher: 'glob', timeout: 1 },
+      { broadcast: 'ping', pattern: 'zz*', matcher: 'glob', timeout: 1 },
+    ]);
+    expect(unknown!.ok).toEqual([{ [worker.hostname]: { error: "KeyError('no_such_cmd')" } }]);
+    expect(glob!.ok).toEqual([{ [worker.hostname]: { ok: 'pong' } }]);
+    expect(miss!.ok).toEqual([]);
   });
 
   it('a pickle that names a global outside the registry is rejected and nothing runs', async () => {

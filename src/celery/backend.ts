@@ -86,6 +86,8 @@ export interface BackendOptions {
   resultExpires?: number | null;
   /** How results are written and read (`result_serializer`, default json). */
   serializer?: Serializer;
+  /** Larger records are refused with a RangeError (default 512 MiB, Redis's limit). */
+  maxBytes?: number;
 }
 
 /** A Python-compatible pickle exception: the record's class, rebuilt from its args. */
@@ -113,6 +115,7 @@ export class RedisBackend {
   readonly url: string;
   readonly resultExpires: number | null;
   readonly serializer: Serializer;
+  readonly maxBytes: number;
   readonly client: Redis;
   #subscriber: Redis | null = null;
   #waiters = new Map<string, Set<(meta: Record<string, unknown>) => void>>();
@@ -122,6 +125,7 @@ export class RedisBackend {
     const ttl = options?.resultExpires === undefined ? 86400 : options.resultExpires;
     this.resultExpires = ttl === null || ttl === 0 ? null : ttl;
     this.serializer = options?.serializer ?? 'json';
+    this.maxBytes = options?.maxBytes ?? MAX_RESULT_BYTES;
     this.client = connect(url, { enableAutoPipelining: true });
     this.client.on('error', () => {});
     this.client.defineCommand('storeJson', { lua: STORE_JSON, numberOfKeys: 1 });
@@ -165,7 +169,7 @@ export class RedisBackend {
   async store(meta: ResultMeta): Promise<boolean> {
     const key = this.key(meta.taskId);
     const value = this.encode(meta);
-    if (value.length > MAX_RESULT_BYTES) throw new RangeError(`the result of task ${meta.taskId} is ${value.length} bytes, over Redis's ${MAX_RESULT_BYTES}`);
+    if (value.length > this.maxBytes) throw new RangeError(`the result of task ${meta.taskId} is ${value.length} bytes, over the limit of ${this.maxBytes}`);
     if (this.serializer === 'json') {
       const cmd = this.client as unknown as { storeJson(key: string, value: Buffer, ttl: number): Promise<number> };
       return (await cmd.storeJson(key, value, this.resultExpires === null ? 0 : Math.round(this.resultExpires))) === 1;

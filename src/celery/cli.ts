@@ -41,6 +41,7 @@ const USAGE = `usage: billiard-ts celery worker --app MODULE [options]
   --acks-late                   acknowledge after the task ran, unless the task says otherwise
   --track-started               store STARTED when a task begins
   --without-heartbeat           send no worker events
+  --task-events, -E             send task events (task.multi batches)
   --dead-letter-queue LIST      push unusable messages' bytes to this Redis list
 `;
 
@@ -97,6 +98,7 @@ export async function main(argv: readonly string[]): Promise<number> {
       'acks-late': { type: 'boolean' },
       'track-started': { type: 'boolean' },
       'without-heartbeat': { type: 'boolean' },
+      'task-events': { type: 'boolean', short: 'E' },
       'dead-letter-queue': { type: 'string' },
       help: { type: 'boolean', short: 'h' },
     },
@@ -138,6 +140,7 @@ export async function main(argv: readonly string[]): Promise<number> {
     acksLate: values['acks-late'] ?? false,
     trackStarted: values['track-started'] ?? false,
     heartbeat: !values['without-heartbeat'],
+    taskEvents: values['task-events'] ?? false,
     deadLetterQueue: values['dead-letter-queue'] ?? null,
   });
   let signals = 0;

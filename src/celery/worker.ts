@@ -79,6 +79,10 @@ export interface WorkerOptions {
   sweepInterval?: number;
   /** A list that receives the raw bytes of messages that cannot be used; null (default): they are only logged. */
   deadLetterQueue?: string | null;
+  /** Send task events (task-received, -started, -succeeded, -failed, -retried, -revoked, -rejected) in task.multi batches (Celery's -E). */
+  taskEvents?: boolean;
+  /** Results over this many bytes are stored as a FAILURE instead (default 512 MiB, Redis's limit). */
+  resultMaxBytes?: number;
   /** Send worker-online, a heartbeat every `heartbeatInterval` seconds, and worker-offline (default true). */
   heartbeat?: boolean;
   heartbeatInterval?: number;
@@ -221,7 +225,7 @@ export class Worker extends EventEmitter {
     this.queues = [...(options.queues ?? ['celery'])];
     this.transport = new RedisTransport(options.broker, options.transport);
     const backendUrl = options.resultBackend === undefined ? options.broker : options.resultBackend;
-    this.backend = backendUrl === null ? null : new RedisBackend(backendUrl, { serializer: options.resultSerializer, resultExpires: options.resultExpires });
+    this.backend = backendUrl === null ? null : new RedisBackend(backendUrl, { serializer: options.resultSerializer, resultExpires: options.resultExpires, maxBytes: options.resultMaxBytes });
     this.#log = options.log ?? defaultLog(options.loglevel ?? 'warning');
     this.#accept = new Set((options.accept ?? ['json']).map((s) => (s === 'pickle' ? PICKLE_TYPE : JSON_TYPE)));
     const multiplier = options.prefetchMultiplier ?? 4;
@@ -469,6 +473,16 @@ export class Worker extends EventEmitter {
     };
     this.#held.set(job.seq, job);
     this.#emitLog('info', `Task ${name}[${id}] received`);
+    this.#taskEvent('task-received', job, {
+      name,
+      args: pyRepr(job.args),
+      kwargs: pyRepr(job.kwargs),
+      root_id: headers.root_id ?? null,
+      parent_id: headers.parent_id ?? null,
+      retries: headers.retries ?? 0,
+      eta: headers.eta ?? null,
+      expires: headers.expires ?? null,
+    });
     if (await this.#discardIfRevoked(job)) return;
     if (eta !== null && eta > Date.now()) {
       job.state = 'scheduled';
@@ -507,6 +521,7 @@ export class Worker extends EventEmitter {
   async #discardIfRevoked(job: Job): Promise<boolean> {
     const expired = job.expires !== null && job.expires <= Date.now();
     if (!expired && !this.#isRevoked(job.id)) return false;
+    this.#taskEvent('task-revoked', job, { terminated: false, signum: null, expired });
     this.#emitLog('info', `Discarding revoked task: ${job.name}[${job.id}]`);
     this.#addRevoked(job.id);
     if (!job.ignoreResult) {
@@ -601,6 +616,7 @@ export class Worker extends EventEmitter {
           job.expiryTimer = null;
           job.workerPid = pid;
           job.timeStart = Date.now() / 1000;
+          this.#taskEvent('task-started', job);
           if (!job.acksLate) void this.#ack(job);
           if (trackStarted && !job.ignoreResult) void this.#store({ ...this.#base(job), status: 'STARTED', result: { pid, hostname: this.hostname }, traceback: null, children: [], dateDone: null });
         },
@@ -734,6 +750,7 @@ export class Worker extends EventEmitter {
           await this.#publishSignature(cb, cb.immutable ? cb.args : [outcome.v, ...cb.args], job).catch((e: unknown) => this.#emitLog('error', `could not send a callback of ${job.id}: ${(e as Error).message}`));
         }
         await this.#chordPart(job, 'SUCCESS', outcome.v);
+        this.#taskEvent('task-succeeded', job, { result: pyRepr(outcome.v), runtime: job.timeStart === null ? 0 : Date.now() / 1000 - job.timeStart });
         this.#emitLog('info', `Task ${job.name}[${job.id}] succeeded: ${pyRepr(outcome.v, 256)}`);
         return this.#finish(job);
       }
@@ -747,6 +764,7 @@ export class Worker extends EventEmitter {
         return this.#retry(job, outcome);
       case 'reject':
         this.#emitLog('info', `Task ${job.name}[${job.id}] rejected (requeue: ${outcome.requeue}): ${outcome.msg}`);
+        this.#taskEvent('task-rejected', job, { requeue: outcome.requeue });
         if (outcome.requeue && job.acksLate && !job.acked) {
           job.acked = true;
           await this.transport.restore(job.tag, false);
@@ -795,6 +813,7 @@ export class Worker extends EventEmitter {
 
   /** FAILURE stored (unless ignored), errbacks sent, a chord part counted. */
   async #failed(job: Job, rec: ExceptionRecord, traceback: string | null): Promise<void> {
+    this.#taskEvent('task-failed', job, { exception: `${rec.excType}(${rec.excMessage.map((a) => pyRepr(a, 200)).join(', ')})`, traceback });
     if (!job.ignoreResult) await this.#storeFailure(this.#base(job), rec, traceback);
     if (job.embed.chord !== null && this.backend !== null) await this.#chordPart(job, 'FAILURE', this.backend.exceptionResult(rec));
     for (const eb of job.embed.errbacks ?? []) {
@@ -837,6 +856,7 @@ export class Worker extends EventEmitter {
       await this.#store({ ...this.#base(job), status: 'RETRY', result: this.backend.exceptionResult(rec), traceback: r.tb, children: [[[job.id, null], null]], dateDone: null });
     }
     this.#emitLog('info', `Task ${job.name}[${job.id}] retry: ${r.msg}`);
+    this.#taskEvent('task-retried', job, { exception: r.msg, traceback: r.tb });
     return this.#finish(job);
   }
 
@@ -1057,6 +1077,23 @@ export class Worker extends EventEmitter {
       rusage: { utime: usage.userCPUTime / 1e6, stime: usage.systemCPUTime / 1e6, maxrss: usage.maxRSS },
       sw_ident: 'billiard-ts',
     };
+  }
+
+  #eventBatch: Array<Record<string, unknown>> = [];
+
+  /** A task event (4.5): batched, published as one task.multi array per turn of the event loop. */
+  #taskEvent(type: string, job: Job, fields: Record<string, unknown> = {}): void {
+    if (this.options.taskEvents !== true) return;
+    this.#clock++;
+    this.#eventBatch.push({ hostname: this.hostname, utcoffset: 0, pid: process.pid, clock: this.#clock, uuid: job.id, ...fields, timestamp: Date.now() / 1000, type });
+    if (this.#eventBatch.length === 1) {
+      setImmediate(() => {
+        const batch = this.#eventBatch;
+        this.#eventBatch = [];
+        const text = buildJsonEnvelope(batch, { hostname: this.hostname }, { delivery_mode: 1, delivery_info: { exchange: 'celeryev', routing_key: 'task.multi' }, priority: 0 });
+        this.transport.publishFanout('celeryev', 'task.multi', text).catch((e: unknown) => this.#emitLog('warning', `could not send task events: ${(e as Error).message}`));
+      });
+    }
   }
 
   async #workerEvent(type: 'worker-online' | 'worker-heartbeat' | 'worker-offline'): Promise<void> {

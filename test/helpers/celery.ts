@@ -127,6 +127,12 @@ export async function pythonClient(redis: RedisServer, ops: unknown[], env?: Rec
     .map((l) => JSON.parse(l) as Record<string, any>);
 }
 
+/** Runs the real `celery -A tasks <args>` command (compat/peers/celery/tasks.py's app). */
+export async function celeryCommand(redis: RedisServer, args: string[]): Promise<{ exitCode: number; stdout: string; stderr: string }> {
+  const r = await execa(celeryPython(), ['-m', 'celery', '-A', 'tasks', ...args], { env: celeryEnv(redis), cwd: CELERY_DIR, reject: false, timeout: 60000 });
+  return { exitCode: r.exitCode ?? -1, stdout: r.stdout, stderr: r.stderr };
+}
+
 export interface PythonWorker {
   proc: ChildProcess;
   log(): string;
@@ -135,8 +141,9 @@ export interface PythonWorker {
 }
 
 /** Starts a real `celery -A tasks worker` and waits until it is ready. */
-export async function startPythonWorker(redis: RedisServer, options: { queues?: string[]; concurrency?: number; name?: string; env?: Record<string, string> } = {}): Promise<PythonWorker> {
-  const args = ['-m', 'celery', '-A', 'tasks', 'worker', '--pool', 'prefork', '-c', String(options.concurrency ?? 2), '-n', options.name ?? 'py@%h', '-Q', (options.queues ?? ['celery']).join(','), '--loglevel', 'INFO', '--without-mingle'];
+export async function startPythonWorker(redis: RedisServer, options: { queues?: string[]; concurrency?: number; name?: string; env?: Record<string, string>; mingle?: boolean } = {}): Promise<PythonWorker> {
+  const args = ['-m', 'celery', '-A', 'tasks', 'worker', '--pool', 'prefork', '-c', String(options.concurrency ?? 2), '-n', options.name ?? 'py@%h', '-Q', (options.queues ?? ['celery']).join(','), '--loglevel', 'INFO'];
+  if (!options.mingle) args.push('--without-mingle');
   const proc = spawn(celeryPython(), args, { env: celeryEnv(redis, options.env), cwd: CELERY_DIR, stdio: ['ignore', 'pipe', 'pipe'] });
   let log = '';
   const onData = (c: Buffer): void => {

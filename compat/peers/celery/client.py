@@ -98,6 +98,24 @@ def run(op):
         if op['control'] == 'ping':
             return {'ok': app.control.ping(timeout=timeout)}
         return {'ok': getattr(insp, op['control'])()}
+    if 'broadcast' in op:
+        # {"broadcast": method, "arguments": {...}, "pattern": ..., "matcher": ..., "timeout": 1}
+        return {'ok': app.control.broadcast(op['broadcast'], arguments=op.get('arguments', {}), reply=True, timeout=timeout,
+                                            pattern=op.get('pattern'), matcher=op.get('matcher'))}
+    if 'started' in op:
+        # Waits until the task reports STARTED: {"state", "info"} at that moment, then its result.
+        spec = op['started']
+        r = app.send_task(spec['task'], args=spec.get('args', []))
+        deadline = time.time() + timeout
+        seen = None
+        while time.time() < deadline:
+            if r.state == 'STARTED':
+                seen = {'state': r.state, 'info': r.info}
+                break
+            time.sleep(0.05)
+        out = wait(r, timeout)
+        out['started'] = seen
+        return out
     if 'revoke_running' in op:
         spec = op['revoke_running']
         r = app.send_task(spec['task'], args=spec.get('args', []))
