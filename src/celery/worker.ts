@@ -473,7 +473,7 @@ export class Worker extends EventEmitter {
     };
     this.#held.set(job.seq, job);
     this.#emitLog('info', `Task ${name}[${id}] received`);
-    this.#taskEvent('task-received', job, {
+    this.#taskEvent('task-received', job, () => ({
       name,
       args: pyRepr(job.args),
       kwargs: pyRepr(job.kwargs),
@@ -482,7 +482,7 @@ export class Worker extends EventEmitter {
       retries: headers.retries ?? 0,
       eta: headers.eta ?? null,
       expires: headers.expires ?? null,
-    });
+    }));
     if (await this.#discardIfRevoked(job)) return;
     if (eta !== null && eta > Date.now()) {
       job.state = 'scheduled';
@@ -521,7 +521,7 @@ export class Worker extends EventEmitter {
   async #discardIfRevoked(job: Job): Promise<boolean> {
     const expired = job.expires !== null && job.expires <= Date.now();
     if (!expired && !this.#isRevoked(job.id)) return false;
-    this.#taskEvent('task-revoked', job, { terminated: false, signum: null, expired });
+    this.#taskEvent('task-revoked', job, () => ({ terminated: false, signum: null, expired }));
     this.#emitLog('info', `Discarding revoked task: ${job.name}[${job.id}]`);
     this.#addRevoked(job.id);
     if (!job.ignoreResult) {
@@ -750,7 +750,7 @@ export class Worker extends EventEmitter {
           await this.#publishSignature(cb, cb.immutable ? cb.args : [outcome.v, ...cb.args], job).catch((e: unknown) => this.#emitLog('error', `could not send a callback of ${job.id}: ${(e as Error).message}`));
         }
         await this.#chordPart(job, 'SUCCESS', outcome.v);
-        this.#taskEvent('task-succeeded', job, { result: pyRepr(outcome.v), runtime: job.timeStart === null ? 0 : Date.now() / 1000 - job.timeStart });
+        this.#taskEvent('task-succeeded', job, () => ({ result: pyRepr(outcome.v), runtime: job.timeStart === null ? 0 : Date.now() / 1000 - job.timeStart }));
         this.#emitLog('info', `Task ${job.name}[${job.id}] succeeded: ${pyRepr(outcome.v, 256)}`);
         return this.#finish(job);
       }
@@ -764,7 +764,7 @@ export class Worker extends EventEmitter {
         return this.#retry(job, outcome);
       case 'reject':
         this.#emitLog('info', `Task ${job.name}[${job.id}] rejected (requeue: ${outcome.requeue}): ${outcome.msg}`);
-        this.#taskEvent('task-rejected', job, { requeue: outcome.requeue });
+        this.#taskEvent('task-rejected', job, () => ({ requeue: outcome.requeue }));
         if (outcome.requeue && job.acksLate && !job.acked) {
           job.acked = true;
           await this.transport.restore(job.tag, false);
@@ -813,7 +813,7 @@ export class Worker extends EventEmitter {
 
   /** FAILURE stored (unless ignored), errbacks sent, a chord part counted. */
   async #failed(job: Job, rec: ExceptionRecord, traceback: string | null): Promise<void> {
-    this.#taskEvent('task-failed', job, { exception: `${rec.excType}(${rec.excMessage.map((a) => pyRepr(a, 200)).join(', ')})`, traceback });
+    this.#taskEvent('task-failed', job, () => ({ exception: `${rec.excType}(${rec.excMessage.map((a) => pyRepr(a, 200)).join(', ')})`, traceback }));
     if (!job.ignoreResult) await this.#storeFailure(this.#base(job), rec, traceback);
     if (job.embed.chord !== null && this.backend !== null) await this.#chordPart(job, 'FAILURE', this.backend.exceptionResult(rec));
     for (const eb of job.embed.errbacks ?? []) {
@@ -856,7 +856,7 @@ export class Worker extends EventEmitter {
       await this.#store({ ...this.#base(job), status: 'RETRY', result: this.backend.exceptionResult(rec), traceback: r.tb, children: [[[job.id, null], null]], dateDone: null });
     }
     this.#emitLog('info', `Task ${job.name}[${job.id}] retry: ${r.msg}`);
-    this.#taskEvent('task-retried', job, { exception: r.msg, traceback: r.tb });
+    this.#taskEvent('task-retried', job, () => ({ exception: r.msg, traceback: r.tb }));
     return this.#finish(job);
   }
 
@@ -1082,10 +1082,10 @@ export class Worker extends EventEmitter {
   #eventBatch: Array<Record<string, unknown>> = [];
 
   /** A task event (4.5): batched, published as one task.multi array per turn of the event loop. */
-  #taskEvent(type: string, job: Job, fields: Record<string, unknown> = {}): void {
+  #taskEvent(type: string, job: Job, fields?: () => Record<string, unknown>): void {
     if (this.options.taskEvents !== true) return;
     this.#clock++;
-    this.#eventBatch.push({ hostname: this.hostname, utcoffset: 0, pid: process.pid, clock: this.#clock, uuid: job.id, ...fields, timestamp: Date.now() / 1000, type });
+    this.#eventBatch.push({ hostname: this.hostname, utcoffset: 0, pid: process.pid, clock: this.#clock, uuid: job.id, ...fields?.(), timestamp: Date.now() / 1000, type });
     if (this.#eventBatch.length === 1) {
       setImmediate(() => {
         const batch = this.#eventBatch;
