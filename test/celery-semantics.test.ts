@@ -5,6 +5,7 @@
  * events, pickle results, the result size limit, kombu 5.3's tagged JSON.
  * Each test has its own redis-server and worker.
  */
+import { existsSync, mkdtempSync, readFileSync } from 'node:fs';
 import { hostname } from 'node:os';
 
 import { Redis } from 'ioredis';
@@ -153,6 +154,50 @@ describe('Celery semantics of the Node worker', () => {
     const c = new Celery({ broker: r.url(0), backend: r.url(1) });
     closers.push(() => c.close());
     expect(await c.asyncResult('tagged-0001').get(10)).toBe('2026-12-05T08:00:00+00:00');
+  });
+
+  it('maxTasksPerChild: a pool process is replaced after that many tasks', async () => {
+    const { c } = await setUp({ concurrency: 1, maxTasksPerChild: 2 });
+    const pids = [];
+    for (let i = 0; i < 4; i++) pids.push(await (await c.sendTask('tasks.pid')).get(20));
+    expect(pids[0]).toBe(pids[1]);
+    expect(pids[2]).toBe(pids[3]);
+    expect(pids[2]).not.toBe(pids[0]);
+  });
+
+  it('the visibility sweep takes unacked_mutex with a token, skips while another holds it, and restores only messages past the timeout', async () => {
+    const r = await startRedis();
+    redis = r;
+    const { RedisTransport } = await import('../src/celery/transport.js');
+    const t = new RedisTransport(r.url(0), { visibilityTimeout: 1 });
+    closers.push(() => t.close());
+    const env = (tag: string): string => `{"body": "W10=", "content-encoding": "utf-8", "content-type": "application/json", "headers": {"task": "tasks.add", "id": "${tag}"}, "properties": {"delivery_info": {"exchange": "", "routing_key": "celery"}, "priority": 0, "body_encoding": "base64", "delivery_tag": "${tag}"}}`;
+    await t.recordDelivery('old', env('old'), '', 'celery');
+    await r.client.zadd('unacked_index', Date.now() / 1000 - 10, 'old');
+    await t.recordDelivery('new', env('new'), '', 'celery');
+    await r.client.set('unacked_mutex', 'someone-else', 'PX', 5000);
+    expect(await t.sweep()).toBeNull();
+    expect(await r.client.hlen('unacked')).toBe(2);
+    await r.client.del('unacked_mutex');
+    expect(await t.sweep()).toBe(1);
+    expect(await r.client.hkeys('unacked')).toEqual(['new']);
+    const restored = pyJsonLoads((await r.client.lrange('celery', 0, -1))[0]!) as { headers: Record<string, unknown>; properties: { delivery_info: Record<string, unknown> } };
+    expect(restored.headers).toMatchObject({ id: 'old', redelivered: true });
+    expect(restored.properties.delivery_info.redelivered).toBe(true);
+    expect(await r.client.exists('unacked_mutex')).toBe(0);
+  });
+
+  it('documents a Celery hazard: an acks_late task running past the visibility timeout is restored by any kombu client (a Python ping) and runs twice', async () => {
+    const { r, c } = await setUp({ concurrency: 2, transport: { visibilityTimeout: 2 } });
+    const record = `${mkdtempSync('/tmp/billiard-ts-dup-')}/runs`;
+    const res = await c.sendTask('tasks.lateRecord', [record, 4]);
+    await new Promise((done) => setTimeout(done, 2500));
+    await pythonClient(r, [{ control: 'ping', timeout: 0.5 }], { CELERY_VISIBILITY_TIMEOUT: '2' });
+    expect(await res.get(20)).toBe('recorded');
+    await until(() => existsSync(record) && readFileSync(record, 'utf8').trim().split('\n').length === 2, 20, 'the second run');
+    const lines = readFileSync(record, 'utf8').trim().split('\n');
+    expect(new Set(lines.map((l: string) => l.split(' ')[0])).size).toBe(1);
+    await until(async () => (await r.client.hlen('unacked')) === 0, 20, 'both acks');
   });
 
   it('node names expand %h, %n and %d', () => {

@@ -119,3 +119,24 @@ test('the billiard-ts command on dist/ (package.json bin, plain node) runs a Cel
     await redis.stop();
   }
 }, 60_000);
+
+test('the billiard-ts command on dist/ given a .ts app runs itself again under tsx (found from the current directory) and serves its tasks', async () => {
+  const pkg = JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { bin: Record<string, string> };
+  const bin = join(ROOT, pkg.bin['billiard-ts']!);
+  const redis = await startRedis();
+  const worker = spawn(process.execPath, [bin, 'celery', 'worker', '--app', 'examples/celery/tasks.ts', '--broker', redis.url(0), '-c', '1'], { cwd: ROOT, stdio: ['ignore', 'ignore', 'pipe'] });
+  let log = '';
+  worker.stderr.on('data', (c: Buffer) => (log += c.toString()));
+  const exited = new Promise<number | null>((r) => worker.once('exit', (code) => r(code)));
+  try {
+    await until(() => / ready\. Tasks: tasks\.add, tasks\.careful, tasks\.slow/.test(log), 30, `the worker to start: ${log}`);
+    const [r] = await pythonClient(redis, [{ task: 'tasks.add', args: [20, 22] }], { CELERY_BACKEND: redis.url(0) });
+    expect(r).toMatchObject({ ok: 42, state: 'SUCCESS' });
+    worker.kill('SIGTERM');
+    expect(await exited).toBe(0);
+    expect(log).toMatch(/warm shutdown/);
+  } finally {
+    worker.kill('SIGKILL');
+    await redis.stop();
+  }
+}, 60_000);

@@ -17,11 +17,13 @@ export function add(x: number, y: number): number {
 
 /** Sleeps, unless the soft time limit comes first: `slow.apply_async((10,), soft_time_limit=1)`. */
 export async function slow(seconds: number): Promise<string> {
+  const { signal } = currentRequest();
   try {
-    await sleep(seconds * 1000, undefined, { signal: currentRequest().signal });
+    await sleep(seconds * 1000, undefined, { signal });
     return `slept ${seconds}s`;
-  } catch {
-    return 'stopped by the soft time limit';
+  } catch (e) {
+    if (signal.aborted) return 'stopped by the soft time limit';
+    throw e;
   }
 }
 
