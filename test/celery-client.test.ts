@@ -58,6 +58,14 @@ describe('the Node client and Python Celery workers', () => {
     expect(await r.get(20)).toBe(3);
   });
 
+  it('revoke(id, { terminate: true }) from Node ends a task running on the Python worker: REVOKED terminated', async () => {
+    const r = await app.sendTask('tasks.sleeper', [30]);
+    await until(async () => JSON.stringify(await app.broadcast('active', { timeout: 0.5 })).includes(r.id), 20, 'the task to start');
+    const replies = await app.revoke(r.id, { terminate: true, signal: 'SIGKILL', reply: true, timeout: 1 });
+    expect(JSON.stringify(replies)).toContain(`terminate: ${r.id}`);
+    await expect(r.get(20)).rejects.toMatchObject({ pyModule: 'celery.exceptions', pyName: 'TaskRevokedError', args: ['terminated'] });
+  });
+
   it("the envelope, headers, properties and body are laid out as a real Celery client's (JSON and pickle, countdown, expires, limits)", async () => {
     const options = { queue: 'capture', countdown: 30, expires: 60, soft_time_limit: 5, time_limit: 10, priority: 7 };
     await pythonClient(redis, [{ send: 'tasks.add', args: [2, 3], options }, { send: 'tasks.add', args: [2, 3], options: { queue: 'capture' } }]);
