@@ -487,11 +487,16 @@ export class Worker extends EventEmitter {
     if (eta !== null && eta > Date.now()) {
       job.state = 'scheduled';
       this.#etaCount++;
-      job.timer = setTimeout(() => {
-        job.timer = null;
-        this.#etaCount--;
-        this.#reserve(job);
-      }, Math.min(eta - Date.now(), 2 ** 31 - 1));
+      // A timer waits at most 2**31 - 1 ms (24.8 days): a later ETA re-arms it.
+      const arm = (): void => {
+        job.timer = setTimeout(() => {
+          if (eta > Date.now()) return arm();
+          job.timer = null;
+          this.#etaCount--;
+          this.#reserve(job);
+        }, Math.min(eta - Date.now(), 2 ** 31 - 1));
+      };
+      arm();
       this.#poke();
       return;
     }
@@ -650,7 +655,12 @@ export class Worker extends EventEmitter {
           return this.#cold ? undefined : this.#afterPoolError(job, err);
         },
       )
-      .catch((e: unknown) => this.#emitLog('critical', `error after task ${job.name}[${job.id}]: ${(e as Error).stack ?? String(e)}`))
+      .catch((e: unknown) => {
+        // (the broker failed under a retry's publish, say): the message stays
+        // in unacked for a sweep to restore, and leaves this worker's window.
+        this.#emitLog('critical', `error after task ${job.name}[${job.id}]: ${(e as Error).stack ?? String(e)}`);
+        this.#held.delete(job.seq);
+      })
       .finally(() => {
         this.#finishing--;
         this.#poke();
@@ -919,7 +929,8 @@ export class Worker extends EventEmitter {
       if (!dest.includes(this.hostname)) return;
     } else if (typeof body.pattern === 'string' && body.pattern !== '') {
       const matcher = body.matcher;
-      const ok = matcher === 'pcre' ? safeRegex(body.pattern, this.hostname) : globMatch(body.pattern, this.hostname);
+      // A pattern is a peer's input: a long one is not compiled.
+      const ok = body.pattern.length <= 256 && (matcher === 'pcre' ? safeRegex(body.pattern, this.hostname) : globMatch(body.pattern, this.hostname));
       if (!ok) return;
     }
     const method = typeof body.method === 'string' ? body.method : '';
