@@ -202,7 +202,7 @@ describe('the Node worker under faults', () => {
     expect(revokedList.sort()).toEqual([expiring.id, revoked.id].sort());
   });
 
-  it('a result JSON cannot carry is a FAILURE with the reason', async () => {
+  it('a result JSON cannot carry, or the pool cannot pickle, is a FAILURE with the reason', async () => {
     redis = await startRedis();
     const w = new Worker({ app: TASKS, broker: redis.url(0), resultBackend: redis.url(1), concurrency: 1, log: () => {} });
     await w.start();
@@ -210,6 +210,10 @@ describe('the Node worker under faults', () => {
     const c = client(redis);
     const r = await c.sendTask('tasks.unencodable');
     await expect(r.get(20)).rejects.toMatchObject({ pyModule: 'kombu.exceptions', pyName: 'EncodeError', args: ['Object of type Set is not JSON serializable'] });
+    // One the pool process cannot even send back (a function): billiard's MaybeEncodingError.
+    const f = await c.sendTask('tasks.unpicklable');
+    await expect(f.get(20)).rejects.toMatchObject({ pyModule: 'billiard.pool', pyName: 'MaybeEncodingError' });
+    expect(await (await c.sendTask('tasks.add', [1, 1])).get(20)).toBe(2);
   });
 });
 

@@ -200,6 +200,26 @@ describe('Celery semantics of the Node worker', () => {
     await until(async () => (await r.client.hlen('unacked')) === 0, 20, 'both acks');
   });
 
+  it('retries store RETRY (with the exception) before the final state; past maxRetries the exception given is raised', async () => {
+    const { r, c } = await setUp();
+    const sub = new Redis(r.port, '127.0.0.1');
+    closers.push(async () => sub.disconnect());
+    const statuses = new Map<string, Array<{ status: string; result: unknown }>>();
+    sub.on('message', (channel: string, message: string) => {
+      const id = channel.slice('celery-task-meta-'.length);
+      statuses.set(id, [...(statuses.get(id) ?? []), pyJsonLoads(message) as { status: string; result: unknown }]);
+    });
+    await sub.subscribe('celery-task-meta-retry-ok-0001', 'celery-task-meta-retry-no-0001');
+    const ok = await c.sendTask('tasks.retrier', [], {}, { id: 'retry-ok-0001' });
+    const no = await c.sendTask('tasks.alwaysRetry', [], {}, { id: 'retry-no-0001' });
+    expect(await ok.get(20)).toEqual(['done', 2]);
+    await expect(no.get(20)).rejects.toMatchObject({ pyModule: 'builtins', pyName: 'KeyError', args: ['again 1'] });
+    await until(() => (statuses.get('retry-no-0001') ?? []).length === 2 && (statuses.get('retry-ok-0001') ?? []).length === 3, 5, 'the records');
+    expect(statuses.get('retry-ok-0001')!.map((x) => x.status)).toEqual(['RETRY', 'RETRY', 'SUCCESS']);
+    expect(statuses.get('retry-ok-0001')![0]!.result).toEqual({ exc_type: 'KeyError', exc_message: ['again 0'], exc_module: 'builtins' });
+    expect(statuses.get('retry-no-0001')!.map((x) => x.status)).toEqual(['RETRY', 'FAILURE']);
+  });
+
   it('node names expand %h, %n and %d', () => {
     const w = new Worker({ app: TASKS, broker: 'redis://127.0.0.1:1/0', hostname: 'w1@%h|%n|%d' });
     const host = hostname();

@@ -114,3 +114,14 @@ export const lateRecord = task(
   },
   { acksLate: true },
 );
+
+/** A result the pool cannot pickle back to the worker. */
+export function unpicklable(): () => number {
+  return () => 1;
+}
+
+/** Retries for ever with a countdown of 0.2 s; past maxRetries (1) the KeyError it retries for is raised. */
+export const alwaysRetry = task(
+  (): never => currentRequest().retry({ countdown: 0.2, exc: new PythonException('KeyError', [`again ${currentRequest().retries}`]) }),
+  { maxRetries: 1 },
+);
