@@ -104,7 +104,10 @@ describe('the Node worker under faults', () => {
     const record = tmpFile('runs');
     const late = await c.sendTask('tasks.lateRecord', [record, 30]);
     const early = await c.sendTask('tasks.sleeper', [30]);
-    await until(() => (w.log().match(/received/g) ?? []).length === 2, 20, 'both tasks to arrive');
+    await until(async () => {
+      const active = JSON.stringify(await c.broadcast('active', { timeout: 0.3 }));
+      return active.includes(late.id) && active.includes(early.id);
+    }, 20, 'both tasks to start');
     const reserved = await c.sendTask('tasks.add', [1, 2]);
     await until(() => (w.log().match(/received/g) ?? []).length === 3, 20, 'the third task to arrive');
     process.kill(w.proc.pid!, 'SIGTERM');

@@ -686,6 +686,18 @@ export class Worker extends EventEmitter {
     this.#poke();
   }
 
+  /** The job leaves this worker with its message put back at the end of its queue (a reject with requeue, R-11). */
+  async #requeue(job: Job): Promise<void> {
+    job.acked = true;
+    job.state = 'done';
+    try {
+      await this.transport.restore(job.tag, false);
+    } finally {
+      this.#held.delete(job.seq);
+      this.#poke();
+    }
+  }
+
   async #store(meta: ResultMeta): Promise<void> {
     if (this.backend === null) return;
     try {
@@ -775,14 +787,7 @@ export class Worker extends EventEmitter {
       case 'reject':
         this.#emitLog('info', `Task ${job.name}[${job.id}] rejected (requeue: ${outcome.requeue}): ${outcome.msg}`);
         this.#taskEvent('task-rejected', job, () => ({ requeue: outcome.requeue }));
-        if (outcome.requeue && job.acksLate && !job.acked) {
-          job.acked = true;
-          await this.transport.restore(job.tag, false);
-          job.state = 'done';
-          this.#held.delete(job.seq);
-          this.#poke();
-          return;
-        }
+        if (outcome.requeue && job.acksLate && !job.acked) return this.#requeue(job);
         return this.#finish(job);
       case 'ignore':
         return this.#finish(job);
@@ -889,12 +894,7 @@ export class Worker extends EventEmitter {
       const reject = job.acksLate && job.entry.options.rejectOnWorkerLost === true;
       if (reject && !job.acked) {
         this.#emitLog('error', `Task ${job.name}[${job.id}]: its pool process was lost; the message goes back to the queue`);
-        job.acked = true;
-        await this.transport.restore(job.tag, false);
-        job.state = 'done';
-        this.#held.delete(job.seq);
-        this.#poke();
-        return;
+        return this.#requeue(job);
       }
       this.#emitLog('error', `Task handler raised error: ${err.message}`);
       await this.#failed(job, { excModule: 'billiard.exceptions', excType: 'WorkerLostError', excMessage: [err.message] }, null);
