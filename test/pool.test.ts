@@ -345,6 +345,8 @@ describe('Pool', () => {
     await using pool = new Pool({ processes: 1 });
     await expect(pool.apply(hang, [], { timeout: 0.5 })).rejects.toBeInstanceOf(TimeLimitExceeded);
     expect(await pool.apply(sleepThen, [7, 1500])).toBe(7);
+    // Limits past a Node timer's 24.8 days are kept, not fired at once (Node turns such a delay into 1 ms).
+    expect(await pool.apply(sleepThen, [8, 300], { timeout: 30 * 86400, softTimeout: 40 * 86400 })).toBe(8);
     expect(() => pool.applyAsync(square, [1], { timeout: -1 })).toThrow(ValueError);
     expect(() => new Pool({ timeout: 0 })).toThrow(ValueError);
   });

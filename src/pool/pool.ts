@@ -267,6 +267,16 @@ const SYN_NACK = dumps(tuple(NACK, tuple(0)));
 const SENTINEL_FRAME = new Uint8Array([0, 0, 0, 4, 0x80, 0x04, 0x4e, 0x2e]);
 
 /** A time limit option: null/undefined none, else positive seconds. */
+/** The longest delay a Node timer takes: a longer one fires after 1 ms. */
+const MAX_TIMER_MS = 2 ** 31 - 1;
+
+/** An unref'd timer for any delay (a limit of 30 days is kept, not turned into 1 ms); `set` receives each timer armed. */
+function armTimer(ms: number, fn: () => void, set: (t: NodeJS.Timeout) => void): void {
+  const t = setTimeout(() => (ms > MAX_TIMER_MS ? armTimer(ms - MAX_TIMER_MS, fn, set) : fn()), Math.min(ms, MAX_TIMER_MS));
+  t.unref();
+  set(t);
+}
+
 function limitSeconds(v: number | null | undefined, name: string): number | null {
   if (v === null || v === undefined) return null;
   if (typeof v !== 'number' || !(v > 0) || !Number.isFinite(v)) throw new ValueError(`${name} must be a positive number of seconds or null`);
@@ -1075,26 +1085,32 @@ export class Pool extends EventEmitter<PoolEvents> {
   #armLimits(w: Worker, task: Task): void {
     if (task.soft !== null) {
       const soft = task.soft;
-      task.softTimer = setTimeout(() => {
-        task.softTimer = null;
-        if (w.held[0] !== task) return;
-        this.#softLimit(w, task, soft);
-      }, soft * 1000);
-      task.softTimer.unref();
+      armTimer(
+        soft * 1000,
+        () => {
+          task.softTimer = null;
+          if (w.held[0] !== task) return;
+          this.#softLimit(w, task, soft);
+        },
+        (t) => (task.softTimer = t),
+      );
     }
     if (task.limit !== null) {
       const limit = task.limit;
-      task.timer = setTimeout(() => {
-        task.timer = null;
-        if (w.held[0] !== task) return;
-        // The worker is killed for it: its death must not fail the task again.
-        this.#release(w, task);
-        this.#setResult(task, false, new ExceptionInfo(new TimeLimitExceeded(limit)));
-        if (task.onTimeout) safeCall(task.onTimeout, [{ soft: false, timeout: limit }], task.result.propagate);
-        this.#emit('timeout', { result: task.result, soft: false, timeout: limit, pid: w.pid });
-        this.#kill(w);
-      }, limit * 1000);
-      task.timer.unref();
+      armTimer(
+        limit * 1000,
+        () => {
+          task.timer = null;
+          if (w.held[0] !== task) return;
+          // The worker is killed for it: its death must not fail the task again.
+          this.#release(w, task);
+          this.#setResult(task, false, new ExceptionInfo(new TimeLimitExceeded(limit)));
+          if (task.onTimeout) safeCall(task.onTimeout, [{ soft: false, timeout: limit }], task.result.propagate);
+          this.#emit('timeout', { result: task.result, soft: false, timeout: limit, pid: w.pid });
+          this.#kill(w);
+        },
+        (t) => (task.timer = t),
+      );
     }
   }
 
