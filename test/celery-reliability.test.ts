@@ -161,6 +161,8 @@ describe('the Node worker under faults', () => {
       env('--- [1, 2]', '{"task": "tasks.add", "id": "p5"}', 't5', 'application/x-yaml'),
       env('[[1, 2], {}, {}]', '{}', 't6'),
       '\xff\xfe not utf-8',
+      // JSON Redis's cjson reads (so the batch pop records it) but not UTF-8: its tag's bytes must still be acknowledged.
+      env('[[1, 2], {}, {}]', '{"task": "tasks.add", "id": "p8"}', 't\xff8'),
     ];
     for (const p of poison) await redis.client.lpush('celery', Buffer.from(p, 'latin1'));
     const [ok] = await pythonClient(redis, [{ task: 'tasks.add', args: [2, 3] }]);
@@ -175,8 +177,8 @@ describe('the Node worker under faults', () => {
     expect(rejected.join('\n')).toMatch(/not UTF-8/);
     expect(await redis.client.hlen('unacked')).toBe(0);
     expect(await redis.client.llen('celery')).toBe(0);
-    // The three that cannot even be recorded (not JSON, no delivery_info, not UTF-8) keep their bytes in the dead-letter list.
-    expect(await redis.client.llen('dead')).toBe(3);
+    // The four that cannot be used without their bytes (not JSON, no delivery_info, not UTF-8) keep them in the dead-letter list.
+    expect(await redis.client.llen('dead')).toBe(4);
     // Those with an id get a FAILURE their senders can read.
     const p3 = JSON.parse((await redis.client.select(1).then(() => redis!.client.get('celery-task-meta-p3')))!);
     await redis.client.select(0);

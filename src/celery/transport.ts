@@ -43,8 +43,8 @@ export interface TransportOptions {
 export interface Delivery {
   queue: string;
   raw: Buffer;
-  /** Set when the message was already recorded in `unacked` under this tag (see {@link RedisTransport.popMany}). */
-  recordedTag?: string | null;
+  /** Set when the message was already recorded in `unacked` under this tag, as its bytes (see {@link RedisTransport.popMany}). */
+  recordedTag?: Buffer | null;
 }
 
 /** The compare-and-delete that releases the sweep's lock (kombu's, by effect). */
@@ -288,8 +288,8 @@ export class RedisTransport {
     const order = [...queues];
     for (let i = 0; i + 2 < flat.length; i += 3) {
       const queue = queues[(flat[i] as number) - 1] as string;
-      const tag = (flat[i + 1] as Buffer).toString();
-      out.push({ queue, raw: flat[i + 2] as Buffer, recordedTag: tag === '' ? null : tag });
+      const tag = flat[i + 1] as Buffer;
+      out.push({ queue, raw: flat[i + 2] as Buffer, recordedTag: tag.length === 0 ? null : tag });
       if (this.roundRobin) {
         order.splice(order.indexOf(queue), 1);
         order.push(queue);
@@ -305,7 +305,7 @@ export class RedisTransport {
     await this.commands.multi().zadd(this.unackedIndexKey, Date.now() / 1000, tag).hset(this.unackedKey, tag, value).exec();
   }
 
-  #acks: Array<{ tag: string; done: () => void; failed: (e: unknown) => void }> = [];
+  #acks: Array<{ tag: string | Buffer; done: () => void; failed: (e: unknown) => void }> = [];
   #ackScheduled = false;
 
   /**
@@ -313,7 +313,7 @@ export class RedisTransport {
    * atomically. The acknowledgements of one turn of the event loop go in one
    * script call (what MULTI/ZREM/HDEL/EXEC does for one, for all of them).
    */
-  ack(tag: string): Promise<void> {
+  ack(tag: string | Buffer): Promise<void> {
     return new Promise((done, failed) => {
       this.#acks.push({ tag, done, failed });
       if (!this.#ackScheduled) {
@@ -327,7 +327,7 @@ export class RedisTransport {
     this.#ackScheduled = false;
     while (this.#acks.length > 0) {
       const batch = this.#acks.splice(0, 1000);
-      const cmd = this.commands as unknown as { ackMany(k1: string, k2: string, ...tags: string[]): Promise<number> };
+      const cmd = this.commands as unknown as { ackMany(k1: string, k2: string, ...tags: Array<string | Buffer>): Promise<number> };
       cmd.ackMany(this.unackedKey, this.unackedIndexKey, ...batch.map((a) => a.tag)).then(
         () => {
           for (const a of batch) a.done();

@@ -402,7 +402,10 @@ export class Worker extends EventEmitter {
       return;
     }
     const tag = env.properties.delivery_tag;
-    if (d.recordedTag !== tag) {
+    // The script recorded the tag's bytes as Redis's cjson read them; a tag
+    // JavaScript reads otherwise (escaped surrogates) is recorded again as it
+    // will be acknowledged.
+    if (d.recordedTag === undefined || d.recordedTag === null || !d.recordedTag.equals(Buffer.from(tag))) {
       if (d.recordedTag) await this.transport.ack(d.recordedTag);
       await this.transport.recordDelivery(tag, raw.toString('utf8'), env.properties.delivery_info.exchange, env.properties.delivery_info.routing_key);
     }
