@@ -141,6 +141,24 @@ describe('the Node worker under faults', () => {
     expect(readFileSync(record, 'utf8').trim().split('\n')).toHaveLength(1);
   });
 
+  it('a broker that cannot be reached is logged (without the password) and retried; the worker stops cleanly', async () => {
+    redis = await startRedis();
+    const port = redis.port;
+    await redis.kill();
+    const logs: string[] = [];
+    const w = new Worker({ app: TASKS, broker: `redis://:s3cret@127.0.0.1:${port}/0`, concurrency: 1, log: (level, m) => logs.push(`${level} ${m}`) });
+    const starting = w.start().then(
+      () => 'started',
+      (e: Error) => `failed: ${e.message}`,
+    );
+    await until(() => logs.some((l) => l.includes('Cannot connect to')), 20, 'the connection error');
+    expect(logs.find((l) => l.includes('Cannot connect to'))).toMatch(new RegExp(`^error consumer: Cannot connect to redis://:\\*\\*@127\\.0\\.0\\.1:${port}/0: .*Trying again`));
+    expect(logs.join('\n')).not.toContain('s3cret');
+    await redis.restart();
+    expect(await starting).toBe('started');
+    closers.push(() => w.shutdown());
+  });
+
   it('hostile list elements are logged and removed, the worker goes on (where Celery 5.2 crashes on three of them)', async () => {
     redis = await startRedis();
     const logs: string[] = [];

@@ -142,6 +142,9 @@ export class RedisTransport {
   #declared = new Set<string>();
   #patterns = new Map<string, (channel: string, message: Buffer) => void>();
   #closed = false;
+  #down = false;
+  /** Told when a connection to the broker fails (once until one is ready again). */
+  onConnectionError: ((e: Error) => void) | null = null;
 
   constructor(url: string, options?: TransportOptions) {
     this.url = url;
@@ -167,8 +170,14 @@ export class RedisTransport {
 
   #connection(extra?: RedisOptions): Redis {
     const r = connect(this.url, { ...(this.keyprefix ? { keyPrefix: this.keyprefix } : {}), ...extra });
-    // ioredis reconnects by itself; an 'error' listener keeps a lost broker from crashing the process.
-    r.on('error', () => {});
+    // ioredis reconnects by itself; the listener keeps a lost broker from
+    // crashing the process and tells `onConnectionError` (once per outage).
+    r.on('error', (e: Error) => {
+      if (this.#down) return;
+      this.#down = true;
+      this.onConnectionError?.(e);
+    });
+    r.on('ready', () => (this.#down = false));
     return r;
   }
 

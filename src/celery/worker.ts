@@ -224,6 +224,7 @@ export class Worker extends EventEmitter {
     this.concurrency = Math.max(1, options.concurrency ?? availableParallelism());
     this.queues = [...(options.queues ?? ['celery'])];
     this.transport = new RedisTransport(options.broker, options.transport);
+    this.transport.onConnectionError = (e) => this.#emitLog('error', `consumer: Cannot connect to ${redactUrl(options.broker)}: ${e.message}. Trying again...`);
     const backendUrl = options.resultBackend === undefined ? options.broker : options.resultBackend;
     this.backend = backendUrl === null ? null : new RedisBackend(backendUrl, { serializer: options.resultSerializer, resultExpires: options.resultExpires, maxBytes: options.resultMaxBytes });
     this.#log = options.log ?? defaultLog(options.loglevel ?? 'warning');
@@ -1205,6 +1206,17 @@ export class Worker extends EventEmitter {
     await this.transport.close();
     await this.backend?.close();
     this.emit('close');
+  }
+}
+
+/** A URL for a log line: without its password. */
+function redactUrl(url: string): string {
+  try {
+    const u = new URL(url);
+    if (u.password) u.password = '**';
+    return u.href;
+  } catch {
+    return '(a broker URL)';
   }
 }
 
