@@ -150,6 +150,7 @@ export class Celery {
   readonly options: CeleryOptions;
   readonly oid = randomUUID();
   #clock = 0;
+  #broadcasts: Promise<unknown> = Promise.resolve();
 
   constructor(options: CeleryOptions) {
     this.options = options;
@@ -193,7 +194,16 @@ export class Celery {
    * with `reply`, collects `{node: reply}` objects until the timeout or the
    * limit (R-33).
    */
-  async broadcast(method: string, options: BroadcastOptions = {}): Promise<Array<Record<string, unknown>>> {
+  broadcast(method: string, options: BroadcastOptions = {}): Promise<Array<Record<string, unknown>>> {
+    // One at a time: every broadcast of this client reads the same reply
+    // queue, and one must not take (and drop) another's replies.
+    const run = (): Promise<Array<Record<string, unknown>>> => this.#broadcast(method, options);
+    const p = this.#broadcasts.then(run, run);
+    this.#broadcasts = p.catch(() => undefined);
+    return p;
+  }
+
+  async #broadcast(method: string, options: BroadcastOptions): Promise<Array<Record<string, unknown>>> {
     const reply = options.reply ?? true;
     const timeout = options.timeout ?? 1;
     const destination = options.destination ?? null;
