@@ -220,6 +220,15 @@ describe('Celery semantics of the Node worker', () => {
     expect(statuses.get('retry-no-0001')!.map((x) => x.status)).toEqual(['RETRY', 'FAILURE']);
   });
 
+  it('bad options are a TypeError at construction', () => {
+    const base = { app: TASKS, broker: 'redis://127.0.0.1:1/0' };
+    expect(() => new Worker({ ...base, concurrency: 0 })).toThrow(/concurrency must be an integer >= 1/);
+    expect(() => new Worker({ ...base, concurrency: 1.5 })).toThrow(TypeError);
+    expect(() => new Worker({ ...base, prefetchMultiplier: -1 })).toThrow(/prefetchMultiplier/);
+    expect(() => new Worker({ ...base, queues: [] })).toThrow(/queues/);
+    expect(() => new Worker({ ...base, broker: 'http://x/' })).toThrow(/not a Redis URL/);
+  });
+
   it('node names expand %h, %n and %d', () => {
     const w = new Worker({ app: TASKS, broker: 'redis://127.0.0.1:1/0', hostname: 'w1@%h|%n|%d' });
     const host = hostname();

@@ -221,8 +221,13 @@ export class Worker extends EventEmitter {
     super();
     this.options = options;
     this.hostname = expandHostname(options.hostname ?? 'celery@%h');
-    this.concurrency = Math.max(1, options.concurrency ?? availableParallelism());
+    const concurrency = options.concurrency ?? availableParallelism();
+    if (!Number.isInteger(concurrency) || concurrency < 1) throw new TypeError(`concurrency must be an integer >= 1, not ${String(options.concurrency)}`);
+    this.concurrency = concurrency;
     this.queues = [...(options.queues ?? ['celery'])];
+    if (this.queues.length === 0 || this.queues.some((q) => typeof q !== 'string' || q === '')) throw new TypeError('queues must be a non-empty list of queue names');
+    const pm = options.prefetchMultiplier ?? 4;
+    if (!Number.isInteger(pm) || pm < 0) throw new TypeError(`prefetchMultiplier must be an integer >= 0, not ${String(pm)}`);
     this.transport = new RedisTransport(options.broker, options.transport);
     this.transport.onConnectionError = (e) => this.#emitLog('error', `consumer: Cannot connect to ${redactUrl(options.broker)}: ${e.message}. Trying again...`);
     const backendUrl = options.resultBackend === undefined ? options.broker : options.resultBackend;
