@@ -45,6 +45,16 @@ describe('the Node client and Python Celery workers', () => {
     expect(await r.get(1, { propagate: false })).toBeInstanceOf(PythonException);
   });
 
+  it('link and linkError from Node: the Python worker sends the callback with the result, the errback with the task id', async () => {
+    const ok = await app.sendTask('tasks.add', [1, 1], {}, { link: signature('tasks.mul', [10], {}, { task_id: 'node-link-0001' }) });
+    expect(await ok.get(20)).toBe(2);
+    expect(await app.asyncResult('node-link-0001').get(20)).toBe(20);
+    // (Celery calls an errback task of more than one parameter old-style, in place: echo takes one.)
+    const bad = await app.sendTask('tasks.add', ['a', 1], {}, { linkError: signature('tasks.echo', [], {}, { task_id: 'node-link-0002' }) });
+    await expect(bad.get(20)).rejects.toMatchObject({ pyName: 'TypeError' });
+    expect(await app.asyncResult('node-link-0002').get(20)).toBe(bad.id);
+  });
+
   it('a chain sent from Node (add(1, 2) | mul(10)) runs on the Python worker: 30', async () => {
     const r = await app.chain([signature('tasks.add', [1, 2]), signature('tasks.mul', [10])]);
     expect(await r.get(20)).toBe(30);

@@ -220,6 +220,20 @@ describe('Celery semantics of the Node worker', () => {
     expect(statuses.get('retry-no-0001')!.map((x) => x.status)).toEqual(['RETRY', 'FAILURE']);
   });
 
+  it('Reject with requeue puts an acksLate message back (it runs again); Reject without requeue and Ignore store nothing; all are acknowledged', async () => {
+    const { r, c } = await setUp();
+    const again = await c.sendTask('tasks.rejectOnce');
+    expect(await again.get(20)).toBe('second time');
+    const dropped = await c.sendTask('tasks.rejectDrop');
+    const ignored = await c.sendTask('tasks.ignoreMe');
+    const after = await c.sendTask('tasks.add', [1, 1]);
+    expect(await after.get(20)).toBe(2);
+    await new Promise((res) => setTimeout(res, 300));
+    expect([await dropped.state(), await ignored.state()]).toEqual(['PENDING', 'PENDING']);
+    await until(async () => (await r.client.hlen('unacked')) === 0, 10, 'the acks');
+    expect(await r.client.llen('celery')).toBe(0);
+  });
+
   it('bad options are a TypeError at construction', () => {
     const base = { app: TASKS, broker: 'redis://127.0.0.1:1/0' };
     expect(() => new Worker({ ...base, concurrency: 0 })).toThrow(/concurrency must be an integer >= 1/);

@@ -38,3 +38,8 @@ def sleeper(seconds):
 @app.task
 def pid():
     return os.getpid()
+
+
+@app.task
+def echo(value):
+    return value

@@ -7,7 +7,7 @@ import { appendFileSync } from 'node:fs';
 import { setTimeout as sleep } from 'node:timers/promises';
 
 import { PythonException } from '../../../src/pickle/exceptions.js';
-import { currentRequest, task } from '../../../src/celery/task.js';
+import { currentRequest, Ignore, Reject, task } from '../../../src/celery/task.js';
 
 export function add(x: number, y: number): number {
   return x + y;
@@ -125,3 +125,22 @@ export const alwaysRetry = task(
   (): never => currentRequest().retry({ countdown: 0.2, exc: new PythonException('KeyError', [`again ${currentRequest().retries}`]) }),
   { maxRetries: 1 },
 );
+
+/** Celery's Reject: requeued once (acksLate), then it succeeds on the redelivery. */
+export const rejectOnce = task(
+  (): string => {
+    if (!currentRequest().redelivered) throw new Reject('not yet', true);
+    return 'second time';
+  },
+  { acksLate: true },
+);
+
+/** Reject without requeue: the message is dropped, nothing stored. */
+export function rejectDrop(): never {
+  throw new Reject('drop it', false);
+}
+
+/** Celery's Ignore: acknowledged, nothing stored. */
+export function ignoreMe(): never {
+  throw new Ignore('not stored');
+}
