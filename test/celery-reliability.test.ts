@@ -14,7 +14,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 
 import { Celery, Worker } from '../src/celery/index.js';
 import { pyJsonLoads } from '../src/celery/pyjson.js';
-import { celeryPython, pythonClient, startNodeWorkerProcess, startRedis, until, type NodeWorkerProcess, type RedisServer } from './helpers/celery.js';
+import { celeryPython, pythonClient, startNodeWorkerProcess, startRedis, until, within, type NodeWorkerProcess, type RedisServer } from './helpers/celery.js';
 
 const TASKS = new URL('./peers/celery/tasks.ts', import.meta.url);
 
@@ -23,7 +23,7 @@ let procs: NodeWorkerProcess[] = [];
 let closers: Array<() => Promise<void>> = [];
 
 afterEach(async () => {
-  for (const c of closers.reverse()) await c().catch(() => {});
+  for (const c of closers.reverse()) await within(c(), 20).catch(() => {});
   for (const p of procs) {
     try {
       process.kill(-p.proc.pid!, 'SIGKILL');

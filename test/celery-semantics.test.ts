@@ -13,7 +13,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 
 import { Celery, Worker, type WorkerOptions } from '../src/celery/index.js';
 import { pyJsonDumps, pyJsonLoads } from '../src/celery/pyjson.js';
-import { pythonClient, startPythonWorker, startRedis, until, type RedisServer } from './helpers/celery.js';
+import { pythonClient, startPythonWorker, startRedis, until, within, type RedisServer } from './helpers/celery.js';
 
 const TASKS = new URL('./peers/celery/tasks.ts', import.meta.url);
 
@@ -21,7 +21,7 @@ let redis: RedisServer | null = null;
 let closers: Array<() => Promise<void>> = [];
 
 afterEach(async () => {
-  for (const c of closers.reverse()) await c().catch(() => {});
+  for (const c of closers.reverse()) await within(c(), 20).catch(() => {});
   closers = [];
   await redis?.stop();
   redis = null;

@@ -73,6 +73,8 @@ export function originName(): string {
   return `gen${process.pid}@${hostname()}`;
 }
 
+const UTF8 = new TextDecoder('utf-8', { fatal: true });
+
 /** Bytes shown in a log line about a bad message: at most `max`, the rest counted. */
 export function truncated(raw: Uint8Array | string, max = 256): string {
   const text = typeof raw === 'string' ? raw : Buffer.from(raw.buffer, raw.byteOffset, raw.byteLength).toString('latin1');
@@ -91,7 +93,7 @@ function isRecord(v: unknown): v is Record<string, unknown> {
 export function parseEnvelope(raw: Uint8Array): Envelope {
   let text: string;
   try {
-    text = new TextDecoder('utf-8', { fatal: true }).decode(raw);
+    text = UTF8.decode(raw);
   } catch {
     throw new MessageError('the message is not UTF-8 text');
   }
@@ -131,7 +133,7 @@ export function decodeBody(env: Envelope, accept: ReadonlySet<string>): unknown 
   const bytes = bodyBytes(env);
   if (type === JSON_TYPE) {
     try {
-      return pyJsonLoads(new TextDecoder('utf-8', { fatal: true }).decode(bytes));
+      return pyJsonLoads(UTF8.decode(bytes));
     } catch (e) {
       throw new DecodeError(`Can't decode message body: ${(e as Error).message}`);
     }

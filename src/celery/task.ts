@@ -173,12 +173,6 @@ export type PackedRequest = [
   defaultRetryDelay: number,
 ];
 
-/** @internal */
-export function packRequest(r: RequestInfo): PackedRequest {
-  const d = r.deliveryInfo;
-  return [r.id, r.task, r.retries, r.rootId, r.parentId, r.groupId, r.groupIndex, r.eta, r.expires, r.hostname, r.correlationId, r.replyTo, r.origin, r.redelivered, d.exchange, d.routingKey, d.priority, d.redelivered, r.timelimit[0], r.timelimit[1], r.maxRetries, r.defaultRetryDelay];
-}
-
 function unpack(p: PackedRequest, args: unknown[], kwargs: Record<string, unknown>): RequestInfo {
   return {
     id: p[0],

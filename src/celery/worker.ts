@@ -33,7 +33,7 @@ import {
 } from './message.js';
 import { pyRepr } from './repr.js';
 import { initApp, runTask, type Outcome } from './runner.js';
-import { packRequest, taskOptions, type RequestInfo, type TaskOptions } from './task.js';
+import { taskOptions, type PackedRequest, type TaskOptions } from './task.js';
 import { RedisTransport, type Delivery, type TransportOptions } from './transport.js';
 
 export type LogLevel = 'debug' | 'info' | 'warning' | 'error' | 'critical';
@@ -324,10 +324,20 @@ export class Worker extends EventEmitter {
     }
   }
 
-  #unacked(): number {
-    let n = 0;
-    for (const j of this.#held.values()) if (!j.acked) n++;
-    return n;
+  /** Held jobs not acknowledged yet (kept as a count: #room() runs before every pop). */
+  #unackedCount = 0;
+
+  /** The job counts as acknowledged from now on (its message is, or is being, acked or put back). */
+  #settle(job: Job): void {
+    if (job.acked) return;
+    job.acked = true;
+    this.#unackedCount--;
+  }
+
+  /** The job leaves this worker (acknowledged or not: one not acknowledged stays in unacked for a sweep). */
+  #forget(job: Job): void {
+    if (this.#held.delete(job.seq) && !job.acked) this.#unackedCount--;
+    job.acked = true;
   }
 
   #poke(): void {
@@ -344,7 +354,7 @@ export class Worker extends EventEmitter {
   /** Deliveries the prefetch limit still allows (Infinity without a limit). */
   #room(): number {
     if (this.#prefetch === 0) return Infinity;
-    return this.#prefetch + this.#etaCount - this.#unacked() - this.#inflight.size;
+    return this.#prefetch + this.#etaCount - this.#unackedCount - this.#inflight.size;
   }
 
   #handle(d: Delivery): void {
@@ -481,6 +491,7 @@ export class Worker extends EventEmitter {
       expiryTimer: null,
     };
     this.#held.set(job.seq, job);
+    this.#unackedCount++;
     this.#emitLog('info', `Task ${name}[${id}] received`);
     this.#taskEvent('task-received', job, () => ({
       name,
@@ -576,35 +587,37 @@ export class Worker extends EventEmitter {
     }
   }
 
-  #requestInfo(job: Job): RequestInfo {
+  /** The request the task sees (`currentRequest()`), packed to travel to the pool process. */
+  #packedRequest(job: Job): PackedRequest {
     const h = job.env.headers;
     const p = job.env.properties;
     const info = p.delivery_info;
     const str = (v: unknown): string | null => (typeof v === 'string' ? v : null);
-    return {
-      id: job.id,
-      task: job.name,
-      args: job.args,
-      kwargs: job.kwargs,
-      retries: typeof h.retries === 'number' ? h.retries : 0,
-      rootId: str(h.root_id),
-      parentId: str(h.parent_id),
-      groupId: str(h.group),
-      groupIndex: typeof h.group_index === 'number' ? h.group_index : null,
-      eta: str(h.eta),
-      expires: str(h.expires),
-      hostname: this.hostname,
-      correlationId: str(p.correlation_id) ?? job.id,
-      replyTo: str(p.reply_to),
-      origin: str(h.origin),
-      redelivered: h.redelivered === true || info.redelivered === true,
-      isEager: false,
-      calledDirectly: false,
-      deliveryInfo: { exchange: info.exchange, routingKey: info.routing_key, priority: typeof p.priority === 'number' ? p.priority : 0, redelivered: info.redelivered === true ? true : null },
-      timelimit: [job.hard, job.soft],
-      maxRetries: job.entry.options.maxRetries === undefined ? 3 : job.entry.options.maxRetries,
-      defaultRetryDelay: job.entry.options.defaultRetryDelay ?? 180,
-    };
+    const opts = job.entry.options;
+    return [
+      job.id,
+      job.name,
+      typeof h.retries === 'number' ? h.retries : 0,
+      str(h.root_id),
+      str(h.parent_id),
+      str(h.group),
+      typeof h.group_index === 'number' ? h.group_index : null,
+      str(h.eta),
+      str(h.expires),
+      this.hostname,
+      str(p.correlation_id) ?? job.id,
+      str(p.reply_to),
+      str(h.origin),
+      h.redelivered === true || info.redelivered === true,
+      info.exchange,
+      info.routing_key,
+      typeof p.priority === 'number' ? p.priority : 0,
+      info.redelivered === true ? true : null,
+      job.hard,
+      job.soft,
+      opts.maxRetries === undefined ? 3 : opts.maxRetries,
+      opts.defaultRetryDelay ?? 180,
+    ];
   }
 
   #dispatch(job: Job): void {
@@ -621,7 +634,7 @@ export class Worker extends EventEmitter {
       }, Math.max(0, Math.min(job.expires - Date.now(), 2 ** 31 - 1)));
     }
     try {
-      result = pool.applyAsync(runTask, [job.entry.exportName, job.args, job.kwargs, packRequest(this.#requestInfo(job))], {
+      result = pool.applyAsync(runTask, [job.entry.exportName, job.args, job.kwargs, this.#packedRequest(job)], {
         timeout: job.hard,
         softTimeout: job.soft,
         signal: controller.signal,
@@ -668,7 +681,7 @@ export class Worker extends EventEmitter {
         // (the broker failed under a retry's publish, say): the message stays
         // in unacked for a sweep to restore, and leaves this worker's window.
         this.#emitLog('critical', `error after task ${job.name}[${job.id}]: ${(e as Error).stack ?? String(e)}`);
-        this.#held.delete(job.seq);
+        this.#forget(job);
       })
       .finally(() => {
         this.#finishing--;
@@ -678,7 +691,7 @@ export class Worker extends EventEmitter {
 
   async #ack(job: Job): Promise<void> {
     if (job.acked) return;
-    job.acked = true;
+    this.#settle(job);
     try {
       await this.transport.ack(job.tag);
     } catch (e) {
@@ -691,18 +704,18 @@ export class Worker extends EventEmitter {
   async #finish(job: Job): Promise<void> {
     job.state = 'done';
     await this.#ack(job);
-    this.#held.delete(job.seq);
+    this.#forget(job);
     this.#poke();
   }
 
   /** The job leaves this worker with its message put back at the end of its queue (a reject with requeue, R-11). */
   async #requeue(job: Job): Promise<void> {
-    job.acked = true;
+    this.#settle(job);
     job.state = 'done';
     try {
       await this.transport.restore(job.tag, false);
     } finally {
-      this.#held.delete(job.seq);
+      this.#forget(job);
       this.#poke();
     }
   }
@@ -1158,9 +1171,9 @@ export class Worker extends EventEmitter {
     for (const j of jobs) {
       if (j.timer) clearTimeout(j.timer);
       j.state = 'done';
-      j.acked = true;
+      this.#settle(j);
       await this.transport.restore(j.tag, true).catch((e: unknown) => this.#emitLog('error', `could not restore ${j.id}: ${(e as Error).message}`));
-      this.#held.delete(j.seq);
+      this.#forget(j);
     }
     if (jobs.length > 0) this.#emitLog('info', `Restoring ${jobs.length} unacknowledged message(s)`);
     return jobs.length;

@@ -77,6 +77,12 @@ export async function startRedis(options: { persistent?: boolean } = {}): Promis
     }
   };
   await launch();
+  // A test that fails before stop() (a hook timing out, say) must not leave the server running.
+  const onExit = (): void => {
+    proc.kill('SIGKILL');
+    rmSync(dir, { recursive: true, force: true });
+  };
+  process.once('exit', onExit);
   const client = new Redis({ port, host: '127.0.0.1', maxRetriesPerRequest: null });
   client.on('error', () => {});
   const kill = async (): Promise<void> => {
@@ -92,6 +98,7 @@ export async function startRedis(options: { persistent?: boolean } = {}): Promis
     kill,
     restart: launch,
     async stop() {
+      process.removeListener('exit', onExit);
       client.disconnect();
       if (proc.exitCode === null && proc.signalCode === null) {
         const gone = new Promise((r) => proc.once('exit', r));
@@ -214,4 +221,10 @@ export async function until(check: () => boolean | Promise<boolean>, seconds = 2
     if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
     await new Promise((r) => setTimeout(r, 50));
   }
+}
+
+/** `p`, or undefined after `seconds` (a cleanup step that hangs must not keep the next ones from running). */
+export function within<T>(p: Promise<T>, seconds: number): Promise<T | undefined> {
+  let timer: NodeJS.Timeout | undefined;
+  return Promise.race([p, new Promise<undefined>((r) => (timer = setTimeout(() => r(undefined), seconds * 1000)))]).finally(() => clearTimeout(timer));
 }
