@@ -18,7 +18,8 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 
 import { buildTaskMessage } from '../src/celery/message.js';
-import { celeryPython, startRedis, until, type RedisServer } from '../test/helpers/celery.js';
+import { celeryPython, startRedis, type RedisServer } from '../test/helpers/celery.js';
+import { waitUntil } from '../test/helpers/until.js';
 import { PEER_DIR } from '../test/helpers/peers.js';
 import type { BenchRunOptions } from './run.js';
 import { fmt, formatTable } from './table.js';
@@ -50,7 +51,7 @@ async function round(impl: Impl, n: number): Promise<number> {
   proc.stdout?.on('data', (c: Buffer) => (log += c.toString()));
   proc.stderr?.on('data', (c: Buffer) => (log += c.toString()));
   try {
-    await until(() => / ready\./.test(log), 60, `${impl} to start: ${log}`);
+    await waitUntil(() => / ready\./.test(log), 60, `${impl} to start: ${log}`);
     const messages = Array.from({ length: n }, (_, i) => buildTaskMessage({ name: 'tasks.add', args: [i, 1] }).text);
     const results = redis.client.duplicate();
     await results.select(1);
@@ -59,7 +60,7 @@ async function round(impl: Impl, n: number): Promise<number> {
     p.sadd('_kombu.binding.celery', 'celery\x06\x16\x06\x16celery');
     for (const m of messages) p.lpush('celery', m);
     await p.exec();
-    await until(async () => (await results.dbsize()) >= n, 600, `${n} results from ${impl}`);
+    await waitUntil(async () => (await results.dbsize()) >= n, 600, `${n} results from ${impl}`);
     const seconds = Number(process.hrtime.bigint() - t0) / 1e9;
     results.disconnect();
     return n / seconds;

@@ -22,7 +22,8 @@ import { parseArgs } from 'node:util';
 import { buildTaskMessage } from '../src/celery/message.js';
 import { pyJsonDumps, pyJsonLoads } from '../src/celery/pyjson.js';
 import { Celery, Worker } from '../src/celery/index.js';
-import { startRedis, until } from '../test/helpers/celery.js';
+import { startRedis } from '../test/helpers/celery.js';
+import { waitUntil } from '../test/helpers/until.js';
 
 const { values } = parseArgs({ options: { messages: { type: 'string' }, seed: { type: 'string' }, 'rss-slack-mib': { type: 'string' } } });
 const total = Number(values.messages ?? 20000);
@@ -148,16 +149,16 @@ try {
     // Control messages with garbage, on the pidbox channel.
     p.publish('/0.celery.pidbox', pick(['garbage', pyJsonDumps({ body: Buffer.from(pyJsonDumps({ method: pick(['ping', 'revoke', 'hello', 'query_task', 'nope']), arguments: pick(WRONG), destination: pick(WRONG), pattern: pick(WRONG), matcher: pick(['pcre', 'glob', 'x']), reply_to: pick(WRONG) })).toString('base64'), 'content-type': 'application/json', 'content-encoding': 'utf-8', headers: { clock: pick(WRONG) }, properties: { body_encoding: 'base64', delivery_tag: 't', delivery_info: { exchange: 'celery.pidbox', routing_key: '' } } })]));
     await p.exec();
-    await until(async () => (await redis.client.llen('celery')) < 1000, 600, 'the worker to keep up');
+    await waitUntil(async () => (await redis.client.llen('celery')) < 1000, 600, 'the worker to keep up');
   }
   const ok = await app.sendTask('tasks.add', [40, 2]);
   const last = await ok.get(600).catch((e: unknown) => e);
   check(last === 42, `a valid task after ${total} hostile messages succeeds (${String(last)}), in ${((Date.now() - t0) / 1000).toFixed(1)} s`);
-  await until(async () => (await redis.client.llen('celery')) === 0, 120, 'the queue to empty').catch(() => {});
+  await waitUntil(async () => (await redis.client.llen('celery')) === 0, 120, 'the queue to empty').catch(() => {});
   check((await redis.client.llen('celery')) === 0, 'every element left the queue');
   // ETAs in the future (far or garbled) may be held; everything else is acknowledged.
   const scheduled = ((await app.broadcast('scheduled', { destination: [worker.hostname], timeout: 2 }))[0]?.[worker.hostname] as unknown[] | undefined)?.length ?? 0;
-  await until(async () => (await redis.client.hlen('unacked')) <= scheduled, 60, 'unacked to drain').catch(() => {});
+  await waitUntil(async () => (await redis.client.hlen('unacked')) <= scheduled, 60, 'unacked to drain').catch(() => {});
   const unacked = await redis.client.hlen('unacked');
   check(unacked <= scheduled, `unacked holds only the ${scheduled} tasks scheduled for later (${unacked})`);
   if (unacked > scheduled) {

@@ -9,7 +9,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { PythonException } from '../src/pickle/exceptions.js';
 import { Celery, signature, Worker } from '../src/celery/index.js';
 import { pyJsonLoads } from '../src/celery/pyjson.js';
-import { pythonClient, startPythonWorker, startRedis, until, type PythonWorker, type RedisServer } from './helpers/celery.js';
+import { pythonClient, startPythonWorker, startRedis, type PythonWorker, type RedisServer } from './helpers/celery.js';
+import { waitUntil } from './helpers/until.js';
 
 type Msg = { body: string; headers: Record<string, unknown>; properties: Record<string, unknown> & { delivery_info: Record<string, unknown> } };
 
@@ -73,7 +74,7 @@ describe('the Node client and Python Celery workers', () => {
 
   it('revoke(id, { terminate: true }) from Node ends a task running on the Python worker: REVOKED terminated', async () => {
     const r = await app.sendTask('tasks.sleeper', [30]);
-    await until(async () => JSON.stringify(await app.broadcast('active', { timeout: 0.5 })).includes(r.id), 20, 'the task to start');
+    await waitUntil(async () => JSON.stringify(await app.broadcast('active', { timeout: 0.5 })).includes(r.id), 20, 'the task to start');
     const replies = await app.revoke(r.id, { terminate: true, signal: 'SIGKILL', reply: true, timeout: 1 });
     expect(JSON.stringify(replies)).toContain(`terminate: ${r.id}`);
     await expect(r.get(20)).rejects.toMatchObject({ pyModule: 'celery.exceptions', pyName: 'TaskRevokedError', args: ['terminated'] });
@@ -121,7 +122,7 @@ describe('the Node client and Python Celery workers', () => {
     expect(await redis.client.exists('prio', 'prio\x06\x163', 'prio\x06\x169')).toBe(3);
     const one = await startPythonWorker(redis, { queues: ['prio'], concurrency: 1, name: 'prio@%h' });
     try {
-      await until(() => (one.log().match(/Task tasks\.add\[[^\]]+\] succeeded/g) ?? []).length === 4, 20, 'the four tasks');
+      await waitUntil(() => (one.log().match(/Task tasks\.add\[[^\]]+\] succeeded/g) ?? []).length === 4, 20, 'the four tasks');
       const ran = [...one.log().matchAll(/Task tasks\.add\[([^\]]+)\] succeeded/g)].map((m) => m[1]);
       expect(ran).toEqual([order[1], order[2], order[3], order[0]]);
     } finally {

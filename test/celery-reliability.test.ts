@@ -14,7 +14,8 @@ import { afterEach, describe, expect, it } from 'vitest';
 
 import { Celery, Worker } from '../src/celery/index.js';
 import { pyJsonLoads } from '../src/celery/pyjson.js';
-import { celeryPython, pythonClient, startNodeWorkerProcess, startRedis, until, within, type NodeWorkerProcess, type RedisServer } from './helpers/celery.js';
+import { celeryPython, pythonClient, startNodeWorkerProcess, startRedis, within, type NodeWorkerProcess, type RedisServer } from './helpers/celery.js';
+import { waitUntil } from './helpers/until.js';
 
 const TASKS = new URL('./peers/celery/tasks.ts', import.meta.url);
 
@@ -55,7 +56,7 @@ describe('the Node worker under faults', () => {
     const c = client(redis);
     const record = tmpFile('runs');
     const r = await c.sendTask('tasks.lateRecord', [record, 3]);
-    await until(() => /Task tasks\.lateRecord\[[^\]]+\] received/.test(a.log()), 20, 'the first worker to receive the task');
+    await waitUntil(() => /Task tasks\.lateRecord\[[^\]]+\] received/.test(a.log()), 20, 'the first worker to receive the task');
     process.kill(-a.proc.pid!, 'SIGKILL');
     await a.exited;
     expect(await redis.client.hlen('unacked')).toBe(1);
@@ -66,7 +67,7 @@ describe('the Node worker under faults', () => {
     expect(await r.get(30)).toBe('recorded');
     expect(readFileSync(record, 'utf8').trim().split('\n')).toHaveLength(1);
     expect(b.log()).toMatch(/Restored 1 unacknowledged message/);
-    await until(async () => (await redis!.client.hlen('unacked')) === 0, 10, 'the ack');
+    await waitUntil(async () => (await redis!.client.hlen('unacked')) === 0, 10, 'the ack');
   });
 
   it('SIGTERM is a warm shutdown: the running task finishes, the prefetched ones go back to the front of the queue marked redelivered', async () => {
@@ -76,10 +77,10 @@ describe('the Node worker under faults', () => {
     const c = client(redis);
     const running = await c.sendTask('tasks.sleeper', [2]);
     // Running, as `inspect active` says (a job handed to a pool process that has not started it goes back too).
-    await until(async () => JSON.stringify(await c.broadcast('active', { timeout: 0.3 })).includes(running.id), 20, 'the sleeper to start');
+    await waitUntil(async () => JSON.stringify(await c.broadcast('active', { timeout: 0.3 })).includes(running.id), 20, 'the sleeper to start');
     const queued = [];
     for (let i = 0; i < 3; i++) queued.push(await c.sendTask('tasks.add', [i, 100]));
-    await until(() => (w.log().match(/Task tasks\.add\[[^\]]+\] received/g) ?? []).length === 3, 20, 'the adds to be prefetched');
+    await waitUntil(() => (w.log().match(/Task tasks\.add\[[^\]]+\] received/g) ?? []).length === 3, 20, 'the adds to be prefetched');
     process.kill(w.proc.pid!, 'SIGTERM');
     expect(await w.exited).toBe(0);
     expect(await running.get(5)).toBe(2);
@@ -104,14 +105,14 @@ describe('the Node worker under faults', () => {
     const record = tmpFile('runs');
     const late = await c.sendTask('tasks.lateRecord', [record, 30]);
     const early = await c.sendTask('tasks.sleeper', [30]);
-    await until(async () => {
+    await waitUntil(async () => {
       const active = JSON.stringify(await c.broadcast('active', { timeout: 0.3 }));
       return active.includes(late.id) && active.includes(early.id);
     }, 20, 'both tasks to start');
     const reserved = await c.sendTask('tasks.add', [1, 2]);
-    await until(() => (w.log().match(/received/g) ?? []).length === 3, 20, 'the third task to arrive');
+    await waitUntil(() => (w.log().match(/received/g) ?? []).length === 3, 20, 'the third task to arrive');
     process.kill(w.proc.pid!, 'SIGTERM');
-    await until(() => /warm shutdown/.test(w.log()), 10, 'the warm shutdown');
+    await waitUntil(() => /warm shutdown/.test(w.log()), 10, 'the warm shutdown');
     process.kill(w.proc.pid!, 'SIGTERM');
     await w.exited;
     const ids = (await redis.client.lrange('celery', 0, -1)).map((t) => (pyJsonLoads(t) as { headers: { id: string } }).headers.id);
@@ -129,13 +130,13 @@ describe('the Node worker under faults', () => {
     const c = client(redis);
     const record = tmpFile('runs');
     const r = await c.sendTask('tasks.lateRecord', [record, 1]);
-    await until(() => logs.some((l) => /lateRecord.*received/.test(l)), 20, 'the task to arrive');
+    await waitUntil(() => logs.some((l) => /lateRecord.*received/.test(l)), 20, 'the task to arrive');
     // The task ends, and its result and ack are due, while the broker is away.
     await redis.kill();
     await new Promise((res) => setTimeout(res, 3000));
     await redis.restart();
     expect(await r.get(20)).toBe('recorded');
-    await until(async () => (await redis!.client.hlen('unacked')) === 0, 20, 'the ack after the broker came back');
+    await waitUntil(async () => (await redis!.client.hlen('unacked')) === 0, 20, 'the ack after the broker came back');
     const after = await c.sendTask('tasks.add', [40, 2]);
     expect(await after.get(20)).toBe(42);
     expect(readFileSync(record, 'utf8').trim().split('\n')).toHaveLength(1);
@@ -151,7 +152,7 @@ describe('the Node worker under faults', () => {
       () => 'started',
       (e: Error) => `failed: ${e.message}`,
     );
-    await until(() => logs.some((l) => l.includes('Cannot connect to')), 20, 'the connection error');
+    await waitUntil(() => logs.some((l) => l.includes('Cannot connect to')), 20, 'the connection error');
     expect(logs.find((l) => l.includes('Cannot connect to'))).toMatch(new RegExp(`^error consumer: Cannot connect to redis://:\\*\\*@127\\.0\\.0\\.1:${port}/0: .*Trying again`));
     expect(logs.join('\n')).not.toContain('s3cret');
     await redis.restart();
@@ -210,11 +211,11 @@ describe('the Node worker under faults', () => {
     closers.push(() => w.shutdown());
     const c = client(redis);
     const busy = await c.sendTask('tasks.sleeper', [2]);
-    await until(async () => JSON.stringify(await c.broadcast('active', { timeout: 0.3 })).includes(busy.id), 20, 'the sleeper to start');
+    await waitUntil(async () => JSON.stringify(await c.broadcast('active', { timeout: 0.3 })).includes(busy.id), 20, 'the sleeper to start');
     const expiring = await c.sendTask('tasks.add', [1, 1], {}, { expires: 0.5 });
     const revoked = await c.sendTask('tasks.add', [2, 2]);
     const kept = await c.sendTask('tasks.add', [3, 3]);
-    await until(async () => JSON.stringify(await c.broadcast('reserved', { timeout: 0.3 })).includes(kept.id), 20, 'the three to be reserved');
+    await waitUntil(async () => JSON.stringify(await c.broadcast('reserved', { timeout: 0.3 })).includes(kept.id), 20, 'the three to be reserved');
     await c.revoke(revoked.id);
     await expect(expiring.get(20)).rejects.toMatchObject({ pyModule: 'celery.exceptions', pyName: 'TaskRevokedError', args: ['expired'] });
     await expect(revoked.get(20)).rejects.toMatchObject({ pyName: 'TaskRevokedError', args: ['revoked'] });

@@ -13,7 +13,8 @@ import { afterEach, describe, expect, it } from 'vitest';
 
 import { Celery, Worker, type WorkerOptions } from '../src/celery/index.js';
 import { pyJsonDumps, pyJsonLoads } from '../src/celery/pyjson.js';
-import { pythonClient, startPythonWorker, startRedis, until, within, type RedisServer } from './helpers/celery.js';
+import { pythonClient, startPythonWorker, startRedis, within, type RedisServer } from './helpers/celery.js';
+import { waitUntil } from './helpers/until.js';
 
 const TASKS = new URL('./peers/celery/tasks.ts', import.meta.url);
 
@@ -50,13 +51,13 @@ describe('Celery semantics of the Node worker', () => {
     const { r, c } = await setUp({ prefetchMultiplier: 1 });
     const late = [];
     for (let i = 0; i < 5; i++) late.push(await c.sendTask('tasks.lateSleeper', [1]));
-    await until(async () => (await r.client.hlen('unacked')) === 2 && (await r.client.llen('celery')) === 3, 10, 'two acks_late deliveries');
+    await waitUntil(async () => (await r.client.hlen('unacked')) === 2 && (await r.client.llen('celery')) === 3, 10, 'two acks_late deliveries');
     await new Promise((res) => setTimeout(res, 300));
     expect([await r.client.hlen('unacked'), await r.client.llen('celery')]).toEqual([2, 3]);
     for (const x of late) await x.get(20);
     const early = [];
     for (let i = 0; i < 5; i++) early.push(await c.sendTask('tasks.sleeper', [1]));
-    await until(async () => (await r.client.llen('celery')) === 1, 10, 'four early-ack deliveries');
+    await waitUntil(async () => (await r.client.llen('celery')) === 1, 10, 'four early-ack deliveries');
     await new Promise((res) => setTimeout(res, 300));
     expect([await r.client.hlen('unacked'), await r.client.llen('celery')]).toEqual([2, 1]);
     for (const x of early) await x.get(20);
@@ -80,7 +81,7 @@ describe('Celery semantics of the Node worker', () => {
   it('mingle: a Python worker started beside the Node worker syncs with it and learns its revoked ids', async () => {
     const { r, w, c } = await setUp();
     await c.revoke('mingle-revoked-0001');
-    await until(async () => JSON.stringify(await c.broadcast('revoked', { destination: [w.hostname] })).includes('mingle-revoked-0001'), 10, 'the revoke');
+    await waitUntil(async () => JSON.stringify(await c.broadcast('revoked', { destination: [w.hostname] })).includes('mingle-revoked-0001'), 10, 'the revoke');
     const py = await startPythonWorker(r, { mingle: true, name: 'mingler@%h' });
     try {
       expect(py.log()).toMatch(/mingle: sync with 1 nodes/);
@@ -194,10 +195,10 @@ describe('Celery semantics of the Node worker', () => {
     await new Promise((done) => setTimeout(done, 2500));
     await pythonClient(r, [{ control: 'ping', timeout: 0.5 }], { CELERY_VISIBILITY_TIMEOUT: '2' });
     expect(await res.get(20)).toBe('recorded');
-    await until(() => existsSync(record) && readFileSync(record, 'utf8').trim().split('\n').length === 2, 20, 'the second run');
+    await waitUntil(() => existsSync(record) && readFileSync(record, 'utf8').trim().split('\n').length === 2, 20, 'the second run');
     const lines = readFileSync(record, 'utf8').trim().split('\n');
     expect(new Set(lines.map((l: string) => l.split(' ')[0])).size).toBe(1);
-    await until(async () => (await r.client.hlen('unacked')) === 0, 20, 'both acks');
+    await waitUntil(async () => (await r.client.hlen('unacked')) === 0, 20, 'both acks');
   });
 
   it('retries store RETRY (with the exception) before the final state; past maxRetries the exception given is raised', async () => {
@@ -214,7 +215,7 @@ describe('Celery semantics of the Node worker', () => {
     const no = await c.sendTask('tasks.alwaysRetry', [], {}, { id: 'retry-no-0001' });
     expect(await ok.get(20)).toEqual(['done', 2]);
     await expect(no.get(20)).rejects.toMatchObject({ pyModule: 'builtins', pyName: 'KeyError', args: ['again 1'] });
-    await until(() => (statuses.get('retry-no-0001') ?? []).length === 2 && (statuses.get('retry-ok-0001') ?? []).length === 3, 5, 'the records');
+    await waitUntil(() => (statuses.get('retry-no-0001') ?? []).length === 2 && (statuses.get('retry-ok-0001') ?? []).length === 3, 5, 'the records');
     expect(statuses.get('retry-ok-0001')!.map((x) => x.status)).toEqual(['RETRY', 'RETRY', 'SUCCESS']);
     expect(statuses.get('retry-ok-0001')![0]!.result).toEqual({ exc_type: 'KeyError', exc_message: ['again 0'], exc_module: 'builtins' });
     expect(statuses.get('retry-no-0001')!.map((x) => x.status)).toEqual(['RETRY', 'FAILURE']);
@@ -230,7 +231,7 @@ describe('Celery semantics of the Node worker', () => {
     expect(await after.get(20)).toBe(2);
     await new Promise((res) => setTimeout(res, 300));
     expect([await dropped.state(), await ignored.state()]).toEqual(['PENDING', 'PENDING']);
-    await until(async () => (await r.client.hlen('unacked')) === 0, 10, 'the acks');
+    await waitUntil(async () => (await r.client.hlen('unacked')) === 0, 10, 'the acks');
     expect(await r.client.llen('celery')).toBe(0);
   });
 

@@ -13,7 +13,8 @@ import { fileURLToPath } from 'node:url';
 
 import { beforeAll, expect, test } from 'vitest';
 
-import { pythonClient, startRedis, until } from './helpers/celery.js';
+import { pythonClient, startRedis } from './helpers/celery.js';
+import { waitUntil } from './helpers/until.js';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 const DIST = join(ROOT, 'dist');
@@ -108,7 +109,7 @@ test('the billiard-ts command on dist/ (package.json bin, plain node) runs a Cel
   worker.stderr.on('data', (c: Buffer) => (log += c.toString()));
   const exited = new Promise<number | null>((r) => worker.once('exit', (code) => r(code)));
   try {
-    await until(() => / ready\. Tasks: tasks\.add/.test(log), 30, `the worker to start: ${log}`);
+    await waitUntil(() => / ready\. Tasks: tasks\.add/.test(log), 30, `the worker to start: ${log}`);
     const [r] = await pythonClient(redis, [{ task: 'tasks.add', args: [2, 3] }], { CELERY_BACKEND: redis.url(0) });
     expect(r).toMatchObject({ ok: 5, state: 'SUCCESS' });
     expect(log).not.toMatch(/tsx/);
@@ -129,7 +130,7 @@ test('the billiard-ts command on dist/ given a .ts app runs itself again under t
   worker.stderr.on('data', (c: Buffer) => (log += c.toString()));
   const exited = new Promise<number | null>((r) => worker.once('exit', (code) => r(code)));
   try {
-    await until(() => / ready\. Tasks: tasks\.add, tasks\.careful, tasks\.slow/.test(log), 30, `the worker to start: ${log}`);
+    await waitUntil(() => / ready\. Tasks: tasks\.add, tasks\.careful, tasks\.slow/.test(log), 30, `the worker to start: ${log}`);
     const [r] = await pythonClient(redis, [{ task: 'tasks.add', args: [20, 22] }], { CELERY_BACKEND: redis.url(0) });
     expect(r).toMatchObject({ ok: 42, state: 'SUCCESS' });
     worker.kill('SIGTERM');

@@ -214,15 +214,6 @@ export async function startNodeWorkerProcess(redis: RedisServer, args: string[] 
   return { proc, log: () => log, exited };
 }
 
-/** Waits until `check` is true (polling every 50 ms), failing after `seconds`. */
-export async function until(check: () => boolean | Promise<boolean>, seconds = 20, what = 'a condition'): Promise<void> {
-  const deadline = Date.now() + seconds * 1000;
-  while (!(await check())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
-
 /** `p`, or undefined after `seconds` (a cleanup step that hangs must not keep the next ones from running). */
 export function within<T>(p: Promise<T>, seconds: number): Promise<T | undefined> {
   let timer: NodeJS.Timeout | undefined;
