@@ -157,6 +157,23 @@ describe('Celery semantics of the Node worker', () => {
     expect(await c.asyncResult('tagged-0001').get(10)).toBe('2026-12-05T08:00:00+00:00');
   });
 
+  it('start() resolves once every pool process has imported the app (as a prefork worker is ready)', async () => {
+    const log = `${mkdtempSync('/tmp/billiard-ts-import-')}/pids`;
+    process.env.CELERY_TASKS_IMPORT_LOG = log;
+    try {
+      const { w } = await setUp({ concurrency: 2 });
+      const pids = readFileSync(log, 'utf8').trim().split('\n').map(Number);
+      // This process (the worker's own import of the app; vitest may have imported it before) and both pool processes.
+      expect(pids.filter((p) => p !== process.pid)).toHaveLength(2);
+      const c = new Celery({ broker: redis!.url(0) });
+      closers.push(() => c.close());
+      const stats = (await c.broadcast('stats', { destination: [w.hostname] }))[0]![w.hostname] as { pool: { processes: number[] } };
+      expect(pids.filter((p) => p !== process.pid).sort()).toEqual([...stats.pool.processes].sort());
+    } finally {
+      delete process.env.CELERY_TASKS_IMPORT_LOG;
+    }
+  });
+
   it('maxTasksPerChild: a pool process is replaced after that many tasks', async () => {
     const { c } = await setUp({ concurrency: 1, maxTasksPerChild: 2 });
     const pids = [];

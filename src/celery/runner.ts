@@ -38,6 +38,12 @@ function failure(err: unknown): Outcome {
   return { s: 'fail', m: rec.excModule, t: rec.excType, a: rec.excMessage, tb: traceOf(err) };
 }
 
+/** A job that waits for the app's import: the worker runs one per pool process before it is ready. */
+export async function warmUp(): Promise<number> {
+  if (app !== null) await app;
+  return process.pid;
+}
+
 /**
  * Runs task `exportName` of the app module with `args` (and `kwargs`, given
  * as a last argument when there are any) under `request`.

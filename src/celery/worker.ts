@@ -32,7 +32,7 @@ import {
   type Signature,
 } from './message.js';
 import { pyRepr } from './repr.js';
-import { initApp, runTask, type Outcome } from './runner.js';
+import { initApp, runTask, warmUp, type Outcome } from './runner.js';
 import { taskOptions, type PackedRequest, type TaskOptions } from './task.js';
 import { RedisTransport, type Delivery, type TransportOptions } from './transport.js';
 
@@ -279,7 +279,7 @@ export class Worker extends EventEmitter {
   async start(): Promise<this> {
     await this.#loadApp();
     this.#started = Date.now();
-    this.#pool = new Pool({
+    const pool = new Pool({
       processes: this.concurrency,
       maxtasksperchild: this.options.maxTasksPerChild ?? null,
       maxMemoryPerChild: this.options.maxMemoryPerChild ?? null,
@@ -292,6 +292,14 @@ export class Worker extends EventEmitter {
       initargs: [this.#appUrl],
       context: this.options.context ?? null,
     });
+    this.#pool = pool;
+    // Ready once its pool processes have imported the app, as a prefork
+    // worker's forked processes have: one warm-up job each (the pool hands
+    // jobs to idle processes first). Not with maxTasksPerChild, where the
+    // warm-up would count as a task.
+    if (this.options.maxTasksPerChild === undefined || this.options.maxTasksPerChild === null) {
+      await Promise.all(Array.from({ length: this.concurrency }, () => pool.applyAsync(warmUp, []).get(120)));
+    }
     for (const q of this.queues) await this.transport.declareQueue(q);
     await this.transport.commands.sadd('_kombu.binding.celery.pidbox', `${this.transport.sep}${this.transport.sep}${this.hostname}.celery.pidbox`);
     await this.transport.subscribeFanout('celery.pidbox', (_channel, raw) => {

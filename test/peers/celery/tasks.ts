@@ -9,6 +9,9 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { PythonException } from '../../../src/pickle/exceptions.js';
 import { currentRequest, Ignore, Reject, task } from '../../../src/celery/task.js';
 
+// Which processes imported this module (the worker's warm-up test reads it).
+if (process.env.CELERY_TASKS_IMPORT_LOG) appendFileSync(process.env.CELERY_TASKS_IMPORT_LOG, `${process.pid}\n`);
+
 export function add(x: number, y: number): number {
   return x + y;
 }
