@@ -68,9 +68,12 @@ export interface Embed {
   chord: Signature | null;
 }
 
-/** The sender's node name for the `origin` header: `gen<pid>@<host>`. */
+let origin: string | null = null;
+
+/** The sender's node name for the `origin` header: `gen<pid>@<host>` (looked up once). */
 export function originName(): string {
-  return `gen${process.pid}@${hostname()}`;
+  origin ??= `gen${process.pid}@${hostname()}`;
+  return origin;
 }
 
 const UTF8 = new TextDecoder('utf-8', { fatal: true });

@@ -11,6 +11,7 @@ import { availableParallelism, hostname as osHostname, loadavg } from 'node:os';
 import { basename, extname, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 
+import { Timer } from '../connection/timers.js';
 import { Pool, type ApplyResult } from '../pool/pool.js';
 import { TimeLimitExceeded, WorkerLostError, Terminated } from '../process/errors.js';
 import { exceptionFromRecord, exceptionRecord, naiveUtcNow, RedisBackend, type ExceptionRecord, type ResultMeta, type TaskState } from './backend.js';
@@ -121,14 +122,14 @@ interface Job {
   ignoreResult: boolean;
   acked: boolean;
   state: JobState;
-  timer: NodeJS.Timeout | null;
+  timer: Timer | null;
   timeStart: number | null;
   workerPid: number | null;
   result: ApplyResult<Outcome> | null;
   terminated: boolean;
   /** Aborts the pool part while it waits for a pool process (a revoke, the expiry). */
   controller: AbortController | null;
-  expiryTimer: NodeJS.Timeout | null;
+  expiryTimer: Timer | null;
 }
 
 /** Why a job handed to the pool but not started yet was dropped there. */
@@ -515,16 +516,12 @@ export class Worker extends EventEmitter {
     if (eta !== null && eta > Date.now()) {
       job.state = 'scheduled';
       this.#etaCount++;
-      // A timer waits at most 2**31 - 1 ms (24.8 days): a later ETA re-arms it.
-      const arm = (): void => {
-        job.timer = setTimeout(() => {
-          if (eta > Date.now()) return arm();
-          job.timer = null;
-          this.#etaCount--;
-          this.#reserve(job);
-        }, Math.min(eta - Date.now(), 2 ** 31 - 1));
-      };
-      arm();
+      // A Timer re-arms past setTimeout's 24.8 days.
+      job.timer = new Timer((eta - Date.now()) / 1000, () => {
+        job.timer = null;
+        this.#etaCount--;
+        this.#reserve(job);
+      });
       this.#poke();
       return;
     }
@@ -637,9 +634,9 @@ export class Worker extends EventEmitter {
     const controller = new AbortController();
     job.controller = controller;
     if (job.expires !== null) {
-      job.expiryTimer = setTimeout(() => {
+      job.expiryTimer = new Timer(Math.max(0, job.expires - Date.now()) / 1000, () => {
         if (job.timeStart === null) controller.abort(new Discarded('expired'));
-      }, Math.max(0, Math.min(job.expires - Date.now(), 2 ** 31 - 1)));
+      });
     }
     try {
       result = pool.applyAsync(runTask, [job.entry.exportName, job.args, job.kwargs, this.#packedRequest(job)], {
@@ -647,7 +644,7 @@ export class Worker extends EventEmitter {
         softTimeout: job.soft,
         signal: controller.signal,
         acceptCallback: (pid) => {
-          if (job.expiryTimer) clearTimeout(job.expiryTimer);
+          job.expiryTimer?.cancel();
           job.expiryTimer = null;
           job.workerPid = pid;
           job.timeStart = Date.now() / 1000;
@@ -665,7 +662,7 @@ export class Worker extends EventEmitter {
     // The pool process is free as soon as its part is over: the next job is
     // dispatched while this one's result is stored.
     const over = (): void => {
-      if (job.expiryTimer) clearTimeout(job.expiryTimer);
+      job.expiryTimer?.cancel();
       job.expiryTimer = null;
       this.#active.delete(job);
       this.#finishing++;
@@ -1177,7 +1174,7 @@ export class Worker extends EventEmitter {
   async #restoreHeld(which: (j: Job) => boolean): Promise<number> {
     const jobs = [...this.#held.values()].filter((j) => !j.acked && which(j)).sort((a, b) => a.seq - b.seq);
     for (const j of jobs) {
-      if (j.timer) clearTimeout(j.timer);
+      j.timer?.cancel();
       j.state = 'done';
       this.#settle(j);
       await this.transport.restore(j.tag, true).catch((e: unknown) => this.#emitLog('error', `could not restore ${j.id}: ${(e as Error).message}`));

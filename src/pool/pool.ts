@@ -22,7 +22,7 @@ import { availableParallelism, constants } from 'node:os';
 
 import { TimeoutError } from '../connection/errors.js';
 import { HEADER_SIZE, writeHeader } from '../connection/frames.js';
-import { timeoutSeconds } from '../connection/timers.js';
+import { Timer, timeoutSeconds } from '../connection/timers.js';
 import { EOFError, UnpicklingError } from '../pickle/errors.js';
 import { dumps, loads, PyGlobal, PyTuple, tuple, type PickleRegistry } from '../pickle/index.js';
 import { AssertionError, RestartFreqExceeded, Terminated, TimeLimitExceeded, ValueError, WorkerLostError } from '../process/errors.js';
@@ -267,16 +267,6 @@ const SYN_NACK = dumps(tuple(NACK, tuple(0)));
 const SENTINEL_FRAME = new Uint8Array([0, 0, 0, 4, 0x80, 0x04, 0x4e, 0x2e]);
 
 /** A time limit option: null/undefined none, else positive seconds. */
-/** The longest delay a Node timer takes: a longer one fires after 1 ms. */
-const MAX_TIMER_MS = 2 ** 31 - 1;
-
-/** An unref'd timer for any delay (a limit of 30 days is kept, not turned into 1 ms); `set` receives each timer armed. */
-function armTimer(ms: number, fn: () => void, set: (t: NodeJS.Timeout) => void): void {
-  const t = setTimeout(() => (ms > MAX_TIMER_MS ? armTimer(ms - MAX_TIMER_MS, fn, set) : fn()), Math.min(ms, MAX_TIMER_MS));
-  t.unref();
-  set(t);
-}
-
 function limitSeconds(v: number | null | undefined, name: string): number | null {
   if (v === null || v === undefined) return null;
   if (typeof v !== 'number' || !(v > 0) || !Number.isFinite(v)) throw new ValueError(`${name} must be a positive number of seconds or null`);
@@ -340,8 +330,8 @@ interface Task {
   onTimeout: TimeoutCallback | null;
   lostTimeout: number | null;
   /** Running from the ACK while a limit is set (the abort grace uses `timer` too). */
-  timer: NodeJS.Timeout | null;
-  softTimer: NodeJS.Timeout | null;
+  timer: Timer | null;
+  softTimer: Timer | null;
   softSent: boolean;
   /** performance.now() at submission and at ACK, for stats(). */
   submitted: number;
@@ -1085,20 +1075,21 @@ export class Pool extends EventEmitter<PoolEvents> {
   #armLimits(w: Worker, task: Task): void {
     if (task.soft !== null) {
       const soft = task.soft;
-      armTimer(
-        soft * 1000,
+      // A Timer keeps limits past setTimeout's 24.8 days (a bare setTimeout would fire after 1 ms).
+      task.softTimer = new Timer(
+        soft,
         () => {
           task.softTimer = null;
           if (w.held[0] !== task) return;
           this.#softLimit(w, task, soft);
         },
-        (t) => (task.softTimer = t),
+        { ref: false },
       );
     }
     if (task.limit !== null) {
       const limit = task.limit;
-      armTimer(
-        limit * 1000,
+      task.timer = new Timer(
+        limit,
         () => {
           task.timer = null;
           if (w.held[0] !== task) return;
@@ -1109,7 +1100,7 @@ export class Pool extends EventEmitter<PoolEvents> {
           this.#emit('timeout', { result: task.result, soft: false, timeout: limit, pid: w.pid });
           this.#kill(w);
         },
-        (t) => (task.timer = t),
+        { ref: false },
       );
     }
   }
@@ -1132,8 +1123,8 @@ export class Pool extends EventEmitter<PoolEvents> {
   }
 
   #disarm(task: Task): void {
-    if (task.timer !== null) clearTimeout(task.timer);
-    if (task.softTimer !== null) clearTimeout(task.softTimer);
+    task.timer?.cancel();
+    task.softTimer?.cancel();
     task.timer = null;
     task.softTimer = null;
   }
@@ -1395,13 +1386,16 @@ export class Pool extends EventEmitter<PoolEvents> {
       if (!task.acked || w.held[0] !== task) continue; // with synack it is skipped at its ACK; otherwise it runs, its result ignored
       this.#softLimit(w, task, null);
       this.#disarm(task);
-      task.timer = setTimeout(() => {
-        task.timer = null;
-        if (w.held[0] !== task) return;
-        this.#release(w, task);
-        this.#kill(w);
-      }, ABORT_GRACE_MS);
-      task.timer.unref();
+      task.timer = new Timer(
+        ABORT_GRACE_MS / 1000,
+        () => {
+          task.timer = null;
+          if (w.held[0] !== task) return;
+          this.#release(w, task);
+          this.#kill(w);
+        },
+        { ref: false },
+      );
     }
     if (result instanceof IMapIterator) result.failAll(einfo);
   }
