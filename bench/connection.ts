@@ -57,7 +57,7 @@ const BENCH_DIR = dirname(fileURLToPath(import.meta.url));
 const ROOT = dirname(BENCH_DIR);
 const PY_SCRIPT = join(BENCH_DIR, 'py_conn_bench.py');
 const NODE_CHILD = join(BENCH_DIR, 'conn-echo-child.ts');
-const NODE_CHILD_CMD = [process.execPath, '--import', 'tsx', NODE_CHILD];
+const NODE_CHILD_CMD = [process.execPath, '--import', 'tsx', '--import', join(BENCH_DIR, 'use-dist.mjs'), NODE_CHILD];
 
 const OBJ = { id: 1, name: 'x' };
 const BYTES64 = new Uint8Array(64).fill(0x78);

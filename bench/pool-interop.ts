@@ -23,9 +23,9 @@
  * comparison.
  */
 
-import { spawnSync } from 'node:child_process';
 import { join } from 'node:path';
 
+import { buildDist } from './dist.js';
 import type { BenchRunOptions } from './run.js';
 
 import { BILLIARD_INSTALL_COMMAND, findPython } from '../src/process/python.js';
@@ -60,9 +60,7 @@ export async function run(options: BenchRunOptions): Promise<string> {
   } catch (e) {
     throw new Error(`pool-interop needs a Python with billiard (${(e as Error).message}); on Debian, as root: ${BILLIARD_INSTALL_COMMAND}`);
   }
-  progress('building dist/ (npm run build)');
-  const build = spawnSync(process.execPath, ['--import', 'tsx', join(ROOT, 'scripts', 'build.ts')], { cwd: ROOT, stdio: ['ignore', 'ignore', 'inherit'] });
-  if (build.status !== 0) throw new Error('npm run build failed');
+  buildDist(progress);
   const targets = join(compileTargets(), 'pool-targets.mjs');
   const py = (kind: string): string[] => [python, join(BENCH_DIR, 'py_pool_interop.py'), '--serve', kind, targets];
   const impls: Impl[] = [

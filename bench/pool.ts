@@ -39,6 +39,7 @@ import { pathToFileURL } from 'node:url';
 
 import { transformSync } from 'esbuild';
 
+import { buildDist } from './dist.js';
 import type { BenchRunOptions } from './run.js';
 
 import { BILLIARD_INSTALL_COMMAND, findPython } from '../src/process/python.js';
@@ -184,9 +185,7 @@ export async function run(options: BenchRunOptions): Promise<string> {
   const rowSeconds = options.seconds / rounds;
   const python = await pythonWithBilliard();
 
-  progress('building dist/ (npm run build)');
-  const build = spawnSync(process.execPath, ['--import', 'tsx', join(ROOT, 'scripts', 'build.ts')], { cwd: ROOT, stdio: ['ignore', 'ignore', 'inherit'] });
-  if (build.status !== 0) throw new Error('npm run build failed');
+  buildDist(progress);
   const targetsDir = compileTargets();
 
   const driver = join(BENCH_DIR, 'pool-driver.mjs');

@@ -21,6 +21,7 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 import { findPythonSync } from '../src/process/python.js';
+import { buildDist } from './dist.js';
 import { fmt, formatTable, type Column } from './table.js';
 
 const BENCH_DIR = dirname(fileURLToPath(import.meta.url));
@@ -68,9 +69,7 @@ export async function run(options: ProcessBenchOptions = {}): Promise<string> {
   const progress = options.progress ?? ((): void => {});
   const python = options.python ?? findPythonSync();
 
-  progress('building dist/ (npm run build)');
-  const build = spawnSync(process.execPath, ['--import', 'tsx', join(ROOT, 'scripts', 'build.ts')], { cwd: ROOT, stdio: ['ignore', 'ignore', 'inherit'] });
-  if (build.status !== 0) throw new Error('npm run build failed');
+  buildDist(progress);
 
   const node = (impl: string): string[] => [process.execPath, join(BENCH_DIR, 'process-driver.mjs'), impl];
   const py = (lib: string, method: string): string[] => [python, join(BENCH_DIR, 'py_process_bench.py'), lib, method];

@@ -8,7 +8,10 @@
  *
  * Environment: BENCH_SECONDS (measurement per cell and implementation,
  * default 1), BENCH_WARMUP_SECONDS (warm-up, default 0.25), BENCH_ROUNDS
- * (alternating rounds the measurement is split into, default 4).
+ * (alternating rounds the measurement is split into, default 4),
+ * BENCH_SOURCE (default: dist/, built first, is what every row measures, as
+ * installed users run it; `src` measures src/ under tsx instead, whose
+ * keepNames wrappers cost up to 30% in the pickle codec).
  */
 
 import { readdir, readFile } from 'node:fs/promises';
@@ -25,6 +28,8 @@ export interface BenchRunOptions {
 }
 
 type BenchModule = { run?: (options: BenchRunOptions) => Promise<unknown> };
+
+import { buildDist, loadFromDist, measuresDist } from './dist.js';
 
 const benchDir = dirname(fileURLToPath(import.meta.url));
 
@@ -72,6 +77,13 @@ async function main(): Promise<void> {
   const cpu = cpus()[0]?.model ?? 'unknown CPU';
   console.log(`billiard-ts benchmarks: Node ${process.version} on ${platform()}/${arch()}, ${cpus().length} x ${cpu}`);
   console.log(`BENCH_SECONDS=${seconds} BENCH_WARMUP_SECONDS=${warmupSeconds} BENCH_ROUNDS=${rounds}`);
+  if (measuresDist) {
+    buildDist(makeProgress('run'));
+    loadFromDist();
+    console.log('measuring the compiled package (dist/); BENCH_SOURCE=src measures src/ under tsx');
+  } else {
+    console.log('measuring src/ under tsx (BENCH_SOURCE=src)');
+  }
   for (const name of selected) {
     const started = process.hrtime.bigint();
     const mod = (await import(pathToFileURL(join(benchDir, `${name}.ts`)).href)) as BenchModule;
