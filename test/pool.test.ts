@@ -41,6 +41,27 @@ describe('Pool', () => {
     expect(await ctxPool.apply(initValue)).toBe('ready');
   });
 
+  test("Pool(...) is a factory as billiard's is, without new: the same class, instanceof and subclassing intact", async () => {
+    await using pool = Pool({ processes: 1 });
+    expect(pool).toBeInstanceOf(Pool);
+    expect(pool.constructor.name).toBe('Pool');
+    expect(await pool.map(square, [1, 2, 3])).toEqual([1, 4, 9]);
+    class ClosingPool extends Pool {
+      closes = 0;
+      override close(): void {
+        this.closes++;
+        super.close();
+      }
+    }
+    await using sub = new ClosingPool({ processes: 1 });
+    expect(sub).toBeInstanceOf(Pool);
+    expect(sub).toBeInstanceOf(ClosingPool);
+    expect(await sub.applyAsync(add, [2, 3])).toBe(5);
+    sub.close();
+    await sub.join();
+    expect(sub.closes).toBe(1);
+  });
+
   test('applyAsync: callback, ready/successful/accepted/workerPids, thenable, kwds, an async target', async () => {
     await using pool = new Pool({ processes: 2 });
     const seen: unknown[] = [];
