@@ -21,7 +21,7 @@ export function square(x: number): number {
 }
 
 if (isMainProcess(import.meta)) {
-  await using pool = new Pool({ processes: 4 });
+  await using pool = Pool({ processes: 4 });
   const squares = await pool.map(square, [1, 2, 3, 4, 5]);
   console.log(`[${squares.join(', ')}]`); // as Python prints it: [1, 4, 9, 16, 25]
 }
