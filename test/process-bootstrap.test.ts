@@ -2,8 +2,13 @@
  * What a spawned Node child is told to import before it loads its
  * arguments: the module of each layer whose objects are really among them,
  * and nothing else (importing every layer the parent had loaded cost a
- * child 13 ms of its start).
+ * child 13 ms of its start). And the profiling switch for children.
  */
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+
 import { expect, test } from 'vitest';
 
 import { Lock, Pipe, Queue, Value } from '../src/index.js';
@@ -45,5 +50,24 @@ test('a child is told to import only the layers of the objects among its argumen
     a.close();
     b.close();
     q.close();
+  }
+});
+
+test('BILLIARD_TS_CHILD_CPU_PROF=DIR: every Node child (a Process, a pool worker) writes a V8 CPU profile into DIR as it exits', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'billiard-ts-prof-'));
+  try {
+    const r = spawnSync(process.execPath, ['--import', 'tsx', 'test/fixtures/child-profile.ts'], {
+      encoding: 'utf8',
+      timeout: 120_000,
+      env: { ...process.env, BILLIARD_TS_CHILD_CPU_PROF: dir },
+    });
+    expect(r.stderr).toBe('');
+    expect(r.stdout.trim()).toBe('0 4999950000');
+    const profiles = readdirSync(dir).filter((f) => f.endsWith('.cpuprofile'));
+    // CPU.<date>.<time>.<pid>.<thread>.<n>.cpuprofile; under tsx its loader thread writes one too.
+    expect(new Set(profiles.map((f) => f.split('.')[3])).size).toBe(2);
+    for (const f of profiles) expect(JSON.parse(readFileSync(join(dir, f), 'utf8')).nodes.length).toBeGreaterThan(0);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
   }
 });

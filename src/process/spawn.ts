@@ -103,6 +103,16 @@ export function childExecArgv(argv: readonly string[]): string[] {
 }
 
 /**
+ * `BILLIARD_TS_CHILD_CPU_PROF=DIR`: every Node child (spawned, forkserver,
+ * pool worker) writes a V8 CPU profile into DIR when it exits, for profiling
+ * the work done in children (a parent's own `--cpu-prof` is not passed on).
+ */
+function profileFlags(): string[] {
+  const dir = process.env.BILLIARD_TS_CHILD_CPU_PROF;
+  return dir ? ['--cpu-prof', `--cpu-prof-dir=${dir}`] : [];
+}
+
+/**
  * What every start would otherwise compute again: the entry script, this
  * process's flags as a child keeps them, and tsx's loader by working
  * directory (a resolution probes the file system).
@@ -112,7 +122,7 @@ const commandCache: { script?: string; execArgv?: readonly string[]; hasTsx?: bo
 /** The child entry script and the Node flags to run it with (a fresh array the caller may change). */
 export function childCommand(extraTsx: boolean): { script: string; execArgv: string[] } {
   commandCache.script ??= FROM_SOURCE ? packagePath('src', 'process', 'child.ts') : packagePath('dist', 'process', 'child.js');
-  commandCache.execArgv ??= childExecArgv(process.execArgv);
+  commandCache.execArgv ??= [...childExecArgv(process.execArgv), ...profileFlags()];
   commandCache.hasTsx ??= commandCache.execArgv.some((a) => a.includes('tsx'));
   const execArgv = [...commandCache.execArgv];
   if ((FROM_SOURCE || extraTsx) && !commandCache.hasTsx) execArgv.push('--import', tsxLoader());
