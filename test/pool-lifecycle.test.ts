@@ -385,6 +385,29 @@ describe('Pool prefetch', () => {
     for (const r of next) expect(r.workerPids()[0]).not.toBe(victim);
   });
 
+  test("the default prefetch, 'auto', follows the parts' run time: deep for tiny parts, 2 for long ones (one part at most waits behind a long one)", async () => {
+    await using pool = new Pool({ processes: 1 });
+    expect(pool.prefetch).toBe(2); // nothing run yet
+    await pool.map(square, Array.from({ length: 300 }, (_, k) => k), { chunksize: 1 });
+    expect(pool.prefetch).toBeGreaterThan(4);
+    expect(pool.prefetch).toBeLessThanOrEqual(32);
+    for (let k = 0; k < 6; k++) await pool.apply(sleepThen, [k, 30]);
+    expect(pool.prefetch).toBe(2);
+    // One worker busy with a long part: one more part is handed to it, the rest wait in the pool.
+    const parts = Array.from({ length: 6 }, (_, k) => pool.applyAsync(sleepThen, [k, 150]));
+    expect(await until(() => parts[0]!.accepted())).toBe(true);
+    expect(pool.stats()).toMatchObject({ running: 1, queued: 4 });
+    expect(await Promise.all(parts)).toEqual([0, 1, 2, 3, 4, 5]);
+    // A number is kept as given; 'auto' may be asked for by name; anything else is refused.
+    await using fixed = new Pool({ processes: 1, prefetch: 3 });
+    await fixed.map(square, [1, 2, 3], { chunksize: 1 });
+    expect(fixed.prefetch).toBe(3);
+    await using auto = new Pool({ processes: 1, prefetch: 'auto' });
+    expect(auto.prefetch).toBe(2);
+    expect(() => new Pool({ processes: 1, prefetch: 0 })).toThrow(ValueError);
+    expect(() => new Pool({ processes: 1, prefetch: 'deep' as never })).toThrow(ValueError);
+  });
+
   test('prefetch 1: a part waits in the pool until a worker is free', async () => {
     await using pool = new Pool({ processes: 1, prefetch: 1 });
     expect(await until(() => pool.stats().idle === 1)).toBe(true);
