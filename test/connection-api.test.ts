@@ -7,6 +7,7 @@
 import { spawn, spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { createInterface } from 'node:readline';
+import { createServer as netCreateServer, type AddressInfo } from 'node:net';
 
 import { describe, expect, test } from 'vitest';
 
@@ -311,6 +312,20 @@ describe('Listener and Client', () => {
     expect((e as OSError).code).toBe('ENOENT');
     const e2 = await Client(`\0nobody-${process.pid}` as Address).catch((x: unknown) => x);
     expect((e2 as OSError).code).toBe('ECONNREFUSED');
+    // TCP: a port nobody listens on, and a listener that resets the connection as it accepts.
+    const closed = netCreateServer();
+    await new Promise<void>((r) => closed.listen(0, '127.0.0.1', () => r()));
+    const freePort = (closed.address() as AddressInfo).port;
+    await new Promise((r) => closed.close(r));
+    const e3 = await Client(['127.0.0.1', freePort]).catch((x: unknown) => x);
+    expect(e3).toBeInstanceOf(OSError);
+    expect(e3).toMatchObject({ code: 'ECONNREFUSED', message: expect.stringContaining(`127.0.0.1:${freePort}`) });
+    const resetting = netCreateServer((s) => s.resetAndDestroy());
+    await new Promise<void>((r) => resetting.listen(0, '127.0.0.1', () => r()));
+    const e4 = await Client(['127.0.0.1', (resetting.address() as AddressInfo).port], { authkey: new TextEncoder().encode('k') }).catch((x: unknown) => x);
+    resetting.close();
+    expect(e4).toBeInstanceOf(OSError);
+    expect(['ECONNRESET', 'EPIPE', 'BROKEN_PIPE']).toContain((e4 as OSError).code);
   });
 
   test('Connection.fromFd refuses a bad handle', () => {

@@ -502,7 +502,14 @@ function deadlineError(address: Address): TimeoutError {
 async function connectTo(address: Address, family: Family, deadline: number | null, signal: AbortSignal | undefined): Promise<Socket> {
   if (family === 'AF_INET') {
     const [host, port] = address as readonly [string, number];
-    const socket = await connectSocket({ host, port });
+    let socket: Socket;
+    try {
+      socket = await connectSocket({ host, port });
+    } catch (e) {
+      // As Python's ConnectionRefusedError/ConnectionResetError/gaierror: OSErrors with the errno's code.
+      const code = (e as { code?: string }).code;
+      throw new OSError(`cannot connect to ${host}:${port}: ${(e as Error).message}`, { code: code ?? 'OSERROR', cause: e });
+    }
     socket.setNoDelay(true);
     return socket;
   }
