@@ -4,7 +4,7 @@
  * The same Process semantics as 'spawn' (exit codes, Connections in the
  * arguments, start-up errors), no descriptor left behind in the parent.
  */
-import { spawn } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { existsSync, readdirSync } from 'node:fs';
 
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
@@ -464,4 +464,14 @@ describe('the adaptive pool', () => {
       forkserver.setPoolSize(null);
     }
   }, 120_000);
+});
+
+describe('the end of the program', () => {
+  test('a program that exits while the fork server warms children: they end quietly (no ERR_IPC_CHANNEL_CLOSED on its stderr)', () => {
+    // spawnSync reads stderr until its last holder, the last warm child, has closed it.
+    const r = spawnSync(process.execPath, ['--import', 'tsx', 'test/fixtures/forkserver-quick-exit.ts'], { encoding: 'utf8', timeout: 60_000 });
+    expect(r.stdout.trim()).toBe('done');
+    expect(r.stderr).toBe('');
+    expect(r.status).toBe(0);
+  });
 });

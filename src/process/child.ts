@@ -300,13 +300,18 @@ async function warm(): Promise<void> {
   await import(packageEntry);
   // And a first run of the code a start runs (compiled on first use): pickling both ways.
   loads(dumps(new Map<string, unknown>([['name', 'warm'], ['authkey', new Uint8Array(32)], ['sys_path', ['a', 'b']], ['flag', true], ['n', 1.5], ['t', tuple(1, null)]])));
+  // The fork server may be gone by now (its parent exited while this child warmed up): end quietly.
   const onDisconnect = (): void => process.exit(0);
   process.on('disconnect', onDisconnect);
+  if (!process.connected) process.exit(0);
   const start = await new Promise<{ prep: Uint8Array; spec: Uint8Array }>((resolve) => {
     process.on('message', (m: { t: string; prep?: Uint8Array; spec?: Uint8Array }) => {
       if (m.t === 'start') resolve({ prep: m.prep!, spec: m.spec! });
     });
-    process.send!(['warm']);
+    // With a callback a closed channel is reported to it, not thrown as an 'error' event.
+    process.send!(['warm'], undefined, undefined, (e: Error | null) => {
+      if (e) process.exit(0);
+    });
   });
   mark('start received');
   process.off('disconnect', onDisconnect);
