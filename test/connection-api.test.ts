@@ -522,6 +522,30 @@ describe('sockets read into one shared buffer', () => {
     b.close();
   });
 
+  test('a frame exactly as large as the shared buffer, its header read earlier, is returned as a copy, not as the buffer itself', async () => {
+    const [a, b] = Pipe();
+    const pending = b.recvBytes();
+    // The header alone: the reader learns the length, 256 KiB.
+    a.stream.write(Buffer.from('00040000', 'hex'));
+    await new Promise((r) => setTimeout(r, 50));
+    // Then one read that fills the whole shared buffer with the body, as read(2) would
+    // (the kernel's default socket buffers rarely let one read take 256 KiB, so it is played here
+    // through the socket's onread callback, the one libuv calls).
+    const socket = b.stream as unknown as Record<symbol, unknown>;
+    const byName = new Map(Object.getOwnPropertySymbols(socket).map((k) => [k.description, k]));
+    const shared = socket[byName.get('kBuffer')!] as Uint8Array;
+    expect(shared.length).toBe(256 * 1024);
+    shared.fill(0x41);
+    (socket[byName.get('kBufferCb')!] as (n: number, buf: Uint8Array) => boolean)(shared.length, shared);
+    const got = await pending;
+    expect(got.length).toBe(256 * 1024);
+    expect(got.buffer).not.toBe(shared.buffer);
+    await overwriteSharedBuffer();
+    expect(got.every((v) => v === 0x41)).toBe(true);
+    a.close();
+    b.close();
+  });
+
   test('recv with loadOptions.zeroCopy returns bytes that are not views of the shared buffer', async () => {
     const [a, b] = Pipe({ connection: { loadOptions: { zeroCopy: true } } });
     const pending = b.recv<Uint8Array>();
