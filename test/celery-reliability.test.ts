@@ -226,6 +226,46 @@ describe('the Node worker under faults', () => {
     expect(revokedList.sort()).toEqual([expiring.id, revoked.id].sort());
   });
 
+  it('a task already written to its pool process runs when it is revoked, or when a warm shutdown begins: its result is recorded, its message is not put back', async () => {
+    redis = await startRedis();
+    const w = new Worker({ app: TASKS, broker: redis.url(0), resultBackend: redis.url(1), concurrency: 1, log: () => {} });
+    await w.start();
+    closers.push(() => w.shutdown());
+    const c = client(redis);
+    const stats = (await c.broadcast('stats', { timeout: 1 }))[0]![w.hostname] as { pool: { processes: number[] } };
+    const [poolPid] = stats.pool.processes;
+    // A stopped pool process cannot read, ACK or start the job the worker writes to it.
+    const handOver = async (args: [number, number]): Promise<ReturnType<Celery['sendTask']>> => {
+      process.kill(poolPid!, 'SIGSTOP');
+      const r = c.sendTask('tasks.add', args);
+      await waitUntil(async () => (await redis!.client.llen('celery')) === 0 && (await redis!.client.hlen('unacked')) === 1, 20, 'the worker to take the task');
+      await new Promise((res) => setTimeout(res, 200));
+      return r;
+    };
+    try {
+      const revoked = await handOver([2, 3]);
+      await c.revoke(revoked.id);
+      await new Promise((res) => setTimeout(res, 300));
+      process.kill(poolPid!, 'SIGCONT');
+      expect(await revoked.get(20)).toBe(5);
+      const atShutdown = await handOver([4, 5]);
+      const stopping = w.shutdown();
+      // Past the consumer's stop (its BRPOP returns within its 1 s timeout), when the shutdown sorts its jobs.
+      await new Promise((res) => setTimeout(res, 1500));
+      process.kill(poolPid!, 'SIGCONT');
+      await within(stopping, 20);
+      expect(await atShutdown.get(20)).toBe(9);
+      expect(await redis.client.llen('celery')).toBe(0);
+      expect(await redis.client.hlen('unacked')).toBe(0);
+    } finally {
+      try {
+        process.kill(poolPid!, 'SIGCONT');
+      } catch {
+        // gone
+      }
+    }
+  });
+
   it('a result JSON cannot carry, or the pool cannot pickle, is a FAILURE with the reason', async () => {
     redis = await startRedis();
     const w = new Worker({ app: TASKS, broker: redis.url(0), resultBackend: redis.url(1), concurrency: 1, log: () => {} });

@@ -133,6 +133,16 @@ interface Job {
 }
 
 /** Why a job handed to the pool but not started yet was dropped there. */
+/**
+ * A job the pool has not written to a pool process yet: a revoke, its
+ * expiry or a warm shutdown can still drop it. Once written (no synack) it
+ * will run, as a job Celery's prefork pool has taken does, so it is left to
+ * finish and its outcome is recorded.
+ */
+function waitingInPool(job: Job): boolean {
+  return job.timeStart === null && !(job.result?.handedOver ?? false);
+}
+
 class Discarded extends Error {
   readonly kind: 'revoked' | 'expired' | 'shutdown';
   constructor(kind: 'revoked' | 'expired' | 'shutdown') {
@@ -287,9 +297,10 @@ export class Worker extends EventEmitter {
       enableTimeouts: true,
       // A job is written to a pool process only when it is idle, so it starts
       // at once; until then it waits in this process, where a revoke, an
-      // expiry or a shutdown drops it (its AbortSignal). No synack, as
-      // Celery's prefork pool: the confirmation cost a pipe write and a
-      // wake-up of the pool process per task, about 10% of throughput.
+      // expiry or a shutdown drops it (its AbortSignal). Once written it runs,
+      // as a job Celery's prefork pool has taken (see #waitingInPool). No
+      // synack, as Celery's: the confirmation cost a pipe write and a wake-up
+      // of the pool process per task, about 10% of throughput.
       prefetch: 1,
       synack: false,
       initializer: initApp,
@@ -638,7 +649,7 @@ export class Worker extends EventEmitter {
     job.controller = controller;
     if (job.expires !== null) {
       job.expiryTimer = new Timer(Math.max(0, job.expires - Date.now()) / 1000, () => {
-        if (job.timeStart === null) controller.abort(new Discarded('expired'));
+        if (waitingInPool(job)) controller.abort(new Discarded('expired'));
       });
     }
     try {
@@ -1080,8 +1091,8 @@ export class Worker extends EventEmitter {
     const ids = (Array.isArray(raw) ? raw : [raw]).filter((x): x is string => typeof x === 'string');
     for (const id of ids) this.#addRevoked(id);
     this.#emitLog('info', `Tasks flagged as revoked: ${ids.join(', ')}`);
-    // Those handed to the pool but not started are dropped there.
-    for (const job of this.#active) if (ids.includes(job.id) && job.timeStart === null) job.controller?.abort(new Discarded('revoked'));
+    // Those still waiting in the pool are dropped there.
+    for (const job of this.#active) if (ids.includes(job.id) && waitingInPool(job)) job.controller?.abort(new Discarded('revoked'));
     if (!terminate) return { ok: `tasks ${ids.join(', ')} flagged as revoked` };
     const signal = signalOf(args.signal);
     const hit: string[] = [];
@@ -1192,10 +1203,11 @@ export class Worker extends EventEmitter {
     this.#stopping ??= (async () => {
       await this.#stopConsuming();
       if (this.options.heartbeat !== false) await this.#workerEvent('worker-offline');
-      // Jobs waiting in the pool are taken back (skipped if a process was
-      // just handed one) and go back to the queue with the reserved ones.
+      // Jobs waiting in the pool are taken back and go back to the queue with
+      // the reserved ones; one already written to a pool process runs, and
+      // is waited for as a running one.
       for (const j of this.#active) {
-        if (j.timeStart !== null) continue;
+        if (!waitingInPool(j)) continue;
         j.state = 'reserved';
         j.controller?.abort(new Discarded('shutdown'));
       }

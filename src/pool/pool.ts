@@ -366,6 +366,12 @@ abstract class ResultBase {
   /** @internal */ propagate: Propagate | null = null;
   /** @internal the caller's AbortSignal and its listener. */
   abort: { signal: AbortSignal; listener: () => void } | null = null;
+  /**
+   * @internal A part of the job has been written to a worker's pipe. Without
+   * synack that part will run even if the job is aborted or discarded now
+   * (its result is then ignored).
+   */
+  handedOver = false;
 
   constructor(pool: Pool, parts: number) {
     this.job = jobCounter++;
@@ -1304,6 +1310,7 @@ export class Pool extends EventEmitter<PoolEvents> {
         if (!w.started || w.retiring || w.held.length >= depth || w.fillIn !== call) continue;
         const task = this.#tasks.shift()!;
         w.held.push(task);
+        task.result.handedOver = true;
         w.sent++;
         // Its last job: it exits after it (EX_RECYCLE), and gets nothing more.
         if (this.maxtasksperchild !== null && w.sent >= this.maxtasksperchild) w.retiring = true;
