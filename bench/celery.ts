@@ -21,12 +21,19 @@ import { buildTaskMessage } from '../src/celery/message.js';
 import { celeryPython, startRedis, type RedisServer } from '../test/helpers/celery.js';
 import { waitUntil } from '../test/helpers/until.js';
 import { PEER_DIR } from '../test/helpers/peers.js';
+import { measuresDist } from './dist.js';
 import type { BenchRunOptions } from './run.js';
 import { fmt, formatTable } from './table.js';
 
 const TSX = fileURLToPath(new URL('../node_modules/tsx/dist/cli.mjs', import.meta.url));
-const CLI = fileURLToPath(new URL('../src/celery/cli.ts', import.meta.url));
-const TASKS = fileURLToPath(new URL('../test/peers/celery/tasks.ts', import.meta.url));
+/**
+ * The worker command as installed (dist/celery/cli.js, which bench/run.ts
+ * builds) on a plain JavaScript app; BENCH_SOURCE=src: src/celery/cli.ts
+ * under tsx on the TypeScript test app.
+ */
+const WORKER_COMMAND = measuresDist
+  ? [fileURLToPath(new URL('../dist/celery/cli.js', import.meta.url)), 'celery', 'worker', '--app', fileURLToPath(new URL('./celery-app/tasks.mjs', import.meta.url))]
+  : [TSX, fileURLToPath(new URL('../src/celery/cli.ts', import.meta.url)), 'celery', 'worker', '--app', fileURLToPath(new URL('../test/peers/celery/tasks.ts', import.meta.url))];
 const CELERY_NODE = fileURLToPath(new URL('./celery-node-worker.cjs', import.meta.url));
 
 type Impl = 'billiard-ts' | 'python celery' | 'celery-node';
@@ -36,7 +43,7 @@ function startWorker(impl: Impl, redis: RedisServer): ChildProcess {
   const opts = { env, stdio: ['ignore', 'pipe', 'pipe'] as ['ignore', 'pipe', 'pipe'], detached: true };
   switch (impl) {
     case 'billiard-ts':
-      return spawn(process.execPath, [TSX, CLI, 'celery', 'worker', '--app', TASKS, '--broker', redis.url(0), '--result-backend', redis.url(1), '-c', '2', '--soft-time-limit', '10', '--time-limit', '20', '--without-heartbeat', '-l', 'info'], opts);
+      return spawn(process.execPath, [...WORKER_COMMAND, '--broker', redis.url(0), '--result-backend', redis.url(1), '-c', '2', '--soft-time-limit', '10', '--time-limit', '20', '--without-heartbeat', '-l', 'info'], opts);
     case 'python celery':
       return spawn(celeryPython(), ['-m', 'celery', '-A', 'tasks', 'worker', '--pool', 'prefork', '-c', '2', '-Q', 'celery', '--without-mingle', '--without-gossip', '--without-heartbeat', '-l', 'INFO'], { ...opts, cwd: `${PEER_DIR}celery` });
     case 'celery-node':
