@@ -15,7 +15,7 @@ import { Lock, Pipe, Queue, Value } from '../src/index.js';
 import { loads } from '../src/pickle/index.js';
 import { AuthenticationString } from '../src/process/authkey.js';
 import { childRegistry } from '../src/process/reduction.js';
-import { bootstrapPickles, type ProcessSpec } from '../src/process/spawn.js';
+import { bootstrapPickles, childExecArgv, type ProcessSpec } from '../src/process/spawn.js';
 
 function modulesFor(args: unknown[]): string[] {
   const prep = {
@@ -70,4 +70,16 @@ test('BILLIARD_TS_CHILD_CPU_PROF=DIR: every Node child (a Process, a pool worker
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
+});
+
+test("a child keeps the parent's Node flags except what to run, debuggers and profiles, each dropped with its value", () => {
+  const kept = ['--import', 'tsx', '--max-old-space-size=512', '--conditions', 'dev', '--no-warnings', '--expose-gc'];
+  const dropped = [
+    '--cpu-prof', '--cpu-prof-interval', '100', '--cpu-prof-dir', '/tmp/p', '--cpu-prof-name=x.cpuprofile',
+    '--heap-prof', '--heap-prof-interval', '4096', '--heap-prof-dir=/tmp/h',
+    '--inspect=9229', '--inspect-port', '9230', '--debug-port', '9231', '--inspect-brk',
+    '--test', '--test-concurrency', '2', '--test-timeout', '1000', '--test-shard', '1/2', '--test-reporter', 'dot', '--test-reporter-destination', 'stdout',
+    '--watch', '--watch-path', 'src', '--prof', '-e', 'code', '--input-type', 'module',
+  ];
+  expect(childExecArgv([...dropped.slice(0, 6), ...kept.slice(0, 2), ...dropped.slice(6), ...kept.slice(2)])).toEqual(kept);
 });

@@ -82,8 +82,34 @@ export function getNodeExecutable(): string {
 
 /** Flags of the parent that must not reach a child: what to run (-e, -p, --test...), debuggers, profiles. */
 const DROPPED_FLAGS = /^(-e|--eval|-p|--print|-i|--interactive|-c|--check|--input-type|--test|--watch|--inspect|--debug|--cpu-prof|--heap-prof|--prof)/;
-/** Of the dropped flags, those whose value is the next argument when not given with `=`. */
-const FLAGS_WITH_VALUE = new Set(['-e', '--eval', '-p', '--print', '--input-type', '--cpu-prof-dir', '--cpu-prof-name', '--heap-prof-dir', '--heap-prof-name', '--test-reporter', '--test-name-pattern']);
+/**
+ * Of the dropped flags, those whose value is the next argument when not
+ * given with `=` (Node 20's `node --help`): the value goes with its flag.
+ */
+const FLAGS_WITH_VALUE = new Set([
+  '-e',
+  '--eval',
+  '-p',
+  '--print',
+  '--input-type',
+  '--cpu-prof-dir',
+  '--cpu-prof-name',
+  '--cpu-prof-interval',
+  '--heap-prof-dir',
+  '--heap-prof-name',
+  '--heap-prof-interval',
+  '--inspect-port',
+  '--debug-port',
+  '--inspect-publish-uid',
+  '--test-concurrency',
+  '--test-name-pattern',
+  '--test-skip-pattern',
+  '--test-reporter',
+  '--test-reporter-destination',
+  '--test-shard',
+  '--test-timeout',
+  '--watch-path',
+]);
 
 /**
  * The parent's Node flags a child keeps (loaders, conditions, memory limits,
