@@ -132,7 +132,6 @@ interface Job {
   expiryTimer: Timer | null;
 }
 
-/** Why a job handed to the pool but not started yet was dropped there. */
 /**
  * A job the pool has not written to a pool process yet: a revoke, its
  * expiry or a warm shutdown can still drop it. Once written (no synack) it
@@ -143,6 +142,7 @@ function waitingInPool(job: Job): boolean {
   return job.timeStart === null && !(job.result?.handedOver ?? false);
 }
 
+/** Why a job handed to the pool but not started yet was dropped there. */
 class Discarded extends Error {
   readonly kind: 'revoked' | 'expired' | 'shutdown';
   constructor(kind: 'revoked' | 'expired' | 'shutdown') {
@@ -298,7 +298,7 @@ export class Worker extends EventEmitter {
       // A job is written to a pool process only when it is idle, so it starts
       // at once; until then it waits in this process, where a revoke, an
       // expiry or a shutdown drops it (its AbortSignal). Once written it runs,
-      // as a job Celery's prefork pool has taken (see #waitingInPool). No
+      // as a job Celery's prefork pool has taken (see waitingInPool). No
       // synack, as Celery's: the confirmation cost a pipe write and a wake-up
       // of the pool process per task, about 10% of throughput.
       prefetch: 1,
