@@ -354,6 +354,34 @@ describe('preload modules', () => {
   });
 });
 
+describe('the refill', () => {
+  test('the pool refills once the starts it served have reported, not while their children start', async () => {
+    const { afterSlowImport } = await import('./fixtures/slow-target.js');
+    forkserver.setPoolSize(1);
+    forkServer().refillSeconds = 30;
+    try {
+      await forkserver.ensureRunning();
+      const [first] = forkServer().pids;
+      expect(first).toBeDefined();
+      const p = new ctx.Process({ target: afterSlowImport });
+      p.start(); // takes the warm child, which reports once the target module has imported (1.5 s)
+      await new Promise((r) => setTimeout(r, 600));
+      expect(forkServer().pids).toEqual([]);
+      await p.join(60);
+      expect(p.exitcode).toBe(0);
+      const deadline = Date.now() + 15_000;
+      while (forkServer().pids.length === 0) {
+        expect(Date.now()).toBeLessThan(deadline);
+        await new Promise((r) => setTimeout(r, 50));
+      }
+      expect(forkServer().pids).not.toContain(first);
+    } finally {
+      forkServer().refillSeconds = 0.25;
+      forkserver.setPoolSize(null);
+    }
+  });
+});
+
 describe('the adaptive pool', () => {
   /** Starts `n` children at once (exitWith(0)); resolves with their pids once all have exited. */
   async function burst(n: number): Promise<number[]> {

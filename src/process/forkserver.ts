@@ -178,6 +178,8 @@ export const ADAPTIVE_POOL_MAX = 8;
 const ADAPTIVE_IDLE_SECONDS = 30;
 /** Seconds a cold start may take to report before the pool's growth stops waiting for it. */
 const COLD_REPORT_WAIT = 10;
+/** Seconds warm starts in flight may take to report before the pool refills anyway. */
+const REFILL_WAIT = 0.25;
 
 /**
  * The pool of warm children behind the `'forkserver'` context.
@@ -204,11 +206,15 @@ export class ForkServer {
   idleSeconds = ADAPTIVE_IDLE_SECONDS;
   /** @internal seconds the growth waits for a cold start's report (tests shorten it). */
   coldReportSeconds = COLD_REPORT_WAIT;
+  /** @internal seconds the refill waits at most for the reports of the starts in flight (tests lengthen it). */
+  refillSeconds = REFILL_WAIT;
   readonly #pool: WarmChild[] = [];
   #ts = FROM_SOURCE;
   /** Children are warmed only once this process starts one (or asks for ready()), as Python starts its server lazily. */
   #inUse = false;
-  #refillQueued = false;
+  /** Warm children handed a start that have not reported yet: the refill waits for them (see #refillLater). */
+  #startsInFlight = 0;
+  #refillTimer: ReturnType<typeof setTimeout> | null = null;
   /** @internal how the next starts break their descriptor channel (tests only). */
   channelFault: ChannelFault | null = null;
 
@@ -345,14 +351,32 @@ export class ForkServer {
     if (i < 0) i = this.#pool.findIndex(usable);
     if (i < 0) return undefined;
     const w = this.#pool.splice(i, 1)[0]!;
-    if (!this.#refillQueued) {
-      this.#refillQueued = true;
-      setImmediate(() => {
-        this.#refillQueued = false;
-        this.fill();
-      });
-    }
+    this.#refillLater();
     return w;
+  }
+
+  /**
+   * Refills the pool once the warm children just handed starts have
+   * reported, or after {@link REFILL_WAIT} at the latest: a refill starts
+   * whole Node processes, which on a machine with few CPUs would compete
+   * with the children being started (and delay the start messages, since
+   * the launcher thread spawns synchronously).
+   */
+  #refillLater(): void {
+    if (this.#refillTimer !== null) return;
+    this.#refillTimer = setTimeout(() => this.#refillNow(), this.refillSeconds * 1000);
+    this.#refillTimer.unref();
+  }
+
+  #startReported(): void {
+    if (--this.#startsInFlight === 0 && this.#refillTimer !== null) setImmediate(() => this.#refillNow());
+  }
+
+  #refillNow(): void {
+    if (this.#refillTimer === null) return;
+    clearTimeout(this.#refillTimer);
+    this.#refillTimer = null;
+    this.fill();
   }
 
   /**
@@ -405,6 +429,8 @@ export class ForkServer {
         if (released) how.release();
       },
     };
+    this.#startsInFlight++;
+    void report.then(() => this.#startReported());
     this.#handOff(h, true);
     return {
       child: facade,
