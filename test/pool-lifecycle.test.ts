@@ -8,7 +8,7 @@
  */
 import { spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { availableParallelism, tmpdir } from 'node:os';
 import { join } from 'node:path';
 
 import { describe, expect, test } from 'vitest';
@@ -364,6 +364,42 @@ describe('Pool failures and signals', () => {
     expect(r.status).toBe(0);
     const seen = JSON.parse(r.stdout.trim().split('\n').pop()!) as string[];
     expect(seen).toEqual(['warning Pool callback raised exception: Error: plain', 'uncaught Fatal: listed']);
+  });
+});
+
+describe("billiard's override points", () => {
+  test('onGrow, onShrink and onJobReady are called as billiard calls them; markAsWorkerLost fails a job with WorkerLostError; cpuCount', async () => {
+    const calls: string[] = [];
+    class Hooked extends Pool {
+      override onGrow(n: number): void {
+        calls.push(`grow ${n}`);
+      }
+      override onShrink(n: number): void {
+        calls.push(`shrink ${n}`);
+      }
+      override onJobReady(job: number, i: number | null, obj: unknown[], inqWFd: unknown): void {
+        calls.push(`ready ${typeof job} ${i} ${JSON.stringify([...obj])} ${typeof inqWFd}`);
+      }
+    }
+    await using pool = new Hooked({ processes: 1 });
+    expect(await pool.apply(square, [7])).toBe(49);
+    expect(calls).toEqual(['ready number null [true,49] number']);
+    pool.grow(2);
+    expect(await until(() => pool.stats().idle === 3, 30)).toBe(true);
+    pool.shrink(2);
+    expect(calls.slice(1)).toEqual(['grow 2', 'shrink 1', 'shrink 1']);
+    // A job a worker hangs on, failed by hand as billiard's Celery-side code does it.
+    const stuck = pool.applyAsync(hang);
+    expect(await until(() => stuck.accepted(), 30)).toBe(true);
+    pool.markAsWorkerLost(stuck, -9);
+    const err = await stuck.get(5).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(WorkerLostError);
+    expect((err as Error).message).toBe(`Worker exited prematurely: signal 9 (SIGKILL) Job: ${stuck.job}.`);
+    // And one still waiting for a worker.
+    const waiting = pool.applyAsync(square, [2]);
+    pool.markAsWorkerLost(waiting, 1);
+    await expect(waiting.get(5)).rejects.toBeInstanceOf(WorkerLostError);
+    expect(pool.cpuCount()).toBe(availableParallelism());
   });
 });
 

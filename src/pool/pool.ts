@@ -1053,6 +1053,7 @@ export class Pool extends EventEmitter<PoolEvents> {
         if (!outcome[0] && !(outcome[1] instanceof ExceptionInfo)) {
           return this.#protocolError(w, `a failed READY without an ExceptionInfo from worker ${w.pid}`);
         }
+        this.onJobReady(task.job, task.i, outcome, body[3]);
         // READY without ACK counts as the ACK (spec/pool.md §9.2).
         if (!task.acked) this.#accept(w, task, 0);
         this.#release(w, task);
@@ -1633,6 +1634,7 @@ export class Pool extends EventEmitter<PoolEvents> {
     if (!Number.isInteger(n) || n < 0) throw new ValueError('grow(n) needs an integer n >= 0');
     this.#processes += n;
     if (this.#state === RUN) this.#replenish();
+    this.onGrow(n);
   }
 
   /**
@@ -1648,8 +1650,44 @@ export class Pool extends EventEmitter<PoolEvents> {
       this.#processes--;
       this.#retire(w);
       done++;
+      this.onShrink(1);
     }
     if (n > 0 && done === 0) throw new ValueError("Can't shrink pool. All processes busy!");
+  }
+
+  /** billiard's hook after `grow(n)` (a no-op): for subclasses. */
+  onGrow(_n: number): void {}
+
+  /** billiard's hook for each worker `shrink()` retires, called with 1 (a no-op): for subclasses. */
+  onShrink(_n: number): void {}
+
+  /**
+   * billiard's hook on every READY message, before the result is set (a
+   * no-op): `job` and `i` name the part, `obj` is the `(ok, value)` pair,
+   * `inqWFd` the worker's inqueue descriptor as it sent it. For subclasses.
+   */
+  onJobReady(_job: number, _i: number | null, _obj: PyTuple, _inqWFd: unknown): void {}
+
+  /**
+   * Fails every part of `result` still pending with billiard's
+   * `WorkerLostError('Worker exited prematurely: <how> Job: <job>.')`
+   * (billiard's `mark_as_worker_lost(job, exitcode)`); a part a worker still
+   * runs goes on, its answer ignored.
+   */
+  markAsWorkerLost<T>(result: ApplyResult<T> | MapResult<T> | IMapIterator<T>, exitcode: number): void {
+    const einfo = new ExceptionInfo(new WorkerLostError(`Worker exited prematurely: ${exitDescription(exitcode)} Job: ${result.job}.`));
+    for (const task of this.#tasks.removeWhere((t) => t.result === result)) this.#setResult(task, false, einfo);
+    for (const w of this.#workers) for (const task of w.held) if (task.result === result) this.#setResult(task, false, einfo);
+    if (result instanceof IMapIterator) result.failAll(einfo);
+  }
+
+  /** The CPUs this machine offers to the process, or 1 (billiard's `Pool.cpu_count`). */
+  cpuCount(): number {
+    try {
+      return availableParallelism();
+    } catch {
+      return 1;
+    }
   }
 
   /**
