@@ -1202,7 +1202,7 @@ export class Pool extends EventEmitter<PoolEvents> {
       if (this.#state === TERMINATE || (w.terminated && task.acked)) {
         this.#setResult(task, false, new ExceptionInfo(new Terminated(-(exitcode ?? -15))));
       } else if (task.acked) {
-        this.#setResult(task, false, new ExceptionInfo(new WorkerLostError(`Worker exited prematurely: ${exitDescription(exitcode)} Job: ${task.job}.`)));
+        this.#setResult(task, false, workerLost(exitcode, task.job));
       } else {
         requeue.push(task); // handed over but never accepted: another worker runs it
       }
@@ -1675,19 +1675,15 @@ export class Pool extends EventEmitter<PoolEvents> {
    * runs goes on, its answer ignored.
    */
   markAsWorkerLost<T>(result: ApplyResult<T> | MapResult<T> | IMapIterator<T>, exitcode: number): void {
-    const einfo = new ExceptionInfo(new WorkerLostError(`Worker exited prematurely: ${exitDescription(exitcode)} Job: ${result.job}.`));
+    const einfo = workerLost(exitcode, result.job);
     for (const task of this.#tasks.removeWhere((t) => t.result === result)) this.#setResult(task, false, einfo);
     for (const w of this.#workers) for (const task of w.held) if (task.result === result) this.#setResult(task, false, einfo);
     if (result instanceof IMapIterator) result.failAll(einfo);
   }
 
-  /** The CPUs this machine offers to the process, or 1 (billiard's `Pool.cpu_count`). */
+  /** The CPUs this machine offers to the process (billiard's `Pool.cpu_count`). */
   cpuCount(): number {
-    try {
-      return availableParallelism();
-    } catch {
-      return 1;
-    }
+    return availableParallelism();
   }
 
   /**
@@ -1829,6 +1825,11 @@ export class Pool extends EventEmitter<PoolEvents> {
 }
 
 /** An ApplyResult of applyAsync (not a map's): what onTimeoutSet/onTimeoutCancel see, as billiard. */
+/** billiard's failure for a job whose worker is gone: `WorkerLostError('Worker exited prematurely: <how> Job: <job>.')`. */
+function workerLost(exitcode: number | null, job: number): ExceptionInfo {
+  return new ExceptionInfo(new WorkerLostError(`Worker exited prematurely: ${exitDescription(exitcode)} Job: ${job}.`));
+}
+
 function isPlainApply(r: ResultBase): r is ApplyResult {
   return r instanceof ApplyResult && !(r instanceof MapResult);
 }
