@@ -13,7 +13,7 @@ import { join } from 'node:path';
 
 import { describe, expect, test } from 'vitest';
 
-import { Full, MaybeEncodingError, Pool, RestartFreqExceeded, SoftTimeLimitExceeded, Terminated, TimeLimitExceeded, ValueError, WorkerLostError, type Process } from '../src/index.js';
+import { Full, MaybeEncodingError, Pool, wait, RestartFreqExceeded, SoftTimeLimitExceeded, Terminated, TimeLimitExceeded, ValueError, WorkerLostError, type Process } from '../src/index.js';
 import { AttributeError } from '../src/sharedctypes/errors.js';
 import {
   allocate,
@@ -400,6 +400,71 @@ describe("billiard's override points", () => {
     pool.markAsWorkerLost(waiting, 1);
     await expect(waiting.get(5)).rejects.toBeInstanceOf(WorkerLostError);
     expect(pool.cpuCount()).toBe(availableParallelism());
+  });
+  test('getProcessQueues, sendAck, processFlushQueues, onJobProcessDown, onPartialRead and onJobProcessLost are called as billiard calls them; processSentinels', async () => {
+    const calls: string[] = [];
+    let keepLost = false;
+    class Hooked extends Pool {
+      override getProcessQueues(): ReturnType<Pool['getProcessQueues']> {
+        calls.push('queues');
+        return super.getProcessQueues();
+      }
+      override sendAck(response: number, job: number, i: number | null, fd: number): void {
+        calls.push(`ack ${response} ${job} ${i} ${fd > 2}`);
+        super.sendAck(response, job, i, fd);
+      }
+      override processFlushQueues(worker: Process): void {
+        calls.push(`flush ${worker.pid}`);
+      }
+      override onJobProcessDown(job: { job: number }, pidGone: number): void {
+        calls.push(`down ${job.job} ${pidGone}`);
+      }
+      override onPartialRead(job: { job: number }, worker: Process): void {
+        calls.push(`partial ${job.job} ${worker.pid}`);
+      }
+      override onJobProcessLost(job: Parameters<Pool['onJobProcessLost']>[0], pid: number, exitcode: number): void {
+        calls.push(`lost ${job.job} ${pid} ${exitcode}`);
+        if (!keepLost) super.onJobProcessLost(job, pid, exitcode);
+      }
+    }
+    await using pool = new Hooked({ processes: 1, synack: true, prefetch: 2 });
+    const first = pool.applyAsync(square, [7]);
+    expect(await first).toBe(49);
+    // ACK is 0: the syn pipe's write end is a descriptor of this process
+    expect(calls).toEqual(['queues', `ack 0 ${first.job} null true`]);
+    calls.length = 0;
+
+    // A worker killed while it runs one job (lost) and holds the next in its pipe (written, never accepted).
+    const sentinels = pool.processSentinels;
+    expect(sentinels).toHaveLength(1);
+    const running = pool.applyAsync(hang);
+    expect(await until(() => running.accepted(), 30)).toBe(true);
+    const waiting = pool.applyAsync(square, [3]);
+    expect(pool.stats()).toMatchObject({ queued: 0, running: 1 });
+    const [victim] = running.workerPids();
+    process.kill(victim!, 'SIGKILL');
+    expect(await wait(sentinels, 20)).toEqual(sentinels);
+    await expect(running.get(20)).rejects.toBeInstanceOf(WorkerLostError);
+    expect(await waiting.get(20)).toBe(9); // run by the replacement
+    expect(calls.slice(0, 6)).toEqual([
+      `ack 0 ${running.job} null true`,
+      `flush ${victim}`,
+      `down ${running.job} ${victim}`,
+      `down ${waiting.job} ${victim}`,
+      `partial ${waiting.job} ${victim}`,
+      `lost ${running.job} ${victim} -9`,
+    ]);
+    expect(calls.slice(6)).toEqual(['queues', `ack 0 ${waiting.job} null true`]);
+
+    // An override that does not fail a lost job leaves it pending until markAsWorkerLost.
+    keepLost = true;
+    const kept = pool.applyAsync(hang);
+    expect(await until(() => kept.accepted(), 30)).toBe(true);
+    process.kill(kept.workerPids()[0]!, 'SIGKILL');
+    expect(await until(() => calls.some((c) => c.startsWith(`lost ${kept.job} `)), 30)).toBe(true);
+    expect(kept.ready()).toBe(false);
+    pool.markAsWorkerLost(kept, -9);
+    await expect(kept.get(5)).rejects.toBeInstanceOf(WorkerLostError);
   });
 });
 

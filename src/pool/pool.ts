@@ -23,6 +23,7 @@ import { availableParallelism, constants } from 'node:os';
 import { TimeoutError } from '../connection/errors.js';
 import { HEADER_SIZE, writeHeader } from '../connection/frames.js';
 import { Timer, timeoutSeconds } from '../connection/timers.js';
+import type { Sentinel } from '../connection/wait.js';
 import { EOFError, UnpicklingError } from '../pickle/errors.js';
 import { dumps, loads, PyGlobal, PyTuple, tuple, type PickleRegistry } from '../pickle/index.js';
 import { AssertionError, RestartFreqExceeded, Terminated, TimeLimitExceeded, ValueError, WorkerLostError } from '../process/errors.js';
@@ -328,6 +329,9 @@ function exitDescription(code: number | null): string {
   }
   return `exitcode ${code}`;
 }
+
+/** The result kinds a job has (MapResult is an ApplyResult). */
+type AnyResult = ApplyResult<unknown> | IMapIterator<unknown>;
 
 /** A job part as the pool holds it until a worker answers READY for it. */
 interface Task {
@@ -793,6 +797,8 @@ export class Pool extends EventEmitter<PoolEvents> {
   readonly #workers = new Set<Worker>();
   readonly #tasks = new Fifo<Task>();
   readonly #cache = new Map<number, ResultBase>();
+  /** Parts whose worker died after accepting them, until onJobProcessLost (or a subclass) settles them. */
+  readonly #lost = new Map<ResultBase, Task[]>();
   readonly #registry: PickleRegistry = poolRegistry();
   #workerCount = 0;
   /** Calls of #dispatch, to tell the parts one call hands out. */
@@ -899,9 +905,11 @@ export class Pool extends EventEmitter<PoolEvents> {
   // ----- workers
 
   #startWorker(): void {
-    const inq = new SimpleQueue();
-    const outq = new SimpleQueue();
-    const synq = this.synack ? new SimpleQueue() : null;
+    const queues = this.getProcessQueues();
+    if (!Array.isArray(queues) || queues.length !== 3 || !(queues[0] instanceof SimpleQueue) || !(queues[1] instanceof SimpleQueue) || !(queues[2] === null || queues[2] instanceof SimpleQueue)) {
+      throw new TypeError('getProcessQueues() must return [inq, outq, synq]: two SimpleQueues and a SimpleQueue or null');
+    }
+    const [inq, outq, synq] = queues;
     let proc: Process;
     if (this.#python !== null) {
       // billiard's Worker in a fresh Python process, on this worker's own queues (compat/billiard_ts_worker.py).
@@ -1032,7 +1040,8 @@ export class Pool extends EventEmitter<PoolEvents> {
         if (w.synq !== null) {
           // The syn pipe: a part whose job was dropped meanwhile is skipped (NACK, no READY follows).
           const skip = task.result.discarded || task.result.done;
-          w.synq.writer.sendBytes(skip ? SYN_NACK : SYN_ACK).catch(() => undefined);
+          const fd = w.synq.writer.closed ? -1 : w.synq.writer.fileno();
+          this.#hook('sendAck', () => this.sendAck(skip ? NACK : ACK, task.job, task.i, fd));
           if (skip) {
             this.#release(w, task);
             this.#dispatch();
@@ -1174,6 +1183,7 @@ export class Pool extends EventEmitter<PoolEvents> {
     r.set(task.i, ok, value);
     if (r.done) {
       this.#cache.delete(task.job);
+      this.#lost.delete(r);
       if (!was) {
         if (r.abort !== null) r.abort.signal.removeEventListener('abort', r.abort.listener);
         if (this.onTimeoutCancel !== null && isPlainApply(r)) safeCall(this.onTimeoutCancel, [r]);
@@ -1197,17 +1207,37 @@ export class Pool extends EventEmitter<PoolEvents> {
     const exitcode = w.proc.exitcode;
     const held = w.held.splice(0);
     const requeue: Task[] = [];
+    const lost = new Map<AnyResult, Task[]>();
+    const written = new Set<AnyResult>();
+    for (const task of held) this.#disarm(task);
+    this.#hook('processFlushQueues', () => this.processFlushQueues(w.proc));
+    // billiard's order: every job the worker held hears of it, then each part is settled or handed on.
+    if (w.pid !== null) {
+      const pid = w.pid;
+      for (const r of new Set(held.map((t) => t.result as AnyResult))) this.#hook('onJobProcessDown', () => this.onJobProcessDown(r, pid));
+    }
     for (const task of held) {
-      this.#disarm(task);
+      const r = task.result as AnyResult;
       if (this.#state === TERMINATE || (w.terminated && task.acked)) {
         this.#setResult(task, false, new ExceptionInfo(new Terminated(-(exitcode ?? -15))));
       } else if (task.acked) {
-        this.#setResult(task, false, workerLost(exitcode, task.job));
+        const parts = lost.get(r);
+        if (parts === undefined) lost.set(r, [task]);
+        else parts.push(task);
       } else {
+        written.add(r);
         requeue.push(task); // handed over but never accepted: another worker runs it
       }
     }
-    this.#tasks.unshiftAll(requeue);
+    for (const r of written) if (!r.done) this.#hook('onPartialRead', () => this.onPartialRead(r, w.proc));
+    this.#tasks.unshiftAll(requeue.filter((t) => !t.result.done && !t.result.discarded));
+    for (const [r, parts] of lost) {
+      if (r.done || r.discarded) continue;
+      const known = this.#lost.get(r);
+      if (known === undefined) this.#lost.set(r, parts);
+      else known.push(...parts);
+      this.#hook('onJobProcessLost', () => this.onJobProcessLost(r, w.pid ?? 0, exitcode ?? 0));
+    }
     safeCall(this.onProcessDown, [w.proc]);
     this.#emit('processDown', w.proc);
     if (w.pid !== null) this.#emit('processExit', w.pid, exitcode);
@@ -1231,6 +1261,15 @@ export class Pool extends EventEmitter<PoolEvents> {
     this.#replenish();
     this.#dispatch();
     this.#notify();
+  }
+
+  /** Calls an override point; what it throws becomes a warning (the pool runs on). */
+  #hook(name: string, call: () => void): void {
+    try {
+      call();
+    } catch (e) {
+      process.emitWarning(`Pool.${name}() raised exception: ${String(e)}`, 'PoolCallbackWarning');
+    }
   }
 
   #failWaiting(err: Error): void {
@@ -1442,6 +1481,7 @@ export class Pool extends EventEmitter<PoolEvents> {
   /** @internal discard(): the job's waiting parts are dropped and the pool forgets it. */
   [kDiscard](result: ResultBase): void {
     this.#tasks.removeWhere((t) => t.result === result);
+    this.#lost.delete(result);
     this.#cache.delete(result.job);
     if (result.abort !== null) result.abort.signal.removeEventListener('abort', result.abort.listener);
     this.#updateRef();
@@ -1669,6 +1709,67 @@ export class Pool extends EventEmitter<PoolEvents> {
   onJobReady(_job: number, _i: number | null, _obj: PyTuple, _inqWFd: unknown): void {}
 
   /**
+   * The queues of the next worker (billiard's `get_process_queues`, Celery's
+   * AsynPool gives each worker its own): `[inq, outq, synq]`, synq null
+   * without synack. The pool keeps the write end of `inq` and the read end
+   * of `outq` (and the write end of `synq`) and closes the others once the
+   * worker started, so each call must return new queues. For subclasses.
+   */
+  getProcessQueues(): [SimpleQueue, SimpleQueue, SimpleQueue | null] {
+    return [new SimpleQueue(), new SimpleQueue(), this.synack ? new SimpleQueue() : null];
+  }
+
+  /**
+   * With synack, answers a worker's ACK of part `i` of `job` on its syn
+   * pipe, whose write end in this process is the descriptor `fd`:
+   * `response` is ACK (run it) or NACK (skip it: its job was discarded or
+   * aborted meanwhile). billiard's base `send_ack` does nothing and needs a
+   * subclass (Celery's AsynPool); this one writes billiard's `(ACK, (0,))`
+   * or `(NACK, (0,))` pickle. An override must answer, or the worker waits.
+   */
+  sendAck(response: number, _job: number, _i: number | null, fd: number): void {
+    for (const w of this.#workers) {
+      const writer = w.synq?.writer;
+      if (writer === undefined || writer.closed || writer.fileno() !== fd) continue;
+      writer.sendBytes(response === NACK ? SYN_NACK : SYN_ACK).catch(() => undefined);
+      return;
+    }
+  }
+
+  /** billiard's hook as a worker is cleaned up after its exit, before its jobs are settled (a no-op): for subclasses. */
+  processFlushQueues(_worker: Process): void {}
+
+  /** billiard's hook for each job a worker held (running or waiting in its pipe) when it exited (a no-op): for subclasses. */
+  onJobProcessDown(_job: ApplyResult<unknown> | IMapIterator<unknown>, _pidGone: number): void {}
+
+  /**
+   * Called for each job with a part written to a worker's pipe that the
+   * worker exited without accepting, before the pool hands that part to
+   * another worker (billiard's hook, a no-op): for subclasses.
+   */
+  onPartialRead(_job: ApplyResult<unknown> | IMapIterator<unknown>, _worker: Process): void {}
+
+  /**
+   * Called for each job whose part a worker accepted and had not answered
+   * when it exited (after its pipe was read to the end, `lostWorkerTimeout`
+   * at most), with the worker's pid and exit code (a signal as its negative
+   * number). The base fails those parts with billiard's `WorkerLostError`;
+   * an override that does not call it leaves them pending until
+   * `markAsWorkerLost(job, exitcode)` or `terminate()`.
+   */
+  onJobProcessLost(job: ApplyResult<unknown> | IMapIterator<unknown>, _pid: number, exitcode: number): void {
+    const parts = this.#lost.get(job);
+    if (parts === undefined) return;
+    const einfo = workerLost(exitcode, job.job);
+    for (const task of parts) this.#setResult(task, false, einfo);
+  }
+
+  /** What the workers' exits wait on (billiard's `process_sentinels`: their sentinels), for `wait()`. */
+  get processSentinels(): Sentinel[] {
+    return [...this.#workers].map((w) => w.proc.sentinel);
+  }
+
+  /**
    * Fails every part of `result` still pending with billiard's
    * `WorkerLostError('Worker exited prematurely: <how> Job: <job>.')`
    * (billiard's `mark_as_worker_lost(job, exitcode)`); a part a worker still
@@ -1677,6 +1778,7 @@ export class Pool extends EventEmitter<PoolEvents> {
   markAsWorkerLost<T>(result: ApplyResult<T> | MapResult<T> | IMapIterator<T>, exitcode: number): void {
     const einfo = workerLost(exitcode, result.job);
     for (const task of this.#tasks.removeWhere((t) => t.result === result)) this.#setResult(task, false, einfo);
+    for (const task of this.#lost.get(result) ?? []) this.#setResult(task, false, einfo);
     for (const w of this.#workers) for (const task of w.held) if (task.result === result) this.#setResult(task, false, einfo);
     if (result instanceof IMapIterator) result.failAll(einfo);
   }
@@ -1784,6 +1886,7 @@ export class Pool extends EventEmitter<PoolEvents> {
         w.retiring = true;
         if (w.proc.exitcode === null) w.proc.terminate(); // one still being spawned gets it once it runs
       }
+      for (const parts of [...this.#lost.values()]) for (const task of parts) this.#setResult(task, false, new ExceptionInfo(new Terminated(15)));
       for (const r of this.#cache.values()) {
         if (r instanceof IMapIterator) r.failAll(new ExceptionInfo(new Terminated(15)));
       }
