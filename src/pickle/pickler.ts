@@ -78,6 +78,8 @@ const SHAPE_CACHE_KEYS = 32;
 const STAMP_LIMIT = 2 ** 30;
 /** String memo entries kept between dumps at most. */
 const STRING_MEMO_LIMIT = 1 << 16;
+/** Objects a dump memoizes by a scan before it uses the WeakMap (see Pickler's #smallObjs). */
+const SMALL_MEMO = 8;
 /** Characters of memoized strings kept between dumps at most. */
 const STRING_CHARS_LIMIT = 1 << 22;
 
@@ -216,6 +218,18 @@ export class Pickler {
    * tables grow past STRING_MEMO_LIMIT.
    */
   #objMemo = new WeakMap<object, number>();
+  /**
+   * The first SMALL_MEMO objects of a dump are memoized here, found by a scan
+   * rather than by the WeakMap: most pickles (a queue item, a pool's job, a
+   * manager's request) hold a handful of objects, and a WeakMap entry costs
+   * an identity hash, a slot in a table that only grows, and the garbage
+   * collector's ephemeron work long after the dump. The object that would
+   * be the next one moves them all to #objMemo (#smallLen -1 until the dump
+   * ends).
+   */
+  readonly #smallObjs: Array<object | undefined> = new Array<object | undefined>(SMALL_MEMO).fill(undefined);
+  readonly #smallIdx: number[] = new Array<number>(SMALL_MEMO).fill(0);
+  #smallLen = 0;
   #strMemo = new Map<string, number>();
   #moduleMemo = new Map<string, number>();
   #nameMemo = new Map<string, number>();
@@ -314,6 +328,7 @@ export class Pickler {
       this.#reducing?.clear();
       this.#nextGeneration();
       this.#memoLen = 0;
+      this.#smallLen = 0;
       if (this.protocol >= 2) {
         this.#ensure(2);
         this.#buf[this.#pos++] = 0x80; // PROTO
@@ -333,7 +348,8 @@ export class Pickler {
       return this.#buf.subarray(0, this.#pos);
     } finally {
       this.#busy = false;
-      // Do not keep the caller's keys and values alive.
+      // Do not keep the caller's objects, keys and values alive.
+      this.#smallObjs.fill(undefined);
       if (this.#scratchValues.length <= 4096) {
         this.#scratchKeys.fill('');
         this.#scratchValues.fill(undefined);
@@ -467,13 +483,31 @@ export class Pickler {
 
   /** The memo index of `obj` in this dump, or -1. */
   #objIndex(obj: object): number {
+    const n = this.#smallLen;
+    if (n >= 0) {
+      const objs = this.#smallObjs;
+      for (let i = 0; i < n; i++) if (objs[i] === obj) return this.#smallIdx[i]!;
+      return -1;
+    }
     const v = this.#objMemo.get(obj);
     return v !== undefined && v >= this.#base ? v - this.#base : -1;
   }
 
   /** Writes the memo opcode for `obj` and records it. */
   #memoizeObj(obj: object): void {
-    this.#objMemo.set(obj, this.#base + this.#memoize());
+    const idx = this.#memoize();
+    const n = this.#smallLen;
+    if (n >= 0) {
+      if (n < SMALL_MEMO) {
+        this.#smallObjs[n] = obj;
+        this.#smallIdx[n] = idx;
+        this.#smallLen = n + 1;
+        return;
+      }
+      for (let i = 0; i < n; i++) this.#objMemo.set(this.#smallObjs[i]!, this.#base + this.#smallIdx[i]!);
+      this.#smallLen = -1;
+    }
+    this.#objMemo.set(obj, this.#base + idx);
   }
 
   /** The memo index of `key` in `table` in this dump, or -1. */

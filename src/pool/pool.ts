@@ -21,7 +21,6 @@ import { EventEmitter } from 'node:events';
 import { availableParallelism, constants } from 'node:os';
 
 import { TimeoutError } from '../connection/errors.js';
-import { HEADER_SIZE, writeHeader } from '../connection/frames.js';
 import { Timer, timeoutSeconds } from '../connection/timers.js';
 import type { Sentinel } from '../connection/wait.js';
 import { EOFError, UnpicklingError } from '../pickle/errors.js';
@@ -33,7 +32,7 @@ import { ForkServerProcess, Process, SpawnProcess } from '../process/process.js'
 import { getStartMethod } from '../process/start-method.js';
 import { requirePythonSync } from '../process/python.js';
 import { Full, SimpleQueue } from '../queues/index.js';
-import { ACK, DEATH, encodeTask, ExceptionInfo, funcRef, MAPSTAR, NACK, READY, STARMAPSTAR } from './protocol.js';
+import { ACK, DEATH, encodeTaskFrame, ExceptionInfo, funcRef, MAPSTAR, NACK, READY, STARMAPSTAR } from './protocol.js';
 import { Fifo } from './fifo.js';
 import { poolWorker } from './worker.js';
 import { poolRegistry } from './protocol.js';
@@ -431,13 +430,6 @@ abstract class ResultBase {
 const kDiscard = Symbol('discard');
 const kRunningPids = Symbol('runningPids');
 
-/** A payload with its 4-byte length header, ready to write. */
-function framed(payload: Uint8Array): Uint8Array {
-  const frame = new Uint8Array(HEADER_SIZE + payload.length);
-  writeHeader(frame, 0, payload.length);
-  frame.set(payload, HEADER_SIZE);
-  return frame;
-}
 
 /** A promise that never rejects, and its resolver. */
 function latch(): { promise: Promise<void>; resolve: () => void } {
@@ -1341,8 +1333,15 @@ export class Pool extends EventEmitter<PoolEvents> {
     // (then it is filled up): fewer, fuller writes.
     const prefetch = this.prefetch;
     const room = prefetch - Math.max(1, prefetch >> 1);
-    for (const w of this.#workers) if (w.held.length <= room) w.fillIn = call;
-    for (let depth = 1; depth <= prefetch && this.#tasks.length > 0; depth++) {
+    // The workers that take parts in this call, and the fewest parts one of them holds: no
+    // depth at or below that gives anything (a burst of submissions mostly finds none).
+    let least = prefetch;
+    for (const w of this.#workers) {
+      if (w.held.length > room || !w.started || w.retiring) continue;
+      w.fillIn = call;
+      if (w.held.length < least) least = w.held.length;
+    }
+    for (let depth = least + 1; depth <= prefetch && this.#tasks.length > 0; depth++) {
       // No part waits behind another while a worker is free or about to be (still starting).
       if (depth > 1 && this.#anyWorkerFree()) break;
       for (const w of this.#workers) {
@@ -1423,7 +1422,7 @@ export class Pool extends EventEmitter<PoolEvents> {
     const tasks: Task[] = parts.map(({ i, func, args, kwds }) => ({
       job: result.job,
       i,
-      frame: framed(encodeTask(result.job, i, func, args, kwds)),
+      frame: encodeTaskFrame(result.job, i, func, args, kwds),
       result,
       acked: false,
       limit,

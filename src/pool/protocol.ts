@@ -15,7 +15,8 @@
 
 import { BilliardError } from '../pickle/errors.js';
 import { PythonException } from '../pickle/exceptions.js';
-import { defaultRegistry, dumps, PyGlobal, PyObject, setState, tuple, type PickleRegistry, type PyTuple } from '../pickle/index.js';
+import { HEADER_SIZE, writeHeader } from '../connection/frames.js';
+import { defaultRegistry, dumps, Pickler, PyGlobal, PyObject, setState, tuple, type PickleRegistry, type PyTuple } from '../pickle/index.js';
 import { locateFunction } from '../process/locate.js';
 
 export const ACK = 0;
@@ -45,8 +46,30 @@ export function funcRef(fn: unknown): PyGlobal {
 
 /** The payload of a TASK frame. */
 export function encodeTask(job: number, i: number | null, func: PyGlobal, args: readonly unknown[], kwargs: Record<string, unknown> | null | undefined): Uint8Array {
-  const kw = kwargs ?? Object.create(null);
-  return dumps(tuple(TASK, tuple(job, i, func, tuple(...args), kw)));
+  return dumps(taskMessage(job, i, func, args, kwargs));
+}
+
+/** The kwargs of a call without any: one shared empty dict. */
+const NO_KWARGS: Record<string, unknown> = Object.freeze(Object.create(null) as Record<string, unknown>);
+
+function taskMessage(job: number, i: number | null, func: PyGlobal, args: readonly unknown[], kwargs: Record<string, unknown> | null | undefined): PyTuple {
+  return tuple(TASK, tuple(job, i, func, tuple(...args), kwargs ?? NO_KWARGS));
+}
+
+let framePickler: Pickler | null = null;
+
+/**
+ * The job message as a Connection frame, its 4-byte length header first:
+ * the pickle is written after the header's room in the pickler's buffer and
+ * copied out once (encodeTask's bytes with a header, in one allocation).
+ */
+export function encodeTaskFrame(job: number, i: number | null, func: PyGlobal, args: readonly unknown[], kwargs: Record<string, unknown> | null | undefined): Uint8Array {
+  const message = taskMessage(job, i, func, args, kwargs);
+  // A reduce method among the arguments could submit a job from inside this dump.
+  const pickler = framePickler !== null && !framePickler.busy ? framePickler : (framePickler = new Pickler());
+  const view = pickler.dump(message, HEADER_SIZE);
+  writeHeader(view, 0, view.length - HEADER_SIZE);
+  return view.slice();
 }
 
 /**
