@@ -126,6 +126,41 @@ describe('protocol 5 out-of-band buffers (spec/pickle.md 7)', () => {
   });
 });
 
+describe('loads reuses one Unpickler', () => {
+  test('a load inside a handler, a failed load, buffers, persistent ids and frozen options leave nothing to the next load', () => {
+    // A handler that loads a pickle of its own while the outer load runs.
+    const registry = defaultRegistry.extend();
+    const inner = dumps({ inner: [1, 2, 3] });
+    registry.register('mod', 'nested', { call: (args) => ({ got: loads(inner), arg: args[0] }) });
+    const outer = dumps([new PyObject('reduce', new PyGlobal('mod', 'nested'), tuple('x')), 'after'], { registry });
+    const frozen = Object.freeze({ registry });
+    for (let round = 0; round < 2; round++) {
+      expect(loads(outer, frozen)).toEqual([{ got: { inner: [1, 2, 3] }, arg: 'x' }, 'after']);
+    }
+    // The default registry has no handler for mod.nested: the call stays a PyObject.
+    expect((loads(outer) as unknown[])[0]).toBeInstanceOf(PyObject);
+    // A failed load, then a good one.
+    expect(() => loads(dumps([1, 2, 3]).subarray(0, 6))).toThrow();
+    expect(loads(dumps({ a: [1, 'b'] }))).toEqual({ a: [1, 'b'] });
+    // Out-of-band buffers are the one load's: the next load without them fails as it should.
+    const oob = h('80059798852e');
+    expect(loads(oob, { buffers: [PyByteArray.fromBytes([7])] })).toHaveLength(1);
+    expect(() => loads(oob)).toThrow(UnpicklingError);
+    // So is a persistent-load hook.
+    const pers = dumps(['p'], { persistentId: (o) => (o === 'p' ? 'id1' : null) });
+    expect(loads(pers, { persistentLoad: (pid) => `loaded ${String(pid)}` })).toEqual(['loaded id1']);
+    expect(() => loads(pers)).toThrow(UnpicklingError);
+    // A dict that had to restart as a PyDict does not make the next load's dicts PyDicts.
+    // (a dict holding itself under an int key: it escaped before its items showed it must be a Map).
+    const d = new PyDict<unknown, unknown>();
+    d.set(1, d);
+    const back = loads(dumps(d)) as PyDict<unknown, unknown>;
+    expect(back).toBeInstanceOf(PyDict);
+    expect(back.get(1)).toBe(back);
+    expect(Object.getPrototypeOf(loads(dumps(new PyDict([['k', 1]]))))).toBe(null);
+  });
+});
+
 describe('the registry', () => {
   class Money {
     constructor(

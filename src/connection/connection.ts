@@ -188,6 +188,8 @@ export class Connection {
   readonly #writable: boolean;
   readonly #protocol: number;
   readonly #loadOptions: UnpicklerOptions | undefined;
+  #copyingOptions: UnpicklerOptions | undefined;
+  #assembledOptions: UnpicklerOptions | undefined;
   readonly #largeFrames: boolean;
   readonly #maxMessageSize: number;
   /** A lower limit for the next #limitedFrames frames (while a handshake reads). */
@@ -234,7 +236,8 @@ export class Connection {
     this.#readable = readable;
     this.#writable = writable;
     this.#protocol = options?.protocol ?? 4;
-    this.#loadOptions = options?.loadOptions;
+    // A frozen copy: loads() resolves frozen options once, and the caller's later changes do not count.
+    this.#loadOptions = options?.loadOptions === undefined ? undefined : Object.freeze({ ...options.loadOptions });
     this.#largeFrames = options?.largeFrames ?? false;
     this.#maxMessageSize = options?.maxMessageSize === undefined ? Number.MAX_SAFE_INTEGER : checkSize(options.maxMessageSize, 'options.maxMessageSize');
     this.#receiveLimit = this.#maxMessageSize;
@@ -521,10 +524,10 @@ export class Connection {
    */
   #loadOptionsFor(frame: Uint8Array): UnpicklerOptions | undefined {
     // Values that are views of the frame must not be views of the shared read buffer.
-    if (isShared(frame)) return this.#loadOptions?.zeroCopy === undefined ? this.#loadOptions : { ...this.#loadOptions, zeroCopy: false };
+    if (isShared(frame)) return this.#loadOptions?.zeroCopy === undefined ? this.#loadOptions : (this.#copyingOptions ??= Object.freeze({ ...this.#loadOptions, zeroCopy: false }));
     if (frame.length < ASSEMBLE_THRESHOLD || frame.byteOffset !== 0 || frame.byteLength !== frame.buffer.byteLength) return this.#loadOptions;
     if (this.#loadOptions?.zeroCopy !== undefined) return this.#loadOptions;
-    return { ...this.#loadOptions, zeroCopy: ASSEMBLE_THRESHOLD };
+    return (this.#assembledOptions ??= Object.freeze({ ...this.#loadOptions, zeroCopy: ASSEMBLE_THRESHOLD }));
   }
 
   /**

@@ -174,7 +174,7 @@ export class Server extends EventEmitter<ServerEvents> {
     this.registry = options.registry;
     this.#tokenModule = options.tokenModule ?? MP_MODULE;
     this.#allowShutdown = options.allowShutdown ?? true;
-    this.#loadOptions = {};
+    this.#loadOptions = Object.freeze({});
     this.#listener = new Listener({
       address: options.address ?? ['127.0.0.1', 0],
       authkey: options.authkey,

@@ -339,22 +339,64 @@ function newObjectDict(): Record<string, unknown> {
   return o;
 }
 
+/** A data-less view for a reused Unpickler between loads. */
+const EMPTY_BYTES = new Uint8Array(0);
+const EMPTY_VIEW = new DataView(EMPTY_BYTES.buffer);
+
+/** Resolved options of frozen option objects (the caller cannot change them afterwards). */
+const resolvedFrozen = new WeakMap<UnpicklerOptions, ResolvedOptions>();
+
+/**
+ * The options with their defaults filled in and checked. No options: the
+ * shared defaults. A frozen options object (`Object.freeze({ registry })`,
+ * as the pool and the managers pass theirs) is resolved once.
+ */
+function resolveOptions(options: UnpicklerOptions | undefined): ResolvedOptions {
+  if (options === undefined) return DEFAULTS;
+  const frozen = Object.isFrozen(options);
+  if (frozen) {
+    const hit = resolvedFrozen.get(options);
+    if (hit !== undefined) return hit;
+  }
+  const resolved: ResolvedOptions = {
+    fixImports: options.fixImports ?? DEFAULTS.fixImports,
+    encoding: options.encoding ?? DEFAULTS.encoding,
+    dicts: options.dicts ?? DEFAULTS.dicts,
+    floats: options.floats ?? DEFAULTS.floats,
+    ints: options.ints ?? DEFAULTS.ints,
+    strict: options.strict ?? DEFAULTS.strict,
+    maxLongDigits: limitOption(options, 'maxLongDigits') ?? DEFAULTS.maxLongDigits,
+    maxLongBytes: limitOption(options, 'maxLongBytes') ?? DEFAULTS.maxLongBytes,
+    maxAllocBytes: limitOption(options, 'maxAllocBytes') ?? DEFAULTS.maxAllocBytes,
+    maxMemo: limitOption(options, 'maxMemo') ?? DEFAULTS.maxMemo,
+    maxMarks: limitOption(options, 'maxMarks') ?? DEFAULTS.maxMarks,
+    maxDepth: limitOption(options, 'maxDepth') ?? DEFAULTS.maxDepth,
+    zeroCopy: zeroCopyMin(options.zeroCopy),
+  };
+  if (frozen) resolvedFrozen.set(options, resolved);
+  return resolved;
+}
+
+/** The Unpickler loads() reuses: null while it is in use, undefined before the first load. */
+let spareUnpickler: Unpickler | null | undefined;
+
 /**
  * Reads one pickle. `load()` returns the value; `position` is then the
  * offset just past its STOP opcode (bytes after it are left alone, as
  * Python's `pickle.load` leaves them in the file).
  */
 export class Unpickler {
-  readonly #data: Uint8Array;
-  readonly #view: DataView;
-  readonly #registry: PickleRegistry;
-  readonly #opts: ResolvedOptions;
-  readonly #persistentLoad: ((pid: unknown) => unknown) | undefined;
-  readonly #buffers: unknown[] | undefined;
+  // Not readonly: loads() reuses one Unpickler for consecutive loads (see loadOnce).
+  #data: Uint8Array = EMPTY_BYTES;
+  #view: DataView = EMPTY_VIEW;
+  #registry: PickleRegistry = defaultRegistry;
+  #opts: ResolvedOptions = DEFAULTS;
+  #persistentLoad: ((pid: unknown) => unknown) | undefined = undefined;
+  #buffers: unknown[] | undefined = undefined;
   #bufferIndex = 0;
   /** The offset of the next byte to read. */
-  position: number;
-  readonly #start: number;
+  position = 0;
+  #start = 0;
 
   // Per-pass state.
   #stack: unknown[] = [];
@@ -393,31 +435,55 @@ export class Unpickler {
   #madeAt = -1;
 
   constructor(data: Uint8Array, options?: UnpicklerOptions) {
+    this.#init(data, options);
+  }
+
+  #init(data: Uint8Array, options: UnpicklerOptions | undefined): void {
     if (!(data instanceof Uint8Array)) throw new TypeError('loads() needs a Uint8Array');
     // A plain view: Buffer#slice (and other subclasses) would not copy, and would leak their class.
     if (Object.getPrototypeOf(data) !== Uint8Array.prototype) data = new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
     this.#data = data;
     this.#view = new DataView(data.buffer, data.byteOffset, data.byteLength);
     this.#registry = options?.registry ?? defaultRegistry;
-    this.#opts = {
-      fixImports: options?.fixImports ?? DEFAULTS.fixImports,
-      encoding: options?.encoding ?? DEFAULTS.encoding,
-      dicts: options?.dicts ?? DEFAULTS.dicts,
-      floats: options?.floats ?? DEFAULTS.floats,
-      ints: options?.ints ?? DEFAULTS.ints,
-      strict: options?.strict ?? DEFAULTS.strict,
-      maxLongDigits: limitOption(options, 'maxLongDigits') ?? DEFAULTS.maxLongDigits,
-      maxLongBytes: limitOption(options, 'maxLongBytes') ?? DEFAULTS.maxLongBytes,
-      maxAllocBytes: limitOption(options, 'maxAllocBytes') ?? DEFAULTS.maxAllocBytes,
-      maxMemo: limitOption(options, 'maxMemo') ?? DEFAULTS.maxMemo,
-      maxMarks: limitOption(options, 'maxMarks') ?? DEFAULTS.maxMarks,
-      maxDepth: limitOption(options, 'maxDepth') ?? DEFAULTS.maxDepth,
-      zeroCopy: zeroCopyMin(options?.zeroCopy),
-    };
+    this.#opts = resolveOptions(options);
     this.#persistentLoad = options?.persistentLoad;
     this.#buffers = options?.buffers === undefined ? undefined : Array.from(options.buffers);
+    this.#bufferIndex = 0;
     this.position = 0;
     this.#start = 0;
+    this.#forced = null;
+    this.#passes = 0;
+    this.#madeAt = -1;
+  }
+
+  /**
+   * One load on a reused Unpickler (what `loads()` does): this instance
+   * serves the next call once `load()` returned or threw, and holds nothing
+   * of the last load meanwhile. A load inside a load (a registered handler
+   * calling loads) gets an Unpickler of its own. @internal
+   */
+  static loadOnce(data: Uint8Array, options: UnpicklerOptions | undefined): unknown {
+    if (spareUnpickler === null) return new Unpickler(data, options).load();
+    const u = spareUnpickler ?? new Unpickler(EMPTY_BYTES);
+    spareUnpickler = null;
+    try {
+      u.#init(data, options);
+      return u.load();
+    } finally {
+      u.#data = EMPTY_BYTES;
+      u.#view = EMPTY_VIEW;
+      u.#registry = defaultRegistry;
+      u.#persistentLoad = undefined;
+      u.#buffers = undefined;
+      u.#stack = [];
+      u.#marks = [];
+      u.#autoDicts = [];
+      u.#autoIndex = null;
+      u.#escaped = null;
+      u.#redirect = null;
+      u.#restartOrdinals = null;
+      spareUnpickler = u;
+    }
   }
 
   /** Reads the pickle and returns its value. */
@@ -1770,7 +1836,7 @@ export function loads(data: Uint8Array, options?: UnpicklerOptions): unknown {
     const v = quickScalar(data);
     if (v !== NOT_SCALAR) return v;
   }
-  return new Unpickler(data, options).load();
+  return Unpickler.loadOnce(data, options);
 }
 
 /** What {@link quickScalar} returns for a pickle it leaves to the Unpickler. */

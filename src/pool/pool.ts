@@ -792,6 +792,8 @@ export class Pool extends EventEmitter<PoolEvents> {
   /** Parts whose worker died after accepting them, until onJobProcessLost (or a subclass) settles them. */
   readonly #lost = new Map<ResultBase, Task[]>();
   readonly #registry: PickleRegistry = poolRegistry();
+  /** Frozen: loads() resolves them once. */
+  readonly #loadOptions = Object.freeze({ registry: this.#registry });
   #workerCount = 0;
   /** Calls of #dispatch, to tell the parts one call hands out. */
   #dispatches = 0;
@@ -995,7 +997,7 @@ export class Pool extends EventEmitter<PoolEvents> {
       if (w.dead) continue;
       let msg: unknown;
       try {
-        msg = loads(payload, { registry: this.#registry });
+        msg = loads(payload, this.#loadOptions);
       } catch (e) {
         this.#protocolError(w, `an undecodable frame from worker ${w.pid}`, e);
         continue;
