@@ -359,7 +359,7 @@ abstract class ResultBase {
   /** The job id. */
   readonly job: number;
   /** @internal */ readonly pool: Pool;
-  #pids: number[] = [];
+  #pids: number[] | null = null;
   #accepted = 0;
   #discarded = false;
   /** @internal the number of parts (an imap over an async iterable adds them as its input comes). */ parts: number;
@@ -410,13 +410,13 @@ abstract class ResultBase {
 
   /** The pids of the workers that acknowledged the job's parts. */
   workerPids(): number[] {
-    return [...new Set(this.#pids)];
+    return [...new Set(this.#pids ?? [])];
   }
 
   /** @internal */
   ack(pid: number, timeAccepted: number): void {
     this.#accepted++;
-    this.#pids.push(pid);
+    (this.#pids ??= []).push(pid);
     safeCall(this.acceptCallback, [pid, timeAccepted], this.propagate);
   }
 
@@ -459,7 +459,8 @@ async function waitFor(promise: Promise<void>, timeout: number | null | undefine
  * `workerPids()`. It is thenable: `await r` is `await r.get()`.
  */
 export class ApplyResult<T = unknown> extends ResultBase implements PromiseLike<T> {
-  #settled = latch();
+  /** Made when something waits before the job is ready. */
+  #settled: { promise: Promise<void>; resolve: () => void } | null = null;
   #ready = false;
   #success = false;
   #value: unknown;
@@ -487,15 +488,22 @@ export class ApplyResult<T = unknown> extends ResultBase implements PromiseLike<
 
   /** Waits until the job is ready or `timeout` seconds passed (null: for ever). */
   async wait(timeout?: number | null): Promise<void> {
-    await waitFor(this.#settled.promise, timeout);
+    if (!this.#ready) await waitFor((this.#settled ??= latch()).promise, timeout);
   }
 
   /**
    * The value, or throws the job's error (its class kept: ours, Python's
    * builtins, billiard's). TimeoutError when not ready within `timeout` seconds.
    */
-  async get(timeout?: number | null): Promise<T> {
-    if (!(await waitFor(this.#settled.promise, timeout))) throw new TimeoutError();
+  get(timeout?: number | null): Promise<T> {
+    if (this.#ready) return this.#success ? Promise.resolve(this.#value as T) : Promise.reject(this.#einfo!.exception);
+    return this.#getLater(timeout);
+  }
+
+  async #getLater(timeout: number | null | undefined): Promise<T> {
+    const settled = (this.#settled ??= latch()).promise;
+    if (timeout === undefined || timeout === null) await settled;
+    else if (!(await waitFor(settled, timeout))) throw new TimeoutError();
     if (this.#success) return this.#value as T;
     throw this.#einfo!.exception;
   }
@@ -522,7 +530,7 @@ export class ApplyResult<T = unknown> extends ResultBase implements PromiseLike<
     this.#ready = true;
     this.#success = true;
     this.#value = value;
-    this.#settled.resolve();
+    this.#settled?.resolve();
     if (!this.discarded) safeCall(this.#callback, [value], this.propagate);
   }
 
@@ -532,7 +540,7 @@ export class ApplyResult<T = unknown> extends ResultBase implements PromiseLike<
     this.#ready = true;
     this.#success = false;
     this.#einfo = einfo;
-    this.#settled.resolve();
+    this.#settled?.resolve();
     if (!this.discarded) safeCall(this.#errorCallback, [einfo], this.propagate);
   }
 
