@@ -339,9 +339,39 @@ function newObjectDict(): Record<string, unknown> {
   return o;
 }
 
-/** A data-less view for a reused Unpickler between loads. */
+/** The data of a reused Unpickler between loads. */
 const EMPTY_BYTES = new Uint8Array(0);
-const EMPTY_VIEW = new DataView(EMPTY_BYTES.buffer);
+
+/** Decodes a big-endian float64 through a scratch array (no DataView per load); the host's byte order decides the copy. */
+const F64 = new Float64Array(1);
+const F64_BYTES = new Uint8Array(F64.buffer);
+const LITTLE_ENDIAN = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1;
+function f64be(d: Uint8Array, at: number): number {
+  const b = F64_BYTES;
+  if (LITTLE_ENDIAN) {
+    b[0] = d[at + 7]!;
+    b[1] = d[at + 6]!;
+    b[2] = d[at + 5]!;
+    b[3] = d[at + 4]!;
+    b[4] = d[at + 3]!;
+    b[5] = d[at + 2]!;
+    b[6] = d[at + 1]!;
+    b[7] = d[at]!;
+  } else {
+    for (let i = 0; i < 8; i++) b[i] = d[at + i]!;
+  }
+  return F64[0]!;
+}
+
+/** The little-endian uint32 at `at` (the caller checked the bounds). */
+function u32le(d: Uint8Array, at: number): number {
+  return (d[at]! | (d[at + 1]! << 8) | (d[at + 2]! << 16)) + d[at + 3]! * 0x1000000;
+}
+
+/** The little-endian int32 at `at`. */
+function i32le(d: Uint8Array, at: number): number {
+  return d[at]! | (d[at + 1]! << 8) | (d[at + 2]! << 16) | (d[at + 3]! << 24);
+}
 
 /** Resolved options of frozen option objects (the caller cannot change them afterwards). */
 const resolvedFrozen = new WeakMap<UnpicklerOptions, ResolvedOptions>();
@@ -388,7 +418,8 @@ let spareUnpickler: Unpickler | null | undefined;
 export class Unpickler {
   // Not readonly: loads() reuses one Unpickler for consecutive loads (see loadOnce).
   #data: Uint8Array = EMPTY_BYTES;
-  #view: DataView = EMPTY_VIEW;
+  /** A DataView of #data, made when a load first needs one. */
+  #view: DataView | null = null;
   #registry: PickleRegistry = defaultRegistry;
   #opts: ResolvedOptions = DEFAULTS;
   #persistentLoad: ((pid: unknown) => unknown) | undefined = undefined;
@@ -443,7 +474,7 @@ export class Unpickler {
     // A plain view: Buffer#slice (and other subclasses) would not copy, and would leak their class.
     if (Object.getPrototypeOf(data) !== Uint8Array.prototype) data = new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
     this.#data = data;
-    this.#view = new DataView(data.buffer, data.byteOffset, data.byteLength);
+    this.#view = null;
     this.#registry = options?.registry ?? defaultRegistry;
     this.#opts = resolveOptions(options);
     this.#persistentLoad = options?.persistentLoad;
@@ -454,6 +485,11 @@ export class Unpickler {
     this.#forced = null;
     this.#passes = 0;
     this.#madeAt = -1;
+  }
+
+  #dataView(): DataView {
+    const d = this.#data;
+    return (this.#view ??= new DataView(d.buffer, d.byteOffset, d.byteLength));
   }
 
   /**
@@ -471,7 +507,7 @@ export class Unpickler {
       return u.load();
     } finally {
       u.#data = EMPTY_BYTES;
-      u.#view = EMPTY_VIEW;
+      u.#view = null;
       u.#registry = defaultRegistry;
       u.#persistentLoad = undefined;
       u.#buffers = undefined;
@@ -598,7 +634,6 @@ export class Unpickler {
 
   #run(): unknown {
     const data = this.#data;
-    const view = this.#view;
     const end = data.length;
     const stack = this.#stack;
     const marks = this.#marks;
@@ -647,7 +682,7 @@ export class Unpickler {
         case 0x6a: {
           // LONG_BINGET
           if (pos + 4 > end) this.#truncated();
-          const idx = view.getUint32(pos, true);
+          const idx = u32le(data, pos);
           pos += 4;
           let v = memo[idx];
           if (v === undefined) v = this.#memoFarGet(idx);
@@ -666,7 +701,7 @@ export class Unpickler {
           // LONG_BINPUT
           if (pos + 4 > end) this.#truncated();
           if (stack.length <= fence) this.#underflow();
-          this.#memoPut(view.getUint32(pos, true), stack[stack.length - 1]);
+          this.#memoPut(u32le(data, pos), stack[stack.length - 1]);
           pos += 4;
           break;
         }
@@ -685,7 +720,7 @@ export class Unpickler {
         case 0x58: {
           // BINUNICODE
           if (pos + 4 > end) this.#truncated();
-          n = view.getUint32(pos, true);
+          n = u32le(data, pos);
           pos += 4;
           if (pos + n > end) this.#truncated();
           if ((this.#budget -= n) < 0) this.#overBudget('a string');
@@ -709,7 +744,7 @@ export class Unpickler {
         case 0x42: {
           // BINBYTES
           if (pos + 4 > end) this.#truncated();
-          n = view.getUint32(pos, true);
+          n = u32le(data, pos);
           pos += 4;
           if (pos + n > end) this.#truncated();
           if (n >= zeroCopy) stack.push(data.subarray(pos, pos + n));
@@ -734,14 +769,14 @@ export class Unpickler {
           break;
         case 0x4a: // BININT
           if (pos + 4 > end) this.#truncated();
-          n = view.getInt32(pos, true);
+          n = i32le(data, pos);
           pos += 4;
           stack.push(bigints ? BigInt(n) : n);
           break;
         case 0x47: {
           // BINFLOAT
           if (pos + 8 > end) this.#truncated();
-          const f = view.getFloat64(pos, false);
+          const f = f64be(data, pos);
           pos += 8;
           stack.push(wrapFloats && Number.isInteger(f) ? new PyFloat(f) : f);
           break;
@@ -759,7 +794,7 @@ export class Unpickler {
         case 0x8b: {
           // LONG4
           if (pos + 4 > end) this.#truncated();
-          n = view.getInt32(pos, true);
+          n = i32le(data, pos);
           pos += 4;
           if (n < 0) this.#fail('BAD_ARGUMENT', 'LONG pickle has negative byte count');
           if (pos + n > end) this.#truncated();
@@ -1095,7 +1130,7 @@ export class Unpickler {
       case 0x54: {
         // BINSTRING
         const n = this.#need(4);
-        const len = this.#view.getInt32(n, true);
+        const len = i32le(this.#data, n);
         if (len < 0) this.#fail('BAD_ARGUMENT', 'BINSTRING pickle has negative byte count');
         const at = this.#need(len);
         this.#charge(len, 'a string');
@@ -1220,7 +1255,7 @@ export class Unpickler {
         return;
       }
       case 0x84: // EXT4
-        this.#ext(this.#view.getInt32(this.#need(4), true));
+        this.#ext(i32le(this.#data, this.#need(4)));
         return;
       case 0x50: {
         // PERSID
@@ -1263,8 +1298,9 @@ export class Unpickler {
   }
 
   #u64(at: number): number {
-    const lo = this.#view.getUint32(at, true);
-    const hi = this.#view.getUint32(at + 4, true);
+    const data = this.#data;
+    const lo = u32le(data, at);
+    const hi = u32le(data, at + 4);
     if (hi >= 0x200000) this.#fail('LIMIT', 'length field of 2**53 bytes or more');
     return hi * 0x100000000 + lo;
   }
@@ -1334,7 +1370,7 @@ export class Unpickler {
     let v: bigint;
     if (n === 9 && this.#opts.ints !== 'bigint') {
       // 9 bytes (|v| >= 2**63 when minimal, as CPython writes them; 2**70 + i in the benchmark).
-      const lo = this.#view.getBigUint64(at, true);
+      const lo = this.#dataView().getBigUint64(at, true);
       const top = data[at + 8]!;
       v = top === 0 ? lo : TOP_BYTE_72[top]! | lo;
       return v >= -9007199254740991n && v <= 9007199254740991n ? Number(v) : v;
@@ -1346,10 +1382,9 @@ export class Unpickler {
       for (let i = n - 1; i >= 4; i--) hi = hi * 256 + data[at + i]!;
       v = (BigInt(hi) << 32n) | BigInt(lo);
     } else if (n <= 16) {
-      const view = this.#view;
       let lo = 0n;
       let hiBytes = 0n;
-      lo = view.getBigUint64(at, true);
+      lo = this.#dataView().getBigUint64(at, true);
       for (let i = n - 1; i >= 8; i--) hiBytes = (hiBytes << 8n) | BigInt(data[at + i]!);
       v = (hiBytes << 64n) | lo;
     } else {
@@ -1755,7 +1790,7 @@ export class Unpickler {
     const data = this.#data;
     const op = data[pos];
     if (op === 0x68) return pos + 1 < data.length ? this.#memoGet(data[pos + 1]!) : undefined; // BINGET
-    if (op === 0x6a) return pos + 4 < data.length ? this.#memoGet(this.#view.getUint32(pos + 1, true)) : undefined; // LONG_BINGET
+    if (op === 0x6a) return pos + 4 < data.length ? this.#memoGet(u32le(data, pos + 1)) : undefined; // LONG_BINGET
     if (op === 0x67) {
       // GET: decimal digits and a newline
       let idx = 0;
