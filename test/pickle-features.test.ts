@@ -38,6 +38,8 @@ import {
 } from '../src/pickle/index.js';
 
 import { spawnSync } from 'node:child_process';
+import { setFlagsFromString } from 'node:v8';
+import { runInNewContext } from 'node:vm';
 
 import { pythonFor } from './helpers/peers.js';
 
@@ -123,6 +125,30 @@ describe('protocol 5 out-of-band buffers (spec/pickle.md 7)', () => {
   test('PickleBuffer needs protocol 5', () => {
     expect(() => dumps(new PickleBuffer(new Uint8Array(1)), { protocol: 4 })).toThrow(PicklingError);
     expect(() => new Pickler({ protocol: 4, bufferCallback: () => true })).toThrow(RangeError);
+  });
+});
+
+describe('dumps keeps nothing of what it pickled', () => {
+  test('objects of a small dump, of a dump past the small memo, and the values of object dicts are collectable after it', async () => {
+    setFlagsFromString('--expose-gc');
+    const gc = runInNewContext('gc') as () => void;
+    const refs: Array<WeakRef<object>> = [];
+    (() => {
+      const small = { inner: [1, 2] };
+      const many = Array.from({ length: 20 }, (_, i) => ({ i, list: [i] }));
+      const value = [3];
+      refs.push(new WeakRef(small), new WeakRef(small.inner), new WeakRef(many[0]!), new WeakRef(many[19]!), new WeakRef(value));
+      dumps(small);
+      dumps(many);
+      dumps({ k: value });
+      new Pickler().dump(tuple(small, value));
+    })();
+    // (deref() would keep a target alive to the end of the job: only after the collections.)
+    for (let i = 0; i < 5; i++) {
+      gc();
+      await new Promise((resolve) => setTimeout(resolve, 10));
+    }
+    expect(refs.map((r) => r.deref() === undefined)).toEqual([true, true, true, true, true]);
   });
 });
 

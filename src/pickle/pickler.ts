@@ -243,6 +243,8 @@ export class Pickler {
   #scratchKeys: string[] = [];
   #scratchValues: unknown[] = [];
   #scratchTop = 0;
+  /** The most of #scratchKeys/#scratchValues this dump used (cleared at its end). */
+  #scratchHigh = 0;
   /** Stamps below it are from earlier dumps. */
   #base = 0;
   #busy = false;
@@ -286,6 +288,12 @@ export class Pickler {
     return this.#dump(obj, reserve);
   }
 
+  /** `dump(obj)` copied into a new array of its own (what `dumps` returns), without the view in between. @internal */
+  dumpCopy(obj: unknown): Uint8Array {
+    this.#segments = null;
+    return this.#dump(obj, 0, true);
+  }
+
   /**
    * Pickles `obj` into pieces that, written one after the other, are the
    * pickle (with `reserve` free bytes at the start of the first), without
@@ -316,7 +324,7 @@ export class Pickler {
     return segments;
   }
 
-  #dump(obj: unknown, reserve: number): Uint8Array {
+  #dump(obj: unknown, reserve: number, copy = false): Uint8Array {
     if (this.#busy) throw new PicklingError('Pickler.dump called while a dump is running', { code: 'REENTRANT' });
     this.#busy = true;
     try {
@@ -345,17 +353,26 @@ export class Pickler {
       }
       this.#byte(0x2e); // STOP
       if (this.#framing) this.#commitFrame();
-      return this.#buf.subarray(0, this.#pos);
+      return copy ? this.#buf.slice(0, this.#pos) : this.#buf.subarray(0, this.#pos);
     } finally {
       this.#busy = false;
       // Do not keep the caller's objects, keys and values alive.
-      this.#smallObjs.fill(undefined);
-      if (this.#scratchValues.length <= 4096) {
-        this.#scratchKeys.fill('');
-        this.#scratchValues.fill(undefined);
-      } else {
-        this.#scratchKeys = [];
-        this.#scratchValues = [];
+      const objs = this.#smallObjs;
+      for (let i = this.#smallLen < 0 ? SMALL_MEMO : this.#smallLen; i > 0; ) objs[--i] = undefined;
+      const high = this.#scratchHigh;
+      if (high > 0) {
+        this.#scratchHigh = 0;
+        if (high <= 4096) {
+          const keys = this.#scratchKeys;
+          const values = this.#scratchValues;
+          for (let i = 0; i < high; i++) {
+            keys[i] = '';
+            values[i] = undefined;
+          }
+        } else {
+          this.#scratchKeys = [];
+          this.#scratchValues = [];
+        }
       }
       if (this.#buf.length > 16 * 1024 * 1024 && this.#pos < this.#buf.length / 4) {
         // Do not keep a huge buffer alive for small pickles.
@@ -469,7 +486,7 @@ export class Pickler {
     }
     this.#base = base;
     if (this.#strMemo.size + this.#nameMemo.size > STRING_MEMO_LIMIT || this.#stringChars > STRING_CHARS_LIMIT) this.#clearStrings();
-    this.#shapeKeys.length = 0;
+    if (this.#shapeKeys.length > 0) this.#shapeKeys.length = 0;
   }
 
   #clearStrings(): void {
@@ -1114,6 +1131,7 @@ export class Pickler {
     const n = end - start;
     if (n === 0) return;
     this.#scratchTop = end;
+    if (end > this.#scratchHigh) this.#scratchHigh = end;
     if (this.protocol === 0 || n === 1) {
       for (let i = 0; i < n; i++) {
         this.#saveDictKey(keys[start + i]!, i);
@@ -1600,7 +1618,7 @@ const sharedPicklers: Array<Pickler | undefined> = [];
  */
 export function dumps(obj: unknown, options?: PicklerOptions): Uint8Array {
   const plain = options === undefined || (options.bufferCallback === undefined && options.persistentId === undefined && options.registry === undefined && options.fixImports !== false);
-  if (!plain) return new Pickler(options).dump(obj).slice();
+  if (!plain) return new Pickler(options).dumpCopy(obj);
   let protocol = options?.protocol ?? DEFAULT_PROTOCOL;
   if (protocol < 0) protocol = HIGHEST_PROTOCOL;
   let p = sharedPicklers[protocol];
@@ -1608,5 +1626,5 @@ export function dumps(obj: unknown, options?: PicklerOptions): Uint8Array {
     p = new Pickler({ protocol });
     sharedPicklers[protocol] ??= p;
   }
-  return p.dump(obj).slice();
+  return p.dumpCopy(obj);
 }
