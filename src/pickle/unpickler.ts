@@ -634,6 +634,9 @@ export class Unpickler {
 
   #run(): unknown {
     const data = this.#data;
+    // A load's first floats are decoded through a scratch array; past 8, through a DataView made once.
+    let view: DataView | null = null;
+    let floats = 0;
     const end = data.length;
     const stack = this.#stack;
     const marks = this.#marks;
@@ -776,7 +779,7 @@ export class Unpickler {
         case 0x47: {
           // BINFLOAT
           if (pos + 8 > end) this.#truncated();
-          const f = f64be(data, pos);
+          const f = (++floats > 8 ? (view ??= this.#dataView()).getFloat64(pos, false) : f64be(data, pos));
           pos += 8;
           stack.push(wrapFloats && Number.isInteger(f) ? new PyFloat(f) : f);
           break;
