@@ -14,7 +14,7 @@ import { describe, expect, test } from 'vitest';
 
 import { ExceptionInfo, getContext, RestartFreqExceeded, TimeLimitExceeded, PicklingError, UnpicklingError, IMapIterator, Pool, PythonException, RemoteTraceback, Terminated, ValueError, WorkerLostError } from '../src/index.js';
 import { AssertionError } from '../src/process/errors.js';
-import { add, boom, delayed, failInit, sendBadLength, sendGarbage, sendMalformed, hang, init, initValue, jsTypeError, pid, power, sleepThen, slowSquare, spinForever, square } from './fixtures/pool-targets.js';
+import { add, boom, delayed, failInit, sendBadLength, sendGarbage, sendMalformed, hang, init, initValue, jsTypeError, mixedSquare, pid, power, sleepThen, slowSquare, spinForever, square } from './fixtures/pool-targets.js';
 
 /** Resolves true once no process `pid` exists, false if one still does after `seconds`. */
 async function gone(pid: number, seconds: number): Promise<boolean> {
@@ -37,8 +37,29 @@ describe('Pool', () => {
     expect(await pool.map(square, [])).toEqual([]);
     expect(await pool.map(square, Array.from({ length: 37 }, (_, k) => k), { chunksize: 5 })).toEqual(Array.from({ length: 37 }, (_, k) => k * k));
     expect(await pool.starmap(add, [[1, 2], [3, 4]])).toEqual([3, 7]);
+    // A chunk awaits what a call returns only when it is a thenable; plain values, Promises and bare thenables mix.
+    expect(await pool.map(mixedSquare, Array.from({ length: 13 }, (_, k) => k), { chunksize: 4 })).toEqual(Array.from({ length: 13 }, (_, k) => k * k));
+    await expect(pool.map(mixedSquare, [11, 12, 13, 14], { chunksize: 4 })).rejects.toThrow('thirteen');
     await using ctxPool = getContext('spawn').Pool({ processes: 1, initializer: init, initargs: ['ready'] });
     expect(await ctxPool.apply(initValue)).toBe('ready');
+  });
+
+  test('a chunk of 200,000 items (a default chunk of a map of 1.6 million on 2 workers): map, starmap and imap', async () => {
+    await using pool = new Pool({ processes: 1 });
+    const n = 200_000;
+    const items = Array.from({ length: n }, (_, k) => k);
+    const out = await pool.map(square, items, { chunksize: n });
+    expect(out.length).toBe(n);
+    expect(out[n - 1]).toBe((n - 1) ** 2);
+    const sums = await pool.starmap(add, items.map((k) => [k, 1] as [number, number]), { chunksize: n });
+    expect(sums[n - 1]).toBe(n);
+    let count = 0;
+    let last = -1;
+    for await (const v of pool.imap(square, items, { chunksize: n })) {
+      count++;
+      last = v;
+    }
+    expect([count, last]).toEqual([n, (n - 1) ** 2]);
   });
 
   test("Pool(...) is a factory as billiard's is, without new: the same class, instanceof and subclassing intact", async () => {

@@ -25,6 +25,7 @@ import { Timer, timeoutSeconds } from '../connection/timers.js';
 import type { Sentinel } from '../connection/wait.js';
 import { EOFError, UnpicklingError } from '../pickle/errors.js';
 import { dumps, loads, PyGlobal, PyTuple, tuple, type PickleRegistry } from '../pickle/index.js';
+import { makeTuple } from '../pickle/types.js';
 import { AssertionError, RestartFreqExceeded, Terminated, TimeLimitExceeded, ValueError, WorkerLostError } from '../process/errors.js';
 import { AttributeError } from '../sharedctypes/errors.js';
 import { packagePath } from '../native/package.js';
@@ -593,9 +594,11 @@ export class IMapIterator<T = unknown> extends ResultBase implements AsyncIterab
   /** Chunk (or item) index -> its values, ok or not. */
   readonly #arrived = new Map<number, { ok: boolean; values: unknown[] }>();
   /** Unordered: settled chunks in arrival order. */
-  readonly #queue: Array<{ ok: boolean; values: unknown[] }> = [];
+  readonly #queue = new Fifo<{ ok: boolean; values: unknown[] }>();
   #nextIndex = 0;
+  /** The values of the chunk being delivered, from #bufferAt on (an index: shift() on a chunk of 100,000 values is quadratic). */
   #buffer: unknown[] = [];
+  #bufferAt = 0;
   #failed: ExceptionInfo | null = null;
   #consumed = 0;
   #arrivals = 0;
@@ -636,7 +639,7 @@ export class IMapIterator<T = unknown> extends ResultBase implements AsyncIterab
 
   /** True when every item was delivered. */
   ready(): boolean {
-    return this.#consumedAll && this.#buffer.length === 0;
+    return this.#consumedAll && this.#bufferAt >= this.#buffer.length;
   }
 
   /** @internal */
@@ -669,7 +672,7 @@ export class IMapIterator<T = unknown> extends ResultBase implements AsyncIterab
   /** The next value; TimeoutError when none comes within `timeout` seconds. */
   async next(timeout?: number | null): Promise<IteratorResult<T>> {
     for (;;) {
-      if (this.#buffer.length > 0) return { done: false, value: this.#buffer.shift() as T };
+      if (this.#bufferAt < this.#buffer.length) return { done: false, value: this.#buffer[this.#bufferAt++] as T };
       if (this.#consumedAll) {
         const input = this.#inputError;
         this.#inputError = null;
@@ -680,7 +683,8 @@ export class IMapIterator<T = unknown> extends ResultBase implements AsyncIterab
       if (e !== undefined) {
         this.#consumed++;
         if (!e.ok) throw (e.values[0] as ExceptionInfo).exception;
-        this.#buffer = [...e.values];
+        this.#buffer = e.values;
+        this.#bufferAt = 0;
         continue;
       }
       if (this.#failed !== null) throw this.#failed.exception;
@@ -1544,8 +1548,11 @@ export class Pool extends EventEmitter<PoolEvents> {
     const result = new MapResult<T>(this, items.length, chunksize, options);
     const parts = [];
     for (let k = 0; k * chunksize < items.length; k++) {
-      const chunk = items.slice(k * chunksize, (k + 1) * chunksize).map((x) => (star ? tuple(...(x as unknown[])) : x));
-      parts.push({ i: k, func: star ? STARMAPSTAR : MAPSTAR, args: [tuple(func, tuple(...chunk))] });
+      // makeTuple takes the fresh slice as it is: a spread of a chunk into tuple() would copy it through the
+      // stack, and throws RangeError past about 120,000 items (a default chunk of a map of a million items).
+      const chunk = items.slice(k * chunksize, (k + 1) * chunksize);
+      if (star) for (let n = 0; n < chunk.length; n++) chunk[n] = makeTuple(Array.from(chunk[n] as Iterable<unknown>));
+      parts.push({ i: k, func: star ? STARMAPSTAR : MAPSTAR, args: [tuple(func, makeTuple(chunk))] });
     }
     this.#submit(result, parts, options);
     this.#dispatch();
@@ -1580,7 +1587,7 @@ export class Pool extends EventEmitter<PoolEvents> {
     const func = this.#taskRef(fn);
     const it = new IMapIterator<T>(this, 0, ordered, size > 1);
     const part = (k: number, items: unknown[]): { i: number; func: PyGlobal; args: unknown[] } =>
-      size === 1 ? { i: k, func, args: [items[0]] } : { i: k, func: MAPSTAR, args: [tuple(func, tuple(...items))] };
+      size === 1 ? { i: k, func, args: [items[0]] } : { i: k, func: MAPSTAR, args: [tuple(func, makeTuple(items))] };
     if (Symbol.asyncIterator in Object(iterable)) {
       void this.#feed(it, iterable as AsyncIterable<unknown>, size, part, options);
       return it;

@@ -166,8 +166,16 @@ async function runChunk(pair: unknown, spread: boolean): Promise<unknown[]> {
   const [ref, chunk] = pair as [unknown, unknown[]];
   const fn = await resolveFunction(ref);
   const out: unknown[] = [];
-  for (const x of chunk) out.push(await (spread ? fn(...(x as unknown[])) : fn(x)));
+  for (const x of chunk) {
+    const r = spread ? fn(...(x as unknown[])) : fn(x);
+    // A plain value is kept as it is: an await per item would cost a microtask turn per item.
+    out.push(isThenable(r) ? await r : r);
+  }
   return out;
+}
+
+function isThenable(v: unknown): v is PromiseLike<unknown> {
+  return v !== null && (typeof v === 'object' || typeof v === 'function') && typeof (v as { then?: unknown }).then === 'function';
 }
 
 /** billiard's `mapstar((func, chunk))`: `[func(x) for x in chunk]`. */
