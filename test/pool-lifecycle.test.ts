@@ -367,6 +367,30 @@ describe('Pool failures and signals', () => {
   });
 });
 
+describe('V8 tier-up in pool workers', () => {
+  const run = (budget: string | undefined, flags: string[] = []): { worker: number; here: number } => {
+    const env = { ...process.env };
+    if (budget === undefined) delete env.BILLIARD_TS_POOL_INTERRUPT_BUDGET;
+    else env.BILLIARD_TS_POOL_INTERRUPT_BUDGET = budget;
+    const args = ['--allow-natives-syntax', '--no-concurrent-recompilation', ...flags, '--import', 'tsx', 'test/fixtures/pool-tierup.ts'];
+    const r = spawnSync(process.execPath, args, { encoding: 'utf8', timeout: 60_000, env });
+    expect(r.status, r.stderr).toBe(0);
+    return JSON.parse(r.stdout.trim().split('\n').pop()!) as { worker: number; here: number };
+  };
+
+  test('a worker optimizes hot code after less bytecode than V8 by default; the pool process is left alone; 0 and a flag of its own leave V8 as it is', () => {
+    const quick = run(undefined);
+    expect(quick.here).toBeGreaterThan(0);
+    expect(quick.worker).toBeGreaterThan(0);
+    // The default budget is a seventh of V8's: at least three times fewer calls before the function is optimized.
+    expect(quick.worker * 3).toBeLessThan(quick.here);
+    expect(run('0')).toEqual({ worker: quick.here, here: quick.here });
+    // A budget of its own in the worker's flags wins (the worker inherits the pool process's flags).
+    const own = run(undefined, ['--interrupt-budget=135168']);
+    expect(own.worker).toBe(own.here);
+  });
+});
+
 describe("billiard's override points", () => {
   test('onGrow, onShrink and onJobReady are called as billiard calls them; markAsWorkerLost fails a job with WorkerLostError; cpuCount', async () => {
     const calls: string[] = [];
