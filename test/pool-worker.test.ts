@@ -8,9 +8,9 @@ import { spawnSync } from 'node:child_process';
 
 import { describe, expect, test } from 'vitest';
 
-import { loads, Process, PyGlobal, PyTuple, SimpleQueue, tuple } from '../src/index.js';
+import { dumps, loads, Process, PyFloat, PyGlobal, PyTuple, SimpleQueue, tuple } from '../src/index.js';
 import { ValueError } from '../src/process/errors.js';
-import { ACK, DEATH, encodeTask, ExceptionInfo, funcRef, MAPSTAR, poolRegistry, READY, RemoteTraceback, STARMAPSTAR } from '../src/pool/protocol.js';
+import { ACK, ackFields, decodeAck, DEATH, encodeTask, ExceptionInfo, funcRef, MAPSTAR, poolRegistry, READY, RemoteTraceback, STARMAPSTAR } from '../src/pool/protocol.js';
 import { poolWorker } from '../src/pool/worker.js';
 import { add, boom, square, unpicklable } from './fixtures/pool-targets.js';
 import { pythonFor } from './helpers/peers.js';
@@ -29,6 +29,82 @@ function startWorker(maxtasks: number | null): { p: Process; inq: SimpleQueue; o
   p.start();
   return { p, inq, outq, raw: [] };
 }
+
+describe('decodeAck: the usual bytes of an ACK, read without the unpickler', () => {
+  /** What the unpickler makes of `b` as an ACK's (job, i, time), or null when it is no ACK. */
+  const viaLoads = (b: Uint8Array): [unknown, unknown, unknown] | null => {
+    let m: unknown;
+    try {
+      m = loads(b);
+    } catch {
+      return null;
+    }
+    if (!(m instanceof PyTuple) || m.length !== 2 || m[0] !== ACK || !(m[1] instanceof PyTuple) || m[1].length !== 5) return null;
+    // The pool takes an integral time (a PyFloat by default) as its number.
+    const t = m[1][2];
+    return [m[1][0], m[1][1], t instanceof PyFloat ? t.value : t];
+  };
+  const viaDecode = (b: Uint8Array): [unknown, unknown, unknown] | null => (decodeAck(b) ? [ackFields.job, ackFields.i, ackFields.time] : null);
+
+  const cases: Array<[number, number | null, number, number, number | null]> = [
+    [0, null, 1234.5678, 4242, null],
+    [255, 0, 0.25, 1, 7],
+    [256, 65535, 98765.4321, 65536, 65535],
+    [2 ** 31 - 1, 2 ** 20, 1e-9, 2 ** 31 - 1, 3],
+  ];
+
+  test("a billiard-ts worker's ACK and CPython's at protocols 4 and 5 are read as the unpickler reads them; protocol 2 and 3 go to the unpickler", () => {
+    for (const [job, i, t, pid, fd] of cases) {
+      const b = dumps(tuple(ACK, tuple(job, i, t, pid, fd)));
+      expect(viaDecode(b)).toEqual([job, i, t]);
+      expect(viaDecode(b)).toEqual(viaLoads(b));
+    }
+    const script = [
+      'import pickle, sys, json',
+      'for job, i, t, pid, fd in json.loads(sys.argv[1]):',
+      '    print(" ".join(pickle.dumps((0, (job, i, t, pid, fd)), protocol=p).hex() for p in (2, 3, 4, 5)))',
+    ].join('\n');
+    const r = spawnSync(pythonFor('3.11'), ['-c', script, JSON.stringify(cases)], { encoding: 'utf8' });
+    expect(r.stderr).toBe('');
+    const lines = r.stdout.trim().split('\n');
+    expect(lines.length).toBe(cases.length);
+    lines.forEach((line, k) => {
+      const [p2, p3, p4, p5] = line.split(' ').map((h) => new Uint8Array(Buffer.from(h, 'hex')));
+      const [job, i, t] = cases[k]!;
+      expect(viaDecode(p4!)).toEqual([job, i, t]);
+      expect(viaDecode(p5!)).toEqual([job, i, t]);
+      expect(viaDecode(p2!)).toBeNull();
+      expect(viaDecode(p3!)).toBeNull();
+      expect(viaLoads(p2!)).toEqual([job, i, t]);
+    });
+  });
+
+  test('no byte changed, cut or added makes it read an ACK the unpickler would not read the same way', () => {
+    let decoded = 0;
+    for (const [job, i, t, pid, fd] of cases) {
+      const good = dumps(tuple(ACK, tuple(job, i, t, pid, fd)));
+      const variants: Uint8Array[] = [];
+      for (let n = 0; n < good.length; n++) variants.push(good.subarray(0, n));
+      variants.push(Uint8Array.of(...good, 0x2e));
+      for (let at = 0; at < good.length; at++) {
+        for (let v = 0; v < 256; v++) {
+          if (v === good[at]) continue;
+          const b = good.slice();
+          b[at] = v;
+          variants.push(b);
+        }
+      }
+      for (const b of variants) {
+        const fast = viaDecode(b);
+        if (fast === null) continue;
+        decoded++;
+        expect(fast).toEqual(viaLoads(b));
+      }
+    }
+    // Changes inside the ints and the float still read (and agree); the test would be empty without them.
+    expect(decoded).toBeGreaterThan(1000);
+  });
+});
 
 describe('pool protocol frames', () => {
   test("a TASK is billiard's bytes: apply_async(tasks.add, (2, 3)) as job 0 (spec/pool.md §2.3)", () => {

@@ -346,7 +346,7 @@ const EMPTY_BYTES = new Uint8Array(0);
 const F64 = new Float64Array(1);
 const F64_BYTES = new Uint8Array(F64.buffer);
 const LITTLE_ENDIAN = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1;
-function f64be(d: Uint8Array, at: number): number {
+export function f64be(d: Uint8Array, at: number): number {
   const b = F64_BYTES;
   if (LITTLE_ENDIAN) {
     b[0] = d[at + 7]!;

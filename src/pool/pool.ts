@@ -24,7 +24,7 @@ import { TimeoutError } from '../connection/errors.js';
 import { Timer, timeoutSeconds } from '../connection/timers.js';
 import type { Sentinel } from '../connection/wait.js';
 import { EOFError, UnpicklingError } from '../pickle/errors.js';
-import { dumps, loads, PyGlobal, PyTuple, tuple, type PickleRegistry } from '../pickle/index.js';
+import { dumps, loads, PyFloat, PyGlobal, PyTuple, tuple, type PickleRegistry } from '../pickle/index.js';
 import { makeTuple } from '../pickle/types.js';
 import { AssertionError, RestartFreqExceeded, Terminated, TimeLimitExceeded, ValueError, WorkerLostError } from '../process/errors.js';
 import { AttributeError } from '../sharedctypes/errors.js';
@@ -33,7 +33,7 @@ import { ForkServerProcess, Process, SpawnProcess } from '../process/process.js'
 import { getStartMethod } from '../process/start-method.js';
 import { requirePythonSync } from '../process/python.js';
 import { Full, SimpleQueue } from '../queues/index.js';
-import { ACK, DEATH, encodeTaskFrame, ExceptionInfo, funcRef, MAPSTAR, NACK, READY, STARMAPSTAR } from './protocol.js';
+import { ACK, ackFields, decodeAck, DEATH, encodeTaskFrame, ExceptionInfo, funcRef, MAPSTAR, NACK, READY, STARMAPSTAR } from './protocol.js';
 import { Fifo } from './fifo.js';
 import { poolWorker } from './worker.js';
 import { poolRegistry } from './protocol.js';
@@ -1007,6 +1007,15 @@ export class Pool extends EventEmitter<PoolEvents> {
         return;
       }
       if (w.dead) continue;
+      if (decodeAck(payload)) {
+        // The usual bytes of an ACK, read without the unpickler.
+        try {
+          this.#onAck(w, ackFields.job, ackFields.i, ackFields.time);
+        } catch (e) {
+          this.#protocolError(w, `a message from worker ${w.pid} the pool could not handle`, e);
+        }
+        continue;
+      }
       let msg: unknown;
       try {
         msg = loads(payload, this.#loadOptions);
@@ -1040,22 +1049,7 @@ export class Pool extends EventEmitter<PoolEvents> {
     switch (kind) {
       case ACK: {
         if (body.length !== 5) return this.#protocolError(w, `an ACK of ${body.length} fields from worker ${w.pid}`);
-        const [job, i, timeAccepted] = body as unknown as [unknown, unknown, unknown];
-        const task = w.held[0];
-        if (task === undefined || task.job !== job || task.i !== i || task.acked) return; // not the job it runs: ignored
-        if (w.synq !== null) {
-          // The syn pipe: a part whose job was dropped meanwhile is skipped (NACK, no READY follows).
-          const skip = task.result.discarded || task.result.done;
-          const fd = w.synq.writer.closed ? -1 : w.synq.writer.fileno();
-          this.#hook('sendAck', () => this.sendAck(skip ? NACK : ACK, task.job, task.i, fd));
-          if (skip) {
-            this.#release(w, task);
-            this.#dispatch();
-            return;
-          }
-        }
-        this.#accept(w, task, typeof timeAccepted === 'number' ? timeAccepted : 0);
-        return;
+        return this.#onAck(w, body[0], body[1], body[2]);
       }
       case READY: {
         if (body.length !== 4) return this.#protocolError(w, `a READY of ${body.length} fields from worker ${w.pid}`);
@@ -1087,6 +1081,25 @@ export class Pool extends EventEmitter<PoolEvents> {
       default:
         return; // unknown kinds are ignored, as billiard does (Celery's WORKER_UP among them)
     }
+  }
+
+  /** An ACK `(job, i, time_accepted, pid, fd)` from `w`: for the part it runs, that part is accepted (or skipped, with synack). */
+  #onAck(w: Worker, job: unknown, i: unknown, timeAccepted: unknown): void {
+    const task = w.held[0];
+    if (task === undefined || task.job !== job || task.i !== i || task.acked) return; // not the job it runs: ignored
+    if (w.synq !== null) {
+      // The syn pipe: a part whose job was dropped meanwhile is skipped (NACK, no READY follows).
+      const skip = task.result.discarded || task.result.done;
+      const fd = w.synq.writer.closed ? -1 : w.synq.writer.fileno();
+      this.#hook('sendAck', () => this.sendAck(skip ? NACK : ACK, task.job, task.i, fd));
+      if (skip) {
+        this.#release(w, task);
+        this.#dispatch();
+        return;
+      }
+    }
+    // An integral time (a Python worker's, or ours on a whole second) unpickles as a PyFloat.
+    this.#accept(w, task, typeof timeAccepted === 'number' ? timeAccepted : timeAccepted instanceof PyFloat ? timeAccepted.value : 0);
   }
 
   /** A part's ACK: it is the worker's for good, its limits start. */
