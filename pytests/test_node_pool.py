@@ -210,6 +210,19 @@ def test_a_mixed_pool_of_one_node_and_two_python_workers_runs_1000_tasks_correct
         assert [v[1] for v in pool.map(pool_tasks.square_tagged, range(50), chunksize=2)] == [x * x for x in range(50)]
 
 
+def test_the_shared_pipes_stay_blocking_after_a_node_worker_ran_jobs():
+    # O_NONBLOCK belongs to the open file description, which every worker shares: a Node stream on
+    # the outqueue would set it, and a Python worker's write into a full pipe would then raise
+    # BlockingIOError (the worker dies, its job is lost, the pool hangs).
+    with node_pool(2) as pool:
+        assert [pool.apply(t("square"), (x,)) for x in range(20)] == [x * x for x in range(20)]
+        assert pool.map(t("square"), range(50), chunksize=3) == [x * x for x in range(50)]
+        assert os.get_blocking(pool._outqueue._writer.fileno())
+        assert os.get_blocking(pool._outqueue._reader.fileno())
+        assert os.get_blocking(pool._inqueue._writer.fileno())
+        assert os.get_blocking(pool._inqueue._reader.fileno())
+
+
 def test_routing_is_checked_when_a_task_is_submitted():
     with node_pool(3, node_processes=1, node_tasks={"pool_tasks.square_tagged": TASKS + "#squareTagged"}) as mixed:
         with pytest.raises(TypeError, match="2 Python workers"):

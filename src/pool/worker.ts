@@ -380,12 +380,15 @@ async function workLoop(o: LoopOptions): Promise<void> {
   // the ACK is always flushed before its job runs, and a READY by the end of the tick at the latest.
   // A shared queue: every frame is written whole under the write lock before the worker goes on.
   const out = outq.writer;
-  const stream = out.stream;
+  // Never a stream on a shared queue's pipe: a stream sets O_NONBLOCK on the open file description,
+  // which every worker of the pool shares, and a Python worker's write into a full pipe then fails
+  // with BlockingIOError (that worker dies, its job is lost).
+  const stream = shared ? null : out.stream;
   let corked = false;
   const flush = (): void => {
     if (!corked) return;
     corked = false;
-    stream.uncork();
+    stream!.uncork();
   };
   const ignore = (): void => undefined; // a write that fails: the pool is gone, and the next read says so
 
@@ -449,7 +452,7 @@ async function workLoop(o: LoopOptions): Promise<void> {
     } else {
       if (!corked) {
         corked = true;
-        stream.cork();
+        stream!.cork();
         process.nextTick(flush);
       }
       out.sendBytes(ready).catch(ignore);
