@@ -10,7 +10,7 @@ import { describe, expect, test } from 'vitest';
 
 import { dumps, loads, Process, PyFloat, PyGlobal, PyTuple, SimpleQueue, tuple } from '../src/index.js';
 import { ValueError } from '../src/process/errors.js';
-import { ACK, ackFields, decodeAck, DEATH, encodeTask, ExceptionInfo, funcRef, MAPSTAR, poolRegistry, READY, RemoteTraceback, STARMAPSTAR } from '../src/pool/protocol.js';
+import { ACK, ackFields, decodeAck, decodeReady, DEATH, encodeTask, ExceptionInfo, funcRef, MAPSTAR, poolRegistry, READY, readyFields, RemoteTraceback, STARMAPSTAR } from '../src/pool/protocol.js';
 import { poolWorker } from '../src/pool/worker.js';
 import { add, boom, square, unpicklable } from './fixtures/pool-targets.js';
 import { pythonFor } from './helpers/peers.js';
@@ -103,6 +103,79 @@ describe('decodeAck: the usual bytes of an ACK, read without the unpickler', () 
     }
     // Changes inside the ints and the float still read (and agree); the test would be empty without them.
     expect(decoded).toBeGreaterThan(1000);
+  });
+});
+
+describe('decodeReady: a READY of a plain value, read without the unpickler', () => {
+  const viaLoads = (b: Uint8Array): unknown[] | null => {
+    let m: unknown;
+    try {
+      m = loads(b);
+    } catch {
+      return null;
+    }
+    if (!(m instanceof PyTuple) || m.length !== 2 || m[0] !== READY || !(m[1] instanceof PyTuple) || m[1].length !== 4) return null;
+    const [job, i, outcome, fd] = m[1] as unknown as [unknown, unknown, unknown, unknown];
+    if (!(outcome instanceof PyTuple) || outcome.length !== 2 || outcome[0] !== true) return null;
+    return [job, i, outcome[1], fd];
+  };
+  const viaDecode = (b: Uint8Array): unknown[] | null => (decodeReady(b) ? [readyFields.job, readyFields.i, readyFields.value, readyFields.fd] : null);
+  const values: unknown[] = [null, true, false, 0, 255, 256, 65535, 65536, -1, 2 ** 31 - 1, -(2 ** 31), 1.5, -2.25e-300, new PyFloat(2), new PyFloat(-0), Infinity, NaN];
+  const frames = (): Uint8Array[] => values.flatMap((v, k) => [dumps(tuple(READY, tuple(k, null, tuple(true, v), null))), dumps(tuple(READY, tuple(70000 + k, k, tuple(true, v), 9)))]);
+
+  test("a billiard-ts worker's READY and CPython's at protocols 4 and 5 are read as the unpickler reads them; other values, failures and protocols 2 and 3 go to the unpickler", () => {
+    for (const b of frames()) {
+      expect(viaDecode(b)).not.toBeNull();
+      expect(viaDecode(b)).toEqual(viaLoads(b));
+    }
+    for (const other of ['a string', 2 ** 40, [1, 2], tuple(1, 2), new Uint8Array(3)]) {
+      const b = dumps(tuple(READY, tuple(1, null, tuple(true, other), null)));
+      expect(viaDecode(b)).toBeNull();
+      expect(viaLoads(b)).not.toBeNull();
+    }
+    expect(viaDecode(dumps(tuple(READY, tuple(1, null, tuple(false, null), null))))).toBeNull();
+    expect(viaDecode(dumps(tuple(ACK, tuple(1, null, 0.5, 2, null))))).toBeNull();
+    const script = [
+      'import pickle',
+      'for v in (None, True, False, 0, 255, 65535, -1, 2**31 - 1, -2**31, 1.5, 2.0, -0.0, float("inf")):',
+      '    for job, i, fd in ((3, None, None), (70000, 12, 9)):',
+      '        print(" ".join(pickle.dumps((1, (job, i, (True, v), fd)), protocol=p).hex() for p in (2, 3, 4, 5)))',
+    ].join('\n');
+    const r = spawnSync(pythonFor('3.11'), ['-c', script], { encoding: 'utf8' });
+    expect(r.stderr).toBe('');
+    const lines = r.stdout.trim().split('\n');
+    expect(lines.length).toBe(26);
+    for (const line of lines) {
+      const [p2, p3, p4, p5] = line.split(' ').map((h) => new Uint8Array(Buffer.from(h, 'hex')));
+      expect(viaDecode(p4!)).not.toBeNull();
+      expect(viaDecode(p4!)).toEqual(viaLoads(p4!));
+      expect(viaDecode(p5!)).toEqual(viaLoads(p5!));
+      expect(viaDecode(p2!)).toBeNull();
+      expect(viaDecode(p3!)).toBeNull();
+    }
+  });
+
+  test('no byte changed, cut or added makes it read a READY the unpickler would not read the same way', () => {
+    let decoded = 0;
+    for (const good of frames()) {
+      const variants: Uint8Array[] = [Uint8Array.of(...good, 0x2e)];
+      for (let n = 0; n < good.length; n++) variants.push(good.subarray(0, n));
+      for (let at = 0; at < good.length; at++) {
+        for (let v = 0; v < 256; v++) {
+          if (v === good[at]) continue;
+          const b = good.slice();
+          b[at] = v;
+          variants.push(b);
+        }
+      }
+      for (const b of variants) {
+        const fast = viaDecode(b);
+        if (fast === null) continue;
+        decoded++;
+        expect(fast).toEqual(viaLoads(b));
+      }
+    }
+    expect(decoded).toBeGreaterThan(5000);
   });
 });
 

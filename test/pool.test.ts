@@ -12,9 +12,9 @@ import { join } from 'node:path';
 
 import { describe, expect, test } from 'vitest';
 
-import { ExceptionInfo, getContext, RestartFreqExceeded, TimeLimitExceeded, PicklingError, UnpicklingError, IMapIterator, Pool, PythonException, RemoteTraceback, Terminated, ValueError, WorkerLostError } from '../src/index.js';
+import { ExceptionInfo, getContext, PyFloat, RestartFreqExceeded, TimeLimitExceeded, PicklingError, UnpicklingError, IMapIterator, Pool, PythonException, RemoteTraceback, Terminated, ValueError, WorkerLostError } from '../src/index.js';
 import { AssertionError } from '../src/process/errors.js';
-import { add, boom, delayed, failInit, sendBadLength, sendGarbage, sendMalformed, hang, init, initValue, jsTypeError, mixedSquare, pid, power, sleepThen, slowSquare, spinForever, square } from './fixtures/pool-targets.js';
+import { add, boom, delayed, failInit, sendBadLength, sendGarbage, sendMalformed, hang, init, initValue, jsTypeError, mixedSquare, pid, power, same, sleepThen, slowSquare, spinForever, square } from './fixtures/pool-targets.js';
 
 /** Resolves true once no process `pid` exists, false if one still does after `seconds`. */
 async function gone(pid: number, seconds: number): Promise<boolean> {
@@ -42,6 +42,13 @@ describe('Pool', () => {
     await expect(pool.map(mixedSquare, [11, 12, 13, 14], { chunksize: 4 })).rejects.toThrow('thirteen');
     await using ctxPool = getContext('spawn').Pool({ processes: 1, initializer: init, initargs: ['ready'] });
     expect(await ctxPool.apply(initValue)).toBe('ready');
+  });
+
+  test('plain results (None, bools, ints, floats) come back as they went, as do the ones around them', async () => {
+    await using pool = new Pool({ processes: 2 });
+    const values = [null, true, false, 0, 255, 65536, -1, 2 ** 31 - 1, -(2 ** 31), 1.5, new PyFloat(2), 2 ** 40, 'text', [1, 2]];
+    expect(await pool.map(same, values, { chunksize: 1 })).toEqual(values);
+    expect(await Promise.all(values.map((v) => pool.apply(same, [v])))).toEqual(values);
   });
 
   test('a chunk of 200,000 items (a default chunk of a map of 1.6 million on 2 workers): map, starmap and imap', async () => {

@@ -33,7 +33,7 @@ import { ForkServerProcess, Process, SpawnProcess } from '../process/process.js'
 import { getStartMethod } from '../process/start-method.js';
 import { requirePythonSync } from '../process/python.js';
 import { Full, SimpleQueue } from '../queues/index.js';
-import { ACK, ackFields, decodeAck, DEATH, encodeTaskFrame, ExceptionInfo, funcRef, MAPSTAR, NACK, READY, STARMAPSTAR } from './protocol.js';
+import { ACK, ackFields, decodeAck, decodeReady, DEATH, encodeTaskFrame, ExceptionInfo, funcRef, MAPSTAR, NACK, READY, readyFields, STARMAPSTAR } from './protocol.js';
 import { Fifo } from './fifo.js';
 import { poolWorker } from './worker.js';
 import { poolRegistry } from './protocol.js';
@@ -1007,10 +1007,12 @@ export class Pool extends EventEmitter<PoolEvents> {
         return;
       }
       if (w.dead) continue;
-      if (decodeAck(payload)) {
-        // The usual bytes of an ACK, read without the unpickler.
+      // The usual bytes of an ACK, and of a READY of a plain value, are read without the unpickler.
+      const ack = decodeAck(payload);
+      if (ack || decodeReady(payload)) {
         try {
-          this.#onAck(w, ackFields.job, ackFields.i, ackFields.time);
+          if (ack) this.#onAck(w, ackFields.job, ackFields.i, ackFields.time);
+          else this.#onReady(w, readyFields.job, readyFields.i, tuple(true, readyFields.value), readyFields.fd);
         } catch (e) {
           this.#protocolError(w, `a message from worker ${w.pid} the pool could not handle`, e);
         }
@@ -1053,27 +1055,7 @@ export class Pool extends EventEmitter<PoolEvents> {
       }
       case READY: {
         if (body.length !== 4) return this.#protocolError(w, `a READY of ${body.length} fields from worker ${w.pid}`);
-        const [job, i, outcome] = body as unknown as [unknown, unknown, unknown];
-        const task = w.held[0];
-        if (task === undefined || task.job !== job || task.i !== i) return; // not the job it runs: ignored
-        if (!(outcome instanceof PyTuple) || outcome.length !== 2 || typeof outcome[0] !== 'boolean') {
-          return this.#protocolError(w, `a READY whose result is not an (ok, value) pair from worker ${w.pid}`);
-        }
-        if (!outcome[0] && !(outcome[1] instanceof ExceptionInfo)) {
-          return this.#protocolError(w, `a failed READY without an ExceptionInfo from worker ${w.pid}`);
-        }
-        this.onJobReady(task.job, task.i, outcome, body[3]);
-        // READY without ACK counts as the ACK (spec/pool.md §9.2).
-        if (!task.acked) this.#accept(w, task, 0);
-        this.#release(w, task);
-        const ran = performance.now() - task.ackedAt;
-        this.#busyMs += ran;
-        this.#runTimes.add(ran);
-        this.#meanRunMs = this.#meanRunMs < 0 ? ran : this.#meanRunMs + AUTO_WEIGHT * (ran - this.#meanRunMs);
-        this.#completed++;
-        this.#setResult(task, outcome[0], outcome[1]);
-        this.#dispatch();
-        return;
+        return this.#onReady(w, body[0], body[1], body[2], body[3]);
       }
       case DEATH:
         w.retiring = true;
@@ -1081,6 +1063,29 @@ export class Pool extends EventEmitter<PoolEvents> {
       default:
         return; // unknown kinds are ignored, as billiard does (Celery's WORKER_UP among them)
     }
+  }
+
+  /** A READY `(job, i, outcome, inqW_fd)` from `w`: for the part it runs, the part's result. */
+  #onReady(w: Worker, job: unknown, i: unknown, outcome: unknown, inqWFd: unknown): void {
+    const task = w.held[0];
+    if (task === undefined || task.job !== job || task.i !== i) return; // not the job it runs: ignored
+    if (!(outcome instanceof PyTuple) || outcome.length !== 2 || typeof outcome[0] !== 'boolean') {
+      return this.#protocolError(w, `a READY whose result is not an (ok, value) pair from worker ${w.pid}`);
+    }
+    if (!outcome[0] && !(outcome[1] instanceof ExceptionInfo)) {
+      return this.#protocolError(w, `a failed READY without an ExceptionInfo from worker ${w.pid}`);
+    }
+    this.onJobReady(task.job, task.i, outcome, inqWFd);
+    // READY without ACK counts as the ACK (spec/pool.md §9.2).
+    if (!task.acked) this.#accept(w, task, 0);
+    this.#release(w, task);
+    const ran = performance.now() - task.ackedAt;
+    this.#busyMs += ran;
+    this.#runTimes.add(ran);
+    this.#meanRunMs = this.#meanRunMs < 0 ? ran : this.#meanRunMs + AUTO_WEIGHT * (ran - this.#meanRunMs);
+    this.#completed++;
+    this.#setResult(task, outcome[0], outcome[1]);
+    this.#dispatch();
   }
 
   /** An ACK `(job, i, time_accepted, pid, fd)` from `w`: for the part it runs, that part is accepted (or skipped, with synack). */

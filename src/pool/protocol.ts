@@ -16,7 +16,7 @@
 import { BilliardError } from '../pickle/errors.js';
 import { PythonException } from '../pickle/exceptions.js';
 import { HEADER_SIZE, writeHeader } from '../connection/frames.js';
-import { defaultRegistry, dumps, Pickler, PyGlobal, PyObject, setState, tuple, type PickleRegistry, type PyTuple } from '../pickle/index.js';
+import { defaultRegistry, dumps, Pickler, PyFloat, PyGlobal, PyObject, setState, tuple, type PickleRegistry, type PyTuple } from '../pickle/index.js';
 import { f64be } from '../pickle/unpickler.js';
 import { locateFunction } from '../process/locate.js';
 
@@ -78,19 +78,8 @@ function intOrNoneAt(b: Uint8Array): number | null {
  * through the unpickler costs about 600 ns and two frozen tuples.
  */
 export function decodeAck(b: Uint8Array): boolean {
+  if (!messageStart(b, ACK)) return false;
   const n = b.length;
-  at = 0;
-  if (b[0] === 0x80) {
-    if (n < 2 || (b[1] !== 4 && b[1] !== 5)) return false;
-    at = 2;
-  }
-  if (b[at] === 0x95) {
-    // FRAME: its 8-byte length must cover exactly the rest.
-    if (at + 9 > n || b[at + 1]! + b[at + 2]! * 0x100 !== n - at - 9 || b[at + 3] !== 0 || b[at + 4] !== 0 || b[at + 5] !== 0 || b[at + 6] !== 0 || b[at + 7] !== 0 || b[at + 8] !== 0) return false;
-    at += 9;
-  }
-  if (b[at] !== 0x4b || b[at + 1] !== ACK || b[at + 2] !== 0x28) return false;
-  at += 3;
   const job = intAt(b);
   if (job !== job) return false;
   const i = intOrNoneAt(b);
@@ -100,10 +89,85 @@ export function decodeAck(b: Uint8Array): boolean {
   const pid = intAt(b);
   if (pid !== pid) return false;
   const fd = intOrNoneAt(b);
-  if (fd !== fd || at + 5 !== n || b[at] !== 0x74 || b[at + 1] !== 0x94 || b[at + 2] !== 0x86 || b[at + 3] !== 0x94 || b[at + 4] !== 0x2e) return false;
+  if (fd !== fd || !endsAt(b, TUPLE_END)) return false;
   ackFields.job = job;
   ackFields.i = i;
   ackFields.time = time;
+  return true;
+}
+
+/** The fields of the READY that {@link decodeReady} read last. */
+export const readyFields: { job: number; i: number | null; value: unknown; fd: number | null } = { job: 0, i: null, value: null, fd: null };
+
+/**
+ * Reads a successful READY's payload without the unpickler when its value is
+ * None, a bool, an int of up to 32 bits or a float:
+ *
+ *   [PROTO 4|5] [FRAME n] BININT1 1 MARK job i NEWTRUE value TUPLE2 MEMOIZE fd TUPLE MEMOIZE TUPLE2 MEMOIZE STOP
+ *
+ * with the value as the unpickler's defaults give it (an integral float as
+ * a PyFloat). Fills {@link readyFields} and returns true; false for any
+ * other bytes, which the caller unpickles as usual.
+ */
+export function decodeReady(b: Uint8Array): boolean {
+  if (!messageStart(b, READY)) return false;
+  const job = intAt(b);
+  if (job !== job) return false;
+  const i = intOrNoneAt(b);
+  if (i !== i || b[at] !== 0x88) return false;
+  at++;
+  let value: unknown;
+  const op = b[at];
+  if (op === 0x4e || op === 0x88 || op === 0x89) {
+    value = op === 0x4e ? null : op === 0x88; // NONE, NEWTRUE, NEWFALSE
+    at++;
+  } else if (op === 0x47) {
+    if (at + 9 > b.length) return false;
+    const f = f64be(b, at + 1);
+    value = Number.isInteger(f) ? new PyFloat(f) : f;
+    at += 9;
+  } else {
+    value = intAt(b);
+    if (value !== value) return false;
+  }
+  if (b[at] !== 0x86 || b[at + 1] !== 0x94) return false;
+  at += 2;
+  const fd = intOrNoneAt(b);
+  if (fd !== fd || !endsAt(b, TUPLE_END)) return false;
+  readyFields.job = job;
+  readyFields.i = i;
+  readyFields.value = value;
+  readyFields.fd = fd;
+  return true;
+}
+
+/** How a pool message's body ends: TUPLE MEMOIZE TUPLE2 MEMOIZE STOP. */
+const TUPLE_END = Uint8Array.of(0x74, 0x94, 0x86, 0x94, 0x2e);
+
+/** The rest of `b`, from `at`, is exactly `tail`. */
+function endsAt(b: Uint8Array, tail: Uint8Array): boolean {
+  if (at + tail.length !== b.length) return false;
+  for (let k = 0; k < tail.length; k++) if (b[at + k] !== tail[k]) return false;
+  return true;
+}
+
+/**
+ * `[PROTO 4|5] [FRAME n] BININT1 kind MARK` at the start of `b` (a FRAME's
+ * 8-byte length covering exactly the rest): `at` is then just past MARK.
+ */
+function messageStart(b: Uint8Array, kind: number): boolean {
+  const n = b.length;
+  at = 0;
+  if (b[0] === 0x80) {
+    if (n < 2 || (b[1] !== 4 && b[1] !== 5)) return false;
+    at = 2;
+  }
+  if (b[at] === 0x95) {
+    if (at + 9 > n || b[at + 1]! + b[at + 2]! * 0x100 !== n - at - 9 || b[at + 3] !== 0 || b[at + 4] !== 0 || b[at + 5] !== 0 || b[at + 6] !== 0 || b[at + 7] !== 0 || b[at + 8] !== 0) return false;
+    at += 9;
+  }
+  if (b[at] !== 0x4b || b[at + 1] !== kind || b[at + 2] !== 0x28) return false;
+  at += 3;
   return true;
 }
 
