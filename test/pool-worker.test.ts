@@ -30,6 +30,21 @@ function startWorker(maxtasks: number | null): { p: Process; inq: SimpleQueue; o
   return { p, inq, outq, raw: [] };
 }
 
+/** `good` cut at every length, with a byte added, and with each byte changed to each other value. */
+function mutations(good: Uint8Array): Uint8Array[] {
+  const variants: Uint8Array[] = [Uint8Array.of(...good, 0x2e)];
+  for (let n = 0; n < good.length; n++) variants.push(good.subarray(0, n));
+  for (let at = 0; at < good.length; at++) {
+    for (let v = 0; v < 256; v++) {
+      if (v === good[at]) continue;
+      const b = good.slice();
+      b[at] = v;
+      variants.push(b);
+    }
+  }
+  return variants;
+}
+
 describe('decodeAck: the usual bytes of an ACK, read without the unpickler', () => {
   /** What the unpickler makes of `b` as an ACK's (job, i, time), or null when it is no ACK. */
   const viaLoads = (b: Uint8Array): [unknown, unknown, unknown] | null => {
@@ -82,19 +97,7 @@ describe('decodeAck: the usual bytes of an ACK, read without the unpickler', () 
   test('no byte changed, cut or added makes it read an ACK the unpickler would not read the same way', () => {
     let decoded = 0;
     for (const [job, i, t, pid, fd] of cases) {
-      const good = dumps(tuple(ACK, tuple(job, i, t, pid, fd)));
-      const variants: Uint8Array[] = [];
-      for (let n = 0; n < good.length; n++) variants.push(good.subarray(0, n));
-      variants.push(Uint8Array.of(...good, 0x2e));
-      for (let at = 0; at < good.length; at++) {
-        for (let v = 0; v < 256; v++) {
-          if (v === good[at]) continue;
-          const b = good.slice();
-          b[at] = v;
-          variants.push(b);
-        }
-      }
-      for (const b of variants) {
+      for (const b of mutations(dumps(tuple(ACK, tuple(job, i, t, pid, fd))))) {
         const fast = viaDecode(b);
         if (fast === null) continue;
         decoded++;
@@ -158,17 +161,7 @@ describe('decodeReady: a READY of a plain value, read without the unpickler', ()
   test('no byte changed, cut or added makes it read a READY the unpickler would not read the same way', () => {
     let decoded = 0;
     for (const good of frames()) {
-      const variants: Uint8Array[] = [Uint8Array.of(...good, 0x2e)];
-      for (let n = 0; n < good.length; n++) variants.push(good.subarray(0, n));
-      for (let at = 0; at < good.length; at++) {
-        for (let v = 0; v < 256; v++) {
-          if (v === good[at]) continue;
-          const b = good.slice();
-          b[at] = v;
-          variants.push(b);
-        }
-      }
-      for (const b of variants) {
+      for (const b of mutations(good)) {
         const fast = viaDecode(b);
         if (fast === null) continue;
         decoded++;
