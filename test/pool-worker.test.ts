@@ -45,19 +45,40 @@ function mutations(good: Uint8Array): Uint8Array[] {
   return variants;
 }
 
+/** The body of a pool message `(kind, body)` of `fields` fields, as the unpickler reads `b`; null for anything else. */
+function bodyOf(b: Uint8Array, kind: number, fields: number): PyTuple | null {
+  let m: unknown;
+  try {
+    m = loads(b);
+  } catch {
+    return null;
+  }
+  if (!(m instanceof PyTuple) || m.length !== 2 || m[0] !== kind || !(m[1] instanceof PyTuple) || m[1].length !== fields) return null;
+  return m[1];
+}
+
+/** How many mutations of `goods` `decode` reads; each one it reads must read as `unpickle` reads it. */
+function agreeing(goods: Uint8Array[], decode: (b: Uint8Array) => unknown, unpickle: (b: Uint8Array) => unknown): number {
+  let decoded = 0;
+  for (const good of goods) {
+    for (const b of mutations(good)) {
+      const fast = decode(b);
+      if (fast === null) continue;
+      decoded++;
+      expect(fast).toEqual(unpickle(b));
+    }
+  }
+  return decoded;
+}
+
 describe('decodeAck: the usual bytes of an ACK, read without the unpickler', () => {
   /** What the unpickler makes of `b` as an ACK's (job, i, time), or null when it is no ACK. */
   const viaLoads = (b: Uint8Array): [unknown, unknown, unknown] | null => {
-    let m: unknown;
-    try {
-      m = loads(b);
-    } catch {
-      return null;
-    }
-    if (!(m instanceof PyTuple) || m.length !== 2 || m[0] !== ACK || !(m[1] instanceof PyTuple) || m[1].length !== 5) return null;
+    const body = bodyOf(b, ACK, 5);
+    if (body === null) return null;
     // The pool takes an integral time (a PyFloat by default) as its number.
-    const t = m[1][2];
-    return [m[1][0], m[1][1], t instanceof PyFloat ? t.value : t];
+    const t = body[2];
+    return [body[0], body[1], t instanceof PyFloat ? t.value : t];
   };
   const viaDecode = (b: Uint8Array): [unknown, unknown, unknown] | null => (decodeAck(b) ? [ackFields.job, ackFields.i, ackFields.time] : null);
 
@@ -95,15 +116,11 @@ describe('decodeAck: the usual bytes of an ACK, read without the unpickler', () 
   });
 
   test('no byte changed, cut or added makes it read an ACK the unpickler would not read the same way', () => {
-    let decoded = 0;
-    for (const [job, i, t, pid, fd] of cases) {
-      for (const b of mutations(dumps(tuple(ACK, tuple(job, i, t, pid, fd))))) {
-        const fast = viaDecode(b);
-        if (fast === null) continue;
-        decoded++;
-        expect(fast).toEqual(viaLoads(b));
-      }
-    }
+    const decoded = agreeing(
+      cases.map(([job, i, t, pid, fd]) => dumps(tuple(ACK, tuple(job, i, t, pid, fd)))),
+      viaDecode,
+      viaLoads,
+    );
     // Changes inside the ints and the float still read (and agree); the test would be empty without them.
     expect(decoded).toBeGreaterThan(1000);
   });
@@ -111,14 +128,9 @@ describe('decodeAck: the usual bytes of an ACK, read without the unpickler', () 
 
 describe('decodeReady: a READY of a plain value, read without the unpickler', () => {
   const viaLoads = (b: Uint8Array): unknown[] | null => {
-    let m: unknown;
-    try {
-      m = loads(b);
-    } catch {
-      return null;
-    }
-    if (!(m instanceof PyTuple) || m.length !== 2 || m[0] !== READY || !(m[1] instanceof PyTuple) || m[1].length !== 4) return null;
-    const [job, i, outcome, fd] = m[1] as unknown as [unknown, unknown, unknown, unknown];
+    const body = bodyOf(b, READY, 4);
+    if (body === null) return null;
+    const [job, i, outcome, fd] = body as unknown as [unknown, unknown, unknown, unknown];
     if (!(outcome instanceof PyTuple) || outcome.length !== 2 || outcome[0] !== true) return null;
     return [job, i, outcome[1], fd];
   };
@@ -159,16 +171,7 @@ describe('decodeReady: a READY of a plain value, read without the unpickler', ()
   });
 
   test('no byte changed, cut or added makes it read a READY the unpickler would not read the same way', () => {
-    let decoded = 0;
-    for (const good of frames()) {
-      for (const b of mutations(good)) {
-        const fast = viaDecode(b);
-        if (fast === null) continue;
-        decoded++;
-        expect(fast).toEqual(viaLoads(b));
-      }
-    }
-    expect(decoded).toBeGreaterThan(5000);
+    expect(agreeing(frames(), viaDecode, viaLoads)).toBeGreaterThan(5000);
   });
 });
 
