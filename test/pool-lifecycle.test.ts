@@ -370,8 +370,8 @@ describe('Pool failures and signals', () => {
 describe('V8 tier-up in pool workers', () => {
   const run = (budget: string | undefined, flags: string[] = []): { worker: number; here: number } => {
     const env = { ...process.env };
-    if (budget === undefined) delete env.BILLIARD_TS_POOL_INTERRUPT_BUDGET;
-    else env.BILLIARD_TS_POOL_INTERRUPT_BUDGET = budget;
+    if (budget === undefined) delete env.BILLIARD_TS_INTERRUPT_BUDGET;
+    else env.BILLIARD_TS_INTERRUPT_BUDGET = budget;
     const args = ['--allow-natives-syntax', '--no-concurrent-recompilation', ...flags, '--import', 'tsx', 'test/fixtures/pool-tierup.ts'];
     const r = spawnSync(process.execPath, args, { encoding: 'utf8', timeout: 60_000, env });
     expect(r.status, r.stderr).toBe(0);

@@ -16,6 +16,7 @@ import { pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
 
 import { isMainProcess } from '../process/current.js';
+import { quickenTierUp } from '../process/tierup.js';
 import type { Serializer } from './message.js';
 import { Worker, type LogLevel } from './worker.js';
 
@@ -75,6 +76,8 @@ export async function main(argv: readonly string[]): Promise<number> {
     process.stderr.write(USAGE);
     return argv.includes('--help') || argv.includes('-h') ? 0 : 2;
   }
+  // The worker's main process runs the consumer loop for its whole life, as a pool worker its task loop.
+  quickenTierUp();
   const { values } = parseArgs({
     args: argv.slice(2),
     options: {

@@ -32,12 +32,12 @@
  */
 
 import { closeSync } from 'node:fs';
-import { setFlagsFromString } from 'node:v8';
 
 import { defaultRegistry, PyGlobal, PyTuple, dumps, loads, tuple } from '../pickle/index.js';
 import { SoftTimeLimitExceeded } from '../process/errors.js';
 import { importUserModule } from '../process/current.js';
 import { parseRef } from '../process/locate.js';
+import { quickenTierUp } from '../process/tierup.js';
 import { SimpleQueue } from '../queues/index.js';
 import { ACK, DEATH, EX_FAILURE, EX_OK, EX_RECYCLE, exceptionInfoObject, MaybeEncodingError, NACK, READY, TASK, monotonic } from './protocol.js';
 
@@ -48,28 +48,6 @@ const TRACE = process.env.BILLIARD_TS_TRACE_STARTUP !== undefined;
 let traced = 0;
 function mark(what: string): void {
   if (TRACE && traced++ < 6) process.stderr.write(`billiard-ts pool worker ${process.pid}: ${what} at ${performance.now().toFixed(1)} ms\n`);
-}
-
-/** V8's `--interrupt-budget` in a pool worker, unless BILLIARD_TS_POOL_INTERRUPT_BUDGET says otherwise. */
-const POOL_INTERRUPT_BUDGET = 20_000;
-
-/**
- * Lets V8 optimize a worker's hot functions after about a seventh of the
- * bytecode it would run first by default (132 KiB per function): a new
- * worker runs the same few functions (frame reads, the pickler, the task
- * loop) for every job, and measured 20 to 30 µs of CPU per job over its
- * first ten thousand jobs with V8's default against 9 to 15 with this
- * (bench/README.md, "a new worker's first ten thousand jobs"). Process-wide,
- * so it reaches the task's code too. BILLIARD_TS_POOL_INTERRUPT_BUDGET=N sets
- * another budget in bytes, 0 leaves V8's own; an `--interrupt-budget` among
- * the worker's Node flags wins.
- */
-function quickenTierUp(): void {
-  if (process.execArgv.some((a) => a.startsWith('--interrupt-budget') || a.startsWith('--interrupt_budget'))) return;
-  const env = process.env.BILLIARD_TS_POOL_INTERRUPT_BUDGET;
-  const budget = env === undefined || env === '' ? POOL_INTERRUPT_BUDGET : Number(env);
-  if (!Number.isSafeInteger(budget) || budget <= 0) return;
-  setFlagsFromString(`--interrupt-budget=${budget}`);
 }
 
 let ownOutqueue: SimpleQueue | null = null;
