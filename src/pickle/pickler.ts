@@ -1070,8 +1070,50 @@ export class Pickler {
     while (i < n) {
       this.#byte(0x28); // MARK
       const stop = Math.min(n, i + BATCHSIZE);
-      for (; i < stop; i++) this.#save(list[i]);
+      this.#saveItems(list, i, stop);
+      i = stop;
       this.#byte(0x65); // APPENDS
+    }
+  }
+
+  /**
+   * `#save` of `items[from]` to `items[to - 1]`, with a 32-bit int written
+   * here (the bytes `#save` writes for it, framing included) instead of
+   * through `#save`'s dispatch: lists and tuples of ints are common, and
+   * this halves their cost.
+   */
+  #saveItems(items: readonly unknown[], from: number, to: number): void {
+    const inline = this.#persistentId === undefined && this.protocol >= 1;
+    for (let i = from; i < to; i++) {
+      const v = items[i];
+      if (!inline || typeof v !== 'number' || (v | 0) !== v || (v === 0 && 1 / v < 0)) {
+        this.#save(v);
+        continue;
+      }
+      if (this.#frameStart >= 0 && this.#pos - this.#frameStart - FRAME_HEADER_SIZE >= FRAME_SIZE_TARGET) {
+        this.#commitFrame();
+        this.#openFrame();
+      }
+      if (this.#pos + 5 > this.#buf.length) this.#ensure(5);
+      const buf = this.#buf;
+      const p = this.#pos;
+      if (v >= 0 && v < 256) {
+        buf[p] = 0x4b; // BININT1
+        buf[p + 1] = v;
+        this.#pos = p + 2;
+      } else if (v >= 0 && v < 65536) {
+        buf[p] = 0x4d; // BININT2
+        buf[p + 1] = v & 0xff;
+        buf[p + 2] = v >> 8;
+        this.#pos = p + 3;
+      } else {
+        buf[p] = 0x4a; // BININT, little-endian
+        buf[p + 1] = v & 0xff;
+        buf[p + 2] = (v >> 8) & 0xff;
+        buf[p + 3] = (v >> 16) & 0xff;
+        buf[p + 4] = (v >>> 24) & 0xff;
+        this.#pos = p + 5;
+      }
     }
   }
 
@@ -1291,7 +1333,7 @@ export class Pickler {
       return;
     }
     this.#byte(0x28); // MARK
-    for (let i = 0; i < n; i++) this.#save(t[i]);
+    this.#saveItems(t, 0, n);
     const idx = this.#objIndex(t);
     if (idx >= 0) {
       if (p >= 1) this.#byte(0x31); // POP_MARK
