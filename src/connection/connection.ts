@@ -146,6 +146,8 @@ interface Waiter {
   maxlength: number;
   resolve: (frame: Uint8Array) => void;
   reject: (e: Error) => void;
+  /** A consumeFrames() handler: it stays first in line and takes every frame until the stream fails. */
+  persistent?: boolean;
 }
 
 /** Options of the reading methods: an AbortSignal that gives up the wait (nothing is consumed). */
@@ -552,6 +554,37 @@ export class Connection {
   }
 
   /**
+   * Hands every frame to `onFrame` as it arrives, synchronously inside the
+   * read that completed it, until the stream fails: one call per frame
+   * instead of a promise, a microtask and an async resumption per
+   * `recvFrame()`. The frame is a view as recvFrame's is, to consume before
+   * `onFrame` returns. The promise rejects with what the next `recvFrame()`
+   * would have raised (EOFError at the end of the stream; OSError when the
+   * handle is closed). If `onFrame` throws, reading stops for good and the
+   * promise rejects with the error wrapped as an OSError. @internal
+   */
+  consumeFrames(onFrame: (frame: Uint8Array) => void): Promise<never> {
+    return new Promise<never>((_resolve, reject) => {
+      this.#checkReadable();
+      void this.#stream; // a descriptor starts reading on first use
+      if (this.#waiters.length === 0) {
+        while (this.#frames.length > 0) {
+          const frame = this.#frames.shift()!;
+          this.#framesCost -= frame.length + FRAME_COST;
+          onFrame(frame);
+          if (this.#closed) return reject(new OSError('handle is closed', { code: 'HANDLE_CLOSED' }));
+        }
+        this.#resumeIfDrained();
+        const err = this.#pendingFailure(Number.MAX_SAFE_INTEGER);
+        if (err) return reject(err);
+      }
+      this.#waiters.push({ maxlength: Number.MAX_SAFE_INTEGER, resolve: onFrame, reject, persistent: true });
+      this.#resume();
+      this.#refresh();
+    });
+  }
+
+  /**
    * Receives one whole frame into `buf` at byte `offset`; returns its length.
    * A frame that does not fit raises {@link BufferTooShort} holding it (the
    * frame is consumed, the connection stays in step).
@@ -736,10 +769,17 @@ export class Connection {
       if (frame === null) break;
       if (this.#limitedFrames > 0) this.#limitedFrames--;
       this.#deliver(frame);
+      // A consumeFrames() handler may have closed this end.
+      if (this.#closed) return;
     }
   }
 
   #deliver(frame: Uint8Array): void {
+    const first = this.#waiters[0];
+    if (first !== undefined && first.persistent === true) {
+      first.resolve(frame);
+      return;
+    }
     const w = this.#waiters.shift();
     if (w !== undefined) {
       if (this.#waiters.length === 0) this.#refresh();

@@ -992,44 +992,45 @@ export class Pool extends EventEmitter<PoolEvents> {
   }
 
   async #readLoop(w: Worker): Promise<void> {
-    for (;;) {
-      let payload: Uint8Array;
-      try {
-        // The outqueue's read end is this process's alone: read as a stream, no lock, no thread.
-        payload = await w.outq.reader.recvFrame();
-      } catch (e) {
-        // EOF: the worker is gone. Anything else (a bad length, a torn frame) broke the framing
-        // for good: the worker is killed, and its death fails the job it holds.
-        if (!(e instanceof EOFError && (e.code === 'EOF' || e.code === undefined)) && w.proc.exitcode === null) {
-          process.emitWarning(`billiard-ts pool: worker ${w.pid} broke the framing of its outqueue (${String(e)}); killing it`, 'PoolWarning');
-          w.proc.kill();
-        }
-        return;
+    try {
+      // The outqueue's read end is this process's alone: read as a stream, no lock, no thread. Each
+      // frame is handled inside the read that completed it (no promise and microtask per message).
+      await w.outq.reader.consumeFrames((payload) => this.#onFrame(w, payload));
+    } catch (e) {
+      // EOF: the worker is gone. Anything else (a bad length, a torn frame) broke the framing
+      // for good: the worker is killed, and its death fails the job it holds.
+      if (!(e instanceof EOFError && (e.code === 'EOF' || e.code === undefined)) && w.proc.exitcode === null) {
+        process.emitWarning(`billiard-ts pool: worker ${w.pid} broke the framing of its outqueue (${String(e)}); killing it`, 'PoolWarning');
+        w.proc.kill();
       }
-      if (w.dead) continue;
-      // The usual bytes of an ACK, and of a READY of a plain value, are read without the unpickler.
-      const ack = decodeAck(payload);
-      if (ack || decodeReady(payload)) {
-        try {
-          if (ack) this.#onAck(w, ackFields.job, ackFields.i, ackFields.time);
-          else this.#onReady(w, readyFields.job, readyFields.i, tuple(true, readyFields.value), readyFields.fd);
-        } catch (e) {
-          this.#protocolError(w, `a message from worker ${w.pid} the pool could not handle`, e);
-        }
-        continue;
-      }
-      let msg: unknown;
+    }
+  }
+
+  /** One frame from `w`'s outqueue (a view of the read buffer: consumed before this returns). */
+  #onFrame(w: Worker, payload: Uint8Array): void {
+    if (w.dead) return;
+    // The usual bytes of an ACK, and of a READY of a plain value, are read without the unpickler.
+    const ack = decodeAck(payload);
+    if (ack || decodeReady(payload)) {
       try {
-        msg = loads(payload, this.#loadOptions);
-      } catch (e) {
-        this.#protocolError(w, `an undecodable frame from worker ${w.pid}`, e);
-        continue;
-      }
-      try {
-        this.#handle(w, msg);
+        if (ack) this.#onAck(w, ackFields.job, ackFields.i, ackFields.time);
+        else this.#onReady(w, readyFields.job, readyFields.i, tuple(true, readyFields.value), readyFields.fd);
       } catch (e) {
         this.#protocolError(w, `a message from worker ${w.pid} the pool could not handle`, e);
       }
+      return;
+    }
+    let msg: unknown;
+    try {
+      msg = loads(payload, this.#loadOptions);
+    } catch (e) {
+      this.#protocolError(w, `an undecodable frame from worker ${w.pid}`, e);
+      return;
+    }
+    try {
+      this.#handle(w, msg);
+    } catch (e) {
+      this.#protocolError(w, `a message from worker ${w.pid} the pool could not handle`, e);
     }
   }
 
