@@ -513,7 +513,12 @@ describe('Pool prefetch', () => {
   test("the default prefetch, 'auto', follows the parts' run time: deep for tiny parts, 2 for long ones (one part at most waits behind a long one)", async () => {
     await using pool = new Pool({ processes: 1 });
     expect(pool.prefetch).toBe(2); // nothing run yet
-    await pool.map(square, Array.from({ length: 300 }, (_, k) => k), { chunksize: 1 });
+    // The mean is a moving average of measured run times: a part the machine delayed near the end
+    // (a collection, a descheduling) can hold it up for a while, so a few maps may be needed.
+    for (let round = 0; round < 10; round++) {
+      await pool.map(square, Array.from({ length: 300 }, (_, k) => k), { chunksize: 1 });
+      if (pool.prefetch > 4) break;
+    }
     expect(pool.prefetch).toBeGreaterThan(4);
     expect(pool.prefetch).toBeLessThanOrEqual(32);
     for (let k = 0; k < 6; k++) await pool.apply(sleepThen, [k, 30]);

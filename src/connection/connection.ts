@@ -97,6 +97,24 @@ export const kReceiveLimit = Symbol('billiard-ts.connection.receiveLimit');
  * arrays, which must not change until it is written). @internal
  */
 export const kSendNow = Symbol('billiard-ts.connection.sendNow');
+/**
+ * Queues a frame for the end of this tick, with the other frames batched on
+ * the connection in the same tick: they leave together in one write(2) from
+ * a buffer the connection keeps, so a small message allocates nothing when
+ * the kernel takes the batch whole. `conn[kBatch](obj)` pickles `obj` into
+ * it; `conn[kBatch](frame, true)` copies a frame already made (header
+ * included). Pickling errors throw, and nothing is queued; a failed write
+ * is not reported here (it fails the stream, and reads see it). The
+ * batch leaves before any later `send` on the connection, and at once with
+ * `conn[kFlushBatch]()`. For the pool's one-writer queues. @internal
+ */
+export const kBatch = Symbol('billiard-ts.connection.batch');
+/** Writes the batched frames now (see {@link kBatch}). @internal */
+export const kFlushBatch = Symbol('billiard-ts.connection.flushBatch');
+/** A batch buffer kept between ticks is at most this large; a frame above BATCH_FRAME_MAX goes alone. */
+const BATCH_KEEP = 64 * 1024;
+const BATCH_FRAME_MAX = 16 * 1024;
+const noop = (): void => undefined;
 /** Resolves when the stream's buffer has drained, or the connection is over. @internal */
 
 /** The readiness listeners of a connection (poll, wait): a Set that reports when it changes. */
@@ -204,6 +222,9 @@ export class Connection {
   #framesCost = 0;
   readonly #waiters: Waiter[] = [];
   #pickler: Pickler | undefined;
+  /** Frames batched for the end of the tick (see kBatch), and their length. */
+  #batchBuf: Uint8Array | null = null;
+  #batchLen = 0;
   /** Whether the stream reads into the shared buffer, whose bytes must be copied before #onData returns. */
   #shared = false;
   #closed = false;
@@ -353,9 +374,74 @@ export class Connection {
     return this.#write(this.#frameOf(obj));
   }
 
+  /** @internal see {@link kBatch}. */
+  [kBatch](obj: unknown, isFrame = false): void {
+    this.#checkWritable();
+    let frame: Uint8Array;
+    if (isFrame) frame = obj as Uint8Array;
+    else {
+      const pickler = this.#pickler?.busy === false ? this.#pickler : (this.#pickler = new Pickler({ protocol: this.#protocol }));
+      frame = pickler.dump(obj, HEADER_SIZE);
+      const n = frame.length - HEADER_SIZE;
+      if (n > MAX_SHORT_PAYLOAD) {
+        // Beyond a short header: the general path (it knows large frames), behind the batch.
+        this.#flushBatch();
+        void this.#write(this.#frameOf(obj)).catch(noop);
+        return;
+      }
+      writeHeader(frame, 0, n);
+    }
+    if (frame.length > BATCH_FRAME_MAX) {
+      this.#flushBatch();
+      // The pickler's view is reused by its next dump: a frame the kernel does not take at once is copied.
+      const rest = this.#writeDirect(this.#stream, frame);
+      if (rest !== null) void this.#write([isFrame ? rest : rest.slice()]).catch(noop);
+      return;
+    }
+    let buf = this.#batchBuf;
+    const len = this.#batchLen;
+    if (buf === null || buf.length - len < frame.length) {
+      const next = new Uint8Array(Math.max(4096, 2 * (len + frame.length)));
+      if (buf !== null) next.set(buf.subarray(0, len));
+      buf = this.#batchBuf = next;
+    }
+    buf.set(frame, len);
+    this.#batchLen = len + frame.length;
+    if (len === 0) process.nextTick(this.#flushLater);
+  }
+
+  /** @internal see {@link kFlushBatch}. */
+  [kFlushBatch](): void {
+    this.#flushBatch();
+  }
+
+  readonly #flushLater = (): void => this.#flushBatch();
+
+  /** Writes the batched frames: one write(2) when the stream has nothing queued; what the kernel leaves goes through the stream, copied. */
+  #flushBatch(): void {
+    const len = this.#batchLen;
+    if (len === 0) return;
+    this.#batchLen = 0;
+    const buf = this.#batchBuf!;
+    if (buf.length > BATCH_KEEP) this.#batchBuf = null;
+    if (this.#closed) return;
+    const stream = this.#stream;
+    const frames = buf.subarray(0, len);
+    const rest = this.#writeDirect(stream, frames);
+    if (rest === null) return;
+    // The batch buffer is reused: the stream gets a copy (it reports a failure through 'error').
+    this.#pendingWrites++;
+    this.#refresh();
+    stream.write(this.#batchBuf === buf ? rest.slice() : rest, () => {
+      this.#pendingWrites--;
+      this.#refresh();
+    });
+  }
+
   /** @internal see {@link kSendNow}. */
   [kSendNow](obj: unknown): Promise<void> | null {
     this.#checkWritable();
+    if (this.#batchLen > 0) this.#flushBatch();
     const parts = this.#frameOf(obj);
     if (parts.length > 1) return this.#write(parts);
     const stream = this.#stream;
@@ -461,6 +547,7 @@ export class Connection {
   }
 
   #write(parts: Uint8Array[]): Promise<void> {
+    if (this.#batchLen > 0) this.#flushBatch();
     const stream = this.#stream;
     if (parts.length === 1) {
       const rest = this.#writeDirect(stream, parts[0]!);

@@ -20,6 +20,7 @@
 import { EventEmitter } from 'node:events';
 import { availableParallelism, constants } from 'node:os';
 
+import { kBatch } from '../connection/connection.js';
 import { TimeoutError } from '../connection/errors.js';
 import { Timer, timeoutSeconds } from '../connection/timers.js';
 import type { Sentinel } from '../connection/wait.js';
@@ -731,8 +732,6 @@ interface Worker {
   terminated: boolean;
   /** Its exit was handled: later messages are ignored. */
   dead: boolean;
-  /** Its inqueue's stream is corked until the end of this tick. */
-  corked: boolean;
   /** The #dispatch call that may give it parts (it had room for a batch when that call began). */
   fillIn: number;
   /** Resolves once it exited and was reaped. */
@@ -948,7 +947,6 @@ export class Pool extends EventEmitter<PoolEvents> {
       killed: false,
       terminated: false,
       dead: false,
-      corked: false,
       fillIn: -1,
       gone: Promise.resolve(),
     };
@@ -1404,22 +1402,15 @@ export class Pool extends EventEmitter<PoolEvents> {
 
   /**
    * Writes a frame to a worker's inqueue (its write end is this process's
-   * alone: no lock). The frames of one tick for one worker leave in one write.
+   * alone: no lock). The frames of one tick for one worker leave in one
+   * write, from the connection's batch buffer (no allocation when the
+   * kernel takes them whole). A failed write is not reported: the worker
+   * is gone, and its death hands its parts on.
    */
   #send(w: Worker, frame: Uint8Array): void {
     const writer = w.inq.writer;
     if (writer.closed) return;
-    if (!w.corked) {
-      w.corked = true;
-      writer.stream.cork();
-      process.nextTick(() => {
-        w.corked = false;
-        if (!writer.closed) writer.stream.uncork();
-      });
-    }
-    writer.sendFrame(frame).catch(() => {
-      // The worker is gone: its death hands its parts on.
-    });
+    writer[kBatch](frame, true);
   }
 
   /** No more parts for it: the None sentinel follows the parts it holds, after which it exits (0). */

@@ -33,6 +33,7 @@
 
 import { closeSync } from 'node:fs';
 
+import { kBatch, kFlushBatch } from '../connection/connection.js';
 import { defaultRegistry, PyGlobal, PyTuple, dumps, loads, tuple } from '../pickle/index.js';
 import { SoftTimeLimitExceeded } from '../process/errors.js';
 import { importUserModule } from '../process/current.js';
@@ -193,13 +194,16 @@ function reprOf(v: unknown): string {
   }
 }
 
-/** The READY payload; a result that cannot be pickled becomes a MaybeEncodingError failure (§2.6). */
-function readyPayload(job: unknown, i: unknown, ok: boolean, value: unknown, inqWFd: number): Uint8Array {
+/**
+ * Pickles the READY of a job with `write`; a result that cannot be pickled
+ * becomes a MaybeEncodingError failure (§2.6).
+ */
+function writeReady<T>(write: (msg: unknown) => T, job: unknown, i: unknown, ok: boolean, value: unknown, inqWFd: number): T {
   try {
-    return dumps(tuple(READY, tuple(job, i, tuple(ok, ok ? value : exceptionInfoObject(value)), inqWFd)));
+    return write(tuple(READY, tuple(job, i, tuple(ok, ok ? value : exceptionInfoObject(value)), inqWFd)));
   } catch (e) {
     const err = new MaybeEncodingError(reprOf(e), reprOf(value));
-    return dumps(tuple(READY, tuple(job, i, tuple(false, exceptionInfoObject(err)), inqWFd)));
+    return write(tuple(READY, tuple(job, i, tuple(false, exceptionInfoObject(err)), inqWFd)));
   }
 }
 
@@ -353,22 +357,22 @@ async function workLoop(o: LoopOptions): Promise<void> {
   // An initializer that throws ends the worker with exit code 1 and no frame written (as billiard's).
   if (o.initializer !== null) await call(await resolveFunction(o.initializer), [...(o.initargs ?? [])], null);
 
-  // A queue of this worker's alone: its write end is a stream, no lock. A READY waits (corked) for
-  // the next job's ACK, so that both leave in one write when that job is already in the inqueue;
-  // the ACK is always flushed before its job runs, and a READY by the end of the tick at the latest.
+  // A queue of this worker's alone: its write end is a stream, no lock. A READY waits in the
+  // connection's batch for the next job's ACK, so that both leave in one write when that job is
+  // already in the inqueue; the ACK is always flushed before its job runs, and a READY by the end
+  // of the tick at the latest. A batched frame allocates nothing when the kernel takes it whole.
+  // A failed write is not reported: the pool is gone, and the next read says so.
   // A shared queue: every frame is written whole under the write lock before the worker goes on.
-  const out = outq.writer;
   // Never a stream on a shared queue's pipe: a stream sets O_NONBLOCK on the open file description,
   // which every worker of the pool shares, and a Python worker's write into a full pipe then fails
   // with BlockingIOError (that worker dies, its job is lost).
-  const stream = shared ? null : out.stream;
-  let corked = false;
+  const out = outq.writer;
   const flush = (): void => {
-    if (!corked) return;
-    corked = false;
-    stream!.uncork();
+    if (!shared) out[kFlushBatch]();
   };
-  const ignore = (): void => undefined; // a write that fails: the pool is gone, and the next read says so
+  const ignore = (): void => undefined;
+  const batch = (msg: unknown): void => out[kBatch](msg);
+  const pickled = (msg: unknown): Uint8Array => dumps(msg);
 
   let completed = 0;
   let exitcode = EX_OK;
@@ -409,7 +413,7 @@ async function workLoop(o: LoopOptions): Promise<void> {
     if (shared) {
       await outq.sendPayloadAtomic(dumps(ack)).catch(ignore);
     } else {
-      out.send(ack).catch(ignore);
+      out[kBatch](ack);
       flush();
     }
     mark('ACK sent');
@@ -424,17 +428,8 @@ async function workLoop(o: LoopOptions): Promise<void> {
       if (answer instanceof PyTuple && answer[0] === NACK) continue;
     }
     const { ok, value } = await runTask(job, i, func, args, kwargs);
-    const ready = readyPayload(job, i, ok, value, inqWFd);
-    if (shared) {
-      await outq.sendPayloadAtomic(ready).catch(ignore);
-    } else {
-      if (!corked) {
-        corked = true;
-        stream!.cork();
-        process.nextTick(flush);
-      }
-      out.sendBytes(ready).catch(ignore);
-    }
+    if (shared) await outq.sendPayloadAtomic(writeReady(pickled, job, i, ok, value, inqWFd)).catch(ignore);
+    else writeReady(batch, job, i, ok, value, inqWFd);
     completed++;
   }
   flush();
