@@ -14,7 +14,7 @@ import { describe, expect, test } from 'vitest';
 
 import { ExceptionInfo, getContext, PyFloat, RestartFreqExceeded, TimeLimitExceeded, PicklingError, UnpicklingError, IMapIterator, Pool, PythonException, RemoteTraceback, Terminated, ValueError, WorkerLostError } from '../src/index.js';
 import { AssertionError } from '../src/process/errors.js';
-import { add, boom, delayed, failInit, sendBadLength, sendGarbage, sendMalformed, hang, init, initValue, jsTypeError, mixedSquare, pid, power, same, sleepThen, slowSquare, spinForever, square } from './fixtures/pool-targets.js';
+import { add, boom, delayed, failInit, sendBadLength, sendGarbage, sendMalformed, hang, init, initValue, jsTypeError, mixedSquare, pid, power, same, sleepThen, slowSquare, spinForever, square, whoAmINow } from './fixtures/pool-targets.js';
 
 /** Resolves true once no process `pid` exists, false if one still does after `seconds`. */
 async function gone(pid: number, seconds: number): Promise<boolean> {
@@ -398,5 +398,37 @@ describe('Pool', () => {
     expect(await pool.apply(sleepThen, [8, 300], { timeout: 30 * 86400, softTimeout: 40 * 86400 })).toBe(8);
     expect(() => pool.applyAsync(square, [1], { timeout: -1 })).toThrow(ValueError);
     expect(() => new Pool({ timeout: 0 })).toThrow(ValueError);
+  });
+});
+
+describe('a worker runs an imported function that returns a plain value without awaiting it', () => {
+  test('values, throws, promises, thenables and kwargs, in turn on one worker, each with its own task context', async () => {
+    await using pool = new Pool({ processes: 1 });
+    // The first call imports the function (the awaited way); the later ones take the plain path.
+    const calls = [
+      pool.applyAsync(whoAmINow, [1]),
+      pool.applyAsync(whoAmINow, [2]),
+      pool.applyAsync(whoAmINow, [-3]),
+      pool.applyAsync(whoAmINow, [4]),
+      pool.applyAsync(mixedSquare, [3]), // a bare thenable
+      pool.applyAsync(mixedSquare, [4]), // a Promise
+      pool.applyAsync(mixedSquare, [13]), // a rejected Promise
+      pool.applyAsync(mixedSquare, [5]), // a plain value
+      pool.applyAsync(power, [3], { kwds: { exp: 3 } }),
+      pool.applyAsync(whoAmINow, [6]),
+    ];
+    const settled = await Promise.allSettled(calls);
+    const values = settled.map((s) => (s.status === 'fulfilled' ? s.value : s.reason));
+    expect(settled.map((s) => s.status)).toEqual(['fulfilled', 'fulfilled', 'rejected', 'fulfilled', 'fulfilled', 'fulfilled', 'rejected', 'fulfilled', 'fulfilled', 'fulfilled']);
+    expect(values[0]).toEqual([calls[0]!.job, null, 1]);
+    expect(values[1]).toEqual([calls[1]!.job, null, 2]);
+    expect(values[2]).toBeInstanceOf(ValueError);
+    expect((values[2] as Error).message).toContain('negative: -3');
+    expect(values[3]).toEqual([calls[3]!.job, null, 4]);
+    expect(values.slice(4, 6)).toEqual([9, 16]);
+    expect(values[6]).toBeInstanceOf(Error);
+    expect((values[6] as Error).message).toContain('thirteen');
+    expect(values.slice(7, 9)).toEqual([25, 27]);
+    expect(values[9]).toEqual([calls[9]!.job, null, 6]);
   });
 });

@@ -158,9 +158,14 @@ async function resolveAlias(key: string, impl: PyGlobal): Promise<Fn> {
 
 /** Calls `fn(*args, **kwargs)`: a JavaScript function gets non-empty kwargs as its last argument. */
 async function call(fn: Fn, args: readonly unknown[], kwargs: unknown): Promise<unknown> {
+  return await invoke(fn, args, kwargs);
+}
+
+/** `fn(*args, **kwargs)` as it returns: a value, or a promise for an async function. */
+function invoke(fn: Fn, args: readonly unknown[], kwargs: unknown): unknown {
   const kw = kwargs instanceof Map ? Object.fromEntries(kwargs) : kwargs;
   const hasKw = kw !== null && typeof kw === 'object' && Object.keys(kw).length > 0;
-  return hasKw ? await fn(...args, kw) : await fn(...args);
+  return hasKw ? fn(...args, kw) : fn(...args);
 }
 
 /** Runs `func` on each item of a chunk, one after the other; `spread`: each item is an argument list. */
@@ -219,13 +224,50 @@ function softOrOwn(e: unknown, task: RunningTask): unknown {
 }
 
 /** Runs one task in its own async context, with its AbortSignal. */
-async function runTask(job: unknown, i: unknown, func: unknown, args: unknown, kwargs: unknown): Promise<{ ok: boolean; value: unknown }> {
+interface TaskOutcome {
+  ok: boolean;
+  value: unknown;
+}
+
+/**
+ * Runs one task. A function already imported that returns a plain value is
+ * run and answered without a promise or a microtask turn (three of each per
+ * job before); a first call, or an async function, goes the awaited way.
+ */
+function runTask(job: unknown, i: unknown, func: unknown, args: unknown, kwargs: unknown): TaskOutcome | Promise<TaskOutcome> {
   const task = new RunningTask(job as number, (i ?? null) as number | null);
   running = task;
+  const fn = func instanceof PyGlobal ? imported.get(`${func.module}#${func.name}`) : undefined;
+  if (fn === undefined) return runTaskAwaited(task, func, args, kwargs);
+  let r: unknown;
+  try {
+    r = invoke(fn, Array.isArray(args) ? args : [args], kwargs);
+  } catch (e) {
+    running = null;
+    return { ok: false, value: softOrOwn(e, task) };
+  }
+  if (!isThenable(r)) {
+    running = null;
+    return { ok: true, value: r };
+  }
+  return settleTask(task, r);
+}
+
+async function runTaskAwaited(task: RunningTask, func: unknown, args: unknown, kwargs: unknown): Promise<TaskOutcome> {
   try {
     const fn = await resolveFunction(func);
     const value = await call(fn, Array.isArray(args) ? args : [args], kwargs);
     return { ok: true, value };
+  } catch (e) {
+    return { ok: false, value: softOrOwn(e, task) };
+  } finally {
+    running = null;
+  }
+}
+
+async function settleTask(task: RunningTask, pending: PromiseLike<unknown>): Promise<TaskOutcome> {
+  try {
+    return { ok: true, value: await pending };
   } catch (e) {
     return { ok: false, value: softOrOwn(e, task) };
   } finally {
@@ -427,7 +469,8 @@ async function workLoop(o: LoopOptions): Promise<void> {
       // Only the first element counts, as in billiard's worker: NACK skips the job, anything else runs it.
       if (answer instanceof PyTuple && answer[0] === NACK) continue;
     }
-    const { ok, value } = await runTask(job, i, func, args, kwargs);
+    const outcome = runTask(job, i, func, args, kwargs);
+    const { ok, value } = outcome instanceof Promise ? await outcome : outcome;
     if (shared) await outq.sendPayloadAtomic(writeReady(pickled, job, i, ok, value, inqWFd)).catch(ignore);
     else writeReady(batch, job, i, ok, value, inqWFd);
     completed++;
