@@ -419,7 +419,7 @@ abstract class ResultBase {
   ack(pid: number, timeAccepted: number): void {
     this.#accepted++;
     (this.#pids ??= []).push(pid);
-    safeCall(this.acceptCallback, [pid, timeAccepted], this.propagate);
+    if (this.acceptCallback) safeCall(this.acceptCallback, [pid, timeAccepted], this.propagate);
   }
 
   /** @internal a part's READY: ok and its value, or its ExceptionInfo. */
@@ -1012,7 +1012,7 @@ export class Pool extends EventEmitter<PoolEvents> {
     if (ack || decodeReady(payload)) {
       try {
         if (ack) this.#onAck(w, ackFields.job, ackFields.i, ackFields.time);
-        else this.#onReady(w, readyFields.job, readyFields.i, tuple(true, readyFields.value), readyFields.fd);
+        else this.#onReadyValue(w, readyFields.job, readyFields.i, readyFields.value, readyFields.fd);
       } catch (e) {
         this.#protocolError(w, `a message from worker ${w.pid} the pool could not handle`, e);
       }
@@ -1075,6 +1075,18 @@ export class Pool extends EventEmitter<PoolEvents> {
       return this.#protocolError(w, `a failed READY without an ExceptionInfo from worker ${w.pid}`);
     }
     this.onJobReady(task.job, task.i, outcome, inqWFd);
+    this.#ready(w, task, outcome[0], outcome[1]);
+  }
+
+  /** A READY of a plain value (decodeReady read it): its `(True, value)` pair is made only for a subclass's onJobReady. */
+  #onReadyValue(w: Worker, job: number, i: number | null, value: unknown, inqWFd: unknown): void {
+    const task = w.held[0];
+    if (task === undefined || task.job !== job || task.i !== i) return; // not the job it runs: ignored
+    if (this.onJobReady !== Pool.prototype.onJobReady) this.onJobReady(task.job, task.i, tuple(true, value), inqWFd);
+    this.#ready(w, task, true, value);
+  }
+
+  #ready(w: Worker, task: Task, ok: boolean, value: unknown): void {
     // READY without ACK counts as the ACK (spec/pool.md §9.2).
     if (!task.acked) this.#accept(w, task, 0);
     this.#release(w, task);
@@ -1083,7 +1095,7 @@ export class Pool extends EventEmitter<PoolEvents> {
     this.#runTimes.add(ran);
     this.#meanRunMs = this.#meanRunMs < 0 ? ran : this.#meanRunMs + AUTO_WEIGHT * (ran - this.#meanRunMs);
     this.#completed++;
-    this.#setResult(task, outcome[0], outcome[1]);
+    this.#setResult(task, ok, value);
     this.#dispatch();
   }
 
