@@ -10,7 +10,7 @@ import { describe, expect, test } from 'vitest';
 
 import { dumps, loads, Process, PyFloat, PyGlobal, PyTuple, SimpleQueue, tuple } from '../src/index.js';
 import { ValueError } from '../src/process/errors.js';
-import { ACK, ackFields, decodeAck, decodeReady, DEATH, encodeTask, ExceptionInfo, funcRef, MAPSTAR, poolRegistry, READY, readyFields, RemoteTraceback, STARMAPSTAR } from '../src/pool/protocol.js';
+import { ACK, ackFields, decodeAck, decodeReady, DEATH, encodeAckFrame, encodeReadyFrame, encodeTask, ExceptionInfo, funcRef, MAPSTAR, poolRegistry, READY, readyFields, RemoteTraceback, STARMAPSTAR } from '../src/pool/protocol.js';
 import { poolWorker } from '../src/pool/worker.js';
 import { add, boom, square, unpicklable } from './fixtures/pool-targets.js';
 import { pythonFor } from './helpers/peers.js';
@@ -172,6 +172,95 @@ describe('decodeReady: a READY of a plain value, read without the unpickler', ()
 
   test('no byte changed, cut or added makes it read a READY the unpickler would not read the same way', () => {
     expect(agreeing(frames(), viaDecode, viaLoads)).toBeGreaterThan(5000);
+  });
+});
+
+describe("a worker's ACK and plain READY frames, written without the pickler", () => {
+  /** The frame Connection.send writes for `msg`: 4-byte big-endian length, then the protocol-4 pickle. */
+  const frameOf = (msg: unknown): string => {
+    const p = dumps(msg);
+    const h = Buffer.alloc(4);
+    h.writeInt32BE(p.length);
+    return h.toString('hex') + Buffer.from(p).toString('hex');
+  };
+  const hex = (b: Uint8Array | null): string | null => (b === null ? null : Buffer.from(b).toString('hex'));
+  const INTS = [0, 1, 255, 256, 65535, 65536, 2 ** 31 - 1, -1, -256, -(2 ** 31)];
+  const TIMES = [0.5, 1234.5678, 98765.4321, 1e-9, 12345, 1e300, -2.5];
+  const VALUES: unknown[] = [null, true, false, 0, 7, 300, 70000, -5, 2 ** 31 - 1, 1.5, -0.25, 3e-300, -0];
+  /** Whether the encoder writes `v` itself: None, a 32-bit int, or a finite float that is not integral (-0.0 included). */
+  const fits = (v: unknown): boolean =>
+    v === null || (typeof v === 'number' && (Number.isInteger(v) && !Object.is(v, -0) ? v >= -(2 ** 31) && v < 2 ** 31 : Number.isFinite(v)));
+
+  test('the same bytes as the pickler writes, for every int size, None, integral and fractional times, and every plain value', () => {
+    let n = 0;
+    for (const job of INTS) {
+      for (const i of [null, ...INTS]) {
+        for (const t of TIMES) {
+          const fd = n % 3 === 0 ? null : INTS[n % INTS.length]!;
+          const pid = INTS[(n * 7) % INTS.length]!;
+          const ack = encodeAckFrame(job, i, t, pid, fd);
+          // A time beyond 32 bits that is integral (1e300) is an int to the pickler: left to it.
+          if (!fits(t)) expect(ack).toBeNull();
+          else expect(hex(ack), `ACK ${job} ${i} ${t} ${pid} ${fd}`).toBe(frameOf(tuple(ACK, tuple(job, i, t, pid, fd))));
+          n++;
+        }
+        for (const v of VALUES) {
+          const fd = n % 3 === 0 ? null : INTS[n % INTS.length]!;
+          expect(hex(encodeReadyFrame(job, i, v, fd)), `READY ${job} ${i} ${String(v)} ${fd}`).toBe(frameOf(tuple(READY, tuple(job, i, tuple(true, v), fd))));
+          n++;
+        }
+      }
+    }
+    expect(n).toBeGreaterThan(2000);
+  });
+
+  test('fields it does not write are left to the pickler (null)', () => {
+    expect(encodeAckFrame(2 ** 31, null, 1.5, 7, null)).toBeNull();
+    expect(encodeAckFrame(1, null, Number.NaN, 7, null)).toBeNull();
+    expect(encodeAckFrame(1, null, Infinity, 7, null)).toBeNull();
+    expect(encodeAckFrame(1, -0, 1.5, 7, null)).toBeNull();
+    expect(encodeAckFrame('1' as never, null, 1.5, 7, null)).toBeNull();
+    for (const v of [undefined, 'text', 2 ** 31, 2n, Number.NaN, -Infinity, new PyFloat(2), [1], { a: 1 }]) expect(encodeReadyFrame(1, null, v, 3), String(v)).toBeNull();
+  });
+
+  test("CPython's pickle of the same messages has the same bytes; decodeAck and decodeReady read them", () => {
+    const acks: Array<[number, number | null, number, number, number | null]> = [
+      [0, null, 1234.5678, 4242, null],
+      [65536, 300, 0.001, 70000, 9],
+      [-1, 0, 12345, 1, null],
+    ];
+    const readies: Array<[number, number | null, unknown, number | null]> = [
+      [3, null, null, 5],
+      [256, 2, true, 5],
+      [70000, null, false, null],
+      [9, 1, -70000, 5],
+      [10, null, 2.75, 11],
+    ];
+    const script = [
+      'import pickle, struct, sys, json',
+      'acks, readies = json.loads(sys.argv[1])',
+      'frame = lambda o: (lambda p: (struct.pack(">i", len(p)) + p).hex())(pickle.dumps(o, protocol=4))',
+      'for job, i, t, pid, fd in acks: print(frame((0, (job, i, t, pid, fd))))',
+      'for job, i, v, fd in readies: print(frame((1, (job, i, (True, v), fd))))',
+    ].join('\n');
+    const r = spawnSync(pythonFor('3.11'), ['-c', script, JSON.stringify([acks, readies])], { encoding: 'utf8' });
+    expect(r.stderr).toBe('');
+    const lines = r.stdout.trim().split('\n');
+    expect(lines.length).toBe(acks.length + readies.length);
+    acks.forEach(([job, i, t, pid, fd], k) => {
+      // CPython writes an integral float time as BINFLOAT; a JavaScript number that is integral is an int.
+      if (Number.isInteger(t)) return;
+      const ours = encodeAckFrame(job, i, t, pid, fd)!;
+      expect(hex(ours)).toBe(lines[k]);
+      expect(decodeAck(ours.subarray(4))).toBe(true);
+      expect([ackFields.job, ackFields.i, ackFields.time]).toEqual([job, i, t]);
+    });
+    readies.forEach(([job, i, v, fd], k) => {
+      const ours = encodeReadyFrame(job, i, v, fd)!;
+      expect(hex(ours)).toBe(lines[acks.length + k]);
+      expect(decodeReady(ours.subarray(4))).toBe(true);
+      expect([readyFields.job, readyFields.i, readyFields.value, readyFields.fd]).toEqual([job, i, v, fd]);
+    });
   });
 });
 

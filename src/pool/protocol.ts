@@ -171,6 +171,100 @@ function messageStart(b: Uint8Array, kind: number): boolean {
   return true;
 }
 
+/**
+ * A worker's ACK and plain READY frames, written without tuples or the
+ * pickler: the same bytes `Connection.send(tuple(ACK, tuple(...)))` writes
+ * (4-byte length header, protocol 4, one FRAME), which decodeAck and
+ * decodeReady read. Each returns a view of one scratch buffer, valid until
+ * the next call, or null when a field is not of the kinds written here (an
+ * int beyond 32 bits, a non-finite float, any other value): the caller then
+ * pickles the message as usual. Five frozen tuples and two general dumps per
+ * job in a worker, before.
+ */
+const scratch = new Uint8Array(96);
+const scratchView = new DataView(scratch.buffer);
+let w = 0;
+
+/** BININT1, BININT2 or BININT, as the pickler chooses them; false beyond 32 bits. */
+function putInt(v: number): boolean {
+  if (v >= 0 && v < 0x100) {
+    scratch[w] = 0x4b;
+    scratch[w + 1] = v;
+    w += 2;
+  } else if (v >= 0 && v < 0x10000) {
+    scratch[w] = 0x4d;
+    scratch[w + 1] = v & 0xff;
+    scratch[w + 2] = v >>> 8;
+    w += 3;
+  } else if (v >= -0x80000000 && v <= 0x7fffffff) {
+    scratch[w] = 0x4a;
+    scratchView.setInt32(w + 1, v, true);
+    w += 5;
+  } else return false;
+  return true;
+}
+
+/** A number as the pickler writes it: an int (an integral value, not -0) or a BINFLOAT; false for what goes elsewhere. */
+function putNumber(v: number): boolean {
+  if (Number.isInteger(v) && !Object.is(v, -0)) return putInt(v);
+  if (!Number.isFinite(v)) return false;
+  scratch[w] = 0x47;
+  scratchView.setFloat64(w + 1, v, false);
+  w += 9;
+  return true;
+}
+
+function putIntOrNone(v: number | null): boolean {
+  if (v === null) {
+    scratch[w++] = 0x4e;
+    return true;
+  }
+  return Number.isInteger(v) && !Object.is(v, -0) && putInt(v);
+}
+
+/** The header, PROTO 4, FRAME and `BININT1 kind MARK`; the body follows at `w`. */
+function startMessage(kind: number): void {
+  scratch[4] = 0x80;
+  scratch[5] = 4;
+  scratch[6] = 0x95;
+  scratch[15] = 0x4b;
+  scratch[16] = kind;
+  scratch[17] = 0x28;
+  w = 18;
+}
+
+/** TUPLE MEMOIZE TUPLE2 MEMOIZE STOP, then the lengths: the finished frame. */
+function endMessage(): Uint8Array {
+  scratch.set(TUPLE_END, w);
+  w += TUPLE_END.length;
+  scratchView.setInt32(0, w - 4, false);
+  scratchView.setUint32(7, w - 15, true);
+  scratchView.setUint32(11, 0, true);
+  return scratch.subarray(0, w);
+}
+
+/** The ACK `(0, (job, i, time, pid, fd))` frame, or null. */
+export function encodeAckFrame(job: number, i: number | null, time: number, pid: number, fd: number | null): Uint8Array | null {
+  startMessage(ACK);
+  if (!putIntOrNone(job) || !putIntOrNone(i) || !putNumber(time) || !putIntOrNone(pid) || !putIntOrNone(fd)) return null;
+  return endMessage();
+}
+
+/** The READY `(1, (job, i, (True, value), fd))` frame of a None, bool, 32-bit int or finite float value, or null. */
+export function encodeReadyFrame(job: number, i: number | null, value: unknown, fd: number | null): Uint8Array | null {
+  startMessage(READY);
+  if (!putIntOrNone(job) || !putIntOrNone(i)) return null;
+  scratch[w++] = 0x88; // NEWTRUE
+  if (value === null) scratch[w++] = 0x4e;
+  else if (typeof value === 'boolean') scratch[w++] = value ? 0x88 : 0x89;
+  else if (typeof value !== 'number' || !putNumber(value)) return null;
+  scratch[w] = 0x86; // TUPLE2
+  scratch[w + 1] = 0x94; // MEMOIZE
+  w += 2;
+  if (!putIntOrNone(fd)) return null;
+  return endMessage();
+}
+
 /** CLOCK_MONOTONIC in seconds: Python's `time.monotonic()`, as ACK carries it. */
 export function monotonic(): number {
   return Number(process.hrtime.bigint()) / 1e9;

@@ -40,7 +40,7 @@ import { importUserModule } from '../process/current.js';
 import { parseRef } from '../process/locate.js';
 import { quickenTierUp } from '../process/tierup.js';
 import { SimpleQueue } from '../queues/index.js';
-import { ACK, DEATH, EX_FAILURE, EX_OK, EX_RECYCLE, exceptionInfoObject, MaybeEncodingError, NACK, READY, TASK, monotonic } from './protocol.js';
+import { ACK, DEATH, encodeAckFrame, encodeReadyFrame, EX_FAILURE, EX_OK, EX_RECYCLE, exceptionInfoObject, MaybeEncodingError, NACK, READY, TASK, monotonic } from './protocol.js';
 
 type Fn = (...args: unknown[]) => unknown;
 
@@ -451,11 +451,14 @@ async function workLoop(o: LoopOptions): Promise<void> {
       break;
     }
     const [job, i, func, args, kwargs] = msg[1] as unknown as [unknown, unknown, unknown, unknown, unknown];
-    const ack = tuple(ACK, tuple(job, i, monotonic(), process.pid, synqWFd));
+    const accepted = monotonic();
     if (shared) {
-      await outq.sendPayloadAtomic(dumps(ack)).catch(ignore);
+      await outq.sendPayloadAtomic(dumps(tuple(ACK, tuple(job, i, accepted, process.pid, synqWFd)))).catch(ignore);
     } else {
-      out[kBatch](ack);
+      // The usual ACK is written straight into a frame (protocol.ts, encodeAckFrame): the same bytes.
+      const frame = encodeAckFrame(job as number, i as number | null, accepted, process.pid, synqWFd);
+      if (frame !== null) out[kBatch](frame, true);
+      else out[kBatch](tuple(ACK, tuple(job, i, accepted, process.pid, synqWFd)));
       flush();
     }
     mark('ACK sent');
@@ -472,7 +475,11 @@ async function workLoop(o: LoopOptions): Promise<void> {
     const outcome = runTask(job, i, func, args, kwargs);
     const { ok, value } = outcome instanceof Promise ? await outcome : outcome;
     if (shared) await outq.sendPayloadAtomic(writeReady(pickled, job, i, ok, value, inqWFd)).catch(ignore);
-    else writeReady(batch, job, i, ok, value, inqWFd);
+    else {
+      const frame = ok ? encodeReadyFrame(job as number, i as number | null, value, inqWFd) : null;
+      if (frame !== null) out[kBatch](frame, true);
+      else writeReady(batch, job, i, ok, value, inqWFd);
+    }
     completed++;
   }
   flush();
