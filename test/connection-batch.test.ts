@@ -140,6 +140,24 @@ print('readable' if select.select([3], [], [], 1)[0] else 'empty')
     w.close();
   });
 
+  test('a frame given as the first bytes of a larger buffer (a length): only those bytes go, short or long', async () => {
+    const [r, w] = Pipe({ duplex: false });
+    const scratch = new Uint8Array(2000).fill(0xee);
+    const short = frameOf(new TextEncoder().encode('short frame'));
+    scratch.set(short);
+    w[kBatch](scratch, true, short.length);
+    const long = frameOf(pattern(600, 9));
+    scratch.set(long);
+    w[kBatch](scratch, true, long.length);
+    expect(new TextDecoder().decode(await r.recvBytes())).toBe('short frame');
+    expect(sha(await r.recvBytes())).toBe(sha(pattern(600, 9)));
+    // Nothing of the buffer past the given length went: the next frame reads whole.
+    await w.send('next');
+    expect(await r.recv()).toBe('next');
+    r.close();
+    w.close();
+  });
+
   test('an object that does not pickle throws and queues nothing; the frames around it go', async () => {
     const [r, w] = Pipe({ duplex: false });
     w[kBatch]('before');

@@ -375,11 +375,18 @@ export class Connection {
   }
 
   /** @internal see {@link kBatch}. */
-  [kBatch](obj: unknown, isFrame = false): void {
+  [kBatch](obj: unknown, isFrame = false, length = -1): void {
     this.#checkWritable();
     let frame: Uint8Array;
-    if (isFrame) frame = obj as Uint8Array;
-    else {
+    if (isFrame) {
+      frame = obj as Uint8Array;
+      // The first `length` bytes of a scratch buffer, copied here without a view.
+      if (length >= 0 && length <= 256) {
+        this.#batchAppendBytes(frame, length);
+        return;
+      }
+      if (length >= 0) frame = frame.subarray(0, length);
+    } else {
       const pickler = this.#pickler?.busy === false ? this.#pickler : (this.#pickler = new Pickler({ protocol: this.#protocol }));
       frame = pickler.dump(obj, HEADER_SIZE);
       const n = frame.length - HEADER_SIZE;
@@ -398,16 +405,29 @@ export class Connection {
       if (rest !== null) void this.#write([isFrame ? rest : rest.slice()]).catch(noop);
       return;
     }
-    let buf = this.#batchBuf;
+    const buf = this.#batchRoom(frame.length);
     const len = this.#batchLen;
-    if (buf === null || buf.length - len < frame.length) {
-      const next = new Uint8Array(Math.max(4096, 2 * (len + frame.length)));
-      if (buf !== null) next.set(buf.subarray(0, len));
-      buf = this.#batchBuf = next;
-    }
     buf.set(frame, len);
     this.#batchLen = len + frame.length;
     if (len === 0) process.nextTick(this.#flushLater);
+  }
+
+  #batchAppendBytes(bytes: Uint8Array, n: number): void {
+    const buf = this.#batchRoom(n);
+    const len = this.#batchLen;
+    for (let k = 0; k < n; k++) buf[len + k] = bytes[k]!;
+    this.#batchLen = len + n;
+    if (len === 0) process.nextTick(this.#flushLater);
+  }
+
+  /** The batch buffer, with room for `n` more bytes. */
+  #batchRoom(n: number): Uint8Array {
+    const buf = this.#batchBuf;
+    const len = this.#batchLen;
+    if (buf !== null && buf.length - len >= n) return buf;
+    const next = new Uint8Array(Math.max(4096, 2 * (len + n)));
+    if (buf !== null) next.set(buf.subarray(0, len));
+    return (this.#batchBuf = next);
   }
 
   /** @internal see {@link kFlushBatch}. */
@@ -426,9 +446,10 @@ export class Connection {
     if (buf.length > BATCH_KEEP) this.#batchBuf = null;
     if (this.#closed) return;
     const stream = this.#stream;
-    const frames = buf.subarray(0, len);
-    const rest = this.#writeDirect(stream, frames);
-    if (rest === null) return;
+    // The usual case, the whole batch taken by one write(2), makes no view of the buffer.
+    const taken = this.#writeDirectBytes(stream, buf, len);
+    if (taken === len) return;
+    const rest = buf.subarray(taken, len);
     // The batch buffer is reused: the stream gets a copy (it reports a failure through 'error').
     this.#pendingWrites++;
     this.#refresh();
@@ -533,17 +554,21 @@ export class Connection {
    * failed: the stream's own write then reports the error as before).
    */
   #writeDirect(stream: Duplex, frame: Uint8Array): Uint8Array | null {
-    // A corked stream is gathering frames into one write on purpose (the pool's): join them.
-    if (this.#pendingWrites !== 0 || stream.writableLength !== 0 || stream.writableCorked !== 0 || !stream.writable) return frame;
+    const n = this.#writeDirectBytes(stream, frame, frame.length);
+    return n === frame.length ? null : n === 0 ? frame : frame.subarray(n);
+  }
+
+  /** #writeDirect of `bytes[0, length)`: how many bytes the kernel took (0 when the stream must write them). */
+  #writeDirectBytes(stream: Duplex, bytes: Uint8Array, length: number): number {
+    // A corked stream is gathering frames into one write on purpose: join them.
+    if (this.#pendingWrites !== 0 || stream.writableLength !== 0 || stream.writableCorked !== 0 || !stream.writable) return 0;
     const fd = fdOf(stream);
-    if (fd < 0) return frame;
-    let n = 0;
+    if (fd < 0) return 0;
     try {
-      n = writeSync(fd, frame);
+      return writeSync(fd, bytes, 0, length);
     } catch {
-      return frame;
+      return 0;
     }
-    return n === frame.length ? null : frame.subarray(n);
   }
 
   #write(parts: Uint8Array[]): Promise<void> {

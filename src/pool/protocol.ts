@@ -175,13 +175,16 @@ function messageStart(b: Uint8Array, kind: number): boolean {
  * A worker's ACK and plain READY frames, written without tuples or the
  * pickler: the same bytes `Connection.send(tuple(ACK, tuple(...)))` writes
  * (4-byte length header, protocol 4, one FRAME), which decodeAck and
- * decodeReady read. Each returns a view of one scratch buffer, valid until
- * the next call, or null when a field is not of the kinds written here (an
- * int beyond 32 bits, a non-finite float, any other value): the caller then
- * pickles the message as usual. Five frozen tuples and two general dumps per
+ * decodeReady read. Each writes its frame at the start of
+ * {@link frameScratch} (valid until the next call) and returns its length,
+ * or 0 when a field is not of the kinds written here (an int beyond 32
+ * bits, a non-finite float, any other value): the caller then pickles the
+ * message as usual. Five frozen tuples and two general dumps per
  * job in a worker, before.
  */
 const scratch = new Uint8Array(96);
+/** The buffer encodeAckFrame and encodeReadyFrame write their frame into, from byte 0. */
+export const frameScratch: Uint8Array = scratch;
 const scratchView = new DataView(scratch.buffer);
 let w = 0;
 
@@ -233,35 +236,35 @@ function startMessage(kind: number): void {
   w = 18;
 }
 
-/** TUPLE MEMOIZE TUPLE2 MEMOIZE STOP, then the lengths: the finished frame. */
-function endMessage(): Uint8Array {
-  scratch.set(TUPLE_END, w);
+/** TUPLE MEMOIZE TUPLE2 MEMOIZE STOP, then the lengths: the finished frame's length. */
+function endMessage(): number {
+  for (let k = 0; k < TUPLE_END.length; k++) scratch[w + k] = TUPLE_END[k]!;
   w += TUPLE_END.length;
   scratchView.setInt32(0, w - 4, false);
   scratchView.setUint32(7, w - 15, true);
   scratchView.setUint32(11, 0, true);
-  return scratch.subarray(0, w);
+  return w;
 }
 
-/** The ACK `(0, (job, i, time, pid, fd))` frame, or null. */
-export function encodeAckFrame(job: number, i: number | null, time: number, pid: number, fd: number | null): Uint8Array | null {
+/** Writes the ACK `(0, (job, i, time, pid, fd))` frame; its length, or 0. */
+export function encodeAckFrame(job: number, i: number | null, time: number, pid: number, fd: number | null): number {
   startMessage(ACK);
-  if (!putIntOrNone(job) || !putIntOrNone(i) || !putNumber(time) || !putIntOrNone(pid) || !putIntOrNone(fd)) return null;
+  if (!putIntOrNone(job) || !putIntOrNone(i) || !putNumber(time) || !putIntOrNone(pid) || !putIntOrNone(fd)) return 0;
   return endMessage();
 }
 
-/** The READY `(1, (job, i, (True, value), fd))` frame of a None, bool, 32-bit int or finite float value, or null. */
-export function encodeReadyFrame(job: number, i: number | null, value: unknown, fd: number | null): Uint8Array | null {
+/** Writes the READY `(1, (job, i, (True, value), fd))` frame of a None, bool, 32-bit int or finite float value; its length, or 0. */
+export function encodeReadyFrame(job: number, i: number | null, value: unknown, fd: number | null): number {
   startMessage(READY);
-  if (!putIntOrNone(job) || !putIntOrNone(i)) return null;
+  if (!putIntOrNone(job) || !putIntOrNone(i)) return 0;
   scratch[w++] = 0x88; // NEWTRUE
   if (value === null) scratch[w++] = 0x4e;
   else if (typeof value === 'boolean') scratch[w++] = value ? 0x88 : 0x89;
-  else if (typeof value !== 'number' || !putNumber(value)) return null;
+  else if (typeof value !== 'number' || !putNumber(value)) return 0;
   scratch[w] = 0x86; // TUPLE2
   scratch[w + 1] = 0x94; // MEMOIZE
   w += 2;
-  if (!putIntOrNone(fd)) return null;
+  if (!putIntOrNone(fd)) return 0;
   return endMessage();
 }
 

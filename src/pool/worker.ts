@@ -40,7 +40,7 @@ import { importUserModule } from '../process/current.js';
 import { parseRef } from '../process/locate.js';
 import { quickenTierUp } from '../process/tierup.js';
 import { SimpleQueue } from '../queues/index.js';
-import { ACK, DEATH, encodeAckFrame, encodeReadyFrame, EX_FAILURE, EX_OK, EX_RECYCLE, exceptionInfoObject, MaybeEncodingError, NACK, READY, TASK, monotonic } from './protocol.js';
+import { ACK, DEATH, encodeAckFrame, encodeReadyFrame, frameScratch, EX_FAILURE, EX_OK, EX_RECYCLE, exceptionInfoObject, MaybeEncodingError, NACK, READY, TASK, monotonic } from './protocol.js';
 
 type Fn = (...args: unknown[]) => unknown;
 
@@ -450,14 +450,20 @@ async function workLoop(o: LoopOptions): Promise<void> {
       exitcode = EX_FAILURE;
       break;
     }
-    const [job, i, func, args, kwargs] = msg[1] as unknown as [unknown, unknown, unknown, unknown, unknown];
+    // Indexed, not destructured: destructuring a PyTuple (an Array subclass) allocates an iterator.
+    const body = msg[1] as PyTuple;
+    const job = body[0];
+    const i = body[1];
+    const func = body[2];
+    const args = body[3];
+    const kwargs = body[4];
     const accepted = monotonic();
     if (shared) {
       await outq.sendPayloadAtomic(dumps(tuple(ACK, tuple(job, i, accepted, process.pid, synqWFd)))).catch(ignore);
     } else {
       // The usual ACK is written straight into a frame (protocol.ts, encodeAckFrame): the same bytes.
-      const frame = encodeAckFrame(job as number, i as number | null, accepted, process.pid, synqWFd);
-      if (frame !== null) out[kBatch](frame, true);
+      const n = encodeAckFrame(job as number, i as number | null, accepted, process.pid, synqWFd);
+      if (n > 0) out[kBatch](frameScratch, true, n);
       else out[kBatch](tuple(ACK, tuple(job, i, accepted, process.pid, synqWFd)));
       flush();
     }
@@ -476,8 +482,8 @@ async function workLoop(o: LoopOptions): Promise<void> {
     const { ok, value } = outcome instanceof Promise ? await outcome : outcome;
     if (shared) await outq.sendPayloadAtomic(writeReady(pickled, job, i, ok, value, inqWFd)).catch(ignore);
     else {
-      const frame = ok ? encodeReadyFrame(job as number, i as number | null, value, inqWFd) : null;
-      if (frame !== null) out[kBatch](frame, true);
+      const n = ok ? encodeReadyFrame(job as number, i as number | null, value, inqWFd) : 0;
+      if (n > 0) out[kBatch](frameScratch, true, n);
       else writeReady(batch, job, i, ok, value, inqWFd);
     }
     completed++;
