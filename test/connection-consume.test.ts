@@ -138,6 +138,25 @@ describe('Connection.consumeFrames', () => {
     a.close();
   });
 
+  test('a handler that throws on a frame queued before the call stops reading the same way', async () => {
+    const [a, b] = Pipe({ duplex: false });
+    b.stream.write(Buffer.concat([frame('queued bad'), frame('queued after')]));
+    while (!(await a.poll(0))) await new Promise((r) => setTimeout(r, 5));
+    await new Promise((r) => setTimeout(r, 20));
+    const { got, end } = consume(a, () => {
+      throw new TypeError('handler failed early');
+    });
+    b.stream.write(frame('later'));
+    const e = await end;
+    expect(got).toEqual(['queued bad']);
+    expect(e).toBeInstanceOf(OSError);
+    expect(e.message).toContain('handler failed early');
+    // Reading has stopped: a recv now fails with the same error rather than reading 'queued after' or 'later'.
+    await expect(a.recvBytes()).rejects.toBeInstanceOf(OSError);
+    b.close();
+    a.close();
+  });
+
   test('consuming a closed or write-only end fails at once', async () => {
     const [a, b] = Pipe({ duplex: false });
     await expect(b.consumeFrames(() => {})).rejects.toMatchObject({ code: 'WRITE_ONLY' });

@@ -683,7 +683,16 @@ export class Connection {
         while (this.#frames.length > 0) {
           const frame = this.#frames.shift()!;
           this.#framesCost -= frame.length + FRAME_COST;
-          onFrame(frame);
+          try {
+            onFrame(frame);
+          } catch (e) {
+            // As for a frame that arrives later: reading stops for good, and the error is the stream's.
+            this.#frames.length = 0;
+            this.#framesCost = 0;
+            this.#finish(e as Error);
+            this.#stopReading();
+            return reject(this.#endError!);
+          }
           if (this.#closed) return reject(new OSError('handle is closed', { code: 'HANDLE_CLOSED' }));
         }
         this.#resumeIfDrained();
