@@ -223,7 +223,7 @@ function softOrOwn(e: unknown, task: RunningTask): unknown {
   return e;
 }
 
-/** Runs one task in its own async context, with its AbortSignal. */
+/** A task's result: its value, or (ok false) what it threw. */
 interface TaskOutcome {
   ok: boolean;
   value: unknown;
