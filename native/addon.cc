@@ -2,6 +2,7 @@
 // Policy (defaults, seconds, error classes) lives in src/native/index.ts.
 #include <napi.h>
 
+#include "handshake_binding.h"
 #include "posix.h"
 #include "sync_binding.h"
 
@@ -116,6 +117,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("unixListen", Napi::Function::New(env, UnixListen, "unixListen"));
   exports.Set("unixConnect", Napi::Function::New(env, UnixConnect, "unixConnect"));
   billiard::InitSync(env, exports);
+  billiard::InitHandshake(env, exports);
   return exports;
 }
 

@@ -161,6 +161,12 @@ describe('the process ends when its code does, as a Python script does', () => {
     expect(r.stdout).toBe('hello\nidle\n');
   });
 
+  test('a listener with a peer silent in its handshake does not hold it open', () => {
+    const r = run('silent-peer');
+    expect(r.status, r.stderr).toBe(0);
+    expect(r.stdout).toBe('challenged\n');
+  });
+
   test.each([
     ['recv', 'late\n'],
     ['accept', 'from a late client\n'],

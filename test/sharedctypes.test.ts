@@ -672,14 +672,17 @@ describe('native arenas shared with Python (billiard on the other end)', () => {
     const lines: string[] = [];
     let err = '';
     child.stderr!.on('data', (d: Buffer) => (err += d.toString()));
+    // 'close' comes after the child's stdout is read to its end: a last line printed just before it exits is not lost.
+    let closed: number | null | undefined;
+    child.once('close', (c) => (closed = c));
     const nextLine = (): Promise<string> =>
       new Promise((resolve, reject) => {
         const check = (): void => {
           const got = lines.shift();
           if (got !== undefined) resolve(got);
+          else if (closed !== undefined) reject(new Error(`python exited ${closed}: ${err}`));
           else setTimeout(check, 5);
         };
-        child.once('exit', (c) => reject(new Error(`python exited ${c}: ${err}`)));
         check();
       });
     let buf = '';

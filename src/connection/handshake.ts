@@ -21,8 +21,9 @@
  * talks to every version in both roles.
  */
 
+import { cancelNativeHandshake, jobId, nativeHandshake, nativeHandshakeAvailable, type NativeHandshakeResult } from '../native/index.js';
 import type { Connection } from './connection.js';
-import { AuthenticationError, TimeoutError } from './errors.js';
+import { AuthenticationError, EOFError, OSError, TimeoutError } from './errors.js';
 import { race, timeoutSeconds } from './timers.js';
 
 let cryptoModule: typeof import('node:crypto') | undefined;
@@ -160,8 +161,21 @@ function parseDigest(message: Uint8Array): { name: string; node: string; size: n
       if (d !== undefined) return { name, ...d, payload: message.subarray(end + 2) };
     }
   }
-  throw new AuthenticationError(`unsupported message length, missing digest prefix, or unsupported digest: message=${show(message)}`, { code: 'BAD_DIGEST' });
+  throw badDigest(message);
 }
+
+// The failures of a handshake, made in one place so that the JavaScript
+// handshake and the native one (handshakeNative) throw the same.
+const expectedChallenge = (frame: Uint8Array): AuthenticationError =>
+  new AuthenticationError(`Protocol error, expected challenge: message=${show(frame)}`, { code: 'PROTOCOL' });
+const challengeTooShort = (n: number): AuthenticationError => new AuthenticationError(`challenge too short: ${n} bytes`, { code: 'PROTOCOL' });
+const badDigest = (message: Uint8Array): AuthenticationError =>
+  new AuthenticationError(`unsupported message length, missing digest prefix, or unsupported digest: message=${show(message)}`, { code: 'BAD_DIGEST' });
+const digestLength = (name: string, size: number, got: number): AuthenticationError =>
+  new AuthenticationError(`expected '${name}' of length ${size} got ${got}`, { code: 'BAD_DIGEST' });
+const wrongDigest = (): AuthenticationError => new AuthenticationError('digest received was wrong', { code: 'WRONG_DIGEST' });
+const rejected = (): AuthenticationError => new AuthenticationError('digest sent was rejected', { code: 'REJECTED' });
+const timedOut = (seconds: number | null): TimeoutError => new TimeoutError(`authentication timed out after ${seconds} s`);
 
 /** Runs `body` under the options' timeout and signal: on either, the connection is closed. */
 function guarded<T>(conn: Connection, options: HandshakeOptions | undefined, what: string, body: () => Promise<T>): Promise<T> {
@@ -171,7 +185,7 @@ function guarded<T>(conn: Connection, options: HandshakeOptions | undefined, wha
   return race(body(), {
     seconds,
     signal,
-    onTimeout: () => new TimeoutError(`${what} timed out after ${seconds} s`),
+    onTimeout: () => (what === 'authentication' ? timedOut(seconds) : new TimeoutError(`${what} timed out after ${seconds} s`)),
     cleanup: () => conn.close(),
   });
 }
@@ -186,19 +200,14 @@ export function deliverChallenge(conn: Connection, authkey: Uint8Array, options?
   const form = options?.digest ?? 'sha256';
   const random = options?.randomBytes ?? challengeBytes;
   return guarded(conn, options, 'authentication', async () => {
-    let message: Uint8Array;
-    if (form === 'legacy') message = random(LEGACY_MESSAGE_LENGTH);
-    else {
-      if (!DIGESTS.has(form)) throw new RangeError(`unsupported digest ${String(form)}`);
-      message = concat(enc(`{${form}}`), random(MESSAGE_LENGTH));
-    }
+    const message = challengeMessage(form, random);
     await conn.sendBytes(concat(CHALLENGE, message));
     const response = await conn.recvBytes(HANDSHAKE_MAX_LENGTH);
     try {
       const { name, node, size, payload } = parseDigest(response);
       const expected = hmac(node, authkey, message);
-      if (payload.length !== size) throw new AuthenticationError(`expected '${name}' of length ${size} got ${payload.length}`, { code: 'BAD_DIGEST' });
-      if (!nodeCrypto().timingSafeEqual(payload, expected)) throw new AuthenticationError('digest received was wrong', { code: 'WRONG_DIGEST' });
+      if (payload.length !== size) throw digestLength(name, size, payload.length);
+      if (!nodeCrypto().timingSafeEqual(payload, expected)) throw wrongDigest();
     } catch (e) {
       if (e instanceof AuthenticationError) await conn.sendBytes(FAILURE).catch(() => undefined);
       throw e;
@@ -217,11 +226,9 @@ export function answerChallenge(conn: Connection, authkey: Uint8Array, options?:
   checkKey(authkey);
   return guarded(conn, options, 'authentication', async () => {
     const challenge = await conn.recvBytes(HANDSHAKE_MAX_LENGTH);
-    if (!startsWith(challenge, CHALLENGE)) {
-      throw new AuthenticationError(`Protocol error, expected challenge: message=${show(challenge)}`, { code: 'PROTOCOL' });
-    }
+    if (!startsWith(challenge, CHALLENGE)) throw expectedChallenge(challenge);
     const message = challenge.subarray(CHALLENGE.length);
-    if (message.length < LEGACY_MESSAGE_LENGTH) throw new AuthenticationError(`challenge too short: ${message.length} bytes`, { code: 'PROTOCOL' });
+    if (message.length < LEGACY_MESSAGE_LENGTH) throw challengeTooShort(message.length);
     let response: Uint8Array;
     if (message.length === LEGACY_MESSAGE_LENGTH) response = hmac('md5', authkey, message);
     else {
@@ -230,6 +237,135 @@ export function answerChallenge(conn: Connection, authkey: Uint8Array, options?:
     }
     await conn.sendBytes(response);
     const verdict = await conn.recvBytes(HANDSHAKE_MAX_LENGTH);
-    if (!equal(verdict, WELCOME)) throw new AuthenticationError('digest sent was rejected', { code: 'REJECTED' });
+    if (!equal(verdict, WELCOME)) throw rejected();
   });
+}
+
+/** The message of a challenge this side sends: `{form}` and 40 random bytes, or 20 random bytes for `'legacy'`. */
+function challengeMessage(form: DigestName | 'legacy', random: (n: number) => Uint8Array): Uint8Array {
+  if (form === 'legacy') return random(LEGACY_MESSAGE_LENGTH);
+  if (!DIGESTS.has(form)) throw new RangeError(`unsupported digest ${String(form)}`);
+  return concat(enc(`{${form}}`), random(MESSAGE_LENGTH));
+}
+
+/**
+ * Whether the native handshake (handshakeNative) can run: the addon found
+ * OpenSSL's HMAC in this process. `BILLIARD_TS_NATIVE_HANDSHAKE=0` turns it
+ * off (then the JavaScript handshake runs everywhere).
+ */
+export function nativeHandshakeUsable(): boolean {
+  return nativeEnabled && nativeHandshakeAvailable();
+}
+
+let nativeEnabled = process.env.BILLIARD_TS_NATIVE_HANDSHAKE !== '0';
+
+/** Tests: turns the native handshake on or off for Listener and Client; returns the previous setting. */
+export function setNativeHandshake(on: boolean): boolean {
+  const was = nativeEnabled;
+  nativeEnabled = on;
+  return was;
+}
+
+/** Options of {@link handshakeNative}. */
+export interface NativeHandshakeOptions extends DeliverOptions {
+  /** The side: `'client'` answers then delivers (`Client()`), `'server'` delivers then answers (a Listener). */
+  role: 'client' | 'server';
+  /** Whether the wait keeps the event loop alive (a Listener's peers nobody accepted yet do not). Default true. */
+  ref?: boolean;
+  /** Receives a function that stops the handshake at once (it then fails with `reason`); the socket is free when it returns. */
+  onStart?: (stop: (reason: Error) => void) => void;
+}
+
+/**
+ * Both halves of the handshake, in the order of `role`, run by the addon
+ * on the event loop's readiness events (native/handshake.h): a frame costs
+ * a wake-up, a recv and a send, as in CPython, not a trip through Node's
+ * streams and promises. `target` is a connected socket's descriptor, or
+ * `[dotted IPv4 address, port]` for a TCP connection made first (its
+ * failures: {@link NativeConnectError}). Resolves with the descriptor.
+ *
+ * It reads exactly the handshake's frames, so what the peer sends next
+ * stays in the socket. Node must not be reading the socket (a socket
+ * paused before it connected, or a server's pauseOnConnect), nor use it
+ * until this settles. Throws what deliverChallenge and answerChallenge
+ * throw for the same peer; the timeout, the signal and `stop` end it at
+ * once, with the socket free.
+ */
+export async function handshakeNative(target: number | [string, number], authkey: Uint8Array, options: NativeHandshakeOptions): Promise<number> {
+  checkKey(authkey);
+  const message = challengeMessage(options.digest ?? 'sha256', options.randomBytes ?? challengeBytes);
+  const seconds = timeoutSeconds(options.timeout, 'options.timeout');
+  options.signal?.throwIfAborted();
+  const id = jobId();
+  const running = nativeHandshake(target, options.role === 'client', authkey, message, id, options.ref !== false);
+  let stopped: Error | null = null;
+  options.onStart?.((reason) => {
+    stopped = reason;
+    cancelNativeHandshake(id);
+  });
+  // The timeout and the signal stop it at once (its promise then resolves as cancelled, first).
+  let phase = 0;
+  const timeoutError = (): Error => (phase === 1 ? new NativeConnectError('connect timed out', 'TIMEOUT') : timedOut(seconds));
+  const r = await race(running, {
+    seconds,
+    signal: options.signal,
+    onTimeout: timeoutError,
+    cleanup: () => (phase = cancelNativeHandshake(id)),
+    ref: options.ref,
+  });
+  if (typeof r === 'number') return r;
+  if (r.outcome === 8) {
+    if (stopped !== null) throw stopped;
+    if (options.signal?.aborted) throw options.signal.reason;
+    throw timeoutError();
+  }
+  throw nativeHandshakeError(r);
+}
+
+/** A connect made by handshakeNative failed (`code` an errno name, or `'TIMEOUT'`); Client() reports it as it reports its own. */
+export class NativeConnectError extends Error {
+  constructor(
+    message: string,
+    readonly code: string,
+  ) {
+    super(message);
+  }
+}
+
+/** The error of a failed native handshake: the one the JavaScript handshake throws for the same peer. */
+function nativeHandshakeError(r: NativeHandshakeResult): Error {
+  switch (r.outcome) {
+    case 1:
+      return new EOFError();
+    case 2:
+      return new EOFError('got end of file during message', { code: 'TRUNCATED_FRAME' });
+    case 3:
+      return new OSError(`bad message length: ${r.n} bytes (limit ${HANDSHAKE_MAX_LENGTH} while authenticating)`, { code: 'BAD_MESSAGE_LENGTH' });
+    case 4:
+      return new OSError(`negative message length ${r.n} in a frame header`, { code: 'BAD_HEADER' });
+    case 5:
+      return new OSError('message length of 2**53 bytes or more in a frame header', { code: 'BAD_HEADER' });
+    case 6:
+      // As Connection's writes and reads report them.
+      if (r.syscall === 'write' && (r.code === 'EPIPE' || r.code === 'ECONNRESET')) return new OSError('the peer has closed the connection', { code: 'BROKEN_PIPE' });
+      return new OSError(`${r.syscall} ${r.code}`, { code: r.code });
+    case 8:
+      return new OSError('the handshake was cancelled', { code: 'CANCELLED' });
+    case 9:
+      return expectedChallenge(r.bytes);
+    case 10:
+      return challengeTooShort(r.n);
+    case 11:
+      return badDigest(r.bytes);
+    case 12:
+      return digestLength(r.name, r.n, r.got);
+    case 13:
+      return wrongDigest();
+    case 14:
+      return rejected();
+    case 15:
+      return new NativeConnectError(`connect ${r.code}`, r.code);
+    default:
+      return new OSError(`handshake ended with unknown outcome ${r.outcome}`);
+  }
 }

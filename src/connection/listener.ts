@@ -7,7 +7,7 @@
 
 import { EventEmitter } from 'node:events';
 import { mkdtempSync, rmSync, statSync, unlinkSync } from 'node:fs';
-import { createServer, Socket, type Server } from 'node:net';
+import { createServer, isIPv4, Socket, type Server } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
@@ -15,7 +15,7 @@ import { fdLimit, NativeError, unixConnect, unixListen } from '../native/index.j
 import { PyTuple, tuple } from '../pickle/index.js';
 import { Connection, DEFAULT_MAX_MESSAGE_SIZE, kHoldsProcess, kReceiveLimit, type ConnectionOptions } from './connection.js';
 import { OSError, TimeoutError } from './errors.js';
-import { answerChallenge, deliverChallenge, HANDSHAKE_MAX_LENGTH, type DigestName } from './handshake.js';
+import { answerChallenge, deliverChallenge, HANDSHAKE_MAX_LENGTH, handshakeNative, nativeHandshakeUsable, NativeConnectError, type DigestName } from './handshake.js';
 import { race, sleep, timeoutSeconds } from './timers.js';
 
 /** An address: `[host, port]` (a tuple or array) for AF_INET; a path, or a Linux abstract name starting with NUL, for AF_UNIX. */
@@ -155,6 +155,8 @@ interface Pending {
   /** The authenticated connection; null for a listener without a key (made at accept()). */
   conn: Connection | null;
   peer: Address;
+  /** Stops its native handshake (handshakeNative) while it runs. */
+  stop?: (reason: Error) => void;
 }
 
 /** Is `v` an options object rather than an address (the `Listener(address, options)` alias)? */
@@ -321,6 +323,12 @@ export class Listener extends EventEmitter<ListenerEvents> {
       this.#enqueue(entry);
       return;
     }
+    const fd = unreadFd(socket);
+    if (fd >= 0 && nativeHandshakeUsable()) {
+      this.#handshaking.add(entry);
+      void this.#handshakeNative(entry, fd);
+      return;
+    }
     const conn = new Connection(socket, this.#connectionOptions);
     conn[kHoldsProcess] = false;
     conn[kReceiveLimit] = HANDSHAKE_LIMIT;
@@ -351,13 +359,43 @@ export class Listener extends EventEmitter<ListenerEvents> {
     this.#enqueue(entry);
   }
 
+  /** The handshake of `entry` run by the addon (handshakeNative): one call into JavaScript, not one per frame. */
+  async #handshakeNative(entry: Pending, fd: number): Promise<void> {
+    try {
+      await handshakeNative(fd, this.#authkey!, {
+        role: 'server',
+        timeout: this.#handshakeTimeout,
+        digest: this.#digest,
+        ref: false,
+        onStart: (stop) => (entry.stop = stop),
+      });
+    } catch (e) {
+      entry.stop = undefined;
+      if (this.#handshaking.has(entry)) this.#drop(entry, e as Error);
+      return;
+    }
+    entry.stop = undefined;
+    if (!this.#handshaking.delete(entry)) return; // dropped meanwhile
+    const conn = new Connection(entry.socket, this.#connectionOptions);
+    conn[kHoldsProcess] = false;
+    entry.conn = conn;
+    this.#enqueue(entry);
+  }
+
+  /** Closes what `entry` holds (a native handshake on its socket is stopped first). */
+  #release(entry: Pending): void {
+    entry.stop?.(new OSError('dropped', { code: 'DROPPED' }));
+    entry.stop = undefined;
+    if (entry.conn !== null) entry.conn.close();
+    else entry.socket.destroy();
+  }
+
   /** Drops a connection held for accept() (closing it) and reports why. */
   #drop(entry: Pending, error: Error): void {
     this.#handshaking.delete(entry);
     const i = this.#ready.indexOf(entry);
     if (i >= 0) this.#ready.splice(i, 1);
-    if (entry.conn !== null) entry.conn.close();
-    else entry.socket.destroy();
+    this.#release(entry);
     if (!this.#closed) this.emit('handshakeError', error, entry.peer);
   }
 
@@ -435,10 +473,7 @@ export class Listener extends EventEmitter<ListenerEvents> {
     if (this.#closed) return;
     this.#closed = true;
     this.#server.close();
-    for (const e of [...this.#handshaking, ...this.#ready.splice(0)]) {
-      if (e.conn !== null) e.conn.close();
-      else e.socket.destroy();
-    }
+    for (const e of [...this.#handshaking, ...this.#ready.splice(0)]) this.#release(e);
     this.#handshaking.clear();
     for (const w of this.#waiters.splice(0)) w.reject(new OSError('listener is closed', { code: 'LISTENER_CLOSED' }));
     const own = this.#ownPath;
@@ -480,9 +515,15 @@ export interface ClientOptions {
 const EAGAIN_FIRST_DELAY = 0.001;
 const EAGAIN_MAX_DELAY = 0.05;
 
+/**
+ * A connected socket that has read nothing: it is paused before it
+ * connects, so that Node does not start reading it (a handshake on a
+ * native handshake reads it first; Connection resumes it).
+ */
 function connectSocket(options: { host?: string; port?: number; path?: string }): Promise<Socket> {
   return new Promise<Socket>((resolve, reject) => {
     const socket = new Socket({ allowHalfOpen: true });
+    socket.pause();
     const onError = (e: Error): void => {
       socket.destroy();
       reject(e);
@@ -493,6 +534,18 @@ function connectSocket(options: { host?: string; port?: number; path?: string })
       resolve(socket);
     });
   });
+}
+
+/**
+ * The descriptor of a socket Node has not started reading (paused before
+ * it connected, or a server's pauseOnConnect), or -1: only then may a
+ * native handshake read it.
+ */
+function unreadFd(socket: Socket): number {
+  const handle = (socket as unknown as { _handle?: { fd?: number; reading?: boolean } })._handle;
+  if (handle === undefined || handle === null || typeof handle.fd !== 'number' || handle.fd < 0) return -1;
+  if (handle.reading === true || socket.readableFlowing !== false || socket.readableLength > 0) return -1;
+  return handle.fd;
 }
 
 function deadlineError(address: Address): TimeoutError {
@@ -519,7 +572,8 @@ async function connectTo(address: Address, family: Family, deadline: number | nu
     try {
       if (isAbstract(address)) {
         const { fd, inProgress } = unixConnect(abstractBytes(address));
-        if (!inProgress) return new Socket({ fd, readable: true, writable: true, allowHalfOpen: true });
+        // pauseOnCreate (Node's own option for a server's pauseOnConnect): not read before a native handshake.
+        if (!inProgress) return new Socket({ fd, readable: true, writable: true, allowHalfOpen: true, pauseOnCreate: true } as ConstructorParameters<typeof Socket>[0]);
         // Linux completes AF_UNIX connects at once; treat anything else like a full queue.
         new Socket({ fd }).destroy();
         throw Object.assign(new Error('connect in progress'), { code: 'EAGAIN' });
@@ -551,6 +605,23 @@ export async function Client(address: Address, options?: ClientOptions): Promise
   const timeout = seconds(options?.timeout, 'options.timeout');
   const deadline = timeout === null ? null : performance.now() + timeout * 1000;
   const signal = options?.signal;
+  if (authkey !== null && family === 'AF_INET' && nativeHandshakeUsable()) {
+    const [host, port] = address as readonly [string, number];
+    // A dotted IPv4 address (as a Listener reports its own): the addon connects and handshakes.
+    if (typeof host === 'string' && isIPv4(host) && Number.isInteger(port) && port > 0 && port < 65536) {
+      let fd: number;
+      try {
+        fd = await handshakeNative([host, port], authkey, { role: 'client', timeout, signal, digest: options?.digest ?? 'sha256' });
+      } catch (e) {
+        if (!(e instanceof NativeConnectError)) throw e;
+        if (e.code === 'TIMEOUT') throw deadlineError(address);
+        // As Node reports a refused connect, and connectTo() wraps it.
+        throw new OSError(`cannot connect to ${host}:${port}: connect ${e.code} ${host}:${port}`, { code: e.code, cause: e });
+      }
+      const socket = new Socket({ fd, readable: true, writable: true, allowHalfOpen: true, pauseOnCreate: true } as ConstructorParameters<typeof Socket>[0]);
+      return new Connection(socket, options?.connection);
+    }
+  }
   const connecting = connectTo(address, family, deadline, signal);
   const socket = await race(connecting, {
     seconds: timeout,
@@ -559,6 +630,17 @@ export async function Client(address: Address, options?: ClientOptions): Promise
     // Should it connect after all, the socket is not kept.
     cleanup: () => void connecting.then((s) => s.destroy(), () => undefined),
   });
+  const fd = authkey === null ? -1 : unreadFd(socket);
+  if (authkey !== null && fd >= 0 && nativeHandshakeUsable()) {
+    const left = deadline === null ? null : Math.max(0, (deadline - performance.now()) / 1000);
+    try {
+      await handshakeNative(fd, authkey, { role: 'client', timeout: left, signal, digest: options?.digest ?? 'sha256' });
+    } catch (e) {
+      socket.destroy();
+      throw e;
+    }
+    return new Connection(socket, options?.connection);
+  }
   const conn = new Connection(socket, options?.connection);
   if (authkey !== null) {
     const left = deadline === null ? null : Math.max(0, (deadline - performance.now()) / 1000);

@@ -51,6 +51,9 @@ interface Binding {
   readNoWait(use?: boolean): boolean;
   writeBytes(fd: number, chunks: Uint8Array[], jobId?: number | false): boolean | Promise<void>;
   pollReadable(fd: number, timeout: number, jobId?: number): Promise<boolean>;
+  handshake(target: number | [string, number], client: boolean, authkey: Uint8Array, challenge: Uint8Array, jobId: number, hold: boolean): Promise<number | NativeHandshakeResult>;
+  cancelHandshake(jobId: number): number;
+  handshakeAvailable(): boolean;
   readable(fd: number): number;
   createArena(dir: string, size: number): { fd: number; buffer: ArrayBuffer };
   mapFd(fd: number, size: number): ArrayBuffer;
@@ -280,6 +283,49 @@ export function writeBytesNow(fd: number, chunks: Uint8Array[]): boolean {
 /** Resolves true once fd is readable (or at end of file), false after `timeout` seconds. */
 export function pollReadable(fd: number, timeout: number, id?: number): Promise<boolean> {
   return asNative(call(() => load().pollReadable(fd, timeout, id)));
+}
+
+/** How a native handshake failed (`outcome`: native/handshake.h's HandshakeOutcome). */
+export interface NativeHandshakeResult {
+  outcome: number;
+  n: number;
+  got: number;
+  errno: number;
+  code: string;
+  syscall: string;
+  name: string;
+  bytes: Uint8Array;
+}
+
+let handshakeOk: boolean | undefined;
+/** Whether the addon can run the authkey handshake (it found OpenSSL's HMAC in this process). */
+export function nativeHandshakeAvailable(): boolean {
+  if (handshakeOk === undefined) {
+    try {
+      handshakeOk = load().handshakeAvailable();
+    } catch {
+      handshakeOk = false;
+    }
+  }
+  return handshakeOk;
+}
+
+/**
+ * The whole authkey handshake on a connected socket, or on a new TCP
+ * connection to `[dotted IPv4 address, port]` made first, run by the addon
+ * on the event loop's readiness events with no JavaScript per frame
+ * (native/handshake.h; src/connection/handshake.ts `handshakeNative`):
+ * the socket's descriptor, or what went wrong (a socket it made is then
+ * closed). `id` names it for {@link cancelNativeHandshake}; `hold` false: the wait
+ * does not keep the event loop alive.
+ */
+export function nativeHandshake(target: number | [string, number], client: boolean, authkey: Uint8Array, challenge: Uint8Array, id: number, hold: boolean): Promise<number | NativeHandshakeResult> {
+  return load().handshake(target, client, authkey, challenge, id, hold);
+}
+
+/** Stops a native handshake at once (its promise resolves with outcome 8; it no longer uses its socket): 1 if it was connecting, 2 if in the handshake, 0 if none ran under `id`. */
+export function cancelNativeHandshake(id: number): number {
+  return load().cancelHandshake(id);
 }
 
 /** Bytes readable on fd now (`FIONREAD`). */
