@@ -118,6 +118,30 @@ describe('locks and semaphores in one process', () => {
     expect(() => dumps(Value('i', 1))).toThrow(RuntimeError);
   });
 
+  test('settleWait: a wait its thread won counts before settleWait returns; a wait still blocked is stopped', async () => {
+    const lock = new Lock();
+    lock.acquireSync();
+    const late = lock.acquire(); // parks on a thread
+    await new Promise((r) => setTimeout(r, 20));
+    lock.release();
+    // Block the event loop while the thread takes the lock: the loop has not heard of it yet.
+    Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 30);
+    expect(lock.isMine()).toBe(false);
+    await lock.settleWait();
+    expect(lock.isMine()).toBe(true);
+    expect(await late).toBe(true);
+    expect(lock.count()).toBe(1);
+    // Held here, so the next wait cannot win: settleWait stops it, and it resolves false.
+    const stuck = lock.acquire();
+    await new Promise((r) => setTimeout(r, 20));
+    await lock.settleWait();
+    expect(await stuck).toBe(false);
+    expect(lock.count()).toBe(1);
+    lock.release();
+    await lock.settleWait(); // nothing waits: returns at once
+    expect(lock.isMine()).toBe(false);
+  });
+
   test('a hundred blocked waits leave libuv\'s thread pool to fs and dns', async () => {
     const sem = new Semaphore(0);
     const waits = Array.from({ length: 100 }, () => sem.acquire({ timeout: 20 }));

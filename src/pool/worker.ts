@@ -355,20 +355,23 @@ export async function billiardPoolWorker(
   // The pool answers DEATH, shrink() and terminate() with SIGTERM. A worker idle in its read holds
   // the inqueue's lock: give the locks back before dying, or every other worker would wait forever
   // (billiard's own workers release them as their SystemExit unwinds).
+  // A wait for a lock may have taken it on its thread without this process knowing yet: settle those first.
   process.on('SIGTERM', () => {
-    if (inq.rlock.isMine()) {
-      // The read waiting under the lock runs on a pool thread: close its descriptor first, so that
-      // it cannot take a job the next worker should get once the lock is free.
-      try {
-        closeSync(inq.reader.fileno());
-      } catch {
-        // already closed
+    process.removeAllListeners('SIGTERM'); // a second SIGTERM ends it at once
+    void Promise.all([inq.rlock.settleWait(), outq.wlock.settleWait()]).then(() => {
+      if (inq.rlock.isMine()) {
+        // The read waiting under the lock runs on a pool thread: close its descriptor first, so that
+        // it cannot take a job the next worker should get once the lock is free.
+        try {
+          closeSync(inq.reader.fileno());
+        } catch {
+          // already closed
+        }
+        inq.rlock.release();
       }
-      inq.rlock.release();
-    }
-    if (outq.wlock.isMine()) outq.wlock.release();
-    process.removeAllListeners('SIGTERM');
-    process.kill(process.pid, 'SIGTERM');
+      if (outq.wlock.isMine()) outq.wlock.release();
+      process.kill(process.pid, 'SIGTERM');
+    });
   });
   await workLoop({
     inq,

@@ -119,6 +119,9 @@ export class SemLock {
   #word: Int32Array | null = null;
   /** Acquisitions by this process not yet released (CPython's `count`). */
   #count = 0;
+  /** The job id of a wait for the semaphore running on a thread, and its promise; null when none runs. */
+  #waitJob: number | null = null;
+  #waiting: Promise<boolean> | null = null;
 
   /** @internal */
   protected constructor(kind: number, value: number, maxvalue: number);
@@ -265,13 +268,16 @@ export class SemLock {
   async #acquireLater(options: AcquireOptions | undefined): Promise<boolean> {
     const timeout = timeoutSeconds(options?.timeout);
     const signal = options?.signal;
-    const id = signal === undefined ? undefined : jobId();
+    const id = jobId();
     const onAbort = (): void => {
-      cancelJob(id!);
+      cancelJob(id);
     };
     signal?.addEventListener('abort', onAbort, { once: true });
+    const waiting = this.#sem.wait(timeout ?? -1, id);
+    this.#waitJob = id;
+    this.#waiting = waiting;
     try {
-      const taken = await this.#sem.wait(timeout ?? -1, id);
+      const taken = await waiting;
       if (taken) {
         this.#count++;
         return true;
@@ -279,8 +285,29 @@ export class SemLock {
       signal?.throwIfAborted();
       return false;
     } finally {
+      if (this.#waitJob === id) {
+        this.#waitJob = null;
+        this.#waiting = null;
+      }
       signal?.removeEventListener('abort', onAbort);
     }
+  }
+
+  /**
+   * @internal Stops a wait for the semaphore that runs on a thread, and
+   * resolves once it has settled: if the thread took the semaphore
+   * meanwhile, this process holds it then (`isMine()`), and can give it
+   * back. Between the thread's taking it and the event loop's hearing of
+   * it, `isMine()` is still false: a process about to die must call this
+   * before it releases what it holds, or the semaphore stays taken for
+   * ever (the pool worker's SIGTERM).
+   */
+  async settleWait(): Promise<void> {
+    const waiting = this.#waiting;
+    if (waiting === null || this.#waitJob === null) return;
+    cancelJob(this.#waitJob);
+    // acquire()'s own continuation, queued first, counts the acquisition before this one resumes.
+    await waiting.catch(() => false);
   }
 
   /**
