@@ -147,14 +147,13 @@ void OnPoll(uv_poll_t* handle, int status, int /*events*/) {
     Finish(a, true);
     return;
   }
+  if (status >= 0) status = uv_poll_start(&a->poll, EventsFor(w), OnPoll);
   if (status < 0) {
     m.err = -status;
     m.syscall = "poll";
     m.outcome = HandshakeOutcome::kErrno;
     Finish(a, true);
-    return;
   }
-  uv_poll_start(&a->poll, EventsFor(w), OnPoll);
 }
 
 bool BytesArg(const Napi::Value& v, std::vector<uint8_t>* out) {
