@@ -55,7 +55,8 @@ function challengeBytes(n: number): Uint8Array {
   return out;
 }
 
-const enc = (s: string): Uint8Array => new TextEncoder().encode(s);
+const encoder = new TextEncoder();
+const enc = (s: string): Uint8Array => encoder.encode(s);
 
 /** `#CHALLENGE#` (CPython's `CHALLENGE`, `_CHALLENGE` in 3.12+). */
 export const CHALLENGE = enc('#CHALLENGE#');
@@ -349,8 +350,6 @@ function nativeHandshakeError(r: NativeHandshakeResult): Error {
       // As Connection's writes and reads report them.
       if (r.syscall === 'write' && (r.code === 'EPIPE' || r.code === 'ECONNRESET')) return new OSError('the peer has closed the connection', { code: 'BROKEN_PIPE' });
       return new OSError(`${r.syscall} ${r.code}`, { code: r.code });
-    case 8:
-      return new OSError('the handshake was cancelled', { code: 'CANCELLED' });
     case 9:
       return expectedChallenge(r.bytes);
     case 10:

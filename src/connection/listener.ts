@@ -517,8 +517,8 @@ const EAGAIN_MAX_DELAY = 0.05;
 
 /**
  * A connected socket that has read nothing: it is paused before it
- * connects, so that Node does not start reading it (a handshake on a
- * native handshake reads it first; Connection resumes it).
+ * connects, so that Node does not start reading it (a native handshake
+ * reads it first; Connection resumes it).
  */
 function connectSocket(options: { host?: string; port?: number; path?: string }): Promise<Socket> {
   return new Promise<Socket>((resolve, reject) => {
