@@ -403,6 +403,14 @@ HandshakeMachine::Want HandshakeMachine::Advance() {
             return Want::kDone;
           }
           step_ = AfterHalf(false);
+          // A listener's last frame is the client's #WELCOME#, and the client's first request follows it
+          // at once. A client with Nagle's algorithm on (billiard's) holds that request until #WELCOME# is
+          // acknowledged, and the kernel delays the acknowledgement (40 ms) while this side has nothing
+          // to send: acknowledge it now. (Not a TCP socket: nothing to do.)
+          if (step_ == Step::kDone && !client_) {
+            int one = 1;
+            setsockopt(fd_, IPPROTO_TCP, TCP_QUICKACK, &one, sizeof one);
+          }
         }
         continue;
       }
