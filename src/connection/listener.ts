@@ -159,6 +159,15 @@ interface Pending {
   stop?: (reason: Error) => void;
 }
 
+/** A native handshake begun before Node made the peer's net.Socket (Listener #hookConnections). */
+interface EarlyHandshake {
+  done: Promise<number>;
+  /** Stops it at once (set as it starts). */
+  stop: ((reason: Error) => void) | null;
+  /** #onConnection took it over. */
+  claimed: boolean;
+}
+
 /** Is `v` an options object rather than an address (the `Listener(address, options)` alias)? */
 function isOptionsObject(v: unknown): v is ListenerOptions {
   return v !== null && typeof v === 'object' && !Array.isArray(v) && !(v instanceof Uint8Array);
@@ -189,6 +198,8 @@ export class Listener extends EventEmitter<ListenerEvents> {
   readonly #digest: DigestName | 'legacy';
   readonly #connectionOptions: ConnectionOptions;
   readonly #maxPending: number;
+  /** Native handshakes begun in the server handle's onconnection, before Node made the peer's net.Socket: by client handle. */
+  readonly #early = new WeakMap<object, EarlyHandshake>();
   #address: Address;
   /** The socket file this listener made (its path and inode), removed by close(); null otherwise. */
   #ownPath: { path: string; ino: number } | null = null;
@@ -235,6 +246,7 @@ export class Listener extends EventEmitter<ListenerEvents> {
       const onListening = (): void => {
         this.#server.off('error', onError);
         this.#server.on('error', (e: Error) => this.#onServerError(e));
+        this.#hookConnections();
         if (this.#family === 'AF_INET') {
           const a = this.#server.address();
           if (a !== null && typeof a === 'object') this.#address = tuple(a.address, a.port);
@@ -299,10 +311,59 @@ export class Listener extends EventEmitter<ListenerEvents> {
     return this.#handshaking.size + this.#ready.length;
   }
 
+  /**
+   * With a key and the native handshake, a peer's handshake begins in the
+   * server handle's `onconnection` (Node's internal callback, which makes
+   * the net.Socket and emits 'connection'): the challenge is on its way
+   * before Node builds the socket (tens of microseconds), and #onConnection
+   * takes the running handshake over. Where Node has no such callback,
+   * handshakes begin in #onConnection.
+   */
+  #hookConnections(): void {
+    if (this.#authkey === null) return;
+    const handle = (this.#server as unknown as { _handle?: { onconnection?: unknown } | null })._handle;
+    const original = handle?.onconnection;
+    if (handle === null || handle === undefined || typeof original !== 'function') return;
+    const early = this.#early;
+    const begin = (client: { fd?: number }): void => {
+      if (this.#closed || !nativeHandshakeUsable() || typeof client.fd !== 'number' || client.fd < 0) return;
+      const record: EarlyHandshake = { done: null as unknown as Promise<number>, stop: null, claimed: false };
+      record.done = handshakeNative(client.fd, this.#authkey!, {
+        role: 'server',
+        timeout: this.#handshakeTimeout,
+        digest: this.#digest,
+        ref: false,
+        onStart: (stop) => (record.stop = stop),
+      });
+      record.done.catch(() => undefined);
+      early.set(client, record);
+    };
+    handle.onconnection = function (this: unknown, err: unknown, client: { fd?: number } | undefined, ...rest: unknown[]): unknown {
+      if (!err && client !== undefined && client !== null) begin(client);
+      try {
+        return (original as (...a: unknown[]) => unknown).call(this, err, client, ...rest);
+      } finally {
+        // Node closed the peer without a 'connection' (a handle it refused): the handshake lets go of it.
+        const record = client === undefined || client === null ? undefined : early.get(client);
+        if (record !== undefined && !record.claimed) {
+          early.delete(client!);
+          record.stop?.(new OSError('dropped', { code: 'DROPPED' }));
+        }
+      }
+    };
+  }
+
   #onConnection(socket: Socket): void {
     // Whatever this peer does from now on (reset, garbage, silence) is handled here: never an uncaught error.
     socket.on('error', () => undefined);
+    const handle = (socket as unknown as { _handle?: object | null })._handle;
+    const early = handle === undefined || handle === null ? undefined : this.#early.get(handle);
+    if (early !== undefined) {
+      this.#early.delete(handle!);
+      early.claimed = true;
+    }
     if (this.#closed) {
+      early?.stop?.(new OSError('dropped', { code: 'DROPPED' }));
       socket.destroy();
       return;
     }
@@ -312,6 +373,7 @@ export class Listener extends EventEmitter<ListenerEvents> {
       const oldest = this.#handshaking.values().next().value;
       if (oldest === undefined) {
         // Everything held has passed its handshake: the application is not accepting. Refuse the newcomer.
+        early?.stop?.(new OSError('dropped', { code: 'DROPPED' }));
         socket.destroy();
         return;
       }
@@ -323,10 +385,25 @@ export class Listener extends EventEmitter<ListenerEvents> {
       this.#enqueue(entry);
       return;
     }
+    if (early !== undefined) {
+      entry.stop = early.stop ?? undefined;
+      this.#handshaking.add(entry);
+      void this.#handshakeNative(entry, early.done);
+      return;
+    }
     const fd = unreadFd(socket);
     if (fd >= 0 && nativeHandshakeUsable()) {
       this.#handshaking.add(entry);
-      void this.#handshakeNative(entry, fd);
+      void this.#handshakeNative(
+        entry,
+        handshakeNative(fd, this.#authkey!, {
+          role: 'server',
+          timeout: this.#handshakeTimeout,
+          digest: this.#digest,
+          ref: false,
+          onStart: (stop) => (entry.stop = stop),
+        }),
+      );
       return;
     }
     const conn = new Connection(socket, this.#connectionOptions);
@@ -359,16 +436,10 @@ export class Listener extends EventEmitter<ListenerEvents> {
     this.#enqueue(entry);
   }
 
-  /** The handshake of `entry` run by the addon (handshakeNative): one call into JavaScript, not one per frame. */
-  async #handshakeNative(entry: Pending, fd: number): Promise<void> {
+  /** The end of `entry`'s handshake run by the addon (handshakeNative): one call into JavaScript, not one per frame. */
+  async #handshakeNative(entry: Pending, done: Promise<number>): Promise<void> {
     try {
-      await handshakeNative(fd, this.#authkey!, {
-        role: 'server',
-        timeout: this.#handshakeTimeout,
-        digest: this.#digest,
-        ref: false,
-        onStart: (stop) => (entry.stop = stop),
-      });
+      await done;
     } catch (e) {
       entry.stop = undefined;
       if (this.#handshaking.has(entry)) this.#drop(entry, e as Error);
