@@ -159,6 +159,9 @@ interface Pending {
   stop?: (reason: Error) => void;
 }
 
+/** Why a native handshake was stopped: its peer was dropped or refused (nobody sees it: the drop is reported on its own). */
+const dropped = (): OSError => new OSError('dropped', { code: 'DROPPED' });
+
 /** A native handshake begun before Node made the peer's net.Socket (Listener #hookConnections). */
 interface EarlyHandshake {
   done: Promise<number>;
@@ -328,13 +331,7 @@ export class Listener extends EventEmitter<ListenerEvents> {
     const begin = (client: { fd?: number }): void => {
       if (this.#closed || !nativeHandshakeUsable() || typeof client.fd !== 'number' || client.fd < 0) return;
       const record: EarlyHandshake = { done: null as unknown as Promise<number>, stop: null, claimed: false };
-      record.done = handshakeNative(client.fd, this.#authkey!, {
-        role: 'server',
-        timeout: this.#handshakeTimeout,
-        digest: this.#digest,
-        ref: false,
-        onStart: (stop) => (record.stop = stop),
-      });
+      record.done = this.#serverHandshake(client.fd, (stop) => (record.stop = stop));
       record.done.catch(() => undefined);
       early.set(client, record);
     };
@@ -347,7 +344,7 @@ export class Listener extends EventEmitter<ListenerEvents> {
         const record = client === undefined || client === null ? undefined : early.get(client);
         if (record !== undefined && !record.claimed) {
           early.delete(client!);
-          record.stop?.(new OSError('dropped', { code: 'DROPPED' }));
+          record.stop?.(dropped());
         }
       }
     };
@@ -363,7 +360,7 @@ export class Listener extends EventEmitter<ListenerEvents> {
       early.claimed = true;
     }
     if (this.#closed) {
-      early?.stop?.(new OSError('dropped', { code: 'DROPPED' }));
+      early?.stop?.(dropped());
       socket.destroy();
       return;
     }
@@ -373,7 +370,7 @@ export class Listener extends EventEmitter<ListenerEvents> {
       const oldest = this.#handshaking.values().next().value;
       if (oldest === undefined) {
         // Everything held has passed its handshake: the application is not accepting. Refuse the newcomer.
-        early?.stop?.(new OSError('dropped', { code: 'DROPPED' }));
+        early?.stop?.(dropped());
         socket.destroy();
         return;
       }
@@ -394,16 +391,7 @@ export class Listener extends EventEmitter<ListenerEvents> {
     const fd = unreadFd(socket);
     if (fd >= 0 && nativeHandshakeUsable()) {
       this.#handshaking.add(entry);
-      void this.#handshakeNative(
-        entry,
-        handshakeNative(fd, this.#authkey!, {
-          role: 'server',
-          timeout: this.#handshakeTimeout,
-          digest: this.#digest,
-          ref: false,
-          onStart: (stop) => (entry.stop = stop),
-        }),
-      );
+      void this.#handshakeNative(entry, this.#serverHandshake(fd, (stop) => (entry.stop = stop)));
       return;
     }
     const conn = new Connection(socket, this.#connectionOptions);
@@ -436,6 +424,11 @@ export class Listener extends EventEmitter<ListenerEvents> {
     this.#enqueue(entry);
   }
 
+  /** The listener's side of a native handshake on `fd`; `onStart` receives what stops it. */
+  #serverHandshake(fd: number, onStart: (stop: (reason: Error) => void) => void): Promise<number> {
+    return handshakeNative(fd, this.#authkey!, { role: 'server', timeout: this.#handshakeTimeout, digest: this.#digest, ref: false, onStart });
+  }
+
   /** The end of `entry`'s handshake run by the addon (handshakeNative): one call into JavaScript, not one per frame. */
   async #handshakeNative(entry: Pending, done: Promise<number>): Promise<void> {
     try {
@@ -455,7 +448,7 @@ export class Listener extends EventEmitter<ListenerEvents> {
 
   /** Closes what `entry` holds (a native handshake on its socket is stopped first). */
   #release(entry: Pending): void {
-    entry.stop?.(new OSError('dropped', { code: 'DROPPED' }));
+    entry.stop?.(dropped());
     entry.stop = undefined;
     if (entry.conn !== null) entry.conn.close();
     else entry.socket.destroy();
