@@ -28,6 +28,14 @@ test('dist/ has the entry points and their types', () => {
   for (const f of ['index.js', 'index.d.ts', 'pickle/index.js', 'pickle/index.d.ts', 'process/child.js', 'pool/worker.js']) expect(existsSync(join(DIST, f)), f).toBe(true);
 });
 
+test('importing the package loads none of the Node modules it needs only on use (node:crypto, node:child_process, node:v8, node:worker_threads, node:inspector): they cost every importer milliseconds', () => {
+  const lazy = ['crypto', 'child_process', 'dgram', 'v8', 'worker_threads', 'inspector'];
+  const script = `await import(${JSON.stringify(join(DIST, 'index.js'))}); console.log(JSON.stringify(${JSON.stringify(lazy)}.filter((m) => process.moduleLoadList.includes('NativeModule ' + m))));`;
+  const r = spawnSync(process.execPath, ['--input-type=module', '-e', script], { cwd: ROOT, encoding: 'utf8', timeout: 30_000 });
+  expect(r.status, r.stderr).toBe(0);
+  expect(JSON.parse(r.stdout.trim())).toEqual([]);
+});
+
 test('a plain node program on dist/ starts spawn and forkserver children that run without tsx', () => {
   const r = spawnSync(process.execPath, ['test/fixtures/dist-check.mjs'], { cwd: ROOT, encoding: 'utf8', timeout: 60_000 });
   expect(r.status, r.stderr).toBe(0);

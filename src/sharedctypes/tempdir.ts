@@ -7,7 +7,6 @@
  * (Kept here until a util module exists; it belongs there.)
  */
 
-import { randomInt } from 'node:crypto';
 import { mkdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -21,6 +20,8 @@ let tempDir: string | undefined;
 
 function randomName(): string {
   let s = '';
+  // node:crypto on first use: importing it costs every program that imports billiard-ts milliseconds.
+  const { randomInt } = process.getBuiltinModule('node:crypto');
   for (let i = 0; i < 8; i++) s += NAME_CHARS[randomInt(NAME_CHARS.length)];
   return s;
 }

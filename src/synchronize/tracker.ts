@@ -12,10 +12,10 @@
  * tracker removes that file: what `sem_unlink` does there.
  */
 
-import { spawn } from 'node:child_process';
 import { closeSync, writeSync } from 'node:fs';
 
 import { pipe, Semaphore } from '../native/index.js';
+import { childProcess } from '../process/builtins.js';
 
 const SCRIPT = `trap '' INT TERM HUP
 set -f
@@ -42,7 +42,7 @@ function send(line: string): void {
       // Spawned here and now (not by the launcher thread, later): a death
       // right after the first semaphore must already find the tracker running.
       try {
-        spawn('/bin/sh', ['-c', SCRIPT], { stdio: [r, 'ignore', 'inherit'] }).unref();
+        childProcess().spawn('/bin/sh', ['-c', SCRIPT], { stdio: [r, 'ignore', 'inherit'] }).unref();
       } finally {
         closeSync(r);
       }
