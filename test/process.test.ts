@@ -46,6 +46,7 @@ import {
 } from '../src/index.js';
 import { sleep } from '../src/connection/timers.js';
 import { whileSpawning } from '../src/process/authkey.js';
+import { launcherUp } from '../src/process/launcher.js';
 import { locateFunction } from '../src/process/locate.js';
 import { pythonFor } from './helpers/peers.js';
 import { never } from './fixtures/crash-on-import.js';
@@ -171,8 +172,9 @@ describe('start() does not block the event loop', () => {
     return calls;
   }
 
-  test.each(['spawn', 'forkserver'] as const)('under %s, no child_process call happens on the main thread, and the pid comes with spawned', async (method) => {
+  test.each(['spawn', 'forkserver'] as const)('under %s, once the launcher thread is up no child_process call happens on the main thread, and the pid comes with spawned', async (method) => {
     const ctx = getContext(method);
+    await launcherUp();
     if (method === 'forkserver') await forkserver.ensureRunning();
     const calls = await childProcessCalls(async () => {
       const procs: Process[] = [];
@@ -196,6 +198,23 @@ describe('start() does not block the event loop', () => {
       if (method === 'forkserver') await forkserver.ensureRunning();
     });
     expect(calls).toEqual([]);
+  });
+
+  test('before the launcher thread is up, a turn spawns at most 4 children on the main thread (after start() returned) and the thread the rest; a referenced child keeps the process alive', () => {
+    const r = spawnSync(process.execPath, ['--import', 'tsx', 'test/fixtures/launcher-cold.ts'], { encoding: 'utf8', timeout: 60_000 });
+    expect(r.status, r.stderr).toBe(0);
+    expect(JSON.parse(r.stdout.trim().split('\n').pop()!)).toEqual({
+      duringStart: 0,
+      firstTurn: 4,
+      exits: [0, 0, 0, 0, 0, 0],
+      pids: 6,
+      later: 0,
+      laterExit: 7,
+    });
+    // Two children alone, before any thread: the process still waits for them.
+    const here = spawnSync(process.execPath, ['--import', 'tsx', 'test/fixtures/launcher-cold.ts', 'here'], { encoding: 'utf8', timeout: 60_000 });
+    expect(here.status, here.stderr).toBe(0);
+    expect(JSON.parse(here.stdout.trim().split('\n').pop()!)).toEqual({ exits: [0, 3], calls: 2 });
   });
 
   test('a Python target whose interpreter is not known yet: start() returns at once and the child starts once it is found', async () => {

@@ -28,6 +28,8 @@
 import { EventEmitter } from 'node:events';
 import type { Worker } from 'node:worker_threads';
 
+import { childProcess } from './builtins.js';
+
 /** What one descriptor of a child is: inherited, ignored, the IPC channel, or a descriptor of this process. */
 export type StdioEntry = 'inherit' | 'ignore' | 'ipc' | number;
 
@@ -52,72 +54,82 @@ export interface SpawnRequest {
   close?: readonly number[];
 }
 
-/** The launcher thread: plain CommonJS, evaluated as is (no loader, no file to find in src/ or dist/). */
-const THREAD_SOURCE = String.raw`'use strict';
+/**
+ * What spawns and watches children, as source text (plain JavaScript, no
+ * loader, no file to find in src/ or dist/): evaluated in the launcher
+ * thread, and on this thread (through `new Function`) for the children
+ * spawned before the thread is up. `post` reports the children's events;
+ * the returned function takes the requests.
+ */
+const CORE_SOURCE = String.raw`(function makeLauncher(post, spawn, closeSync, baseEnv) {
+  'use strict';
+  const children = new Map();
+  const plain = (e) => ({ message: String((e && e.message) || e), code: e && e.code, errno: e && e.errno, syscall: e && e.syscall, path: e && e.path });
+
+  function closeAll(fds) {
+    for (const fd of fds || []) {
+      try { closeSync(fd); } catch {}
+    }
+  }
+
+  function envOf(m) {
+    const env = Object.assign({}, m.env || baseEnv());
+    for (const k of m.unset || []) delete env[k];
+    return Object.assign(env, m.set || {});
+  }
+
+  function start(m) {
+    let child;
+    try {
+      child = spawn(m.file, m.args, { stdio: m.stdio, env: envOf(m), cwd: m.cwd, serialization: m.serialization, timeout: m.timeoutMs });
+    } catch (e) {
+      post({ t: 'error', id: m.id, error: plain(e) });
+      return;
+    } finally {
+      closeAll(m.close);
+    }
+    children.set(m.id, child);
+    // Whether the process waits for this child is the main thread's business.
+    child.unref();
+    if (child.channel) child.channel.unref();
+    child.once('spawn', () => post({ t: 'spawn', id: m.id, pid: child.pid }));
+    child.on('error', (e) => post({ t: 'error', id: m.id, error: plain(e) }));
+    child.on('exit', (code, signal) => post({ t: 'exit', id: m.id, code, signal }));
+    child.on('close', () => children.delete(m.id));
+    if (child.channel) {
+      child.on('message', (message) => post({ t: 'message', id: m.id, message }));
+      child.on('disconnect', () => post({ t: 'disconnect', id: m.id }));
+    }
+  }
+
+  function handle(m) {
+    if (m.t === 'spawn') return start(m);
+    if (m.t === 'close') return closeAll(m.fds);
+    const child = children.get(m.id);
+    if (m.t === 'send') {
+      if (child !== undefined && child.connected) child.send(m.message, undefined, () => {});
+    } else if (m.t === 'kill') {
+      if (child !== undefined && child.exitCode === null && child.signalCode === null) child.kill(m.signal);
+    } else if (m.t === 'disconnect') {
+      if (child !== undefined && child.connected) child.disconnect();
+    }
+  }
+
+  return (m) => {
+    try {
+      handle(m);
+    } catch (e) {
+      if (m && m.id !== undefined) post({ t: 'error', id: m.id, error: plain(e) });
+    }
+  };
+})`;
+
+/** The launcher thread: the core over its port, then a 'ready' once it takes requests. */
+const THREAD_SOURCE = `'use strict';
 const { parentPort } = require('node:worker_threads');
-const { spawn } = require('node:child_process');
-const { closeSync } = require('node:fs');
-
-const children = new Map();
-const post = (m) => parentPort.postMessage(m);
-const plain = (e) => ({ message: String((e && e.message) || e), code: e && e.code, errno: e && e.errno, syscall: e && e.syscall, path: e && e.path });
-
-function closeAll(fds) {
-  for (const fd of fds || []) {
-    try { closeSync(fd); } catch {}
-  }
-}
-
-function envOf(m) {
-  const env = Object.assign({}, m.env || process.env);
-  for (const k of m.unset || []) delete env[k];
-  return Object.assign(env, m.set || {});
-}
-
-function start(m) {
-  let child;
-  try {
-    child = spawn(m.file, m.args, { stdio: m.stdio, env: envOf(m), cwd: m.cwd, serialization: m.serialization, timeout: m.timeoutMs });
-  } catch (e) {
-    post({ t: 'error', id: m.id, error: plain(e) });
-    return;
-  } finally {
-    closeAll(m.close);
-  }
-  children.set(m.id, child);
-  // Whether the process waits for this child is the main thread's business.
-  child.unref();
-  if (child.channel) child.channel.unref();
-  child.once('spawn', () => post({ t: 'spawn', id: m.id, pid: child.pid }));
-  child.on('error', (e) => post({ t: 'error', id: m.id, error: plain(e) }));
-  child.on('exit', (code, signal) => post({ t: 'exit', id: m.id, code, signal }));
-  child.on('close', () => children.delete(m.id));
-  if (child.channel) {
-    child.on('message', (message) => post({ t: 'message', id: m.id, message }));
-    child.on('disconnect', () => post({ t: 'disconnect', id: m.id }));
-  }
-}
-
-function handle(m) {
-  if (m.t === 'spawn') return start(m);
-  if (m.t === 'close') return closeAll(m.fds);
-  const child = children.get(m.id);
-  if (m.t === 'send') {
-    if (child !== undefined && child.connected) child.send(m.message, undefined, () => {});
-  } else if (m.t === 'kill') {
-    if (child !== undefined && child.exitCode === null && child.signalCode === null) child.kill(m.signal);
-  } else if (m.t === 'disconnect') {
-    if (child !== undefined && child.connected) child.disconnect();
-  }
-}
-
-parentPort.on('message', (m) => {
-  try {
-    handle(m);
-  } catch (e) {
-    if (m && m.id !== undefined) post({ t: 'error', id: m.id, error: plain(e) });
-  }
-});
+const handle = ${CORE_SOURCE}((m) => parentPort.postMessage(m), require('node:child_process').spawn, require('node:fs').closeSync, () => process.env);
+parentPort.on('message', handle);
+parentPort.postMessage({ t: 'ready' });
 `;
 
 interface ThreadError {
@@ -136,10 +148,20 @@ type ThreadMessage =
   | { t: 'disconnect'; id: number };
 
 let thread: Worker | undefined;
+/** Whether the thread has said it takes requests; until then new children are spawned here (see flush). */
+let threadReady = false;
+/** The children the thread spawned (a thread that dies fails them); the others are `here`'s. */
+const onThread = new Set<number>();
 const live = new Map<number, RemoteChild>();
 let nextId = 1;
 /** Children that keep the process alive (referenced and not exited). */
 let holding = 0;
+/** Holds the event loop for referenced children while there is no thread to hold it. */
+let keepAlive: NodeJS.Timeout | undefined;
+
+function deliver(m: ThreadMessage): void {
+  live.get(m.id)?.[kDeliver](m);
+}
 
 function launcher(): Worker {
   if (thread !== undefined) return thread;
@@ -153,17 +175,52 @@ function launcher(): Worker {
     // It closes descriptors the main thread opened: no per-thread bookkeeping (and warnings) for them.
     trackUnmanagedFds: false,
   });
-  w.on('message', (m: ThreadMessage) => live.get(m.id)?.[kDeliver](m));
+  w.on('message', (m: ThreadMessage | { t: 'ready' }) => {
+    if (m.t === 'ready') {
+      threadReady = true;
+      for (const f of readyWaiters.splice(0)) f();
+      if (outbox.length > 0) setImmediate(flush);
+    } else deliver(m);
+  });
   const lost = (why: string): void => {
     thread = undefined;
-    for (const child of [...live.values()]) child[kDeliver]({ t: 'error', id: 0, error: { message: `the launcher thread ${why}` } });
+    threadReady = false;
+    for (const id of [...onThread]) live.get(id)?.[kDeliver]({ t: 'error', id, error: { message: `the launcher thread ${why}` } });
+    onThread.clear();
   };
   w.on('error', (e: Error) => lost(`failed: ${e.message}`));
   w.on('exit', (code: number) => lost(`exited (${code})`));
   // After the listeners: attaching one refs the thread's port again.
   if (holding === 0) w.unref();
   thread = w;
+  keepAliveFor();
   return w;
+}
+
+const readyWaiters: Array<() => void> = [];
+
+/** Starts the launcher thread now; resolves once it takes requests (for tests). @internal */
+export function launcherUp(): Promise<void> {
+  const w = launcher();
+  if (threadReady) return Promise.resolve();
+  // Held until it is up, whatever the children hold.
+  w.ref();
+  return new Promise((resolve) =>
+    readyWaiters.push(() => {
+      if (holding === 0) w.unref();
+      resolve();
+    }),
+  );
+}
+
+/** The thread holds the loop once it exists; before, a timer does, while a referenced child runs. */
+function keepAliveFor(): void {
+  const want = holding > 0 && thread === undefined;
+  if (want && keepAlive === undefined) keepAlive = setInterval(() => undefined, 2 ** 30);
+  else if (!want && keepAlive !== undefined) {
+    clearInterval(keepAlive);
+    keepAlive = undefined;
+  }
 }
 
 function hold(delta: number): void {
@@ -171,14 +228,70 @@ function hold(delta: number): void {
   holding += delta;
   if (before === 0 && holding > 0) thread?.ref();
   else if (before > 0 && holding === 0) thread?.unref();
+  keepAliveFor();
 }
+
+/**
+ * The core on this thread, for the children spawned before the launcher
+ * thread is up; null where code cannot be made from strings
+ * (`--disallow-code-generation-from-strings`): everything then waits for the thread.
+ */
+let here: ((m: Record<string, unknown>) => void) | null | undefined;
+/** The children `here` spawned. */
+const hereIds = new Set<number>();
+
+function hereCore(): ((m: Record<string, unknown>) => void) | null {
+  if (here !== undefined) return here;
+  try {
+    const make = new Function(`return ${CORE_SOURCE}`)() as (...a: unknown[]) => (m: Record<string, unknown>) => void;
+    const { closeSync } = process.getBuiltinModule('node:fs');
+    // Events arrive after the request, as the thread's do.
+    here = make((m: ThreadMessage) => process.nextTick(deliver, m), childProcess().spawn, closeSync, () => process.env);
+  } catch {
+    here = null;
+  }
+  return here;
+}
+
+/**
+ * How many children one turn spawns on this thread while the launcher
+ * thread starts: each fork holds this thread for a millisecond or two (a
+ * fresh process's page tables are small), where starting the thread takes
+ * tens of them. The rest of a larger burst waits for the thread.
+ */
+const HERE_PER_TURN = 4;
+/** The launcher thread starts this long after the first child spawned here, so that it does not compete with that child's start-up for the CPUs. */
+const THREAD_START_DELAY_MS = 250;
+let threadTimer: NodeJS.Timeout | undefined;
 
 /** Messages for the launcher, posted once the current macrotask is over (see `post`). */
 const outbox: Array<Record<string, unknown>> = [];
 
 function flush(): void {
-  const w = launcher();
-  for (const m of outbox.splice(0)) w.postMessage(m);
+  let spawnedHere = 0;
+  for (const m of outbox.splice(0)) {
+    const id = m.id as number | undefined;
+    if (m.t === 'spawn') {
+      const core = threadReady || spawnedHere >= HERE_PER_TURN ? null : hereCore();
+      if (core !== null) {
+        hereIds.add(id!);
+        spawnedHere++;
+        core(m);
+      } else {
+        onThread.add(id!);
+        launcher().postMessage(m);
+      }
+    } else if (id !== undefined && hereIds.has(id)) here!(m);
+    else if (m.t === 'close' && !threadReady && hereCore() !== null) here!(m);
+    else launcher().postMessage(m);
+  }
+  if (spawnedHere > 0 && thread === undefined && threadTimer === undefined) {
+    threadTimer = setTimeout(() => {
+      threadTimer = undefined;
+      launcher();
+    }, THREAD_START_DELAY_MS);
+    threadTimer.unref();
+  }
 }
 
 /**
@@ -327,6 +440,8 @@ export class RemoteChild extends EventEmitter {
     this.#state = 'gone';
     this.#connected = false;
     live.delete(this.#id);
+    onThread.delete(this.#id);
+    hereIds.delete(this.#id);
     if (this.#referenced) hold(-1);
   }
 
