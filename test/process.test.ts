@@ -147,6 +147,19 @@ describe('starting, joining and exit codes', () => {
   });
 });
 
+describe('locating a target without the debugger domain', () => {
+  test("a plain JavaScript module's functions are found from V8's coverage and the module's file: no Debugger.enable (30 ms in a fresh process)", () => {
+    const r = spawnSync(process.execPath, ['--import', 'tsx', 'test/fixtures/locate-fast.ts'], { encoding: 'utf8', timeout: 60_000 });
+    expect(r.status, r.stderr).toBe(0);
+    const out = JSON.parse(r.stdout.trim().split('\n').pop()!) as Record<string, unknown>;
+    expect(out.alpha).toEqual(['locate-targets.mjs', 'alpha']);
+    expect(out.gamma).toEqual(['locate-targets.mjs', 'delta']);
+    expect(out.beta).toBe('TARGET_NOT_IMPORTABLE');
+    expect(out.methods).not.toContain('Debugger.enable');
+    expect(out.methods).toContain('Profiler.getBestEffortCoverage');
+  });
+});
+
 describe('start() does not block the event loop', () => {
   /**
    * Counts the calls of node:child_process made on this thread while `body`

@@ -11,7 +11,12 @@
  * name, a child can import that binding: for an ES module, its export
  * syntax (`export function f`, `export const f = ...`, `export { f as g }`,
  * `export default f`...); for a module Vite transformed (vitest), its export
- * calls. A top-level function that is not exported is refused here, with
+ * calls. The script's URL comes from V8's best-effort coverage, and a plain
+ * JavaScript module's source from its file: turning the debugger domain on
+ * replays every loaded script (some 30 ms in a fresh process that imported
+ * billiard-ts), so it is turned on only when those do not answer (a script
+ * coverage does not list; a module a loader transformed, whose text is not
+ * its file's). A top-level function that is not exported is refused here, with
  * the fix in the message, rather than failing in the child. A function of
  * a CommonJS module is found among its module's exports. Lambdas, closures,
  * bound functions and functions of the REPL or of eval cannot travel, as in
@@ -79,14 +84,17 @@ function post<T>(method: string, params?: Record<string, unknown>): T {
  * which costs in proportion to the scripts loaded, so the processes started
  * in one go (a pool's workers, with their different targets) pay for it once.
  */
+function connected(): void {
+  if (session !== undefined) return;
+  // Loaded on first use: a child that starts no process of its own never pays for it.
+  const { Session: InspectorSession } = process.getBuiltinModule('node:inspector');
+  session = new InspectorSession();
+  session.connect();
+  session.on('Debugger.scriptParsed', (m: { params: { scriptId: string; url: string } }) => scripts.set(m.params.scriptId, m.params.url));
+}
+
 function debuggerEnabled(): void {
-  if (session === undefined) {
-    // Loaded on first use: a child that starts no process of its own never pays for it.
-    const { Session: InspectorSession } = process.getBuiltinModule('node:inspector');
-    session = new InspectorSession();
-    session.connect();
-    session.on('Debugger.scriptParsed', (m: { params: { scriptId: string; url: string } }) => scripts.set(m.params.scriptId, m.params.url));
-  }
+  connected();
   if (debuggerOn) return;
   post('Debugger.enable');
   debuggerOn = true;
@@ -94,6 +102,29 @@ function debuggerEnabled(): void {
     debuggerOn = false;
     post('Debugger.disable');
   }).unref();
+}
+
+/**
+ * The URL of the script `scriptId`. V8's best-effort coverage lists the
+ * scripts whose code has run, with their URLs, in a few milliseconds and
+ * without changing any mode of the isolate; the debugger domain, which knows
+ * every script, is turned on only for a script it does not list: turning it
+ * on replays every loaded script's `scriptParsed` (hashing its source),
+ * some 30 ms in a fresh process that imported billiard-ts, on the way to a
+ * program's first child.
+ */
+function scriptUrl(scriptId: string): string | null {
+  const known = scripts.get(scriptId);
+  if (known !== undefined) return known;
+  try {
+    for (const c of post<{ result: Array<{ scriptId: string; url: string }> }>('Profiler.getBestEffortCoverage').result) {
+      if (c.url !== '') scripts.set(c.scriptId, c.url);
+    }
+  } catch {
+    // no coverage here: the debugger below knows
+  }
+  if (!scripts.has(scriptId)) debuggerEnabled();
+  return scripts.get(scriptId) ?? null;
 }
 
 interface RemoteObject {
@@ -108,7 +139,7 @@ interface RemoteObject {
  * module-level name, and that scope's kind (`Module` for an ES module).
  */
 function inspect(fn: object): { url: string | null; scriptId: string | null; binding: string | null; scope: string | null } {
-  debuggerEnabled();
+  connected();
   const key = '__billiard_ts_locate__';
   try {
     (globalThis as Record<string, unknown>)[key] = fn;
@@ -120,7 +151,7 @@ function inspect(fn: object): { url: string | null; scriptId: string | null; bin
     });
     const internal = props.internalProperties ?? [];
     const loc = internal.find((p) => p.name === '[[FunctionLocation]]')?.value?.value;
-    const url = loc === undefined ? null : (scripts.get(loc.scriptId) ?? null);
+    const url = loc === undefined ? null : scriptUrl(loc.scriptId);
     const scopesRef = internal.find((p) => p.name === '[[Scopes]]')?.value;
     let binding: string | null = null;
     let scope: string | null = null;
@@ -247,12 +278,32 @@ function exportsOfScript(scriptId: string, scope: string | null): Map<string, st
   const key = `${scope}:${scriptId}`;
   let found = exportsByScript.get(key);
   if (found === undefined) {
-    debuggerEnabled();
-    const { scriptSource } = post<{ scriptSource: string }>('Debugger.getScriptSource', { scriptId });
+    const scriptSource = sourceOf(scriptId, scope);
     found = scope === 'Module' ? exportsOfSource(scriptSource) : scriptSource.includes(VITE_MARKER) ? viteExports(scriptSource) : null;
     exportsByScript.set(key, found);
   }
   return found;
+}
+
+/**
+ * The source of the script `scriptId`: for a plain JavaScript ES module
+ * file (`.js`, `.mjs`), its file, which Node hands V8 as it is; else what V8
+ * holds, through the debugger domain (a module a loader transformed, such as
+ * TypeScript under tsx or a module of vitest, has other text than its file).
+ */
+function sourceOf(scriptId: string, scope: string | null): string {
+  const url = scripts.get(scriptId);
+  if (scope === 'Module' && url !== undefined && url.startsWith('file:') && /\.m?js$/.test(new URL(url).pathname)) {
+    try {
+      const { readFileSync } = process.getBuiltinModule('node:fs');
+      const { fileURLToPath } = process.getBuiltinModule('node:url');
+      return readFileSync(fileURLToPath(url), 'utf8');
+    } catch {
+      // gone or unreadable: ask V8
+    }
+  }
+  debuggerEnabled();
+  return post<{ scriptSource: string }>('Debugger.getScriptSource', { scriptId }).scriptSource;
 }
 
 /**
