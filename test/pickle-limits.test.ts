@@ -211,6 +211,24 @@ describe('maxAllocBytes', () => {
     expect(errorOf(latin1('\x80\x02cbuiltins\nbytes\nJ\xff\xff\xff\xff\x85R.')).code).toBe('HANDLER'); // bytes(-1)
   });
 
+  test('every memo entry is charged in full: MEMOIZE with far entries present costs a far entry (64 bytes), not 8 less', () => {
+    // One LONG_BINPUT far away, then 1,000 MEMOIZEs: each lands beside it in the far map.
+    const data = latin1(`\x80\x04Nr${u32(1_000_000)}0${'N\x940'.repeat(1000)}N.`);
+    expect(loads(data, { maxAllocBytes: 64 * 1001 + 64 })).toBe(null);
+    expectLimit(data, 'maxAllocBytes', { maxAllocBytes: 64 * 1001 - 64 });
+  });
+
+  test('BINPUT and LONG_BINPUT entries are charged 8 bytes each, as MEMOIZE ones', () => {
+    let long = '\x80\x02';
+    for (let i = 0; i < 1000; i++) long += `Nr${u32(i)}0`;
+    let short = '\x80\x02';
+    for (let i = 0; i < 200; i++) short += `Nq${String.fromCharCode(i)}0`;
+    expect(loads(latin1(`${long}N.`), { maxAllocBytes: 8 * 1000 })).toBe(null);
+    expectLimit(latin1(`${long}N.`), 'maxAllocBytes', { maxAllocBytes: 8 * 1000 - 1 });
+    expect(loads(latin1(`${short}N.`), { maxAllocBytes: 8 * 200 })).toBe(null);
+    expectLimit(latin1(`${short}N.`), 'maxAllocBytes', { maxAllocBytes: 8 * 200 - 1 });
+  });
+
   test('copies of a memoized argument are charged on every call', () => {
     // _codecs.encode(s, 'utf-8') of one 1 MB string, 200 times
     const big = 'x'.repeat(1_000_000);

@@ -665,13 +665,11 @@ export class Unpickler {
           if (stack.length <= fence) this.#underflow();
           const idx = this.#memoCount;
           // With no far entries the count is the dense length: append.
-          if (this.#memoFar === null && idx < this.#opts.maxMemo && (this.#budget -= SLOT_COST) >= 0) {
+          if (this.#memoFar === null && idx < this.#opts.maxMemo && this.#budget >= SLOT_COST) {
+            this.#budget -= SLOT_COST;
             memo[idx] = stack[stack.length - 1];
             this.#memoLen = this.#memoCount = idx + 1;
-          } else {
-            this.#budget += SLOT_COST;
-            this.#memoPut(idx, stack[stack.length - 1]);
-          }
+          } else this.#memoPut(idx, stack[stack.length - 1]);
           break;
         }
         case 0x68: {
@@ -698,15 +696,26 @@ export class Unpickler {
           // BINPUT
           if (pos >= end) this.#truncated();
           if (stack.length <= fence) this.#underflow();
-          this.#memoPut(data[pos++]!, stack[stack.length - 1]);
+          n = data[pos++]!;
+          // The next dense slot (protocols 1 to 3 put every memo entry so): appended as MEMOIZE appends.
+          if (n === this.#memoLen && this.#memoFar === null && n < this.#opts.maxMemo && this.#budget >= SLOT_COST) {
+            this.#budget -= SLOT_COST;
+            memo[n] = stack[stack.length - 1];
+            this.#memoLen = this.#memoCount = n + 1;
+          } else this.#memoPut(n, stack[stack.length - 1]);
           break;
         }
         case 0x72: {
           // LONG_BINPUT
           if (pos + 4 > end) this.#truncated();
           if (stack.length <= fence) this.#underflow();
-          this.#memoPut(u32le(data, pos), stack[stack.length - 1]);
+          n = u32le(data, pos);
           pos += 4;
+          if (n === this.#memoLen && this.#memoFar === null && n < this.#opts.maxMemo && this.#budget >= SLOT_COST) {
+            this.#budget -= SLOT_COST;
+            memo[n] = stack[stack.length - 1];
+            this.#memoLen = this.#memoCount = n + 1;
+          } else this.#memoPut(n, stack[stack.length - 1]);
           break;
         }
 
