@@ -187,6 +187,8 @@ function launcher(): Worker {
     threadReady = false;
     for (const id of [...onThread]) live.get(id)?.[kDeliver]({ t: 'error', id, error: { message: `the launcher thread ${why}` } });
     onThread.clear();
+    // Children spawned here may still run: the timer holds the loop for them again.
+    keepAliveFor();
   };
   w.on('error', (e: Error) => lost(`failed: ${e.message}`));
   w.on('exit', (code: number) => lost(`exited (${code})`));
@@ -271,6 +273,8 @@ function flush(): void {
   let spawnedHere = 0;
   for (const m of outbox.splice(0)) {
     const id = m.id as number | undefined;
+    // A kill, send or disconnect for a child gone meanwhile (its spawn failed) has no one to reach.
+    if (id !== undefined && m.t !== 'spawn' && !live.has(id)) continue;
     if (m.t === 'spawn') {
       const core = threadReady || spawnedHere >= HERE_PER_TURN ? null : hereCore();
       if (core !== null) {
