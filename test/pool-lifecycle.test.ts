@@ -246,6 +246,46 @@ describe('Pool restarts and recycling', () => {
   });
 });
 
+/** Holds this thread (the pool's event loop) for `ms`: what a busy or descheduled process looks like to its timers. */
+function holdThread(ms: number): void {
+  const end = performance.now() + ms;
+  while (performance.now() < end) {
+    // busy
+  }
+}
+
+describe('a limit that expires while its result waits unread', () => {
+  test('the hard limit: the result that came in meanwhile wins, and the worker lives', async () => {
+    await using pool = new Pool({ processes: 1, timeout: 0.3 });
+    const first = await pool.apply(pid, []);
+    const r = pool.applyAsync(sleepThen, [42, 100]);
+    expect(await until(() => r.accepted())).toBe(true);
+    // The worker answers after 100 ms; the limit runs out at 300 ms; this process reads neither until 1.5 s.
+    holdThread(1500);
+    expect(await r.get(10)).toBe(42);
+    expect(await pool.apply(pid, [])).toBe(first);
+  });
+
+  test("an abort's grace: the task that cleaned up in time keeps its worker", async () => {
+    await using pool = new Pool({ processes: 1 });
+    const first = await pool.apply(pid, []);
+    const controller = new AbortController();
+    const r = pool.applyAsync(cleanUpOnSoftLimit, [30_000], { signal: controller.signal });
+    expect(await until(() => r.accepted())).toBe(true);
+    controller.abort(new Error('not needed any more'));
+    // The worker cleans up at once (SIGUSR1 went out with the abort); the 1 s grace runs out unread.
+    // Held in the check phase, so that the next phase to run is the timers' (then the poll that reads).
+    await new Promise<void>((resolve) =>
+      setImmediate(() => {
+        holdThread(2500);
+        resolve();
+      }),
+    );
+    await expect(r.get(10)).rejects.toThrow('not needed any more');
+    expect(await pool.apply(pid, [])).toBe(first);
+  });
+});
+
 describe('Pool submission controls', () => {
   test('discard(): a waiting job never runs and its callbacks stay silent; with synack a job handed over but not yet confirmed is skipped (NACK)', async () => {
     const dir = tmp();

@@ -273,6 +273,18 @@ const AUTO_WEIGHT = 0.25;
 const LOST_WORKER_TIMEOUT = 10;
 /** How long a worker whose job was aborted may take to answer before it is killed (ms). */
 const ABORT_GRACE_MS = 1000;
+
+/**
+ * Runs `decide` once the event loop has read what is waiting on the
+ * descriptors: a timer that expires while this process was busy (or not
+ * scheduled) runs before the poll phase of the same turn, where a worker's
+ * result that came in meanwhile would be read. Deferred to the check phase,
+ * a limit's kill sees that result and spares the worker (and the job keeps
+ * its value), as it would have had the process been on time.
+ */
+function afterPendingReads(decide: () => void): void {
+  setImmediate(decide);
+}
 /** Samples kept for stats(). */
 const SAMPLES = 1024;
 /** The syn pipe's answers, as Celery sends them. */
@@ -1156,20 +1168,22 @@ export class Pool extends EventEmitter<PoolEvents> {
     }
     if (task.limit !== null) {
       const limit = task.limit;
-      task.timer = new Timer(
+      const timer: Timer = new Timer(
         limit,
-        () => {
-          task.timer = null;
-          if (w.held[0] !== task) return;
-          // The worker is killed for it: its death must not fail the task again.
-          this.#release(w, task);
-          this.#setResult(task, false, new ExceptionInfo(new TimeLimitExceeded(limit)));
-          if (task.onTimeout) safeCall(task.onTimeout, [{ soft: false, timeout: limit }], task.result.propagate);
-          this.#emit('timeout', { result: task.result, soft: false, timeout: limit, pid: w.pid });
-          this.#kill(w);
-        },
+        () =>
+          afterPendingReads(() => {
+            if (task.timer === timer) task.timer = null;
+            if (w.held[0] !== task) return;
+            // The worker is killed for it: its death must not fail the task again.
+            this.#release(w, task);
+            this.#setResult(task, false, new ExceptionInfo(new TimeLimitExceeded(limit)));
+            if (task.onTimeout) safeCall(task.onTimeout, [{ soft: false, timeout: limit }], task.result.propagate);
+            this.#emit('timeout', { result: task.result, soft: false, timeout: limit, pid: w.pid });
+            this.#kill(w);
+          }),
         { ref: false },
       );
+      task.timer = timer;
     }
   }
 
@@ -1499,16 +1513,18 @@ export class Pool extends EventEmitter<PoolEvents> {
       if (!task.acked || w.held[0] !== task) continue; // with synack it is skipped at its ACK; otherwise it runs, its result ignored
       this.#softLimit(w, task, null);
       this.#disarm(task);
-      task.timer = new Timer(
+      const grace: Timer = new Timer(
         ABORT_GRACE_MS / 1000,
-        () => {
-          task.timer = null;
-          if (w.held[0] !== task) return;
-          this.#release(w, task);
-          this.#kill(w);
-        },
+        () =>
+          afterPendingReads(() => {
+            if (task.timer === grace) task.timer = null;
+            if (w.held[0] !== task) return;
+            this.#release(w, task);
+            this.#kill(w);
+          }),
         { ref: false },
       );
+      task.timer = grace;
     }
     if (result instanceof IMapIterator) result.failAll(einfo);
   }
