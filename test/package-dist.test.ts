@@ -70,18 +70,35 @@ test('a TypeScript application (tsx) on dist/: its .ts target runs in children o
   }
 });
 
-test('the ./pickle entry and the chunks it loads import nothing of Node', () => {
-  const seen = new Set<string>();
+/** The files an entry of dist/ loads: itself and the chunks it imports, transitively. */
+function closureOf(entry: string): Map<string, string> {
+  const seen = new Map<string, string>();
   const visit = (file: string): void => {
     if (seen.has(file)) return;
-    seen.add(file);
     const source = readFileSync(file, 'utf8');
-    expect(source, file).not.toMatch(/from\s*["']node:|require\(["']node:/);
+    seen.set(file, source);
     for (const m of source.matchAll(/(?:from|import)\s*["'](\.[^"']+)["']/g)) visit(join(file, '..', m[1]!));
   };
-  visit(join(DIST, 'pickle', 'index.js'));
-  expect(seen.size).toBeGreaterThan(1);
+  visit(join(DIST, entry));
+  return seen;
+}
+
+test('the ./pickle entry and the chunks it loads import nothing of Node', () => {
+  const files = closureOf(join('pickle', 'index.js'));
+  for (const [file, source] of files) expect(source, file).not.toMatch(/from\s*["']node:|require\(["']node:/);
+  expect(files.size).toBeGreaterThan(1);
   expect(readdirSync(join(DIST, 'chunks')).length).toBeGreaterThan(0);
+});
+
+test('a child and a pool worker load the connection, not the listener, the handshake or wait(): less code for every child to compile', () => {
+  for (const entry of [join('process', 'child.js'), join('pool', 'worker.js')]) {
+    const code = [...closureOf(entry).values()].join('\n');
+    // (minified: `var Connection=class _Connection{...}`)
+    expect(/\bConnection=class\b/.test(code), `${entry} has Connection`).toBe(true);
+    for (const absent of [/\bListener=class\b/, /\bfunction deliverChallenge\(/, /\bfunction answerChallenge\(/, /\bfunction wait\(/, /\bfunction Pipe\(/]) {
+      expect(absent.test(code), `${entry} loads ${absent}`).toBe(false);
+    }
+  }
 });
 
 test('internals stay out of the public surface: not exported, not in the type declarations', async () => {

@@ -16,8 +16,7 @@
  * to stderr, as Python prints the traceback), n for `process.exit(n)`.
  */
 
-import { Connection } from '../connection/index.js';
-import { flushConnections } from '../connection/connection.js';
+import { Connection, flushConnections } from '../connection/connection.js';
 import { setParentDeathSignal, parentPid } from '../native/index.js';
 
 import { dumps, loads, PyTuple, tuple, type PickleRegistry } from '../pickle/index.js';

@@ -8,8 +8,8 @@
  * the other end is one of those.
  */
 
-import { Connection, EOFError, OSError, TimeoutError } from '../connection/index.js';
-import { kOpenedStream } from '../connection/connection.js';
+import { Connection, kOpenedStream } from '../connection/connection.js';
+import { EOFError, OSError, TimeoutError } from '../connection/errors.js';
 import { cancelJob, jobId, NativeError, pollReadable, recvFds as nativeRecvFds, sendFds as nativeSendFds } from '../native/index.js';
 import { timeoutSeconds } from '../connection/timers.js';
 import { RuntimeError, ValueError } from './errors.js';

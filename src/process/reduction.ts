@@ -7,7 +7,7 @@
  * billiard child (Python) and a billiard-ts child (Node) both rebuild it.
  */
 
-import { Connection } from '../connection/index.js';
+import { Connection } from '../connection/connection.js';
 import { AuthenticationString } from './authkey.js';
 import { defaultRegistry, PyGlobal, PyObject, setState, tuple, type PickleRegistry, type Reducer } from '../pickle/index.js';
 

@@ -14,7 +14,8 @@
  * the write lock, and keeps the process alive until they are written.
  */
 
-import { Connection, EOFError, OSError } from '../connection/index.js';
+import { Connection } from '../connection/connection.js';
+import { EOFError, OSError } from '../connection/errors.js';
 import { timeoutSeconds } from '../connection/timers.js';
 import { NativeError, pipe, readable, readFrame, takeFrame, writeBytes, writeBytesNow } from '../native/index.js';
 import { BilliardError } from '../pickle/errors.js';
