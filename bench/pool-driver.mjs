@@ -69,6 +69,12 @@ function vmrss(pid = 'self') {
   return Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))[1]);
 }
 
+/** A process's private memory (USS) in KiB: the pages no other process maps, what ending it gives back. */
+function uss(pid) {
+  const rollup = readFileSync(`/proc/${pid}/smaps_rollup`, 'utf8');
+  return Number(/Private_Clean:\s+(\d+)/.exec(rollup)[1]) + Number(/Private_Dirty:\s+(\d+)/.exec(rollup)[1]);
+}
+
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 const now = () => performance.now() / 1000;
 
@@ -207,6 +213,7 @@ async function cycle(cmd, rows = ['map', 'map1', 'apply']) {
       await a.warmEach();
       await sleep(100);
       out.rss_kib = a.pids().map((pid) => vmrss(pid));
+      out.uss_kib = a.pids().map((pid) => uss(pid));
     }
     // With cmd.warm each row first runs once on the same pool, outside its samples: map at full size
     // (its time is map_cold: a fresh Node worker's pickler is not optimized yet), map1 and apply at a

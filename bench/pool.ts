@@ -11,6 +11,7 @@
  * | applyAsync | 10,000 `applyAsync(square, [i])`, then every result (tasks/s) |
  * | terminate | terminate an idle pool of 2, until its workers are gone (ms) |
  * | idle RSS | KiB per worker: VmRSS of each worker process; for the thread pools, the growth of the process's RSS per worker thread |
+ * | idle USS | KiB per worker: private memory of each worker process (smaps_rollup's Private_Clean + Private_Dirty: what ending it gives back; not the shared pages of the node or python binary VmRSS counts); for the thread pools, the same growth as RSS |
  *
  * Every implementation is a driver process of its own that times its side
  * and answers one JSON line per command: `node bench/pool-driver.mjs` (plain
@@ -81,9 +82,11 @@ interface CycleResult {
   /** The untimed warm-up map (full size) on the pool's fresh workers. */
   map_cold?: number;
   rss_kib?: number[];
+  /** Private memory (USS) of each worker. */
+  uss_kib?: number[];
 }
 
-type RowId = 'start' | 'map' | 'map1' | 'apply' | 'terminate' | 'rss';
+type RowId = 'start' | 'map' | 'map1' | 'apply' | 'terminate' | 'rss' | 'uss';
 /** Samples by row, and the cold map's rate (not a row of the table: a note under it). */
 type Samples = Record<RowId, number[]> & { mapCold: number[] };
 
@@ -102,7 +105,11 @@ const ROWS: Row[] = [
   { id: 'apply', label: `${SIZES.apply_n / 1000}k applyAsync, then all results`, unit: 'tasks/s', higherBetter: true },
   { id: 'terminate', label: 'terminate an idle pool of 2', unit: 'ms', higherBetter: false },
   { id: 'rss', label: 'idle RSS per worker', unit: 'MiB', higherBetter: false },
+  { id: 'uss', label: 'idle private memory (USS) per worker', unit: 'MiB', higherBetter: false },
 ];
+
+/** Rows the issue's goals are read on (USS is shown beside RSS, not a goal of its own). */
+const GOAL_ROWS = ROWS.filter((r) => r.id !== 'uss');
 
 const BASELINE = 'billiard-ts-spawn';
 const NPM_PEERS = ['piscina', 'tinypool', 'workerpool'] as const;
@@ -201,7 +208,7 @@ export async function run(options: BenchRunOptions): Promise<string> {
     ...NPM_PEERS.map((id): Impl => ({ id, label: id, kind: 'threads', command: node(id) })),
   ];
 
-  const samples = new Map<string, Samples>(impls.map((i) => [i.id, { start: [], map: [], map1: [], apply: [], terminate: [], rss: [], mapCold: [] }]));
+  const samples = new Map<string, Samples>(impls.map((i) => [i.id, { start: [], map: [], map1: [], apply: [], terminate: [], rss: [], uss: [], mapCold: [] }]));
   const info: Record<string, unknown> = {};
   const threadRss: Record<string, unknown[]> = {};
   /** Cycles that hung, by implementation. */
@@ -266,6 +273,7 @@ export async function run(options: BenchRunOptions): Promise<string> {
       for (const t of r.map1) s.map1.push(SIZES.map1_n / t);
       for (const t of r.apply) s.apply.push(SIZES.apply_n / t);
       for (const kib of r.rss_kib ?? []) s.rss.push(kib / 1024);
+      for (const kib of r.uss_kib ?? []) s.uss.push(kib / 1024);
       if (impl.kind === 'threads') {
         // RSS growth per thread, in a fresh process each round (RSS does not shrink after a pool is destroyed).
         progress(`round ${round + 1}/${rounds}: ${impl.label}, RSS per thread`);
@@ -274,6 +282,8 @@ export async function run(options: BenchRunOptions): Promise<string> {
         const m = JSON.parse(out.stdout.trim().split('\n').at(-1)!) as { per_worker_kib: number };
         (threadRss[impl.id] ??= []).push(m);
         s.rss.push(m.per_worker_kib / 1024);
+        // A thread's growth is all this process's own: its private memory too.
+        s.uss.push(m.per_worker_kib / 1024);
       }
     }
   } finally {
@@ -337,7 +347,7 @@ export async function run(options: BenchRunOptions): Promise<string> {
     goals.push({ goal: 'start <= 1.0x billiard spawn (cold, billiard-ts spawn)', cells: [ratioCell(cold, cold <= 1), ''], met: cold <= 1 });
     goals.push({ goal: 'start <= 0.5x billiard spawn (warm, billiard-ts forkserver)', cells: ['', ratioCell(warm, warm <= 0.5)], met: warm <= 0.5 });
   }
-  for (const r of ROWS) {
+  for (const r of GOAL_ROWS) {
     const per = TS_IMPLS.map((ts) => {
       const adv = NPM_PEERS.map((peer) => ({ peer, a: advantage(r, med(ts, r.id), med(peer, r.id)) }));
       const worst = adv.reduce((a, b) => (b.a < a.a ? b : a));
@@ -358,7 +368,7 @@ export async function run(options: BenchRunOptions): Promise<string> {
   const header = [
     `Pool of ${SIZES.processes} workers (processes, or threads for piscina/tinypool/workerpool): ${versions.join(', ')} on Node ${process.version} (plain node on dist/, no TypeScript loader); billiard ${pyInfo.version} and multiprocessing on Python ${pyInfo.python_version} (${pyInfo.python}, multiprocessing ${mpInfo.version}).`,
     `Each cell: the median over ${rounds} rounds (${1 + EXTRA_STARTS} pool lives per round for start and terminate, one for the others; each throughput row first run once on that pool outside its samples, map at full size and the others at a tenth, then repeated up to ${MAX_REPS} times while under ${fmt(rowSeconds, 2)} s), then (the ratio to billiard-ts spawn's median, the baseline). Rates: higher is better; ms and MiB: lower is better.`,
-    `The thread pools have no map: "map, default chunksize" runs squareChunk on chunks of billiard's default size (ceil(n / 8) = ${Math.ceil(SIZES.map_n / (4 * SIZES.processes))}), "chunksize 1" one task per item. Idle RSS: VmRSS of each worker process (fork workers count pages shared with their parent); for the thread pools, the growth of the process's RSS per worker thread (after GC, in a fresh process). Load average ${fmt(loadBefore, 2)} before, ${fmt(loadAfter, 2)} after; ${fmt(seconds, 3)} s of cycles.`,
+    `The thread pools have no map: "map, default chunksize" runs squareChunk on chunks of billiard's default size (ceil(n / 8) = ${Math.ceil(SIZES.map_n / (4 * SIZES.processes))}), "chunksize 1" one task per item. Idle RSS: VmRSS of each worker process (fork workers count pages shared with their parent); for the thread pools, the growth of the process's RSS per worker thread (after GC, in a fresh process). Idle USS: the private memory of each worker process (Private_Clean + Private_Dirty of /proc/<pid>/smaps_rollup: what ending it gives back, without the executable's and libraries' pages it shares with every other process); for the thread pools, the same growth (a thread's memory is its process's own). USS is shown beside RSS; the goals are read on RSS. Load average ${fmt(loadBefore, 2)} before, ${fmt(loadAfter, 2)} after; ${fmt(seconds, 3)} s of cycles.`,
   ];
   const hung = [...hangs].map(([id, n]) => `${impls.find((i) => i.id === id)!.label} ${n}`);
   const legend =

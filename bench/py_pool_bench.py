@@ -66,6 +66,16 @@ def vmrss_kib(pid):
     return None
 
 
+def uss_kib(pid):
+    """A process's private memory (USS) in KiB: the pages no other process maps."""
+    total = 0
+    with open('/proc/%d/smaps_rollup' % pid) as f:
+        for line in f:
+            if line.startswith(('Private_Clean:', 'Private_Dirty:')):
+                total += int(line.split()[1])
+    return total
+
+
 def load_lib(lib):
     if lib == 'billiard':
         try:
@@ -142,6 +152,7 @@ class Driver:
                 pool.map(noop, range(20), chunksize=1)
                 time.sleep(0.1)
                 out['rss_kib'] = [vmrss_kib(p.pid) for p in pool._pool]
+                out['uss_kib'] = [uss_kib(p.pid) for p in pool._pool]
 
             def do_map():
                 r = pool.map(square, map_items)
@@ -213,6 +224,7 @@ def alone(lib, method, rounds):
         'apply_async tasks/s': cmd['apply_n'] / median([min(c['apply']) for c in cycles]),
         'terminate ms': median([c['terminate'] for c in cycles]) * 1000,
         'worker rss KiB': median([x for c in cycles for x in c['rss_kib']]),
+        'worker uss KiB': median([x for c in cycles for x in c['uss_kib']]),
     }, indent=2))
 
 
