@@ -9,7 +9,7 @@
 import { spawn, spawnSync } from 'node:child_process';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { fileURLToPath, pathToFileURL } from 'node:url';
 
 import { beforeAll, expect, test } from 'vitest';
 
@@ -99,6 +99,25 @@ test('a child and a pool worker load the connection, not the listener, the hands
       expect(absent.test(code), `${entry} loads ${absent}`).toBe(false);
     }
   }
+});
+
+test('the compiled classes and functions keep their names: a Process is named Process-1, and every export of the package has the name it has when the sources run', () => {
+  // esbuild names a class whose body refers to itself `_Process` (var Process = class _Process), renames a
+  // declaration whose name another module also declares (Semaphore2), and drops unused function-expression names.
+  const namesOf = (entry: string): string => `
+    const m = await import(${JSON.stringify(entry)});
+    const names = Object.fromEntries(Object.entries(m).filter(([, v]) => typeof v === 'function').map(([k, v]) => [k, v.name]));
+    console.log(JSON.stringify({ names, process: new m.Process({ target: null }).name, repr: String(new m.Process({ target: null })) }));`;
+  const run = (args: string[]): { names: Record<string, string>; process: string; repr: string } => {
+    const r = spawnSync(process.execPath, args, { cwd: ROOT, encoding: 'utf8', timeout: 60_000 });
+    expect(r.status, r.stderr).toBe(0);
+    return JSON.parse(r.stdout.trim().split('\n').at(-1)!) as { names: Record<string, string>; process: string; repr: string };
+  };
+  const dist = run(['--input-type=module', '-e', namesOf(pathToFileURL(join(DIST, 'index.js')).href)]);
+  const source = run(['--import', 'tsx', '--input-type=module', '-e', namesOf(pathToFileURL(join(ROOT, 'src', 'index.ts')).href)]);
+  expect(dist.process).toBe('Process-1');
+  expect(dist.repr).toBe('<Process(Process-2, initial)>');
+  expect(dist.names).toEqual(source.names);
 });
 
 test('internals stay out of the public surface: not exported, not in the type declarations', async () => {
