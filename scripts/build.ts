@@ -7,8 +7,10 @@
  * module (one Connection class, one currentProcess()). A child loads a
  * handful of files instead of every module of src/, which is most of what
  * the bootstrap adds to a bare Node start (see bench/process.ts).
- * The JavaScript is minified but for its names, with source maps.
- * Types: tsc writes the .d.ts files beside them.
+ * The JavaScript is minified but for its names, with source maps; the names
+ * esbuild changes (a self-referring class `_X`, a declaration renamed `X2`)
+ * are given back at the end of each file (restoreClassNames,
+ * restoreExportNames). Types: tsc writes the .d.ts files beside them.
  */
 
 import { spawnSync } from 'node:child_process';
@@ -81,14 +83,20 @@ function restoreExportNames(): void {
   const files = jsFiles(DIST).map((file) => ({ file, code: readFileSync(file, 'utf8') }));
   const fixes = new Map<string, string[]>();
   for (const [key, name] of new Map(JSON.parse(r.stdout) as Array<[string, string]>)) {
-    const local = name === '' ? key : new RegExp(`^${key}\\d+$`).test(name) ? name : null;
+    const local = name === '' ? key : new RegExp(`^${escape(key)}\\d+$`).test(name) ? name : null;
     if (local === null) continue; // an alias: exported under another name on purpose
-    const declared = new RegExp(`(?:(?:var|let|const)\\s+|,)${local}=(?!=)|function\\*?\\s+${local}\\(|class\\s+${local}\\b`);
+    const id = escape(local);
+    const declared = new RegExp(`(?:(?:var|let|const)\\s+|,)${id}=(?!=)|function\\*?\\s+${id}\\(|class\\s+${id}\\b`);
     const home = files.find((f) => declared.test(f.code));
     if (home === undefined) throw new Error(`cannot find where ${local} (exported as ${key}) is declared in dist/`);
     fixes.set(home.file, [...(fixes.get(home.file) ?? []), `${local}.name!==${JSON.stringify(key)}&&Object.defineProperty(${local},"name",{value:${JSON.stringify(key)}});`]);
   }
   for (const [file, code] of fixes) append(file, code.join(''));
+}
+
+/** An identifier as a regular expression (`$` is one of its characters). */
+function escape(identifier: string): string {
+  return identifier.replace(/\$/g, '\\$');
 }
 
 function jsFiles(dir: string): string[] {
