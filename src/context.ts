@@ -176,7 +176,9 @@ export function setForkserverPreload(modules: readonly string[]): void {
 /**
  * billiard's `forkserver` module. `ensureRunning()` starts the fork
  * server's children now and resolves once they wait (otherwise the first
- * `start()` of a forkserver process does it). `setPoolSize(n)` is
+ * `start()` of a forkserver process does it); during a burst, once the pool
+ * the burst grew waits (the growth starts when the burst's cold children
+ * have reported, `coldReportSeconds` at most). `setPoolSize(n)` is
  * billiard-ts only (Python's server forks on demand): how many children are
  * kept started and waiting. By default the pool adapts: it keeps the number
  * of CPUs (at most 4) until a burst of starts finds it empty, then grows by

@@ -415,8 +415,6 @@ describe('the adaptive pool', () => {
       }
       await body(held);
       await burst(Math.min(base + 3, 8));
-      // The growth the burst asked for is started once its cold children reported (or coldReportSeconds passed).
-      await new Promise((r) => setTimeout(r, 1500));
       await forkserver.ensureRunning();
       expect(forkServer().size).toBeGreaterThan(base);
       expect(forkServer().pids.length).toBe(forkServer().size);
@@ -437,13 +435,6 @@ describe('the adaptive pool', () => {
       const n = Math.min(base + 3, 8);
       await burst(n);
       expect(forkServer().size).toBe(n);
-      // The growth starts once the burst's cold children have reported: their reports may be read after
-      // their exits (a loaded machine), so the pool may still be filling to its base when join() returns.
-      const grown = Date.now() + 20_000;
-      while (forkServer().pids.length < n) {
-        expect(Date.now()).toBeLessThan(grown);
-        await new Promise((r) => setTimeout(r, 50));
-      }
       await forkserver.ensureRunning();
       const warm = new Set(forkServer().pids);
       expect(warm.size).toBe(n);
@@ -457,6 +448,28 @@ describe('the adaptive pool', () => {
       }
     } finally {
       forkServer().idleSeconds = 30;
+      forkserver.setPoolSize(null);
+    }
+  }, 120_000);
+
+  test('ensureRunning() during a burst resolves once the pool the burst grew is warm: it waits for the cold starts to report, then for the growth', async () => {
+    forkserver.setPoolSize(null);
+    const procs: Process[] = [];
+    try {
+      await forkserver.ensureRunning();
+      const base = forkServer().size;
+      const n = Math.min(base + 3, 8);
+      for (let i = 0; i < n; i++) {
+        const p = new ctx.Process({ target: exitWith, args: [0] });
+        p.start();
+        procs.push(p);
+      }
+      // The last 3 starts found no warm child: cold ones, which grow the pool once they report.
+      await forkserver.ensureRunning();
+      expect(forkServer().size).toBe(n);
+      expect(forkServer().pids.length).toBe(n);
+    } finally {
+      for (const p of procs) await p.join(60);
       forkserver.setPoolSize(null);
     }
   }, 120_000);

@@ -201,6 +201,8 @@ export class ForkServer {
   #adaptive = true;
   /** Cold children of this pool's starts that have not reported yet: growth waits for them. */
   #coldInFlight = 0;
+  /** ready() calls waiting for #coldInFlight to come back to 0. */
+  #coldSettled: Array<() => void> = [];
   #idle: ReturnType<typeof setTimeout> | null = null;
   /** @internal seconds without a start before a grown pool shrinks back (tests shorten it). */
   idleSeconds = ADAPTIVE_IDLE_SECONDS;
@@ -270,12 +272,18 @@ export class ForkServer {
     }
   }
 
-  /** Resolves once every pooled child is warm. */
+  /**
+   * Resolves once every pooled child is warm. While cold starts of a burst
+   * are still starting, the pool they grew is started only once they have
+   * reported (see #coldReported): that is waited for first (coldReportSeconds
+   * at most), so that the pool is warm at its grown size.
+   */
   async ready(): Promise<void> {
-    this.fill();
     // Warm children are unreferenced; hold the event loop open while waiting for them.
     const hold = setInterval(() => {}, 1 << 30);
     try {
+      if (this.#coldInFlight > 0) await new Promise<void>((resolve) => this.#coldSettled.push(resolve));
+      this.fill();
       await Promise.all(this.#pool.map((w) => w.warm));
     } finally {
       clearInterval(hold);
@@ -569,7 +577,9 @@ export class ForkServer {
       if (!counted) return;
       counted = false;
       clearTimeout(timer);
-      if (--this.#coldInFlight === 0 && this.#inUse) this.fill();
+      if (--this.#coldInFlight > 0) return;
+      if (this.#inUse) this.fill();
+      for (const resolve of this.#coldSettled.splice(0)) resolve();
     };
     const timer = setTimeout(done, this.coldReportSeconds * 1000);
     timer.unref();
