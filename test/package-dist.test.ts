@@ -101,23 +101,31 @@ test('a child and a pool worker load the connection, not the listener, the hands
   }
 });
 
-test('the compiled classes and functions keep their names: a Process is named Process-1, and every export of the package has the name it has when the sources run', () => {
+test('the compiled classes and functions keep their names: a Process is named Process-1, and every export of the package and of its ./pickle and ./celery entries has the name it has when the sources run', () => {
   // esbuild names a class whose body refers to itself `_Process` (var Process = class _Process), renames a
   // declaration whose name another module also declares (Semaphore2), and drops unused function-expression names.
-  const namesOf = (entry: string): string => `
-    const m = await import(${JSON.stringify(entry)});
-    const names = Object.fromEntries(Object.entries(m).filter(([, v]) => typeof v === 'function').map(([k, v]) => [k, v.name]));
-    console.log(JSON.stringify({ names, process: new m.Process({ target: null }).name, repr: String(new m.Process({ target: null })) }));`;
-  const run = (args: string[]): { names: Record<string, string>; process: string; repr: string } => {
+  const entries = ['index', 'pickle/index', 'celery/index'];
+  const script = (urls: Record<string, string>): string => `
+    const names = {};
+    for (const [entry, url] of Object.entries(${JSON.stringify(urls)})) {
+      const m = await import(url);
+      names[entry] = Object.fromEntries(Object.entries(m).filter(([, v]) => typeof v === 'function').map(([k, v]) => [k, v.name]));
+    }
+    const { Process } = await import(${JSON.stringify(urls.index)});
+    console.log(JSON.stringify({ names, process: new Process({ target: null }).name, repr: String(new Process({ target: null })) }));`;
+  type Names = { names: Record<string, Record<string, string>>; process: string; repr: string };
+  const run = (args: string[]): Names => {
     const r = spawnSync(process.execPath, args, { cwd: ROOT, encoding: 'utf8', timeout: 60_000 });
     expect(r.status, r.stderr).toBe(0);
-    return JSON.parse(r.stdout.trim().split('\n').at(-1)!) as { names: Record<string, string>; process: string; repr: string };
+    return JSON.parse(r.stdout.trim().split('\n').at(-1)!) as Names;
   };
-  const dist = run(['--input-type=module', '-e', namesOf(pathToFileURL(join(DIST, 'index.js')).href)]);
-  const source = run(['--import', 'tsx', '--input-type=module', '-e', namesOf(pathToFileURL(join(ROOT, 'src', 'index.ts')).href)]);
+  const urls = (dir: string, ext: string): Record<string, string> => Object.fromEntries(entries.map((e) => [e, pathToFileURL(join(dir, `${e}${ext}`)).href]));
+  const dist = run(['--input-type=module', '-e', script(urls(DIST, '.js'))]);
+  const source = run(['--import', 'tsx', '--input-type=module', '-e', script(urls(join(ROOT, 'src'), '.ts'))]);
   expect(dist.process).toBe('Process-1');
   expect(dist.repr).toBe('<Process(Process-2, initial)>');
-  expect(dist.names).toEqual(source.names);
+  expect(Object.keys(dist.names)).toEqual(entries);
+  for (const e of entries) expect(dist.names[e], e).toEqual(source.names[e]);
 });
 
 test('internals stay out of the public surface: not exported, not in the type declarations', async () => {
