@@ -50,9 +50,14 @@ export interface PickleBenchOptions {
 }
 
 type Impl = 'CPython' | 'billiard-ts' | 'pickleparser';
-type Op = 'dumps' | 'loads';
+/**
+ * `dumps fresh`: dumps of a value made for that call (by loading the pickle,
+ * outside the timed span), as a job's or a message's arguments are; `dumps`
+ * pickles the same value again and again.
+ */
+type Op = 'dumps' | 'dumps fresh' | 'loads';
 const IMPLS: readonly Impl[] = ['CPython', 'billiard-ts', 'pickleparser'];
-const OPS: readonly Op[] = ['dumps', 'loads'];
+const OPS: readonly Op[] = ['dumps', 'dumps fresh', 'loads'];
 
 /** Statistics of one cell's samples; times in nanoseconds. */
 interface Timing {
@@ -142,15 +147,16 @@ function findGc(): { gc: (() => void) | undefined; how: string } {
  * keeping the previous one alive would make V8's young-generation GC copy it
  * and slow loads down by half.
  */
-function sampleJs(fn: () => unknown, seconds: number, warmupSeconds: number): number[] {
+function sampleJs(fn: (input: unknown) => unknown, seconds: number, warmupSeconds: number, setup?: () => unknown): number[] {
   const warmEnd = now() + BigInt(Math.round(warmupSeconds * 1e9));
-  do fn();
+  do fn(setup?.());
   while (now() < warmEnd);
   const samples: number[] = [];
   const end = now() + BigInt(Math.round(seconds * 1e9));
   while (now() < end || samples.length < 2) {
+    const input = setup?.(); // outside the timed span
     const t0 = now();
-    fn();
+    fn(input);
     samples.push(Number(now() - t0));
   }
   return samples;
@@ -253,8 +259,10 @@ export async function run(options: PickleBenchOptions = {}): Promise<string> {
       }
 
       // What each implementation runs; a string is why it cannot.
-      const jsFns: Record<`${'billiard-ts' | 'pickleparser'} ${Op}`, (() => unknown) | string | null> = {
+      const jsFns: Record<`${'billiard-ts' | 'pickleparser'} ${Op}`, ((input: unknown) => unknown) | string | null> = {
         'billiard-ts dumps': () => dumps(value, { protocol: pc.protocol }),
+        'billiard-ts dumps fresh': (fresh) => dumps(fresh, { protocol: pc.protocol }),
+        'pickleparser dumps fresh': null,
         'billiard-ts loads': () => loads(data),
         'pickleparser dumps': null,
         'pickleparser loads': ppProblem ?? (() => parser.parse(data)),
@@ -276,7 +284,8 @@ export async function run(options: PickleBenchOptions = {}): Promise<string> {
               got = (await worker.request<{ samples_ns: number[] }>(req)).samples_ns;
             } else {
               gc?.();
-              got = sampleJs(jsFns[`${impl} ${op}`] as () => unknown, seconds / rounds, warm);
+              const setup = op === 'dumps fresh' ? (): unknown => loads(data, { floats: 'wrap-integral' }) : undefined;
+              got = sampleJs(jsFns[`${impl} ${op}`] as (input: unknown) => unknown, seconds / rounds, warm, setup);
             }
             samples.get(impl)!.push(...got);
           }

@@ -17,7 +17,7 @@ Two modes:
       stdout, so the caller can interleave CPython's rounds with its own:
         {"cmd": "info"}
         {"cmd": "prepare", "out_dir": D, "rows": N, "variants": [...], "protocols": [...]}
-        {"cmd": "time", "variant": V, "protocol": P, "op": "dumps"|"loads", "seconds": S, "warmup": W}
+        {"cmd": "time", "variant": V, "protocol": P, "op": "dumps"|"dumps fresh"|"loads", "seconds": S, "warmup": W}
         {"cmd": "memory", "variant": V, "protocol": P}
 """
 
@@ -82,25 +82,31 @@ class Bench:
         return cases
 
     def function(self, variant, protocol, op):
+        """The timed function of one argument, and what makes its argument (None: no argument)."""
+        data = self.pickles[variant, protocol]
         if op == 'dumps':
             payload = self.payloads[variant]
-            return lambda: pickle.dumps(payload, protocol=protocol)
-        data = self.pickles[variant, protocol]
-        return lambda: pickle.loads(data)
+            return (lambda _: pickle.dumps(payload, protocol=protocol)), None
+        if op == 'dumps fresh':
+            # A value made for each call, as a job's arguments are: loaded from the pickle.
+            return (lambda value: pickle.dumps(value, protocol=protocol)), (lambda: pickle.loads(data))
+        return (lambda _: pickle.loads(data)), None
 
     def time(self, variant, protocol, op, seconds, warmup):
         """Single-call times in ns: warm-up, then at least `seconds` of samples (and 2 calls)."""
-        fn = self.function(variant, protocol, op)
+        fn, setup = self.function(variant, protocol, op)
         perf = time.perf_counter
         end = perf() + warmup
         while perf() < end:
-            fn()
+            fn(setup() if setup else None)
         samples = []
         end = perf() + seconds
         while perf() < end or len(samples) < 2:
+            arg = setup() if setup else None  # outside the timed span
             t0 = perf()
-            fn()  # the result is freed inside the timed span, as timeit does
+            fn(arg)  # the result is freed inside the timed span, as timeit does
             samples.append(perf() - t0)
+            del arg
         return [s * 1e9 for s in samples]
 
     def memory(self, variant, protocol):
@@ -170,7 +176,7 @@ def main():
     protocols = [int(p) for p in args.protocols.split(',')]
     cases = bench.prepare(args.out_dir, args.rows, args.variants.split(','), protocols)
     for case in cases:
-        for op in ('dumps', 'loads'):
+        for op in ('dumps', 'dumps fresh', 'loads'):
             case[op] = summarize(bench.time(case['variant'], case['protocol'], op, args.seconds, args.warmup))
         case['memory'] = bench.memory(case['variant'], case['protocol'])
     json.dump(dict(info(), rows=args.rows, cases=cases), sys.stdout)

@@ -152,6 +152,56 @@ describe('dumps keeps nothing of what it pickled', () => {
   });
 });
 
+describe('the object memo across dumps', () => {
+  // A value past the small memo: 40 containers, one list shared by all of
+  // them, and a list that holds itself.
+  const sharedValue = (): unknown[] => {
+    const shared = ['s', 1];
+    const cycle: unknown[] = ['c'];
+    cycle.push(cycle);
+    return [...Array.from({ length: 40 }, (_, i) => ({ i, shared })), cycle, shared];
+  };
+
+  test('dumps of fresh objects, one after another, keep every shared object and cycle as a fresh Pickler writes it', () => {
+    const expected = hex(new Pickler({ protocol: 4 }).dump(sharedValue()));
+    const p = new Pickler({ protocol: 4 });
+    // Rounds of fresh payloads (each dump's objects new to the pickler) with
+    // the shared value between them, long enough to pass through both tables.
+    for (let round = 0; round < 40; round++) {
+      p.dump(Array.from({ length: 200 }, (_, i) => ({ i, list: [i] })));
+      expect(hex(p.dump(sharedValue()))).toBe(expected);
+      // The same object dumped again and again.
+      const again = sharedValue();
+      expect(hex(p.dump(again))).toBe(expected);
+      expect(hex(p.dump(again))).toBe(expected);
+    }
+    const back = loads(new Pickler({ protocol: 4 }).dump(sharedValue())) as unknown[];
+    const record = (i: number): { shared: unknown } => back[i] as { shared: unknown };
+    expect(record(0).shared).toBe(record(39).shared);
+    expect(back[41]).toBe(record(0).shared);
+    const cycle = back[40] as unknown[];
+    expect(cycle[1]).toBe(cycle);
+  });
+
+  test('a dump after fresh ones keeps nothing of what it pickled', async () => {
+    setFlagsFromString('--expose-gc');
+    const gc = runInNewContext('gc') as () => void;
+    const p = new Pickler({ protocol: 4 });
+    const refs: Array<WeakRef<object>> = [];
+    (() => {
+      for (let round = 0; round < 3; round++) p.dump(Array.from({ length: 200 }, (_, i) => ({ i, list: [i] })));
+      const value = sharedValue();
+      refs.push(new WeakRef(value), new WeakRef(value[0] as object), new WeakRef(value[40] as object));
+      p.dump(value);
+    })();
+    for (let i = 0; i < 5; i++) {
+      gc();
+      await new Promise((resolve) => setTimeout(resolve, 10));
+    }
+    expect(refs.map((r) => r.deref() === undefined)).toEqual([true, true, true]);
+  });
+});
+
 describe('loads reuses one Unpickler', () => {
   test('a load inside a handler, a failed load, buffers, persistent ids and frozen options leave nothing to the next load', () => {
     // A handler that loads a pickle of its own while the outer load runs.

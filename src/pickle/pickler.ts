@@ -80,6 +80,20 @@ const STAMP_LIMIT = 2 ** 30;
 const STRING_MEMO_LIMIT = 1 << 16;
 /** Objects a dump memoizes by a scan before it uses the WeakMap (see Pickler's #smallObjs). */
 const SMALL_MEMO = 8;
+/**
+ * A dump that looks up at least this many objects in the WeakMap, most of
+ * them never seen by it, makes the next {@link FRESH_RUN} dumps memoize their
+ * objects in a Map of their own instead (see Pickler's #dumpMemo).
+ */
+const FRESH_MIN = 64;
+/** Dumps in a row that use the per-dump Map before one tries the WeakMap again. */
+const FRESH_RUN = 16;
+/**
+ * Objects new to the WeakMap since it was made before it may be replaced by
+ * an empty one (when they are also more than twice the most one dump looked
+ * up: objects dumped again and again stay in it).
+ */
+const WEAK_NEW_LIMIT = 1 << 14;
 /** Characters of memoized strings kept between dumps at most. */
 const STRING_CHARS_LIMIT = 1 << 22;
 
@@ -230,6 +244,27 @@ export class Pickler {
   readonly #smallObjs: Array<object | undefined> = new Array<object | undefined>(SMALL_MEMO).fill(undefined);
   readonly #smallIdx: number[] = new Array<number>(SMALL_MEMO).fill(0);
   #smallLen = 0;
+  /**
+   * The memo of this dump's objects past the small memo when the last dumps
+   * were of objects the WeakMap had never seen (a job's or a message's fresh
+   * arguments), else null. A WeakMap entry for a new object costs its
+   * identity hash, a slot in a table that only grows until a major GC clears
+   * the dead keys, and the GC's ephemeron work: with new objects in every
+   * dump the table grew without end and a dump of 10,000 fresh dicts took
+   * 100 times as long as one of 10,000 dicts dumped before. A Map emptied
+   * after the dump holds nothing past it and keeps no dead entries. One
+   * dump in {@link FRESH_RUN} goes back to the WeakMap, which wins when the
+   * same objects are dumped again (it then only updates their stamps).
+   */
+  #dumpMemo: Map<object, number> | null = null;
+  readonly #freshMemo = new Map<object, number>();
+  #freshRun = 0;
+  /** This dump's WeakMap lookups, and those that found no entry at all. */
+  #weakSeen = 0;
+  #weakNew = 0;
+  /** Objects new to the WeakMap since it was made, and the most one dump looked up. */
+  #weakAdded = 0;
+  #weakLargest = 0;
   #strMemo = new Map<string, number>();
   #moduleMemo = new Map<string, number>();
   #nameMemo = new Map<string, number>();
@@ -359,6 +394,7 @@ export class Pickler {
       // Do not keep the caller's objects, keys and values alive.
       const objs = this.#smallObjs;
       for (let i = this.#smallLen < 0 ? SMALL_MEMO : this.#smallLen; i > 0; ) objs[--i] = undefined;
+      this.#settleObjectMemo();
       const high = this.#scratchHigh;
       if (high > 0) {
         this.#scratchHigh = 0;
@@ -481,10 +517,16 @@ export class Pickler {
     let base = this.#base + this.#memoLen;
     if (base >= STAMP_LIMIT) {
       this.#objMemo = new WeakMap();
+      this.#weakAdded = 0;
+      this.#weakLargest = 0;
       this.#clearStrings();
       base = 0;
     }
     this.#base = base;
+    if (this.#freshRun > 0) {
+      this.#freshRun--;
+      this.#dumpMemo = this.#freshMemo;
+    }
     if (this.#strMemo.size + this.#nameMemo.size > STRING_MEMO_LIMIT || this.#stringChars > STRING_CHARS_LIMIT) this.#clearStrings();
     if (this.#shapeKeys.length > 0) this.#shapeKeys.length = 0;
   }
@@ -506,8 +548,15 @@ export class Pickler {
       for (let i = 0; i < n; i++) if (objs[i] === obj) return this.#smallIdx[i]!;
       return -1;
     }
+    const m = this.#dumpMemo;
+    if (m !== null) return m.get(obj) ?? -1;
     const v = this.#objMemo.get(obj);
-    return v !== undefined && v >= this.#base ? v - this.#base : -1;
+    this.#weakSeen++;
+    if (v === undefined) {
+      this.#weakNew++;
+      return -1;
+    }
+    return v >= this.#base ? v - this.#base : -1;
   }
 
   /** Writes the memo opcode for `obj` and records it. */
@@ -521,10 +570,37 @@ export class Pickler {
         this.#smallLen = n + 1;
         return;
       }
-      for (let i = 0; i < n; i++) this.#objMemo.set(this.#smallObjs[i]!, this.#base + this.#smallIdx[i]!);
+      const m = this.#dumpMemo;
+      if (m !== null) for (let i = 0; i < n; i++) m.set(this.#smallObjs[i]!, this.#smallIdx[i]!);
+      else for (let i = 0; i < n; i++) this.#objMemo.set(this.#smallObjs[i]!, this.#base + this.#smallIdx[i]!);
       this.#smallLen = -1;
     }
-    this.#objMemo.set(obj, this.#base + idx);
+    const m = this.#dumpMemo;
+    if (m !== null) m.set(obj, idx);
+    else this.#objMemo.set(obj, this.#base + idx);
+  }
+
+  /** After a dump: empties its Map, or judges from its WeakMap lookups which table the next dumps use. */
+  #settleObjectMemo(): void {
+    const m = this.#dumpMemo;
+    if (m !== null) {
+      if (m.size > 0) m.clear();
+      this.#dumpMemo = null;
+      return;
+    }
+    const seen = this.#weakSeen;
+    if (seen === 0) return;
+    const added = this.#weakNew;
+    this.#weakSeen = 0;
+    this.#weakNew = 0;
+    if (seen >= FRESH_MIN && added * 2 > seen) this.#freshRun = FRESH_RUN;
+    if (seen > this.#weakLargest) this.#weakLargest = seen;
+    this.#weakAdded += added;
+    if (this.#weakAdded > WEAK_NEW_LIMIT && this.#weakAdded > 2 * this.#weakLargest) {
+      this.#objMemo = new WeakMap();
+      this.#weakAdded = 0;
+      this.#weakLargest = 0;
+    }
   }
 
   /** The memo index of `key` in `table` in this dump, or -1. */
