@@ -85,15 +85,9 @@ const SMALL_MEMO = 8;
  * them never seen by it, makes the next {@link FRESH_RUN} dumps memoize their
  * objects in a Map of their own instead (see Pickler's #dumpMemo).
  */
-const FRESH_MIN = 64;
+const FRESH_MIN = 16;
 /** Dumps in a row that use the per-dump Map before one tries the WeakMap again. */
 const FRESH_RUN = 16;
-/**
- * Objects new to the WeakMap since it was made before it may be replaced by
- * an empty one (when they are also more than twice the most one dump looked
- * up: objects dumped again and again stay in it).
- */
-const WEAK_NEW_LIMIT = 1 << 14;
 /** Characters of memoized strings kept between dumps at most. */
 const STRING_CHARS_LIMIT = 1 << 22;
 
@@ -262,9 +256,6 @@ export class Pickler {
   /** This dump's WeakMap lookups, and those that found no entry at all. */
   #weakSeen = 0;
   #weakNew = 0;
-  /** Objects new to the WeakMap since it was made, and the most one dump looked up. */
-  #weakAdded = 0;
-  #weakLargest = 0;
   #strMemo = new Map<string, number>();
   #moduleMemo = new Map<string, number>();
   #nameMemo = new Map<string, number>();
@@ -517,8 +508,6 @@ export class Pickler {
     let base = this.#base + this.#memoLen;
     if (base >= STAMP_LIMIT) {
       this.#objMemo = new WeakMap();
-      this.#weakAdded = 0;
-      this.#weakLargest = 0;
       this.#clearStrings();
       base = 0;
     }
@@ -594,13 +583,6 @@ export class Pickler {
     this.#weakSeen = 0;
     this.#weakNew = 0;
     if (seen >= FRESH_MIN && added * 2 > seen) this.#freshRun = FRESH_RUN;
-    if (seen > this.#weakLargest) this.#weakLargest = seen;
-    this.#weakAdded += added;
-    if (this.#weakAdded > WEAK_NEW_LIMIT && this.#weakAdded > 2 * this.#weakLargest) {
-      this.#objMemo = new WeakMap();
-      this.#weakAdded = 0;
-      this.#weakLargest = 0;
-    }
   }
 
   /** The memo index of `key` in `table` in this dump, or -1. */
