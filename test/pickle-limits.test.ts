@@ -10,7 +10,7 @@ import { spawnSync } from 'node:child_process';
 
 import { beforeAll, describe, expect, test } from 'vitest';
 
-import { defaultRegistry, dumps, loads, PyByteArray, PyDict, PyGlobal, PyObject, PyTuple, tuple, UnpicklingError, type UnpicklerOptions } from '../src/pickle/index.js';
+import { defaultRegistry, dumps, loads, PyByteArray, PyDict, PyFrozenSet, PyGlobal, PyObject, PyTuple, tuple, UnpicklingError, type UnpicklerOptions } from '../src/pickle/index.js';
 import { PEER_DIR, pythonFor } from './helpers/peers.js';
 
 const latin1 = (s: string): Uint8Array => new Uint8Array(Buffer.from(s, 'latin1'));
@@ -403,4 +403,55 @@ test('deque() and set() of a str are charged for a string per character, and a d
   expect(d).toHaveLength(1000);
   expect(d[999]).toBe('\u65e5');
   expect(Object.getPrototypeOf(d).constructor.name).toBe('PyDeque');
+});
+
+describe('strings longer than 16,383 characters as keys (V8 hashes them by length alone)', () => {
+  const LONG = 16384;
+  const longKey = (i: number, length = LONG): string => 'k'.repeat(length - 8) + String(i).padStart(8, '0');
+  const keys = (n: number, length = LONG): string[] => Array.from({ length: n }, (_, i) => longKey(i, length));
+  const objectDict = (ks: string[]): Record<string, number> => Object.fromEntries(ks.map((k, i) => [k, i]));
+
+  test('maxLongKeys (64 by default) bounds them per load: object dicts, PyDicts, sets, frozensets and set() of a list', () => {
+    const cases: Array<[string, (ks: string[]) => Uint8Array]> = [
+      ['an object dict', (ks) => dumps(objectDict(ks))],
+      ['two object dicts, counted together', (ks) => dumps([objectDict(ks.slice(0, ks.length >> 1)), objectDict(ks.slice(ks.length >> 1))])],
+      ['a PyDict', (ks) => dumps(new PyDict<unknown, unknown>([[1, 'int key first'], ...ks.map((k): [string, number] => [k, 0])]))],
+      ['a dict loaded as a Map', (ks) => dumps(objectDict(ks))],
+      ['a set (ADDITEMS)', (ks) => dumps(new Set(ks), { protocol: 4 })],
+      ['a frozenset (FROZENSET)', (ks) => dumps(new PyFrozenSet(ks), { protocol: 4 })],
+      ['a set at protocol 2 (builtins.set of a list)', (ks) => dumps(new Set(ks), { protocol: 2 })],
+    ];
+    for (const [what, make] of cases) {
+      const options = what === 'a dict loaded as a Map' ? ({ dicts: 'map' } as const) : {};
+      expect(() => loads(make(keys(64)), options), what).not.toThrow();
+      const e = expectLimit(make(keys(65)), 'maxLongKeys', options);
+      expect(e.message, what).toContain('16383');
+      expect(() => loads(make(keys(65)), { ...options, maxLongKeys: 65 }), what).not.toThrow();
+      expectLimit(make(keys(3)), 'maxLongKeys', { ...options, maxLongKeys: 2 });
+    }
+    // A key of 16,383 characters is hashed by its content: not counted.
+    expect(Object.keys(loads(dumps(objectDict(keys(100, LONG - 1)))) as object)).toHaveLength(100);
+    // Long strings as list items or values are not keys.
+    expect(loads(dumps({ k: keys(100), l: keys(100) }))).toEqual({ k: keys(100), l: keys(100) });
+    expect(() => loads(dumps(1), { maxLongKeys: -1 })).toThrow(TypeError);
+  });
+
+  test('dumps writes each occurrence of such a string in full, as CPython writes equal strings that are distinct objects', async () => {
+    const python = await Promise.resolve(pythonFor('3.11') as string | Promise<string>);
+    // In Python: three distinct objects of the same long text, and one 16,383-character string used twice.
+    const script = [
+      'import pickle, sys',
+      `def long(): return ''.join(['k'] * ${LONG - 8}) + '00000007'`,
+      `short = 'k' * ${LONG - 1}`,
+      'value = [long(), {long(): long()}, short, short]',
+      'for p in (2, 4, 5): print(pickle.dumps(value, protocol=p).hex())',
+    ].join('\n');
+    const r = spawnSync(python, ['-c', script], { encoding: 'utf8', maxBuffer: 64 * 1024 * 1024 });
+    expect(r.status, r.stderr).toBe(0);
+    const expected = r.stdout.trim().split('\n');
+    const s = longKey(7);
+    const short = 'k'.repeat(LONG - 1);
+    const value = [s, { [s]: s }, short, short];
+    expect([2, 4, 5].map((protocol) => hexOf(dumps(value, { protocol })))).toEqual(expected);
+  });
 });

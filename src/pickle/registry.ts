@@ -29,10 +29,19 @@ export interface LoadContext {
    * arguments themselves (see src/pickle/README.md, "Limits").
    */
   alloc(bytes: number): void;
+  /**
+   * Counts the strings among `items` that the handler is about to make keys
+   * of a Map, an object or a Set against the load's `maxLongKeys` (strings
+   * longer than 16,383 characters), throwing an `UnpicklingError` with code
+   * `LIMIT` past it. A handler that builds such a collection from a list it
+   * was given calls it first; keys of dicts the pickle itself made were
+   * counted when they were loaded.
+   */
+  keys?(items: Iterable<unknown>): void;
 }
 
 /** A context for handlers called outside a load (no budget). */
-export const UNLIMITED_LOAD_CONTEXT: LoadContext = Object.freeze({ alloc(): void {} });
+export const UNLIMITED_LOAD_CONTEXT: LoadContext = Object.freeze({ alloc(): void {}, keys(): void {} });
 
 /** What a registered Python global does when a pickle uses it. */
 export interface GlobalHandler {

@@ -454,6 +454,17 @@ function iterableItems(v: unknown, what: string, context: LoadContext = UNLIMITE
   return v instanceof Map ? v.keys() : (v as Iterable<unknown>);
 }
 
+/**
+ * iterableItems for the elements of a set: a list's items are counted
+ * against the load's maxLongKeys (a dict's keys, a set's elements and a
+ * string's characters were, or cannot be long).
+ */
+function hashedItems(v: unknown, what: string, context: LoadContext = UNLIMITED_LOAD_CONTEXT): Iterable<unknown> {
+  const items = iterableItems(v, what, context);
+  if (Array.isArray(items)) context.keys?.(items);
+  return items;
+}
+
 /** What a handler charges per item of a collection it makes (a slot, an element's share of a Set). */
 const ITEM_COST = 16;
 /** What one character of a string costs as an item of its own (a one-character heap string). */
@@ -478,10 +489,10 @@ function distinctNaN(items: Iterable<unknown>): Iterable<unknown> {
 export function installStdlib(registry: PickleRegistry): void {
   const r = registry;
   // builtins
-  r.register('builtins', 'set', { call: (a, _g, context) => new Set(distinctNaN(iterableItems(a[0], 'set', context))) });
+  r.register('builtins', 'set', { call: (a, _g, context) => new Set(distinctNaN(hashedItems(a[0], 'set', context))) });
   // list(items): how CPython's managers send dict views (`rebuild_as_list`, spec/manager.md).
   r.register('builtins', 'list', { call: (a, _g, context) => Array.from(iterableItems(a[0], 'list', context)) });
-  r.register('builtins', 'frozenset', { call: (a, _g, context) => new PyFrozenSet(distinctNaN(iterableItems(a[0], 'frozenset', context))) });
+  r.register('builtins', 'frozenset', { call: (a, _g, context) => new PyFrozenSet(distinctNaN(hashedItems(a[0], 'frozenset', context))) });
   r.register('builtins', 'bytearray', {
     call: (a, _g, context) => {
       const b = bytesFromArgs(a, 'bytearray', context);

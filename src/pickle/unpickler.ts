@@ -115,6 +115,16 @@ export interface UnpicklerOptions {
    */
   maxDepth?: number;
   /**
+   * Strings longer than {@link LONG_KEY_CHARS} (16,383) characters a load may
+   * make keys of dicts or elements of sets, all together. V8 hashes such a
+   * string by its length alone, so each one is compared in full with every
+   * other of its length that a dict, a set or the engine's table of property
+   * names holds: n of them cost n * n / 2 comparisons (2,000 keys of 20,000
+   * characters, a 40 MB pickle: 6.6 s). Over it, `LIMIT`. Defaults to 64
+   * (a 64 MiB pickle then costs at most about 0.3 s of such comparisons).
+   */
+  maxLongKeys?: number;
+  /**
    * Return `bytes` as views into the input instead of copies: true for all
    * of them, or a number for those of at least that many bytes (a view keeps
    * the whole input alive, so a few large ones are where it pays). Defaults
@@ -125,6 +135,12 @@ export interface UnpicklerOptions {
 }
 
 const MAX_JS_STRING_UNITS = 0x1fffffe8;
+
+/**
+ * V8 hashes a string longer than this by its length alone (String::kMaxHashCalcLength):
+ * such strings as keys of one table all collide (see maxLongKeys).
+ */
+export const LONG_KEY_CHARS = 16383;
 
 function zeroCopyMin(v: boolean | number | undefined): number {
   if (v === undefined || v === false) return Infinity;
@@ -149,6 +165,7 @@ interface ResolvedOptions {
   maxMemo: number;
   maxMarks: number;
   maxDepth: number;
+  maxLongKeys: number;
   /** Bytes of at least this length are views (Infinity: none). */
   zeroCopy: number;
 }
@@ -166,6 +183,7 @@ const DEFAULTS: Readonly<ResolvedOptions> = {
   maxMemo: 2 ** 24,
   maxMarks: 2 ** 20,
   maxDepth: Infinity,
+  maxLongKeys: 64,
   zeroCopy: Infinity,
 };
 
@@ -219,7 +237,7 @@ function checkDepth(value: unknown, max: number): void {
 }
 
 /** Reads a limit option, `undefined` when not given: a non-negative integer or Infinity. */
-function limitOption(options: UnpicklerOptions | undefined, name: 'maxLongDigits' | 'maxLongBytes' | 'maxAllocBytes' | 'maxMemo' | 'maxMarks' | 'maxDepth'): number | undefined {
+function limitOption(options: UnpicklerOptions | undefined, name: 'maxLongDigits' | 'maxLongBytes' | 'maxAllocBytes' | 'maxMemo' | 'maxMarks' | 'maxDepth' | 'maxLongKeys'): number | undefined {
   const v = options?.[name];
   if (v === undefined) return undefined;
   if (typeof v !== 'number' || !(v >= 0) || (!Number.isInteger(v) && v !== Infinity)) {
@@ -402,6 +420,7 @@ function resolveOptions(options: UnpicklerOptions | undefined): ResolvedOptions 
     maxMemo: limitOption(options, 'maxMemo') ?? DEFAULTS.maxMemo,
     maxMarks: limitOption(options, 'maxMarks') ?? DEFAULTS.maxMarks,
     maxDepth: limitOption(options, 'maxDepth') ?? DEFAULTS.maxDepth,
+    maxLongKeys: limitOption(options, 'maxLongKeys') ?? DEFAULTS.maxLongKeys,
     zeroCopy: zeroCopyMin(options.zeroCopy),
   };
   if (frozen) resolvedFrozen.set(options, resolved);
@@ -447,7 +466,14 @@ export class Unpickler {
   #memoCount = 0;
   /** What is left of the allocation budget (maxAllocBytes) for this load. */
   #budget = 0;
-  readonly #context: LoadContext = { alloc: (bytes: number): void => this.#charge(bytes, 'a handler') };
+  /** Strings longer than LONG_KEY_CHARS made keys or set elements on this pass (maxLongKeys). */
+  #longKeys = 0;
+  readonly #context: LoadContext = {
+    alloc: (bytes: number): void => this.#charge(bytes, 'a handler'),
+    keys: (items: Iterable<unknown>): void => {
+      for (const k of items) if (typeof k === 'string' && k.length > LONG_KEY_CHARS) this.#longKey();
+    },
+  };
   #proto = 0;
   /** Dict-ordinals forced to PyDict on this pass (see #convertDict). */
   #forced: Set<number> | null = null;
@@ -577,6 +603,7 @@ export class Unpickler {
     this.#memoLen = 0;
     this.#memoFar = null;
     this.#memoCount = 0;
+    this.#longKeys = 0;
     this.#proto = 0;
     this.#dictOrdinal = 0;
     this.#autoDicts = [];
@@ -608,6 +635,13 @@ export class Unpickler {
   }
 
   /** Charges `bytes` to the load's allocation budget (maxAllocBytes). */
+  /** Counts a key or set element longer than LONG_KEY_CHARS (maxLongKeys). */
+  #longKey(): void {
+    if (++this.#longKeys > this.#opts.maxLongKeys) {
+      this.#fail('LIMIT', `more than maxLongKeys (${this.#opts.maxLongKeys}) dict keys or set elements longer than ${LONG_KEY_CHARS} characters`);
+    }
+  }
+
   #charge(bytes: number, what: string): void {
     if ((this.#budget -= bytes) < 0) this.#overBudget(what);
   }
@@ -940,6 +974,7 @@ export class Unpickler {
           for (let i = mark; i < stack.length; i++) {
             const v = stack[i];
             if (isUnhashable(v)) this.#fail('TYPE', `unhashable type: '${typeName(v)}'`, UnpicklingTypeError);
+            if (typeof v === 'string' && v.length > LONG_KEY_CHARS) this.#longKey();
             set.add(v === v ? v : new PyFloat(NaN)); // NaN elements stay distinct, as in Python
           }
           while (stack.length > mark) stack.pop();
@@ -955,6 +990,7 @@ export class Unpickler {
           for (let i = 0; i < items.length; i++) {
             const v = items[i];
             if (isUnhashable(v)) this.#fail('TYPE', `unhashable type: '${typeName(v)}'`, UnpicklingTypeError);
+            if (typeof v === 'string' && v.length > LONG_KEY_CHARS) this.#longKey();
             if (v !== v) items[i] = new PyFloat(NaN); // NaN elements stay distinct, as in Python
           }
           stack.push(new PyFrozenSet(items));
@@ -1619,6 +1655,7 @@ export class Unpickler {
       for (; i < stack.length; i += 2) {
         const k = stack[i];
         if (typeof k !== 'string' || isIndexKey(k)) break;
+        if (k.length > LONG_KEY_CHARS) this.#longKey();
         if (k === '__proto__') {
           plain = false;
           Object.defineProperty(obj, k, { value: stack[i + 1], writable: true, enumerable: true, configurable: true });
@@ -1636,6 +1673,7 @@ export class Unpickler {
       for (let i = from; i < stack.length; i += 2) {
         let k = stack[i];
         if (isUnhashable(k)) this.#fail('TYPE', `unhashable type: '${typeName(k)}'`, UnpicklingTypeError);
+        if (typeof k === 'string' && k.length > LONG_KEY_CHARS) this.#longKey();
         // Python tells NaN keys apart by identity; a Map would merge them.
         if (k !== k) k = new PyFloat(NaN);
         target.set(k, stack[i + 1]);
