@@ -68,6 +68,36 @@ function billionLaughs(): Buffer {
   return Buffer.concat(parts);
 }
 
+/** V8's hash of a small-integer key of a Map (ComputeUnseededHash): the same in every process. */
+function v8IntHash(key: number): number {
+  let x = key >>> 0;
+  x = (~x + (x << 15)) >>> 0;
+  x = (x ^ (x >>> 12)) >>> 0;
+  x = (x + (x << 2)) >>> 0;
+  x = (x ^ (x >>> 4)) >>> 0;
+  x = Math.imul(x, 2057) >>> 0;
+  x = (x ^ (x >>> 16)) >>> 0;
+  return x & 0x3fffffff;
+}
+
+/**
+ * n far memo indexes (LONG_BINPUT) whose V8 hashes share their low 16 bits:
+ * as number keys of one Map they all land in one bucket (16,000 of them took
+ * 600 ms to load, where 16,000 other indexes took 8).
+ */
+function farMemoFlood(n: number): Buffer {
+  const parts = [h('8004')];
+  for (let k = 1000, found = 0; found < n; k++) {
+    if ((v8IntHash(k) & 0xffff) !== 0) continue;
+    const put = Buffer.from([0x4e, 0x72, 0, 0, 0, 0, 0x30]); // NONE LONG_BINPUT k POP
+    put.writeUInt32LE(k, 2);
+    parts.push(put);
+    found++;
+  }
+  parts.push(h('4e2e'));
+  return Buffer.concat(parts);
+}
+
 /** Pickles an authenticated peer sends (each one a frame of its own). */
 const BOMBS: Array<[string, Buffer]> = [
   ['memo index 0xfffffff0', h('80047d72f0ffffff324b014b0273302e')],
@@ -82,6 +112,7 @@ const BOMBS: Array<[string, Buffer]> = [
   ['bytearray(1 MiB) x 250', bytearrayBomb(250)],
   ['billion laughs', billionLaughs()],
   ['200,000 nested lists', Buffer.concat([h('8004'), Buffer.alloc(200_000, 0x5d), Buffer.alloc(199_999, 0x61), h('2e')])],
+  ['16,000 far memo indexes in one V8 hash bucket', farMemoFlood(16_000)],
   ['os.system', h('636f730a73797374656d0a2853276563686f2070776e6564270a74522e')],
 ];
 

@@ -236,6 +236,11 @@ function checkDepth(value: unknown, max: number): void {
   }
 }
 
+/** The key of a far memo index (see Unpickler's #memoFar): not an array-index string, hashed with the process's seed. */
+function farKey(idx: number): string {
+  return `m${idx}`;
+}
+
 /** Reads a limit option, `undefined` when not given: a non-negative integer or Infinity. */
 function limitOption(options: UnpicklerOptions | undefined, name: 'maxLongDigits' | 'maxLongBytes' | 'maxAllocBytes' | 'maxMemo' | 'maxMarks' | 'maxDepth' | 'maxLongKeys'): number | undefined {
   const v = options?.[name];
@@ -458,11 +463,15 @@ export class Unpickler {
    * other index lives in #memoFar. An index is written to the array only when
    * it is #memoLen (the array grows one slot at a time), so no index, however
    * large, allocates in proportion to itself. #memoCount counts the entries
-   * of both (MEMOIZE's index).
+   * of both (MEMOIZE's index). #memoFar is keyed by farKey(index), a string:
+   * V8 hashes a number key with a fixed function, so a pickle could choose
+   * far indexes that all land in one bucket (16,000 of them, 112 KB, took
+   * 600 ms to load instead of 8, and the cost grows with their square);
+   * string hashes are seeded per process.
    */
   #memo: unknown[] = [];
   #memoLen = 0;
-  #memoFar: Map<number, unknown> | null = null;
+  #memoFar: Map<string, unknown> | null = null;
   #memoCount = 0;
   /** What is left of the allocation budget (maxAllocBytes) for this load. */
   #budget = 0;
@@ -1574,15 +1583,16 @@ export class Unpickler {
     let far = this.#memoFar;
     if (idx === len) {
       // The next dense slot: it may already be a far entry (then this overwrites it).
-      if (far === null || !far.delete(idx)) this.#memoNewEntry(SLOT_COST);
+      if (far === null || !far.delete(farKey(idx))) this.#memoNewEntry(SLOT_COST);
       else if (far.size === 0) this.#memoFar = null;
       this.#memo[idx] = v;
       this.#memoLen = len + 1;
       return;
     }
     far ??= this.#memoFar = new Map();
-    if (!far.has(idx)) this.#memoNewEntry(FAR_MEMO_COST);
-    far.set(idx, v);
+    const key = farKey(idx);
+    if (!far.has(key)) this.#memoNewEntry(FAR_MEMO_COST);
+    far.set(key, v);
   }
 
   #memoNewEntry(cost: number): void {
@@ -1594,12 +1604,12 @@ export class Unpickler {
   /** memo[idx], or `undefined` when there is no such entry. */
   #memoGet(idx: number): unknown {
     const v = this.#memo[idx];
-    return v !== undefined ? v : this.#memoFar?.get(idx);
+    return v !== undefined || this.#memoFar === null ? v : this.#memoFar.get(farKey(idx));
   }
 
   /** GET of an index the dense array does not hold: a far entry, or MEMO_MISSING. */
   #memoFarGet(idx: number): unknown {
-    const v = this.#memoFar?.get(idx);
+    const v = this.#memoFar?.get(farKey(idx));
     if (v === undefined) this.#fail('MEMO_MISSING', `Memo value not found at index ${idx}`);
     return v;
   }
