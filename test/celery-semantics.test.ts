@@ -270,3 +270,19 @@ describe('Celery semantics of the Node worker', () => {
     w.backend?.disconnect();
   });
 });
+
+describe('JSON text from the broker', () => {
+  it('more than 64 object keys over 16,383 characters is a SyntaxError (V8 compares such keys with each other), not a long parse', () => {
+    const key = (i: number, pad = 16384): string => 'k'.repeat(pad - 8) + String(i).padStart(8, '0');
+    const object = (n: number, sep = ': '): string => `{${Array.from({ length: n }, (_, i) => `"${key(i)}"${sep}${i}`).join(', ')}}`;
+    expect(Object.keys(pyJsonLoads(object(64)) as object)).toHaveLength(64);
+    expect(() => pyJsonLoads(object(65))).toThrow(SyntaxError);
+    expect(() => pyJsonLoads(object(65))).toThrow(/more than 64 object keys longer than 16383 characters/);
+    expect(() => pyJsonLoads(object(65, ' \n\t: '))).toThrow(SyntaxError);
+    // Long string values, long keys of 16,383 characters, and escaped quotes inside keys do not count as long keys.
+    expect((pyJsonLoads(`[${Array.from({ length: 100 }, (_, i) => `"${key(i)}"`).join(', ')}]`) as string[])[99]).toBe(key(99));
+    expect(Object.keys(pyJsonLoads(`{${Array.from({ length: 100 }, (_, i) => `"${key(i, 16383)}": ${i}`).join(', ')}}`) as object)).toHaveLength(100);
+    const quoted = (i: number): string => `\\"${'k'.repeat(16384)}\\": ${i}`;
+    expect((pyJsonLoads(`[${Array.from({ length: 70 }, (_, i) => `"${quoted(i)}"`).join(', ')}]`) as string[])).toHaveLength(70);
+  });
+});

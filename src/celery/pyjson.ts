@@ -198,12 +198,56 @@ const SENTINEL = '\u0000billiard-ts-nonfinite:';
 const SENTINEL_JSON = '\\u0000billiard-ts-nonfinite:';
 
 /**
+ * Object keys longer than this many characters JSON text may hold (see
+ * checkLongKeys). V8 hashes a string longer than 16,383 characters by its
+ * length alone, so the engine's table of property names compares each such
+ * key in full with every other of its length: `JSON.parse` of a 40 MB object
+ * with 2,000 such keys took 2.2 s, and the cost grows with their square.
+ */
+export const MAX_LONG_KEYS = 64;
+const LONG_KEY_CHARS = 16383;
+
+/**
+ * Throws a SyntaxError when `text` holds more than MAX_LONG_KEYS object keys
+ * longer than 16,383 characters (counted by their length in the text, which
+ * is at least their decoded length). Shorter text cannot hold that many and
+ * is not scanned.
+ */
+function checkLongKeys(text: string): void {
+  if (text.length <= (MAX_LONG_KEYS + 1) * (LONG_KEY_CHARS + 3)) return;
+  let count = 0;
+  let i = text.indexOf('"');
+  while (i >= 0) {
+    // i is the opening quote of a string: find its closing quote, skipping escapes.
+    let j = i + 1;
+    for (;;) {
+      const q = text.indexOf('"', j);
+      if (q < 0) return; // unterminated: JSON.parse reports it
+      let backslashes = 0;
+      for (let k = q - 1; k > i && text.charCodeAt(k) === 0x5c; k--) backslashes++;
+      j = q + 1;
+      if ((backslashes & 1) === 0) break;
+    }
+    if (j - i - 2 > LONG_KEY_CHARS) {
+      let k = j;
+      while (k < text.length && (text.charCodeAt(k) === 0x20 || text.charCodeAt(k) === 0x0a || text.charCodeAt(k) === 0x0d || text.charCodeAt(k) === 0x09)) k++;
+      if (text.charCodeAt(k) === 0x3a && ++count > MAX_LONG_KEYS) {
+        throw new SyntaxError(`the JSON text has more than ${MAX_LONG_KEYS} object keys longer than ${LONG_KEY_CHARS} characters`);
+      }
+    }
+    i = text.indexOf('"', j);
+  }
+}
+
+/**
  * `json.loads` as kombu does it: JSON.parse, Python's `NaN`/`Infinity`,
  * and kombu 5.3+'s `{"__type__": T, "__value__": V}` tags (datetimes, dates,
  * times and decimals as their ISO/decimal strings, uuids as hex, bytes as
- * Uint8Array). Throws SyntaxError on malformed text.
+ * Uint8Array). Throws SyntaxError on malformed text, and on text with more
+ * than {@link MAX_LONG_KEYS} keys longer than 16,383 characters.
  */
 export function pyJsonLoads(text: string): unknown {
+  checkLongKeys(text);
   try {
     // A reviver makes JSON.parse several times slower: only text that can
     // hold a tagged value gets one.
