@@ -11,6 +11,8 @@ import { dumps, Process, pyfunc, RemoteError, SyncManager, type Address } from '
 import { exerciseSyncManager } from './helpers/manager-scenario.js';
 import { KEY, runPeerClient, type PeerResult } from './helpers/manager-peers.js';
 import { type PyVersion } from './helpers/peers.js';
+import { ManagedDict } from '../src/managers/objects.js';
+import { hashKey } from '../src/managers/pyvalues.js';
 import { childUsesProxy, failTask, PeerManager, square } from './peers/manager-peer.js';
 
 
@@ -155,4 +157,24 @@ describe('Node clients of a Node manager', () => {
       await pool._decref();
     }
   }, 120_000);
+});
+
+describe("a Node manager's dict with keys over 16,383 characters", () => {
+  test('their table keys are digests V8 hashes by content, and the keys keep Python equality', () => {
+    const long = (i: number, tail = ''): string => 'k'.repeat(16384) + String(i).padStart(8, '0') + tail;
+    // V8 hashes a string over 16,383 characters by its length alone: the table key must be shorter.
+    expect(hashKey(long(1)).length).toBeLessThanOrEqual(16383);
+    expect(hashKey(new TextEncoder().encode(long(1))).length).toBeLessThanOrEqual(16383);
+    expect(hashKey(long(1))).not.toBe(hashKey(long(2)));
+    expect(hashKey(long(1))).toBe(hashKey(long(1).slice(0)));
+    expect(hashKey(long(1))).not.toBe(hashKey(new TextEncoder().encode(long(1))));
+    expect(hashKey('short')).toBe('sshort');
+    const d = new ManagedDict();
+    for (let i = 0; i < 100; i++) d.set(long(i), i);
+    d.set(long(5), 'again');
+    expect(d.size).toBe(100);
+    expect(d.pyCall('__getitem__', [long(5)], {})).toBe('again');
+    expect(d.pyCall('__contains__', [long(100)], {})).toBe(false);
+    expect((d.pyCall('keys', [], {}) as string[])[99]).toBe(long(99));
+  });
 });

@@ -4,6 +4,8 @@
  * pickle layer gives (spec: DESIGN.md "Values across the wire").
  */
 
+import { createHash } from 'node:crypto';
+
 import { PyFloat, PyFrozenSet, PyTuple, PythonException } from '../pickle/index.js';
 
 /** A Python exception to raise from a server method (`builtins.KeyError(key)` and the like). */
@@ -62,6 +64,19 @@ export function entriesOf(v: unknown): Array<[unknown, unknown]> | null {
  * unhashable values (lists, dicts, sets).
  */
 export function hashKey(v: unknown): string {
+  const key = rawKey(v);
+  return key.length > LONG_KEY_CHARS ? `H${createHash('sha256').update(key).digest('base64')}` : key;
+}
+
+/**
+ * V8 hashes a string longer than this by its length alone, so a Map compares
+ * each such key in full with every other of its length (a dict a client
+ * fills with long keys would cost the square of their number): hashKey
+ * gives such keys as a SHA-256 digest instead.
+ */
+const LONG_KEY_CHARS = 16383;
+
+function rawKey(v: unknown): string {
   if (typeof v === 'string') return `s${v}`;
   const n = num(v);
   if (n !== null) {
