@@ -228,6 +228,25 @@ describe('the Node worker under faults', () => {
     expect(revokedList.sort()).toEqual([expiring.id, revoked.id].sort());
   });
 
+  it('revoked ids over 256 characters are remembered by digest: a task with such an id is still dropped, and the list stays small', async () => {
+    redis = await startRedis();
+    const w = new Worker({ app: TASKS, broker: redis.url(0), resultBackend: redis.url(1), concurrency: 1, log: () => {} });
+    await w.start();
+    closers.push(() => w.shutdown());
+    const c = client(redis);
+    const long = (i: number): string => `${'r'.repeat(100_000)}-${i}`;
+    await c.revoke([long(1), long(2), 'short-revoked-id']);
+    await waitUntil(async () => JSON.stringify(await c.broadcast('revoked', { timeout: 0.3 })).includes('short-revoked-id'), 20, 'the revoke');
+    const revokedList = (await c.broadcast('revoked', { timeout: 0.5 }))[0]![w.hostname] as string[];
+    expect(revokedList).toHaveLength(3);
+    expect(revokedList).toContain('short-revoked-id');
+    expect(Math.max(...revokedList.map((id) => id.length))).toBeLessThanOrEqual(256);
+    // A task sent with a revoked long id is dropped as REVOKED; one with another long id runs.
+    const dropped = await c.sendTask('tasks.add', [1, 2], {}, { id: long(2) });
+    await expect(dropped.get(20)).rejects.toMatchObject({ pyName: 'TaskRevokedError', args: ['revoked'] });
+    expect(await (await c.sendTask('tasks.add', [2, 3], {}, { id: long(3) })).get(20)).toBe(5);
+  });
+
   it('a task already written to its pool process runs when it is revoked, or when a warm shutdown begins: its result is recorded, its message is not put back', async () => {
     redis = await startRedis();
     const w = new Worker({ app: TASKS, broker: redis.url(0), resultBackend: redis.url(1), concurrency: 1, log: () => {} });

@@ -5,7 +5,7 @@
  * them, and answers remote control. Every message is treated as hostile: a
  * bad one is logged, acknowledged and dropped, and the worker goes on (R-24).
  */
-import { randomUUID } from 'node:crypto';
+import { createHash, randomUUID } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import { availableParallelism, hostname as osHostname, loadavg } from 'node:os';
 import { basename, extname, resolve } from 'node:path';
@@ -152,6 +152,17 @@ class Discarded extends Error {
 }
 
 const REVOKED_MAX = 50000;
+/**
+ * A revoked id longer than this is remembered as `sha256:<hex digest>`: the
+ * ids come from any client of the broker, and REVOKED_MAX of them, each as
+ * long as a message, would be gigabytes (and V8 compares same-length keys
+ * over 16,383 characters in full with each other). Celery's ids are 36.
+ */
+const REVOKED_ID_CHARS = 256;
+
+function revokedKey(id: string): string {
+  return id.length > REVOKED_ID_CHARS ? `sha256:${createHash('sha256').update(id).digest('hex')}` : id;
+}
 const REVOKED_EXPIRE_MS = 10800 * 1000;
 
 function expandHostname(name: string): string {
@@ -543,18 +554,20 @@ export class Worker extends EventEmitter {
   }
 
   #isRevoked(id: string): boolean {
-    const t = this.#revoked.get(id);
+    const key = revokedKey(id);
+    const t = this.#revoked.get(key);
     if (t === undefined) return false;
     if (Date.now() - t > REVOKED_EXPIRE_MS) {
-      this.#revoked.delete(id);
+      this.#revoked.delete(key);
       return false;
     }
     return true;
   }
 
   #addRevoked(id: string, when = Date.now()): void {
-    this.#revoked.delete(id);
-    this.#revoked.set(id, when);
+    const key = revokedKey(id);
+    this.#revoked.delete(key);
+    this.#revoked.set(key, when);
     while (this.#revoked.size > REVOKED_MAX) {
       const first = this.#revoked.keys().next().value as string;
       this.#revoked.delete(first);
@@ -1090,7 +1103,7 @@ export class Worker extends EventEmitter {
     const raw = args.task_id;
     const ids = (Array.isArray(raw) ? raw : [raw]).filter((x): x is string => typeof x === 'string');
     for (const id of ids) this.#addRevoked(id);
-    this.#emitLog('info', `Tasks flagged as revoked: ${ids.join(', ')}`);
+    this.#emitLog('info', `Tasks flagged as revoked: ${ids.map((id) => (id.length > REVOKED_ID_CHARS ? `${id.slice(0, 64)}... (${id.length} characters)` : id)).join(', ')}`);
     // Those still waiting in the pool are dropped there.
     for (const job of this.#active) if (ids.includes(job.id) && waitingInPool(job)) job.controller?.abort(new Discarded('revoked'));
     if (!terminate) return { ok: `tasks ${ids.join(', ')} flagged as revoked` };
