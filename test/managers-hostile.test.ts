@@ -190,6 +190,57 @@ describe('serving connections', () => {
     await stillServes();
   });
 
+  test('a value nested 100,000 deep (which no pickler writes, but a hand-made pickle can) in a dict and a list: every method that walks it answers, and the server goes on', async () => {
+    const deepList = (depth: number): Uint8Array => new Uint8Array([...new Uint8Array(depth).fill(0x5d), ...new Uint8Array(depth - 1).fill(0x61)]); // EMPTY_LIST x depth, APPEND x depth-1
+    const deepTuple = (depth: number): Uint8Array => new Uint8Array([0x29, ...new Uint8Array(depth - 1).fill(0x85)]); // EMPTY_TUPLE, TUPLE1 x depth-1
+    // A request whose argument `0` (BININT1 0) is replaced by the deep value.
+    const request = (id: string, method: string, args: unknown[], deep: Uint8Array): Uint8Array => {
+      const bytes = dumps(tuple(id, method, tuple(...args), EMPTY), { protocol: 2 });
+      const at = Buffer.from(bytes).indexOf(Buffer.from([0x4b, 0x00]));
+      return new Uint8Array([...bytes.subarray(0, at), ...deep, ...bytes.subarray(at + 2)]);
+    };
+    const dictId = await createDict();
+    const [, listPayload] = await control(tuple(NONE, 'create', tuple('list'), EMPTY));
+    const listId = (listPayload as [string])[0];
+    const conn = await serving();
+    try {
+      expect(await ask(conn, request(dictId, '__setitem__', ['deep', 0], deepList(100_000)))).toEqual(['#RETURN', null]);
+      expect(await ask(conn, request(listId, 'append', [0], deepList(100_000)))).toEqual(['#RETURN', null]);
+      const replies: Array<[string, unknown]> = [];
+      for (const [id, method, args] of [
+        [dictId, '__getitem__', ['deep']],
+        [dictId, 'copy', []],
+        [dictId, 'items', []],
+        [dictId, '__repr__', []],
+        [dictId, '__str__', []],
+        [listId, '__repr__', []],
+        [listId, '__contains__', [[1]]],
+        [listId, 'index', [[1]]],
+        [listId, 'count', [[1]]],
+        [listId, 'sort', []],
+        [listId, '__getitem__', [0]],
+      ] as Array<[string, string, unknown[]]>) {
+        replies.push(await ask(conn, tuple(id, method, tuple(...args), EMPTY)));
+      }
+      const kinds = replies.map(([kind]) => kind);
+      // Results that hold it cannot be pickled (CPython: RecursionError, #UNSERIALIZABLE too); reprs stop at a depth; searches answer.
+      expect(kinds).toEqual(['#UNSERIALIZABLE', '#UNSERIALIZABLE', '#UNSERIALIZABLE', '#RETURN', '#RETURN', '#RETURN', '#RETURN', '#ERROR', '#RETURN', '#RETURN', '#UNSERIALIZABLE']);
+      expect(String(replies[0]![1])).toMatch(/maximum recursion depth exceeded/);
+      expect(String(replies[3]![1])).toMatch(/^\{'a': 1, 'deep': \[+\.\.\.\]+\}$/);
+      expect(replies[6]![1]).toBe(false);
+      expect(String(replies[7]![1])).toMatch(/ValueError: \[1\] is not in list/);
+      // A deep tuple as a key: hashing it is a walk too; the call fails, the dict is unchanged.
+      const keyReply = await ask(conn, request(dictId, '__setitem__', [0, 1], deepTuple(100_000)));
+      expect(keyReply[0]).toBe('#ERROR');
+      expect(await ask(conn, tuple(dictId, '__len__', tuple(), EMPTY))).toEqual(['#RETURN', 2]);
+    } finally {
+      conn.close();
+      await control(tuple(NONE, 'decref', tuple(dictId), EMPTY));
+      await control(tuple(NONE, 'decref', tuple(listId), EMPTY));
+    }
+    await stillServes();
+  });
+
   test('a result that will not pickle gets #UNSERIALIZABLE; a method that throws a non-Error still gets an #ERROR', async () => {
     const [, payload] = await control(tuple(NONE, 'create', tuple('Counter'), EMPTY));
     const id = (payload as [string])[0];
