@@ -31,6 +31,7 @@ import {
   type Connection,
   type Registry,
 } from '../src/index.js';
+import { ManagedBarrier, ManagedCondition, ManagedEvent, ManagedLock, ManagedQueue, type CallContext } from '../src/managers/objects.js';
 import { HEX, KEY } from './helpers/manager-peers.js';
 import { pythonFor, startPeer } from './helpers/peers.js';
 import { PeerManager } from './peers/manager-peer.js';
@@ -93,6 +94,49 @@ async function createDict(): Promise<string> {
   expect(kind).toBe('#RETURN');
   return (payload as [string, string[]])[0];
 }
+
+describe("timeouts past setTimeout's cap (24.8 days)", () => {
+  test('Event.wait, Condition.wait, Queue.get, Lock.acquire and Barrier.wait with 3e6 s are still waiting after 300 ms, then see the wake-up; no TimeoutOverflowWarning', async () => {
+    const warnings: string[] = [];
+    const onWarning = (w: Error): void => void warnings.push(w.name);
+    process.on('warning', onWarning);
+    const a: CallContext = { id: 101, signal: new AbortController().signal };
+    const b: CallContext = { id: 102, signal: new AbortController().signal };
+    try {
+      const event = new ManagedEvent();
+      const cond = new ManagedCondition();
+      const queue = new ManagedQueue();
+      const lock = new ManagedLock('Lock');
+      const barrier = new ManagedBarrier(2);
+      const settled: string[] = [];
+      const track = (name: string, p: unknown): Promise<unknown> => Promise.resolve(p).then((v) => (settled.push(name), v));
+      const eventWait = track('event', event.pyCall('wait', [3e6], {}, a));
+      await cond.pyCall('acquire', [], {}, a);
+      const condWait = track('condition', cond.pyCall('wait', [3e6], {}, a));
+      const queueGet = track('queue', queue.pyCall('get', [true, 3e6], {}, a));
+      expect(await lock.pyCall('acquire', [], {}, b)).toBe(true);
+      const lockAcquire = track('lock', lock.pyCall('acquire', [true, 3e6], {}, a));
+      const barrierWait = track('barrier', barrier.pyCall('wait', [3e6], {}, a));
+      await new Promise((r) => setTimeout(r, 300));
+      expect(settled).toEqual([]);
+      event.pyCall('set', [], {}, b);
+      expect(await eventWait).toBe(true);
+      await cond.pyCall('acquire', [], {}, b);
+      cond.pyCall('notify', [], {}, b);
+      cond.pyCall('release', [], {}, b);
+      expect(await condWait).toBe(true);
+      await queue.pyCall('put', ['item'], {}, b);
+      expect(await queueGet).toBe('item');
+      lock.pyCall('release', [], {}, b);
+      expect(await lockAcquire).toBe(true);
+      const other = await barrier.pyCall('wait', [3e6], {}, b);
+      expect([await barrierWait, other].sort()).toEqual([0, 1]);
+      expect(warnings).not.toContain('TimeoutOverflowWarning');
+    } finally {
+      process.off('warning', onWarning);
+    }
+  });
+});
 
 describe('control requests', () => {
   test('an unknown public method gets #TRACEBACK and the connection closes', async () => {

@@ -12,6 +12,7 @@
  */
 
 import { PyFrozenSet, PyGlobal, PyObject, PySlice, PyTuple, tuple } from '../pickle/index.js';
+import { Timer } from '../connection/timers.js';
 import { Empty, Full } from '../queues/index.js';
 import { PyArray } from './array.js';
 import { entriesOf, hashKey, pyCompare, pyEquals, pyError, pyRepr, pyTypeName } from './pyvalues.js';
@@ -107,15 +108,16 @@ class Waiters {
       const left = deadline === null ? null : deadline - performance.now();
       if (left !== null && left <= 0) return false;
       await new Promise<void>((resolve) => {
-        let timer: NodeJS.Timeout | undefined;
+        let timer: Timer | undefined;
         const done = (): void => {
           this.#set.delete(done);
-          if (timer !== undefined) clearTimeout(timer);
+          timer?.cancel();
           signal.removeEventListener('abort', done);
           resolve();
         };
         this.#set.add(done);
-        if (left !== null) timer = setTimeout(done, left);
+        // A Timer, not setTimeout: past 2**31-1 ms setTimeout fires at once.
+        if (left !== null) timer = new Timer(left / 1000, done);
         signal.addEventListener('abort', done, { once: true });
       });
     }
@@ -445,14 +447,14 @@ export class ManagedCondition extends Managed {
     const woken = new Promise<void>((resolve) => (me.wake = resolve));
     this.#waiting.push(me);
     const saved = this.lock.releaseAll(ctx);
-    let timer: NodeJS.Timeout | undefined;
+    let timer: Timer | undefined;
     const onAbort = (): void => me.wake();
     try {
-      if (t !== null) timer = setTimeout(() => me.wake(), t);
+      if (t !== null) timer = new Timer(t / 1000, () => me.wake());
       ctx.signal.addEventListener('abort', onAbort, { once: true });
       await woken;
     } finally {
-      if (timer !== undefined) clearTimeout(timer);
+      timer?.cancel();
       ctx.signal.removeEventListener('abort', onAbort);
       const i = this.#waiting.indexOf(me);
       if (i >= 0) this.#waiting.splice(i, 1);
