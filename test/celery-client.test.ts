@@ -70,6 +70,9 @@ describe('the Node client and Python Celery workers', () => {
     const all = await Promise.all([app.ping({ destination: [node], timeout: 2 }), app.ping({ timeout: 1 }), app.ping({ timeout: 1 })]);
     for (const pongs of all) expect(pongs.some((p) => Object.values(p).some((v) => (v as { ok?: string }).ok === 'pong'))).toBe(true);
     expect(await r.get(20)).toBe(3);
+    // A timeout past setTimeout's cap (24.8 days) waits for the result.
+    const patient = await app.sendTask('tasks.sleeper', [1]);
+    expect(await patient.get(3e6)).toBe(1);
   });
 
   it('revoke(id, { terminate: true }) from Node ends a task running on the Python worker: REVOKED terminated', async () => {

@@ -111,6 +111,15 @@ describe('Pool', () => {
     expect(slow.ready()).toBe(false);
   });
 
+  test("get() and wait() with a timeout past setTimeout's cap (3e6 s) wait for the result", async () => {
+    await using pool = new Pool({ processes: 1 });
+    const first = pool.applyAsync(sleepThen, [7, 300]);
+    const second = pool.applyAsync(sleepThen, [8, 300]);
+    await first.wait(3e6);
+    expect(first.ready()).toBe(true);
+    expect(await second.get(3e6)).toBe(8);
+  });
+
   test('a task that throws: get() rejects with its class and the remote traceback; errorCallback gets the ExceptionInfo; the pool goes on', async () => {
     await using pool = new Pool({ processes: 1 });
     const einfos: ExceptionInfo[] = [];

@@ -6,6 +6,7 @@
 import { randomUUID } from 'node:crypto';
 
 import { TimeoutError } from '../connection/errors.js';
+import { Timer, timeoutSeconds } from '../connection/timers.js';
 import { exceptionFromRecord, READY_STATES, RedisBackend, type TaskState } from './backend.js';
 import { buildJsonEnvelope, buildTaskMessage, decodeBody, JSON_TYPE, parseEnvelope, type Embed, type Serializer, type Signature, type TaskMessageInit } from './message.js';
 import { RedisTransport, type TransportOptions } from './transport.js';
@@ -100,14 +101,15 @@ export class AsyncResult {
       if (meta !== null) this.#see(meta);
     }
     if (this.#meta === null) {
-      let timer: NodeJS.Timeout | null = null;
+      let timer: Timer | null = null;
       let wake: (() => void) | null = null;
       const arrived = await new Promise<boolean>((resolve) => {
         wake = () => resolve(true);
         this.#waiters.add(wake);
-        if (timeout !== null) timer = setTimeout(() => resolve(false), Math.max(0, timeout * 1000));
+        // A Timer, not setTimeout: past 2**31-1 ms setTimeout fires at once.
+        timer = new Timer(timeoutSeconds(timeout), () => resolve(false));
       });
-      if (timer) clearTimeout(timer);
+      (timer as Timer | null)?.cancel();
       if (wake) this.#waiters.delete(wake);
       if (!arrived) throw new TimeoutError('The operation timed out.');
     }

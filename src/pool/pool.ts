@@ -458,12 +458,13 @@ async function waitFor(promise: Promise<void>, timeout: number | null | undefine
     await promise;
     return true;
   }
-  let timer: NodeJS.Timeout | undefined;
-  const expired = new Promise<boolean>((r) => (timer = setTimeout(() => r(false), t * 1000)));
+  // A Timer, not setTimeout: past 2**31-1 ms setTimeout fires at once (get(3e6) would time out).
+  let timer: Timer | undefined;
+  const expired = new Promise<boolean>((r) => (timer = new Timer(t, () => r(false))));
   try {
     return await Promise.race([promise.then(() => true), expired]);
   } finally {
-    clearTimeout(timer);
+    timer?.cancel();
   }
 }
 
@@ -988,9 +989,9 @@ export class Pool extends EventEmitter<PoolEvents> {
     // Its results come before its EOF; something it left behind may hold the pipe open: wait lostWorkerTimeout at most.
     if (reading) {
       const lost = w.held[0]?.lostTimeout ?? this.lostWorkerTimeout;
-      let timer: NodeJS.Timeout | undefined;
-      await Promise.race([read, new Promise<void>((r) => (timer = setTimeout(r, lost * 1000)))]);
-      clearTimeout(timer);
+      let timer: Timer | undefined;
+      await Promise.race([read, new Promise<void>((r) => (timer = new Timer(lost, r)))]);
+      timer?.cancel();
     }
     w.dead = true;
     w.inq.writer.close();
