@@ -4,8 +4,6 @@
  * pickle layer gives (spec: DESIGN.md "Values across the wire").
  */
 
-import { createHash } from 'node:crypto';
-
 import { PyFloat, PyFrozenSet, PyTuple, PythonException } from '../pickle/index.js';
 
 /** A Python exception to raise from a server method (`builtins.KeyError(key)` and the like). */
@@ -65,7 +63,9 @@ export function entriesOf(v: unknown): Array<[unknown, unknown]> | null {
  */
 export function hashKey(v: unknown): string {
   const key = rawKey(v);
-  return key.length > LONG_KEY_CHARS ? `H${createHash('sha256').update(key).digest('base64')}` : key;
+  if (key.length <= LONG_KEY_CHARS) return key;
+  // node:crypto on first use: importing it costs every program that imports billiard-ts milliseconds.
+  return `H${process.getBuiltinModule('node:crypto').createHash('sha256').update(key).digest('base64')}`;
 }
 
 /**
