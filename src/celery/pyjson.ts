@@ -8,6 +8,7 @@
  */
 import { floatRepr } from '../pickle/float-repr.js';
 import { PyFloat, PyTuple } from '../pickle/types.js';
+import { LONG_KEY_CHARS } from '../pickle/v8-hash.js';
 
 /** A value JSON cannot carry (Python's `TypeError: Object of type X is not JSON serializable`). */
 export class JSONEncodeError extends TypeError {
@@ -205,7 +206,6 @@ const SENTINEL_JSON = '\\u0000billiard-ts-nonfinite:';
  * with 2,000 such keys took 2.2 s, and the cost grows with their square.
  */
 export const MAX_LONG_KEYS = 64;
-const LONG_KEY_CHARS = 16383;
 
 /**
  * Throws a SyntaxError when `text` holds more than MAX_LONG_KEYS object keys

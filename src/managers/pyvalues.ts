@@ -5,6 +5,7 @@
  */
 
 import { PyFloat, PyFrozenSet, PyTuple, PythonException } from '../pickle/index.js';
+import { LONG_KEY_CHARS } from '../pickle/v8-hash.js';
 
 /** A Python exception to raise from a server method (`builtins.KeyError(key)` and the like). */
 export function pyError(type: string, ...args: unknown[]): PythonException {
@@ -63,18 +64,14 @@ export function entriesOf(v: unknown): Array<[unknown, unknown]> | null {
  */
 export function hashKey(v: unknown): string {
   const key = rawKey(v);
+  // V8 hashes a string over LONG_KEY_CHARS by its length alone, so a Map
+  // compares each such key in full with every other of its length (a dict a
+  // client fills with long keys would cost the square of their number): such
+  // a key is kept as a SHA-256 digest instead.
   if (key.length <= LONG_KEY_CHARS) return key;
   // node:crypto on first use: importing it costs every program that imports billiard-ts milliseconds.
   return `H${process.getBuiltinModule('node:crypto').createHash('sha256').update(key).digest('base64')}`;
 }
-
-/**
- * V8 hashes a string longer than this by its length alone, so a Map compares
- * each such key in full with every other of its length (a dict a client
- * fills with long keys would cost the square of their number): hashKey
- * gives such keys as a SHA-256 digest instead.
- */
-const LONG_KEY_CHARS = 16383;
 
 function rawKey(v: unknown): string {
   if (typeof v === 'string') return `s${v}`;

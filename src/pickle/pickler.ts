@@ -33,6 +33,7 @@ import {
   type ReduceValue,
 } from './types.js';
 import { encodeUtf8Into } from './utf8.js';
+import { LONG_KEY_CHARS } from './v8-hash.js';
 
 /** Options of {@link dumps} and {@link Pickler}. Every field has a default. */
 export interface PicklerOptions {
@@ -96,7 +97,7 @@ const FRESH_RUN = 16;
  * written in full each time it occurs, as CPython writes equal strings that
  * are distinct objects, and still takes its memo index.
  */
-const UNHASHED_STRING_CHARS = 16383;
+const UNHASHED_STRING_CHARS = LONG_KEY_CHARS;
 /** Characters of memoized strings kept between dumps at most. */
 const STRING_CHARS_LIMIT = 1 << 22;
 

@@ -32,6 +32,7 @@ import { parsePythonFloat } from './float-repr.js';
 import { opName } from './opcodes.js';
 import { IMPORT_MAPPING, NAME_MAPPING } from './python-tables.js';
 import { handlerOf, NOT_HANDLED, type LoadContext, type PickleRegistry } from './registry.js';
+import { LONG_KEY_CHARS } from './v8-hash.js';
 import { defaultRegistry } from './default-registry.js';
 import {
   EMPTY_TUPLE,
@@ -136,11 +137,7 @@ export interface UnpicklerOptions {
 
 const MAX_JS_STRING_UNITS = 0x1fffffe8;
 
-/**
- * V8 hashes a string longer than this by its length alone (String::kMaxHashCalcLength):
- * such strings as keys of one table all collide (see maxLongKeys).
- */
-export const LONG_KEY_CHARS = 16383;
+
 
 function zeroCopyMin(v: boolean | number | undefined): number {
   if (v === undefined || v === false) return Infinity;
