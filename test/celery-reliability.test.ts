@@ -44,6 +44,15 @@ function client(r: RedisServer): Celery {
   return c;
 }
 
+/** A fresh redis-server, a started Node worker of one process that logs nothing, and a client. */
+async function quietWorker(): Promise<{ w: Worker; c: Celery }> {
+  redis = await startRedis();
+  const w = new Worker({ app: TASKS, broker: redis.url(0), resultBackend: redis.url(1), concurrency: 1, log: () => {} });
+  await w.start();
+  closers.push(() => w.shutdown());
+  return { w, c: client(redis) };
+}
+
 function tmpFile(name: string): string {
   return join(mkdtempSync(join(tmpdir(), 'billiard-ts-celery-')), name);
 }
@@ -206,11 +215,7 @@ describe('the Node worker under faults', () => {
   });
 
   it('a task waiting for a pool process is dropped when it expires or is revoked (REVOKED expired / revoked); the next one runs', async () => {
-    redis = await startRedis();
-    const w = new Worker({ app: TASKS, broker: redis.url(0), resultBackend: redis.url(1), concurrency: 1, log: () => {} });
-    await w.start();
-    closers.push(() => w.shutdown());
-    const c = client(redis);
+    const { w, c } = await quietWorker();
     const busy = await c.sendTask('tasks.sleeper', [2]);
     await waitUntil(async () => JSON.stringify(await c.broadcast('active', { timeout: 0.3 })).includes(busy.id), 20, 'the sleeper to start');
     const expiring = await c.sendTask('tasks.add', [1, 1], {}, { expires: 0.5 });
@@ -229,11 +234,7 @@ describe('the Node worker under faults', () => {
   });
 
   it('revoked ids over 256 characters are remembered by digest: a task with such an id is still dropped, and the list stays small', async () => {
-    redis = await startRedis();
-    const w = new Worker({ app: TASKS, broker: redis.url(0), resultBackend: redis.url(1), concurrency: 1, log: () => {} });
-    await w.start();
-    closers.push(() => w.shutdown());
-    const c = client(redis);
+    const { w, c } = await quietWorker();
     const long = (i: number): string => `${'r'.repeat(100_000)}-${i}`;
     await c.revoke([long(1), long(2), 'short-revoked-id']);
     await waitUntil(async () => JSON.stringify(await c.broadcast('revoked', { timeout: 0.3 })).includes('short-revoked-id'), 20, 'the revoke');
@@ -248,11 +249,7 @@ describe('the Node worker under faults', () => {
   });
 
   it('a task already written to its pool process runs when it is revoked, or when a warm shutdown begins: its result is recorded, its message is not put back', async () => {
-    redis = await startRedis();
-    const w = new Worker({ app: TASKS, broker: redis.url(0), resultBackend: redis.url(1), concurrency: 1, log: () => {} });
-    await w.start();
-    closers.push(() => w.shutdown());
-    const c = client(redis);
+    const { w, c } = await quietWorker();
     const stats = (await c.broadcast('stats', { timeout: 1 }))[0]![w.hostname] as { pool: { processes: number[] } };
     const [poolPid] = stats.pool.processes;
     // A stopped pool process cannot read, ACK or start the job the worker writes to it.
@@ -276,8 +273,8 @@ describe('the Node worker under faults', () => {
       process.kill(poolPid!, 'SIGCONT');
       await within(stopping, 20);
       expect(await atShutdown.get(20)).toBe(9);
-      expect(await redis.client.llen('celery')).toBe(0);
-      expect(await redis.client.hlen('unacked')).toBe(0);
+      expect(await redis!.client.llen('celery')).toBe(0);
+      expect(await redis!.client.hlen('unacked')).toBe(0);
     } finally {
       try {
         process.kill(poolPid!, 'SIGCONT');
@@ -288,11 +285,7 @@ describe('the Node worker under faults', () => {
   });
 
   it('a result JSON cannot carry, or the pool cannot pickle, is a FAILURE with the reason', async () => {
-    redis = await startRedis();
-    const w = new Worker({ app: TASKS, broker: redis.url(0), resultBackend: redis.url(1), concurrency: 1, log: () => {} });
-    await w.start();
-    closers.push(() => w.shutdown());
-    const c = client(redis);
+    const { w, c } = await quietWorker();
     const r = await c.sendTask('tasks.unencodable');
     await expect(r.get(20)).rejects.toMatchObject({ pyModule: 'kombu.exceptions', pyName: 'EncodeError', args: ['Object of type Set is not JSON serializable'] });
     // One the pool process cannot even send back (a function): billiard's MaybeEncodingError.
