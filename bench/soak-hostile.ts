@@ -98,6 +98,28 @@ function farMemoFlood(n: number): Buffer {
   return Buffer.concat(parts);
 }
 
+/**
+ * A dict of n bigint keys k << 64: V8 hashes a bigint by its low 64 bits,
+ * so they all land in one bucket of the PyDict's Map (40,000 of them, a
+ * 530 KB pickle, took 5.9 s to load before maxHashCollisions; 20 ms to fail
+ * with it).
+ */
+function bigintKeyFlood(n: number): Buffer {
+  const parts = [h('80047d28')]; // PROTO 4, EMPTY_DICT, MARK
+  for (let k = 1; k <= n; k++) {
+    let rest = BigInt(k);
+    const bytes = [0, 0, 0, 0, 0, 0, 0, 0];
+    do {
+      bytes.push(Number(rest & 0xffn));
+      rest >>= 8n;
+    } while (rest > 0n || bytes[bytes.length - 1]! & 0x80);
+    parts.push(Buffer.from([0x8a, bytes.length, ...bytes, 0x4e])); // LONG1 key, NONE
+    if (k % 1000 === 0 || k === n) parts.push(h(k === n ? '75' : '7528')); // SETITEMS (MARK)
+  }
+  parts.push(h('2e'));
+  return Buffer.concat(parts);
+}
+
 /** Pickles an authenticated peer sends (each one a frame of its own). */
 const BOMBS: Array<[string, Buffer]> = [
   ['memo index 0xfffffff0', h('80047d72f0ffffff324b014b0273302e')],
@@ -113,6 +135,7 @@ const BOMBS: Array<[string, Buffer]> = [
   ['billion laughs', billionLaughs()],
   ['200,000 nested lists', Buffer.concat([h('8004'), Buffer.alloc(200_000, 0x5d), Buffer.alloc(199_999, 0x61), h('2e')])],
   ['16,000 far memo indexes in one V8 hash bucket', farMemoFlood(16_000)],
+  ['40,000 bigint dict keys in one V8 hash bucket', bigintKeyFlood(40_000)],
   ['os.system', h('636f730a73797374656d0a2853276563686f2070776e6564270a74522e')],
 ];
 

@@ -455,3 +455,167 @@ describe('strings longer than 16,383 characters as keys (V8 hashes them by lengt
     expect([2, 4, 5].map((protocol) => hexOf(dumps(value, { protocol })))).toEqual(expected);
   });
 });
+
+describe('number and bigint keys that share V8 hash buckets (V8 hashes them without a seed)', () => {
+  // V8's two integer hashes (src/utils/utils.h), written here with BigInts and
+  // independently of src/pickle/v8-hash.ts, and their inverses, which craft keys.
+  const M32 = (1n << 32n) - 1n;
+  const M64 = (1n << 64n) - 1n;
+  const inverse = (a: bigint, mask: bigint): bigint => {
+    let x = a;
+    for (let i = 0; i < 7; i++) x = (x * (2n - a * x)) & mask;
+    return x;
+  };
+  const unshift = (h: bigint, s: bigint): bigint => {
+    let y = h;
+    for (let i = 0; i < 64; i++) y = h ^ (y >> s);
+    return y;
+  };
+  const unseeded = (key: number): number => {
+    let h = BigInt(key >>> 0);
+    h = (((h ^ M32) + (h << 15n)) & M32);
+    h ^= h >> 12n;
+    h = (h + (h << 2n)) & M32;
+    h ^= h >> 4n;
+    h = (h * 2057n) & M32;
+    h ^= h >> 16n;
+    return Number(h & 0x3fffffffn);
+  };
+  const unseededInverse = (h: bigint): number => {
+    let x = unshift(h, 16n);
+    x = (x * inverse(2057n, M32)) & M32;
+    x = unshift(x, 4n);
+    x = (x * inverse(5n, M32)) & M32;
+    x = unshift(x, 12n);
+    return Number(BigInt.asIntN(32, ((x + 1n) * inverse((1n << 15n) - 1n, M32)) & M32));
+  };
+  const long = (x: bigint): number => {
+    let h = x;
+    h = ((h ^ M64) + (h << 18n)) & M64;
+    h ^= h >> 31n;
+    h = (h * 21n) & M64;
+    h ^= h >> 11n;
+    h = (h + (h << 6n)) & M64;
+    h ^= h >> 22n;
+    return Number(h & 0x3fffffffn);
+  };
+  const longInverse = (h: bigint): bigint => {
+    let x = unshift(h, 22n);
+    x = (x * inverse(65n, M64)) & M64;
+    x = unshift(x, 11n);
+    x = (x * inverse(21n, M64)) & M64;
+    x = unshift(x, 31n);
+    return ((x + 1n) * inverse((1n << 18n) - 1n, M64)) & M64;
+  };
+  const bits = new DataView(new ArrayBuffer(8));
+  const doubleOf = (x: bigint): number => {
+    bits.setBigUint64(0, x);
+    return bits.getFloat64(0);
+  };
+  const v8Hash = (k: number | bigint): number => {
+    if (typeof k === 'bigint') return long(BigInt.asUintN(64, k < 0n ? -k : k));
+    if ((k | 0) === k) return unseeded(k);
+    bits.setFloat64(0, k);
+    return long(bits.getBigUint64(0));
+  };
+
+  // n keys of each kind, all with one hash (ints: one hash in their low 16 bits, as many as int32 allows).
+  const crafted = {
+    'int32s': (n: number): number[] => Array.from({ length: n }, (_, j) => unseededInverse(0x1234n + (BigInt(j + 1) << 16n))),
+    'floats': (n: number): number[] => {
+      const out: number[] = [];
+      for (let j = 1n; out.length < n; j++) {
+        const d = doubleOf(longInverse(0x2345n + (j << 30n)));
+        if (Number.isFinite(d) && !Number.isInteger(d)) out.push(d);
+      }
+      return out;
+    },
+    'bigints below 2**64': (n: number): bigint[] => Array.from({ length: n }, (_, j) => longInverse(0x3456n + (BigInt(j + 1) << 30n))),
+    'bigints k << 64 (equal low 64 bits)': (n: number): bigint[] => Array.from({ length: n }, (_, j) => (BigInt(j + 1) << 64n) * (j % 2 ? -1n : 1n)),
+  };
+  const containers: Array<[string, (ks: Array<number | bigint>) => Uint8Array, UnpicklerOptions?]> = [
+    ['a dict', (ks) => dumps(new PyDict(ks.map((k) => [k, null])))],
+    ['a dict loaded as a Map', (ks) => dumps(new PyDict(ks.map((k) => [k, null]))), { dicts: 'map' }],
+    ['a set (ADDITEMS)', (ks) => dumps(new Set(ks), { protocol: 4 })],
+    ['a frozenset (FROZENSET)', (ks) => dumps(new PyFrozenSet(ks), { protocol: 4 })],
+    ['a set at protocol 2 (builtins.set of a list)', (ks) => dumps(new Set(ks), { protocol: 2 })],
+    ['a dict at protocol 0 (SETITEM)', (ks) => dumps(new PyDict(ks.map((k) => [k, null])), { protocol: 0 })],
+  ];
+
+  test('the crafted keys do have one V8 hash each kind', () => {
+    for (const [kind, make] of Object.entries(crafted)) {
+      const hashes = new Set(make(50).map((k) => (kind === 'int32s' ? v8Hash(k) & 0xffff : v8Hash(k))));
+      expect(hashes.size, kind).toBe(1);
+    }
+  });
+
+  test('keyHash is V8\'s hash of a number or bigint key', async () => {
+    const { keyHash } = await import('../src/pickle/v8-hash.js');
+    const samples: Array<number | bigint> = [0, -0, 1, -1, 2 ** 31 - 1, -(2 ** 31), 2 ** 31, 2 ** 32, 2 ** 53, -(2 ** 53), 0.5, -1.5, 1e300, 5e-324, Infinity, -Infinity, 0n, 1n, -1n, 2n ** 64n, 2n ** 64n - 1n, -(2n ** 70n) - 5n, 2n ** 200n + 12345n];
+    for (let i = 0; i < 2000; i++) {
+      samples.push((Math.random() * 2 ** 32) | 0, (Math.random() - 0.5) * 10 ** (Math.random() * 60 - 30), Math.floor(Math.random() * 2 ** 53));
+      samples.push(BigInt(Math.floor(Math.random() * 2 ** 53)) * BigInt(Math.floor(Math.random() * 2 ** 53)) * (i % 2 ? -1n : 1n));
+    }
+    for (const k of samples) expect(keyHash(k), String(k)).toBe(v8Hash(k));
+  });
+
+  test('maxHashCollisions bounds the comparisons crafted keys would cost, in every kind of dict and set', () => {
+    for (const [kind, make] of Object.entries(crafted)) {
+      const keys = make(3000);
+      for (const [what, dump, options] of containers) {
+        const data = dump(keys);
+        const e = expectLimit(data, 'maxHashCollisions', options);
+        expect(e.message, `${kind} in ${what}`).toContain('low 64 bits');
+        const loaded = loads(data, { ...options, maxHashCollisions: Infinity }) as Map<unknown, unknown> | Set<unknown>;
+        expect(loaded.size, `${kind} in ${what}`).toBe(3000);
+      }
+    }
+  });
+
+  test('the count follows the comparisons, for one dict and for several in one load', () => {
+    // n keys in one bucket cost V8 about n * n / 2 comparisons. One key in
+    // about 8, at random, is counted (and charged for 8), so the count is
+    // near that, not equal to it: the bounds below are 7 standard deviations
+    // or more away from where it falls.
+    const n = 2000;
+    const one = dumps(new PyDict(crafted['bigints k << 64 (equal low 64 bits)'](n).map((k) => [k, 0])));
+    const comparisons = (n * n) / 2;
+    expectLimit(one, 'maxHashCollisions', { maxHashCollisions: comparisons / 4 });
+    expect((loads(one, { maxHashCollisions: comparisons * 4 }) as Map<unknown, unknown>).size).toBe(n);
+    // Two such dicts in one load are charged together: each alone stays well under the limit, both go over it.
+    const m = 4000;
+    const dictOf = (keys: Array<number | bigint>): PyDict => new PyDict(keys.map((k) => [k, 0]));
+    const limit = 9_500_000; // about 1.4 times what one dict of 4,000 is charged
+    expect((loads(dumps(dictOf(crafted['int32s'](m))), { maxHashCollisions: limit }) as Map<unknown, unknown>).size).toBe(m);
+    expect((loads(dumps(dictOf(crafted['floats'](m))), { maxHashCollisions: limit }) as Map<unknown, unknown>).size).toBe(m);
+    expectLimit(dumps([dictOf(crafted['int32s'](m)), dictOf(crafted['floats'](m))]), 'maxHashCollisions', { maxHashCollisions: limit });
+    expect(() => loads(dumps(1), { maxHashCollisions: -1 })).toThrow(TypeError);
+  });
+
+  test('keys as Python programs make them load: sequences, steps, floats, timestamps, 64-bit ids, and a few k << 64', () => {
+    const n = 100_000;
+    const patterns: Record<string, (i: number) => number | bigint> = {
+      'range(n)': (i) => i,
+      'negative': (i) => -i,
+      'steps of 2**20': (i) => i * 2 ** 20,
+      'steps of 2**32': (i) => i * 2 ** 32,
+      'i + 0.5': (i) => i + 0.5,
+      'i / 10': (i) => i / 10,
+      'time.time() in ms steps': (i) => 1.7e9 + i / 1000,
+      'ns timestamps': (i) => 1_700_000_000_000_000_000n + BigInt(i) * 1000n,
+      '2**64 + i': (i) => 2n ** 64n + BigInt(i),
+      '(i << 64) | i': (i) => (BigInt(i) << 64n) | BigInt(i),
+      'random 64-bit ids': () => BigInt(Math.floor(Math.random() * 2 ** 32)) * 2n ** 32n + BigInt(Math.floor(Math.random() * 2 ** 32)),
+      'random floats': () => Math.random(),
+    };
+    for (const [what, f] of Object.entries(patterns)) {
+      const keys = Array.from({ length: n }, (_, i) => f(i));
+      const d = loads(dumps(new PyDict(keys.map((k) => [k, 0])))) as Map<unknown, unknown>;
+      expect(d.size, what).toBe(new Set(keys).size);
+      expect((loads(dumps(new Set(keys), { protocol: 4 })) as Set<unknown>).size, what).toBe(d.size);
+    }
+    // 1,000 bigints with equal low 64 bits (500,000 comparisons) are within the default.
+    const shifted = crafted['bigints k << 64 (equal low 64 bits)'](1000);
+    expect((loads(dumps(new PyDict(shifted.map((k) => [k, 0])))) as Map<unknown, unknown>).size).toBe(1000);
+  });
+});

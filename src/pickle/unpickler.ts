@@ -32,7 +32,7 @@ import { parsePythonFloat } from './float-repr.js';
 import { opName } from './opcodes.js';
 import { IMPORT_MAPPING, NAME_MAPPING } from './python-tables.js';
 import { handlerOf, NOT_HANDLED, type LoadContext, type PickleRegistry } from './registry.js';
-import { LONG_KEY_CHARS } from './v8-hash.js';
+import { KeyChains, keyHash, LONG_KEY_CHARS } from './v8-hash.js';
 import { defaultRegistry } from './default-registry.js';
 import {
   EMPTY_TUPLE,
@@ -126,6 +126,19 @@ export interface UnpicklerOptions {
    */
   maxLongKeys?: number;
   /**
+   * Comparisons V8 may make between number or bigint keys of the dicts and
+   * sets of one load, as counted past 8 keys a bucket. V8 hashes numbers and
+   * bigints with a fixed function, so crafted keys (or bigints equal in
+   * their low 64 bits, such as `k << 64`) can all land in one bucket of a
+   * hash table, where each is compared with every other: a dict of 40,000
+   * keys `k << 64` took 5.9 s to load, and the cost grows with the square
+   * of their number. The load computes V8's hashes of a sample of the keys
+   * of tables of 64 keys or more and counts the keys that share buckets
+   * (random keys: about 0.05 a key); over this, `LIMIT`. Defaults to
+   * 1,048,576 plus 4 per byte of input (src/pickle/README.md, "Number keys").
+   */
+  maxHashCollisions?: number;
+  /**
    * Return `bytes` as views into the input instead of copies: true for all
    * of them, or a number for those of at least that many bytes (a view keeps
    * the whole input alive, so a few large ones are where it pays). Defaults
@@ -163,6 +176,8 @@ interface ResolvedOptions {
   maxMarks: number;
   maxDepth: number;
   maxLongKeys: number;
+  /** `undefined`: the default, which depends on the input's length. */
+  maxHashCollisions: number | undefined;
   /** Bytes of at least this length are views (Infinity: none). */
   zeroCopy: number;
 }
@@ -181,12 +196,31 @@ const DEFAULTS: Readonly<ResolvedOptions> = {
   maxMarks: 2 ** 20,
   maxDepth: Infinity,
   maxLongKeys: 64,
+  maxHashCollisions: undefined,
   zeroCopy: Infinity,
 };
 
 /** The default allocation budget: this much, plus {@link ALLOC_PER_INPUT_BYTE} per byte of input. */
 const ALLOC_BASE = 64 * 1024 * 1024;
 const ALLOC_PER_INPUT_BYTE = 16;
+/** The default of maxHashCollisions: this much, plus {@link HASH_PER_INPUT_BYTE} per byte of input. */
+const HASH_BASE = 1 << 20;
+const HASH_PER_INPUT_BYTE = 4;
+/**
+ * One number or bigint key in this many, chosen at random, is counted
+ * against maxHashCollisions (a power of two): crafted keys fill a bucket
+ * whichever are counted, and random keys cost a few nanoseconds each rather
+ * than the 15 to 50 of hashing and counting every one.
+ */
+const SAMPLE_EVERY = 8;
+/** A random 32-bit number shifted right by this is a gap between counted keys, less one: 0 to 2 * SAMPLE_EVERY - 1. */
+const SAMPLE_GAP_SHIFT = 32 - Math.log2(2 * SAMPLE_EVERY);
+/** What a counted key's comparisons past CHAIN_FREE are charged: it stands for SAMPLE_EVERY keys, and its bucket's count for SAMPLE_EVERY times as many. */
+const SAMPLE_COST = SAMPLE_EVERY * SAMPLE_EVERY;
+/** Counted keys a bucket may hold before a new one is charged. */
+const CHAIN_FREE = 8;
+/** Tables with fewer keys than this are not counted (at most 64 * 64 / 2 comparisons). */
+const CHAINS_MIN = 64;
 /** What the budget is charged per item: a list or tuple slot; a dict entry or set element. */
 const SLOT_COST = 8;
 const ENTRY_COST = 16;
@@ -239,7 +273,7 @@ function farKey(idx: number): string {
 }
 
 /** Reads a limit option, `undefined` when not given: a non-negative integer or Infinity. */
-function limitOption(options: UnpicklerOptions | undefined, name: 'maxLongDigits' | 'maxLongBytes' | 'maxAllocBytes' | 'maxMemo' | 'maxMarks' | 'maxDepth' | 'maxLongKeys'): number | undefined {
+function limitOption(options: UnpicklerOptions | undefined, name: 'maxLongDigits' | 'maxLongBytes' | 'maxAllocBytes' | 'maxMemo' | 'maxMarks' | 'maxDepth' | 'maxLongKeys' | 'maxHashCollisions'): number | undefined {
   const v = options?.[name];
   if (v === undefined) return undefined;
   if (typeof v !== 'number' || !(v >= 0) || (!Number.isInteger(v) && v !== Infinity)) {
@@ -423,6 +457,7 @@ function resolveOptions(options: UnpicklerOptions | undefined): ResolvedOptions 
     maxMarks: limitOption(options, 'maxMarks') ?? DEFAULTS.maxMarks,
     maxDepth: limitOption(options, 'maxDepth') ?? DEFAULTS.maxDepth,
     maxLongKeys: limitOption(options, 'maxLongKeys') ?? DEFAULTS.maxLongKeys,
+    maxHashCollisions: limitOption(options, 'maxHashCollisions'),
     zeroCopy: zeroCopyMin(options.zeroCopy),
   };
   if (frozen) resolvedFrozen.set(options, resolved);
@@ -474,10 +509,22 @@ export class Unpickler {
   #budget = 0;
   /** Strings longer than LONG_KEY_CHARS made keys or set elements on this pass (maxLongKeys). */
   #longKeys = 0;
+  /** What is left of maxHashCollisions on this pass. */
+  #hashBudget = 0;
+  /** How the number and bigint keys of this pass's dicts and sets share V8's buckets (maxHashCollisions). */
+  #chains: Map<object, KeyChains> | null = null;
+  /** The counts of a table that was empty when its first keys came (see #chainsOf). */
+  readonly #freshChains = new KeyChains();
+  /** The state of the xorshift generator that picks the keys counted (seeded for each pass). */
+  #rng = 1;
+  /** Keys until the next one counted (see #countKeys). */
+  #skip = 1;
   readonly #context: LoadContext = {
     alloc: (bytes: number): void => this.#charge(bytes, 'a handler'),
     keys: (items: Iterable<unknown>): void => {
-      for (const k of items) if (typeof k === 'string' && k.length > LONG_KEY_CHARS) this.#longKey();
+      const list = Array.isArray(items) ? items : Array.from(items);
+      for (const k of list) if (typeof k === 'string' && k.length > LONG_KEY_CHARS) this.#longKey();
+      if (list.length >= CHAINS_MIN) this.#countKeys(null, list, 0, 1);
     },
   };
   #proto = 0;
@@ -571,6 +618,7 @@ export class Unpickler {
       memo.fill(undefined, 0, this.#memoLen);
       this.#memoLen = 0;
       this.#memoFar = null;
+      this.#chains = null;
       if (borrowed) sharedMemo = memo.length <= MEMO_KEEP_LIMIT ? memo : [];
     }
   }
@@ -610,6 +658,10 @@ export class Unpickler {
     this.#memoFar = null;
     this.#memoCount = 0;
     this.#longKeys = 0;
+    this.#hashBudget = this.#opts.maxHashCollisions ?? HASH_BASE + HASH_PER_INPUT_BYTE * (this.#data.length - start);
+    this.#chains = null;
+    this.#rng = (Math.random() * 2 ** 32) | 0 || 1;
+    this.#skip = 1 + Math.floor(Math.random() * SAMPLE_EVERY);
     this.#proto = 0;
     this.#dictOrdinal = 0;
     this.#autoDicts = [];
@@ -640,13 +692,78 @@ export class Unpickler {
     throw new cls(`${message} (opcode ${opName(this.#data[this.#opPos]!)} at offset ${this.#opPos})`, { code, position: this.#opPos });
   }
 
-  /** Charges `bytes` to the load's allocation budget (maxAllocBytes). */
   /** Counts a key or set element longer than LONG_KEY_CHARS (maxLongKeys). */
   #longKey(): void {
     if (++this.#longKeys > this.#opts.maxLongKeys) {
       this.#fail('LIMIT', `more than maxLongKeys (${this.#opts.maxLongKeys}) dict keys or set elements longer than ${LONG_KEY_CHARS} characters`);
     }
   }
+
+  /**
+   * Counts the number and bigint keys at `items[from]`, `items[from + step]`,
+   * ... against maxHashCollisions before they go into `table` (a Map or a
+   * Set this pass fills; null: a table about to be made of them). One key in
+   * about SAMPLE_EVERY is counted, chosen at random.
+   */
+  #countKeys(table: Map<unknown, unknown> | Set<unknown> | null, items: unknown[], from: number, step: number): void {
+    let chains: KeyChains | null = null;
+    let skip = this.#skip;
+    // A key equal to the one before it is in the table already: it adds no key to a bucket.
+    let last: unknown;
+    for (let i = from; i < items.length; i += step) {
+      const k = items[i];
+      if (k === last) continue;
+      last = k;
+      if (((typeof k === 'number' && k === k) || typeof k === 'bigint') && --skip <= 0) {
+        chains ??= this.#chainsOf(table, (items.length - i) / step);
+        skip = this.#countPicked(chains, k);
+      }
+    }
+    this.#skip = skip;
+  }
+
+  /**
+   * The bucket counts of `table`, made from its keys so far on first use;
+   * `coming` more keys are about to be added. A table still empty (or about
+   * to be made) gets its keys from one batch (a dict of up to 1,000 keys, as
+   * CPython writes, gets all of them): it is counted in one shared object,
+   * used up before the next batch. Should more keys come later, the table's
+   * keys are counted again then.
+   */
+  #chainsOf(table: Map<unknown, unknown> | Set<unknown> | null, coming: number): KeyChains {
+    if (table === null || table.size === 0) return this.#freshChains.reset(coming / SAMPLE_EVERY);
+    const all = (this.#chains ??= new Map());
+    let chains = all.get(table);
+    if (chains === undefined) {
+      chains = new KeyChains(0, true);
+      all.set(table, chains);
+      let skip = this.#skip;
+      for (const k of table.keys()) if (((typeof k === 'number' && k === k) || typeof k === 'bigint') && --skip <= 0) skip = this.#countPicked(chains, k);
+      this.#skip = skip;
+    }
+    return chains;
+  }
+
+  /** Counts `key`; returns the keys until the next one counted: 1 to 2 * SAMPLE_EVERY, at random. */
+  #countPicked(chains: KeyChains, key: number | bigint): number {
+    let x = this.#rng;
+    x ^= x << 13;
+    x ^= x >>> 17;
+    x ^= x << 5;
+    this.#rng = x;
+    const held = chains.add(keyHash(key));
+    if (held > CHAIN_FREE && (this.#hashBudget -= (held - CHAIN_FREE) * SAMPLE_COST) < 0) {
+      const limit = this.#opts.maxHashCollisions ?? HASH_BASE + HASH_PER_INPUT_BYTE * (this.#data.length - this.#start);
+      this.#fail(
+        'LIMIT',
+        `number or bigint keys of a dict or set share V8's hash buckets: comparing them would take more than maxHashCollisions (${limit}) ` +
+          '(crafted keys, or bigints equal in their low 64 bits)',
+      );
+    }
+    return 1 + (x >>> SAMPLE_GAP_SHIFT);
+  }
+
+  /** Charges `bytes` to the load's allocation budget (maxAllocBytes). */
 
   #charge(bytes: number, what: string): void {
     if ((this.#budget -= bytes) < 0) this.#overBudget(what);
@@ -977,6 +1094,7 @@ export class Unpickler {
           const set = stack[mark - 1];
           if (!(set instanceof Set) || set instanceof PyFrozenSet) this.#fail('TYPE', `'${typeName(set)}' object has no attribute 'add' (ADDITEMS)`, UnpicklingAttributeError);
           if ((this.#budget -= (stack.length - mark) * ENTRY_COST) < 0) this.#overBudget('ADDITEMS');
+          if (set.size + stack.length - mark >= CHAINS_MIN) this.#countKeys(set, stack, mark, 1);
           for (let i = mark; i < stack.length; i++) {
             const v = stack[i];
             if (isUnhashable(v)) this.#fail('TYPE', `unhashable type: '${typeName(v)}'`, UnpicklingTypeError);
@@ -993,6 +1111,7 @@ export class Unpickler {
           fence = marks.length > 0 ? marks[marks.length - 1]! : 0;
           if ((this.#budget -= SET_COST + (stack.length - mark) * ENTRY_COST) < 0) this.#overBudget('FROZENSET');
           const items = stack.splice(mark);
+          if (items.length >= CHAINS_MIN) this.#countKeys(null, items, 0, 1);
           for (let i = 0; i < items.length; i++) {
             const v = items[i];
             if (isUnhashable(v)) this.#fail('TYPE', `unhashable type: '${typeName(v)}'`, UnpicklingTypeError);
@@ -1677,6 +1796,7 @@ export class Unpickler {
       from = i;
     }
     if (target instanceof Map) {
+      if (target.size + ((stack.length - from) >> 1) >= CHAINS_MIN) this.#countKeys(target, stack, from, 2);
       for (let i = from; i < stack.length; i += 2) {
         let k = stack[i];
         if (isUnhashable(k)) this.#fail('TYPE', `unhashable type: '${typeName(k)}'`, UnpicklingTypeError);
