@@ -7,11 +7,11 @@
  */
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 
-import { dumps, Process, pyfunc, RemoteError, SyncManager, type Address } from '../src/index.js';
+import { dumps, loads, Process, PyDict, pyfunc, RemoteError, SyncManager, tuple, type Address } from '../src/index.js';
 import { exerciseSyncManager } from './helpers/manager-scenario.js';
 import { KEY, runPeerClient, type PeerResult } from './helpers/manager-peers.js';
 import { type PyVersion } from './helpers/peers.js';
-import { ManagedDict } from '../src/managers/objects.js';
+import { ManagedDict, ManagedNamespace } from '../src/managers/objects.js';
 import { hashKey } from '../src/managers/pyvalues.js';
 import { childUsesProxy, failTask, PeerManager, square } from './peers/manager-peer.js';
 
@@ -176,5 +176,46 @@ describe("a Node manager's dict with keys over 16,383 characters", () => {
     expect(d.pyCall('__getitem__', [long(5)], {})).toBe('again');
     expect(d.pyCall('__contains__', [long(100)], {})).toBe(false);
     expect((d.pyCall('keys', [], {}) as string[])[99]).toBe(long(99));
+  });
+});
+
+describe("a Node manager's dict with keys that share V8's hash buckets", () => {
+  test('copy() and #GETVALUE are pickled from its items, never put in a Map', () => {
+    // V8 hashes a bigint by its low 64 bits: k << 64 for every k shares one bucket,
+    // and a Map of 40,000 of them took 6 s to fill. The dict keeps them by strings.
+    const d = new ManagedDict();
+    const entries: Array<[unknown, unknown]> = [['first', 0]];
+    for (let k = 1; k <= 3000; k++) entries.push([BigInt(k) << 64n, k]);
+    entries.push([tuple(1, 'x'), null]);
+    for (const [k, v] of entries) d.set(k, v);
+    for (const value of [d.pyCall('copy', [], {}), d.pyGetValue()]) {
+      expect(value).not.toBeInstanceOf(Map);
+      for (const protocol of [0, 2, 4, 5]) expect(Buffer.from(dumps(value, { protocol })).equals(Buffer.from(dumps(new PyDict(entries), { protocol })))).toBe(true);
+    }
+    // A copy is a copy: later changes to the dict do not reach it.
+    const copy = d.pyCall('copy', [], {});
+    d.set('first', 'changed');
+    expect(loads(dumps(copy), { maxHashCollisions: Infinity })).toEqual(new PyDict(entries));
+    // dict(d) and list(d) of another managed dict take its keys and items in order.
+    expect(new ManagedDict(d).pyCall('keys', [], {})).toEqual(d.keyList());
+    expect(d.keyList()).toEqual(entries.map(([k]) => k));
+  });
+});
+
+describe("a Node manager's Namespace with attribute names over 16,383 characters", () => {
+  test('it holds at most 64 of them (V8 compares each with every other), and any number of others', () => {
+    const long = (i: number): string => 'a'.repeat(16384) + String(i).padStart(8, '0');
+    const ns = new ManagedNamespace();
+    for (let i = 0; i < 64; i++) ns.pyCall('__setattr__', [long(i), i], {});
+    ns.pyCall('__setattr__', [long(5), 'again'], {});
+    expect(() => ns.pyCall('__setattr__', [long(64), 64], {})).toThrow(/at most 64 attribute names longer than 16383/);
+    for (let i = 0; i < 1000; i++) ns.pyCall('__setattr__', [`short${i}`, i], {});
+    expect(ns.pyCall('__getattribute__', [long(5)], {})).toBe('again');
+    // Deleting one makes room for another.
+    ns.pyCall('__delattr__', [long(0)], {});
+    ns.pyCall('__setattr__', [long(64), 64], {});
+    expect(ns.pyCall('__getattribute__', [long(64)], {})).toBe(64);
+    expect(() => ns.pyCall('__setattr__', [long(65), 65], {})).toThrow(/at most 64/);
+    expect(() => ns.pyCall('__setattr__', [long(66), 66], {})).toThrow(expect.objectContaining({ pyName: 'ValueError' }));
   });
 });

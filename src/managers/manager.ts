@@ -384,7 +384,7 @@ function items(v: unknown, what: string): unknown[] {
   if (v instanceof ManagedList) return [...v.items];
   if (typeof v === 'string') return [...v];
   if (v instanceof Map) return [...v.keys()];
-  if (v instanceof ManagedDict) return [...v.toValue().keys()];
+  if (v instanceof ManagedDict) return v.keyList();
   if (typeof v === 'object' && Symbol.iterator in (v as object)) return [...(v as Iterable<unknown>)];
   throw pyError('TypeError', `'${pyTypeName(v)}' object is not iterable (${what})`);
 }
@@ -490,8 +490,7 @@ S.registerBuiltin(
   'dict',
   (a, k) => {
     if (a.length > 1) throw pyError('TypeError', `dict expected at most 1 argument, got ${a.length}`);
-    const init = a[0] instanceof ManagedDict ? a[0].toValue() : a[0];
-    return new ManagedDict(init, k);
+    return new ManagedDict(a[0], k);
   },
   DictProxy,
   { methodToTypeid: { __iter__: 'Iterator' } },

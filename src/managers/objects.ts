@@ -12,6 +12,8 @@
  */
 
 import { PyFrozenSet, PyGlobal, PyObject, PySlice, PyTuple, tuple } from '../pickle/index.js';
+import { PyDictItems } from '../pickle/types.js';
+import { LONG_KEY_CHARS } from '../pickle/v8-hash.js';
 import { Timer } from '../connection/timers.js';
 import { Empty, Full } from '../queues/index.js';
 import { PyArray } from './array.js';
@@ -634,6 +636,12 @@ function sliceIndices(s: PySlice, length: number): number[] {
  * that fails is in Python, not a server that dies of an exhausted heap.
  */
 const MAX_LIST_ITEMS = 1 << 26;
+/**
+ * Attribute names longer than LONG_KEY_CHARS a Namespace holds at most: V8
+ * hashes such a string by its length alone, so n of them cost n * n / 2
+ * comparisons in full (the unpickler's maxLongKeys allows as many in a load).
+ */
+const NAMESPACE_LONG_NAMES = 64;
 
 function checkSize(n: number): void {
   if (n > MAX_LIST_ITEMS) throw pyError('MemoryError', `a served list holds at most ${MAX_LIST_ITEMS} items, not ${n}`);
@@ -848,9 +856,20 @@ export class ManagedDict extends Managed {
     throw pyError('TypeError', `'${pyTypeName(other)}' object is not iterable`);
   }
 
-  /** The dict as a value that pickles as a dict. */
-  toValue(): Map<unknown, unknown> {
-    return new Map([...this.#map.values()].map(([k, v]) => [k, v]));
+  /**
+   * A copy of the dict that pickles as a dict. Not a Map: its keys would go
+   * into a V8 hash table, where a client's keys that share V8's buckets
+   * (bigints equal in their low 64 bits, or crafted numbers, stored here by
+   * strings) would cost the square of their number (40,000 keys `k << 64`:
+   * 6 s for one `copy()`).
+   */
+  toValue(): PyDictItems {
+    return new PyDictItems(Array.from(this.#map.values(), ([k, v]) => [k, v] as const));
+  }
+
+  /** The keys, in order. */
+  keyList(): unknown[] {
+    return Array.from(this.#map.values(), ([k]) => k);
   }
 
   pyCall(name: string, args: readonly unknown[], kwds: Record<string, unknown>): unknown {
@@ -1095,10 +1114,13 @@ export class ManagedNamespace extends Managed {
   readonly pyTypeName = 'Namespace';
   readonly exposed = ['__getattribute__', '__setattr__', '__delattr__'];
   readonly attrs = new Map<string, unknown>();
+  /** Attribute names longer than LONG_KEY_CHARS (at most NAMESPACE_LONG_NAMES). */
+  #longNames = 0;
 
   constructor(kwds?: Record<string, unknown>) {
     super();
-    if (kwds) for (const [k, v] of Object.entries(kwds)) this.attrs.set(k, v);
+    // kwds come from a load, which allows 64 keys over LONG_KEY_CHARS (maxLongKeys).
+    if (kwds) for (const [k, v] of Object.entries(kwds)) this.pyCall('__setattr__', [k, v], {});
   }
 
   #dict(): Record<string, unknown> {
@@ -1117,12 +1139,21 @@ export class ManagedNamespace extends Managed {
       }
       case '__setattr__': {
         const [attr, v] = bind(name, [['name'], ['value']], args, kwds);
-        this.attrs.set(str(attr, 'attribute name'), v);
+        const key = str(attr, 'attribute name');
+        if (key.length > LONG_KEY_CHARS && !this.attrs.has(key)) {
+          // V8 hashes such a name by its length alone: each is compared with every other in the table.
+          if (this.#longNames >= NAMESPACE_LONG_NAMES) {
+            throw pyError('ValueError', `a billiard-ts manager's Namespace holds at most ${NAMESPACE_LONG_NAMES} attribute names longer than ${LONG_KEY_CHARS} characters`);
+          }
+          this.#longNames++;
+        }
+        this.attrs.set(key, v);
         return null;
       }
       case '__delattr__': {
         const attr = str(bind(name, [['name']], args, kwds)[0], 'attribute name');
         if (!this.attrs.delete(attr)) throw pyError('AttributeError', `'Namespace' object has no attribute '${attr}'`);
+        if (attr.length > LONG_KEY_CHARS) this.#longNames--;
         return null;
       }
       default:

@@ -22,6 +22,7 @@ import {
   PickleBuffer,
   PyByteArray,
   PyDict,
+  PyDictItems,
   PyFloat,
   PyFrozenSet,
   PyGlobal,
@@ -680,7 +681,7 @@ export class Pickler {
     else if (proto === ARRAY_PROTO) this.#saveList(obj as unknown[]);
     else if (proto === UINT8ARRAY_PROTO) this.#saveBytes(obj as Uint8Array);
     else if (proto === PYTUPLE_PROTO) this.#saveTuple(obj as PyTuple);
-    else if (proto === MAP_PROTO || proto === PYDICT_PROTO) this.#saveMap(obj as Map<unknown, unknown>);
+    else if (proto === MAP_PROTO || proto === PYDICT_PROTO || proto === PyDictItems.prototype) this.#saveMap(obj as Map<unknown, unknown> | PyDictItems);
     else if (proto === PyByteArray.prototype) this.#saveByteArray(obj as PyByteArray);
     else if (proto === Set.prototype) this.#saveSet(obj as Set<unknown>);
     else if (proto === PyFrozenSet.prototype) this.#saveFrozenSet(obj as PyFrozenSet);
@@ -1303,7 +1304,7 @@ export class Pickler {
     this.#memoizeObj(d);
   }
 
-  #saveMap(m: Map<unknown, unknown>): void {
+  #saveMap(m: Map<unknown, unknown> | PyDictItems): void {
     this.#openDict(m);
     const n = m.size;
     if (n === 0) return;

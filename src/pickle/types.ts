@@ -104,6 +104,24 @@ export class PyByteArray extends Uint8Array {
 /** A Python `dict` whose keys are not all strings (or any dict, with `dicts: 'map'`). */
 export class PyDict<K = unknown, V = unknown> extends Map<K, V> {}
 
+/**
+ * A dict held as its items, for a dict the program keeps in a table of its
+ * own: it pickles as a Map of the same entries does, byte for byte, without
+ * putting the keys in a V8 hash table first (keys that share V8's hash
+ * buckets, such as bigints equal in their low 64 bits, would cost the
+ * square of their number there; src/pickle/README.md, "Number keys"). A
+ * manager's dict replies with one. Internal: not exported by the package.
+ */
+export class PyDictItems {
+  constructor(readonly items: ReadonlyArray<readonly [unknown, unknown]>) {}
+  get size(): number {
+    return this.items.length;
+  }
+  [Symbol.iterator](): Iterator<readonly [unknown, unknown]> {
+    return this.items[Symbol.iterator]();
+  }
+}
+
 const kFrozen = Symbol('frozen');
 
 /** A Python `frozenset`: a `Set` whose mutators throw once it is built. */
