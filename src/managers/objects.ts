@@ -861,7 +861,7 @@ export class ManagedDict extends Managed {
    * into a V8 hash table, where a client's keys that share V8's buckets
    * (bigints equal in their low 64 bits, or crafted numbers, stored here by
    * strings) would cost the square of their number (40,000 keys `k << 64`:
-   * 6 s for one `copy()`).
+   * 5.7 s for one `copy()`, 24 ms without the Map).
    */
   toValue(): PyDictItems {
     return new PyDictItems(Array.from(this.#map.values(), ([k, v]) => [k, v] as const));
