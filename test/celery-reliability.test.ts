@@ -214,6 +214,44 @@ describe('the Node worker under faults', () => {
     expect(p3).toMatchObject({ status: 'FAILURE', result: { exc_type: 'DecodeError', exc_module: 'kombu.exceptions' } });
   });
 
+  it('messages over maxMessageBytes are dropped unread, from a batch pop and from BRPOP, and kept in the dead-letter list; the worker goes on', async () => {
+    redis = await startRedis();
+    const rejected: string[] = [];
+    const rawSizes: number[] = [];
+    const w = new Worker({ app: TASKS, broker: redis.url(0), resultBackend: redis.url(1), concurrency: 1, maxMessageBytes: 20_000, deadLetterQueue: 'dead', log: () => {} });
+    w.on('rejected', (e: { reason: string; raw: Buffer }) => {
+      rejected.push(e.reason);
+      rawSizes.push(e.raw.length);
+    });
+    const c = client(redis);
+    const big = 'x'.repeat(30_000);
+    // Waiting when the worker starts: the batch pop leaves its bytes in Redis.
+    await c.sendTask('tasks.echo', [big]);
+    const first = await c.sendTask('tasks.add', [1, 2]);
+    const waiting = await redis.client.lrangeBuffer('celery', 0, -1);
+    await w.start();
+    closers.push(() => w.shutdown());
+    expect(await first.get(20)).toBe(3);
+    // Arriving while the worker waits in BRPOP: taken whole, dropped before it is decoded.
+    await new Promise((res) => setTimeout(res, 300));
+    await c.sendTask('tasks.echo', [`${big}!`]);
+    expect(await (await c.sendTask('tasks.add', [3, 4])).get(20)).toBe(7);
+    await waitUntil(() => rejected.length === 2, 10, 'both large messages to be dropped');
+    for (const r of rejected) expect(r).toMatch(/^a message of \d+ bytes, over maxMessageBytes \(20000\)$/);
+    // The batch pop's never left Redis; BRPOP's came whole.
+    expect(rawSizes[0]).toBe(0);
+    expect(rawSizes[1]).toBeGreaterThan(20_000);
+    const dead = await redis.client.lrangeBuffer('dead', 0, -1);
+    expect(dead).toHaveLength(2);
+    // The batch pop's is the very element that waited in the queue (the older of the two, at the list's tail).
+    expect(dead[1]!.equals(waiting[1]!)).toBe(true);
+    expect(dead.map((m) => (pyJsonLoads(m.toString()) as { headers: { task: string } }).headers.task)).toEqual(['tasks.echo', 'tasks.echo']);
+    expect(dead[0]!.length).toBeGreaterThan(20_000);
+    await waitUntil(async () => (await redis!.client.hlen('unacked')) === 0, 10, 'every message to be acknowledged');
+    expect(await redis.client.llen('celery')).toBe(0);
+    expect(() => new Worker({ app: TASKS, broker: redis!.url(0), maxMessageBytes: -1 })).toThrow(TypeError);
+  });
+
   it('a task waiting for a pool process is dropped when it expires or is revoked (REVOKED expired / revoked); the next one runs', async () => {
     const { w, c } = await quietWorker();
     const busy = await c.sendTask('tasks.sleeper', [2]);

@@ -44,6 +44,7 @@ const USAGE = `usage: billiard-ts celery worker --app MODULE [options]
   --without-heartbeat           send no worker events
   --task-events, -E             send task events (task.multi batches)
   --dead-letter-queue LIST      push unusable messages' bytes to this Redis list
+  --max-message-bytes N         drop messages over N bytes unread (default 64 MiB; 0: no limit)
 `;
 
 const LOADERS = /(^|[=\s])(tsx|ts-node)/;
@@ -103,6 +104,7 @@ export async function main(argv: readonly string[]): Promise<number> {
       'without-heartbeat': { type: 'boolean' },
       'task-events': { type: 'boolean', short: 'E' },
       'dead-letter-queue': { type: 'string' },
+      'max-message-bytes': { type: 'string' },
       help: { type: 'boolean', short: 'h' },
     },
     strict: true,
@@ -145,6 +147,7 @@ export async function main(argv: readonly string[]): Promise<number> {
     heartbeat: !values['without-heartbeat'],
     taskEvents: values['task-events'] ?? false,
     deadLetterQueue: values['dead-letter-queue'] ?? null,
+    maxMessageBytes: num(values['max-message-bytes'], 'max-message-bytes') ?? undefined,
   });
   let signals = 0;
   let done: Promise<void> | null = null;

@@ -45,6 +45,12 @@ export interface Delivery {
   raw: Buffer;
   /** Set when the message was already recorded in `unacked` under this tag, as its bytes (see {@link RedisTransport.popMany}). */
   recordedTag?: Buffer | null;
+  /**
+   * Set when {@link RedisTransport.popMany} left the message's bytes in
+   * Redis because there were more than `maxBytes` of them: their number
+   * (`raw` is then empty; the bytes are in the dead-letter list, if any).
+   */
+  oversize?: number;
 }
 
 /** The compare-and-delete that releases the sweep's lock (kombu's, by effect). */
@@ -54,13 +60,18 @@ const RELEASE_LOCK = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis
  * Takes up to ARGV[1] messages at once, in BRPOP's order (step-major, the
  * queues rotated round robin after each message), and records each in
  * `unacked`/`unacked_index` in the same atomic step, so that none is ever
- * popped without being recorded. KEYS: unacked, unacked_index, then each
- * queue's step lists (queue-major). ARGV: count, steps, queues. Returns a
- * flat list of (queue number, delivery tag or '' when it could not be
- * recorded, raw bytes).
+ * popped without being recorded. A message over ARGV[4] bytes (0: no
+ * limit) is neither decoded nor recorded nor returned: it goes to the
+ * dead-letter list KEYS[3] when ARGV[5] is '1', and its size comes back in
+ * place of its bytes. KEYS: unacked, unacked_index, the dead-letter list (or
+ * any key when there is none), then each queue's step lists (queue-major).
+ * ARGV: count, steps, queues, max bytes, dead-letter flag. Returns a flat
+ * list of (queue number, delivery tag or '' when it could not be recorded,
+ * raw bytes or the size of a message over the limit).
  */
 const POP_BATCH = `
 local count, nsteps, nqueues = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
+local maxbytes, dead = tonumber(ARGV[4]), ARGV[5] == '1'
 local order = {}
 for i = 1, nqueues do order[i] = i end
 local t = redis.call('TIME')
@@ -70,7 +81,7 @@ for n = 1, count do
   local got, at = nil, nil
   for s = 1, nsteps do
     for oi = 1, nqueues do
-      local v = redis.call('RPOP', KEYS[2 + (order[oi] - 1) * nsteps + s])
+      local v = redis.call('RPOP', KEYS[3 + (order[oi] - 1) * nsteps + s])
       if v then got = v; at = oi; break end
     end
     if got then break end
@@ -79,20 +90,27 @@ for n = 1, count do
   local q = order[at]
   table.remove(order, at)
   table.insert(order, q)
-  local tag = ''
-  local ok, env = pcall(cjson.decode, got)
-  if ok and type(env) == 'table' and type(env.properties) == 'table' then
-    local p = env.properties
-    local di = p.delivery_info
-    if type(p.delivery_tag) == 'string' and p.delivery_tag ~= '' and type(di) == 'table' and type(di.exchange) == 'string' and type(di.routing_key) == 'string' then
-      redis.call('ZADD', KEYS[2], now, p.delivery_tag)
-      redis.call('HSET', KEYS[1], p.delivery_tag, '[' .. got .. ', ' .. cjson.encode(di.exchange) .. ', ' .. cjson.encode(di.routing_key) .. ']')
-      tag = p.delivery_tag
+  if maxbytes > 0 and #got > maxbytes then
+    if dead then redis.call('LPUSH', KEYS[3], got) end
+    out[#out + 1] = q
+    out[#out + 1] = ''
+    out[#out + 1] = #got
+  else
+    local tag = ''
+    local ok, env = pcall(cjson.decode, got)
+    if ok and type(env) == 'table' and type(env.properties) == 'table' then
+      local p = env.properties
+      local di = p.delivery_info
+      if type(p.delivery_tag) == 'string' and p.delivery_tag ~= '' and type(di) == 'table' and type(di.exchange) == 'string' and type(di.routing_key) == 'string' then
+        redis.call('ZADD', KEYS[2], now, p.delivery_tag)
+        redis.call('HSET', KEYS[1], p.delivery_tag, '[' .. got .. ', ' .. cjson.encode(di.exchange) .. ', ' .. cjson.encode(di.routing_key) .. ']')
+        tag = p.delivery_tag
+      end
     end
+    out[#out + 1] = q
+    out[#out + 1] = tag
+    out[#out + 1] = got
   end
-  out[#out + 1] = q
-  out[#out + 1] = tag
-  out[#out + 1] = got
 end
 return out
 `;
@@ -286,19 +304,22 @@ export class RedisTransport {
   /**
    * Takes up to `count` waiting messages without blocking, recorded as
    * delivered in the same atomic step (an empty list when none waits).
-   * Same order and round robin as {@link pop}.
+   * Same order and round robin as {@link pop}. A message over `maxBytes`
+   * (0: no limit) stays in Redis, in `deadLetter` if given, and comes
+   * back as its size ({@link Delivery.oversize}).
    */
-  async popMany(queues: string[], count: number): Promise<Delivery[]> {
-    const keys = [this.unackedKey, this.unackedIndexKey];
+  async popMany(queues: string[], count: number, maxBytes = 0, deadLetter: string | null = null): Promise<Delivery[]> {
+    const keys = [this.unackedKey, this.unackedIndexKey, deadLetter ?? this.unackedKey];
     for (const q of queues) for (const step of this.steps) keys.push(this.stepKey(q, step));
     const cmd = this.commands as unknown as { popBatchBuffer(n: number, ...args: Array<string | number>): Promise<Array<Buffer | number>> };
-    const flat = await cmd.popBatchBuffer(keys.length, ...keys, count, this.steps.length, queues.length);
+    const flat = await cmd.popBatchBuffer(keys.length, ...keys, count, this.steps.length, queues.length, maxBytes, deadLetter === null ? 0 : 1);
     const out: Delivery[] = [];
     const order = [...queues];
     for (let i = 0; i + 2 < flat.length; i += 3) {
       const queue = queues[(flat[i] as number) - 1] as string;
       const tag = flat[i + 1] as Buffer;
-      out.push({ queue, raw: flat[i + 2] as Buffer, recordedTag: tag.length === 0 ? null : tag });
+      const raw = flat[i + 2]!;
+      out.push(typeof raw === 'number' ? { queue, raw: Buffer.alloc(0), recordedTag: null, oversize: raw } : { queue, raw, recordedTag: tag.length === 0 ? null : tag });
       if (this.roundRobin) {
         order.splice(order.indexOf(queue), 1);
         order.push(queue);

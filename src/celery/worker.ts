@@ -41,6 +41,9 @@ export type LogLevel = 'debug' | 'info' | 'warning' | 'error' | 'critical';
 const LEVELS: Record<LogLevel, number> = { debug: 10, info: 20, warning: 30, error: 40, critical: 50 };
 
 /** Options of {@link Worker}: Celery's worker settings, camelCase, seconds. */
+/** The default of WorkerOptions.maxMessageBytes. */
+const DEFAULT_MAX_MESSAGE_BYTES = 64 * 1024 * 1024;
+
 export interface WorkerOptions {
   /** The app module: a path or URL whose exported functions are the tasks, or an already imported namespace with its `url`. */
   app: string | URL | { url: string; namespace: Record<string, unknown> };
@@ -80,6 +83,12 @@ export interface WorkerOptions {
   sweepInterval?: number;
   /** A list that receives the raw bytes of messages that cannot be used; null (default): they are only logged. */
   deadLetterQueue?: string | null;
+  /**
+   * Messages over this many bytes are dropped unread (logged, and kept in
+   * the dead-letter list if there is one): decoding one would take memory in
+   * proportion (default 64 MiB; 0: no limit but Redis's 512 MiB).
+   */
+  maxMessageBytes?: number;
   /** Send task events (task-received, -started, -succeeded, -failed, -retried, -revoked, -rejected) in task.multi batches (Celery's -E). */
   taskEvents?: boolean;
   /** Results over this many bytes are stored as a FAILURE instead (default 512 MiB, Redis's limit). */
@@ -217,6 +226,7 @@ export class Worker extends EventEmitter {
   #log: (level: LogLevel, message: string) => void;
   #accept: Set<string>;
   #prefetch: number;
+  readonly #maxMessageBytes: number;
   #seq = 0;
   #held = new Map<number, Job>();
   #reserved: Job[] = [];
@@ -258,6 +268,9 @@ export class Worker extends EventEmitter {
     this.#accept = new Set((options.accept ?? ['json']).map((s) => (s === 'pickle' ? PICKLE_TYPE : JSON_TYPE)));
     const multiplier = options.prefetchMultiplier ?? 4;
     this.#prefetch = multiplier === 0 ? 0 : this.concurrency * multiplier;
+    const maxMessageBytes = options.maxMessageBytes ?? DEFAULT_MAX_MESSAGE_BYTES;
+    if (!Number.isInteger(maxMessageBytes) || maxMessageBytes < 0) throw new TypeError(`maxMessageBytes must be a non-negative integer, not ${String(maxMessageBytes)}`);
+    this.#maxMessageBytes = maxMessageBytes;
   }
 
   /** The prefetch limit: unacknowledged messages held at once (0: none). */
@@ -415,7 +428,7 @@ export class Worker extends EventEmitter {
       try {
         // Whatever waits is taken at once (and recorded in the same step);
         // only an empty queue is waited on with BRPOP.
-        batch = await this.transport.popMany(this.queues, Math.min(room, 100));
+        batch = await this.transport.popMany(this.queues, Math.min(room, 100), this.#maxMessageBytes, this.options.deadLetterQueue ?? null);
         if (batch.length === 0) {
           const d = await this.transport.pop(this.queues);
           batch = d === null ? [] : [d];
@@ -433,15 +446,23 @@ export class Worker extends EventEmitter {
     await Promise.all(this.#inflight);
   }
 
-  async #drop(raw: Buffer, reason: string): Promise<void> {
-    this.#emitLog('error', `Dropped a message that cannot be used: ${reason}. Raw: ${truncated(raw)}`);
+  /** Logs, reports and keeps (in the dead-letter list, unless `kept` already) a message that cannot be used. */
+  async #drop(raw: Buffer, reason: string, kept = false): Promise<void> {
+    this.#emitLog('error', `Dropped a message that cannot be used: ${reason}.${raw.length > 0 ? ` Raw: ${truncated(raw)}` : ''}`);
     this.emit('rejected', { reason, raw });
     const dlq = this.options.deadLetterQueue;
-    if (dlq) await this.transport.commands.lpush(dlq, raw).catch(() => {});
+    if (dlq && !kept) await this.transport.commands.lpush(dlq, raw).catch(() => {});
   }
 
   async #onDelivery(d: Delivery): Promise<void> {
     const { queue, raw } = d;
+    const size = d.oversize ?? raw.length;
+    if (this.#maxMessageBytes > 0 && size > this.#maxMessageBytes) {
+      // Left in Redis by the batch pop (in the dead-letter list already), or taken whole by BRPOP; never decoded.
+      if (d.recordedTag) await this.transport.ack(d.recordedTag);
+      await this.#drop(raw, `a message of ${size} bytes, over maxMessageBytes (${this.#maxMessageBytes})`, d.oversize !== undefined);
+      return;
+    }
     let env: Envelope;
     try {
       env = parseEnvelope(raw);
