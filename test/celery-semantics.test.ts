@@ -5,6 +5,7 @@
  * events, pickle results, the result size limit, kombu 5.3's tagged JSON.
  * Each test has its own redis-server and worker.
  */
+import { spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync } from 'node:fs';
 import { hostname } from 'node:os';
 
@@ -14,6 +15,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { Celery, Worker, type WorkerOptions } from '../src/celery/index.js';
 import { pyJsonDumps, pyJsonLoads } from '../src/celery/pyjson.js';
 import { pythonClient, startPythonWorker, startRedis, within, type RedisServer } from './helpers/celery.js';
+import { pythonFor } from './helpers/peers.js';
 import { waitUntil } from './helpers/until.js';
 
 const TASKS = new URL('./peers/celery/tasks.ts', import.meta.url);
@@ -137,6 +139,18 @@ describe('Celery semantics of the Node worker', () => {
     const r = await c.sendTask('tasks.echo', ['x'.repeat(2000)]);
     await expect(r.get(10)).rejects.toMatchObject({ pyName: 'EncodeError', args: [expect.stringMatching(/bytes, over the limit of 1000$/)] });
     expect(await (await c.sendTask('tasks.echo', ['small'])).get(10)).toBe('small');
+  });
+
+  it("pyJsonDumps writes what Python's json.dumps writes: ints to 2**63 in full, floats by repr, nesting, dict keys", () => {
+    const script = [
+      'import json',
+      'values = [0, -5, 2**53 - 1, 2**53, 2**60, -(2**62), 1.5, 1e300, -0.0, 0.1, [], {}, {"a": [1, {"b": 2}], "c": None}, {1: "x", 2.5: True}, list(range(-3, 3))]',
+      'for v in values: print(json.dumps(v))',
+    ].join('\n');
+    const r = spawnSync(pythonFor('3.11'), ['-c', script], { encoding: 'utf8' });
+    expect(r.status, r.stderr).toBe(0);
+    const values: unknown[] = [0, -5, 2 ** 53 - 1, 2 ** 53, 2 ** 60, -(2 ** 62), 1.5, 1e300, -0, 0.1, [], {}, { a: [1, { b: 2 }], c: null }, new Map<unknown, unknown>([[1, 'x'], [2.5, true]]), [-3, -2, -1, 0, 1, 2]];
+    expect(values.map((v) => pyJsonDumps(v))).toEqual(r.stdout.trim().split('\n'));
   });
 
   it("kombu 5.3+'s tagged JSON values and Python's NaN/Infinity are read; a task body carrying them runs", async () => {

@@ -40,7 +40,9 @@ function pyNumber(n: number): string {
   if (n === Infinity) return 'Infinity';
   if (n === -Infinity) return '-Infinity';
   // JavaScript cannot tell 3 from 3.0: integral numbers are written as ints.
-  if (Number.isInteger(n) && Math.abs(n) < 2 ** 63) return Object.is(n, -0) ? '-0.0' : BigInt(n).toString();
+  // A safe integer's String() is its digits, without a BigInt made for it; past 2**53 String() rounds (2**60 is 1152921504606847000).
+  if (Number.isSafeInteger(n)) return Object.is(n, -0) ? '-0.0' : String(n);
+  if (Number.isInteger(n) && Math.abs(n) < 2 ** 63) return BigInt(n).toString();
   return floatRepr(n);
 }
 
@@ -66,85 +68,68 @@ export function isoUtc(date: Date | number, offset = '+00:00'): string {
  * {@link JSONEncodeError}.
  */
 export function pyJsonDumps(value: unknown): string {
-  const parts: string[] = [];
-  write(value, parts, 0);
-  return parts.join('');
+  return write(value, 0);
 }
 
 const MAX_DEPTH = 1000;
 
-function write(v: unknown, out: string[], depth: number): void {
+// Strings are concatenated, not pushed to an array and joined: V8 joins two
+// strings in constant time (a rope, flattened once at the end), and an array
+// of a part per number made a result of 12,000,000 numbers take 3.9 s.
+function write(v: unknown, depth: number): string {
   if (depth > MAX_DEPTH) throw new JSONEncodeError('maximum recursion depth exceeded while encoding a JSON object');
   switch (typeof v) {
     case 'string':
-      out.push(pyJsonString(v));
-      return;
+      return pyJsonString(v);
     case 'number':
-      out.push(pyNumber(v));
-      return;
+      return pyNumber(v);
     case 'boolean':
-      out.push(v ? 'true' : 'false');
-      return;
+      return v ? 'true' : 'false';
     case 'bigint':
-      out.push(v.toString());
-      return;
+      return v.toString();
     case 'undefined':
-      out.push('null');
-      return;
+      return 'null';
     case 'object':
       break;
     default:
       throw new JSONEncodeError(`Object of type ${typeof v} is not JSON serializable`);
   }
-  if (v === null) {
-    out.push('null');
-    return;
-  }
+  if (v === null) return 'null';
   if (v instanceof PyFloat) {
     const n = v.value;
-    out.push(Number.isFinite(n) ? floatRepr(n) : pyNumber(n));
-    return;
+    return Number.isFinite(n) ? floatRepr(n) : pyNumber(n);
   }
   if (Array.isArray(v)) {
-    out.push('[');
-    for (let i = 0; i < v.length; i++) {
-      if (i > 0) out.push(', ');
-      write(v[i], out, depth + 1);
-    }
-    out.push(']');
-    return;
+    if (v.length === 0) return '[]';
+    let out = `[${write(v[0], depth + 1)}`;
+    for (let i = 1; i < v.length; i++) out += `, ${write(v[i], depth + 1)}`;
+    return `${out}]`;
   }
   if (v instanceof Map) {
-    out.push('{');
+    let out = '{';
     let first = true;
     for (const [k, item] of v) {
-      if (!first) out.push(', ');
+      if (!first) out += ', ';
       first = false;
-      out.push(pyJsonString(keyText(k)), ': ');
-      write(item, out, depth + 1);
+      out += `${pyJsonString(keyText(k))}: ${write(item, depth + 1)}`;
     }
-    out.push('}');
-    return;
+    return `${out}}`;
   }
-  if (v instanceof Date) {
-    out.push(pyJsonString(isoUtc(v, 'Z')));
-    return;
-  }
+  if (v instanceof Date) return pyJsonString(isoUtc(v, 'Z'));
   const proto = Object.getPrototypeOf(v) as unknown;
   if (proto !== Object.prototype && proto !== null) {
     const name = (v as { constructor?: { name?: string } }).constructor?.name ?? 'object';
     throw new JSONEncodeError(`Object of type ${name} is not JSON serializable`);
   }
-  out.push('{');
+  let out = '{';
   let first = true;
   for (const k of Object.keys(v)) {
     const item = (v as Record<string, unknown>)[k];
-    if (!first) out.push(', ');
+    if (!first) out += ', ';
     first = false;
-    out.push(pyJsonString(k), ': ');
-    write(item, out, depth + 1);
+    out += `${pyJsonString(k)}: ${write(item, depth + 1)}`;
   }
-  out.push('}');
+  return `${out}}`;
 }
 
 function keyText(k: unknown): string {
