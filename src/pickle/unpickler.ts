@@ -764,7 +764,6 @@ export class Unpickler {
   }
 
   /** Charges `bytes` to the load's allocation budget (maxAllocBytes). */
-
   #charge(bytes: number, what: string): void {
     if ((this.#budget -= bytes) < 0) this.#overBudget(what);
   }

@@ -87,20 +87,6 @@ export function keyHash(key: number | bigint): number {
   return longHash64(scratchWords[0]!, scratchWords[1]!);
 }
 
-/**
- * How the number and bigint keys of one Map or Set share buckets, counted
- * as they are added: `add` returns how many such keys the new one's bucket
- * held before it.
- *
- * A table that keeps growing (`grows`) keeps its keys' hashes, and its
- * buckets double when the keys reach four per bucket: there are between a
- * quarter and a half as many as keys, where V8 has at least half as many,
- * so the count is never below the keys V8 compares the new one with. A
- * table filled at once, by one batch of `expected` keys, is counted with
- * the buckets of its final size from the start: while V8's table is smaller,
- * the count can be below V8's, but keys that share buckets only in a small
- * table cost few comparisons each (see src/pickle/README.md, "Number keys").
- */
 /** `n` zeros in an array of packed small integers (`new Array(n)` would make a holey one). */
 function zeros(n: number): number[] {
   const a: number[] = [];
@@ -108,9 +94,24 @@ function zeros(n: number): number[] {
   return a;
 }
 
+/**
+ * How the number and bigint keys given for one Map or Set share buckets,
+ * counted as they are added: `add` returns how many of them the new one's
+ * bucket held before it. (The unpickler gives it a random sample of the
+ * keys; see src/pickle/README.md, "Number keys".)
+ *
+ * A table that keeps growing (`grows`) keeps its keys' hashes, and its
+ * buckets double when the keys reach four per bucket: there are between a
+ * quarter and a half as many as keys, where V8 has at least half as many,
+ * so a count is never below V8's for the same keys. A table filled at once,
+ * by one batch of `expected` keys, is counted with the buckets of its final
+ * size from the start: while V8's table is smaller the count can be below
+ * V8's, but keys that share buckets only in a small table cost few
+ * comparisons each.
+ */
 export class KeyChains {
   // Plain arrays of small integers: a typed array's backing store is allocated
-  // outside the heap, which made a table of 100 int keys load three times slower.
+  // outside the heap, which made loading many dicts of 100 int keys twice as slow.
   readonly #hashes: number[] = [];
   #grows = false;
   #mask = 1;
