@@ -155,3 +155,38 @@ describe('the Node client and Python Celery workers', () => {
     expect(await redis.client.hlen('unacked')).toBe(0);
   });
 });
+
+describe("the client's result subscription when Redis drops it", () => {
+  it('Redis drops the subscriber: the client subscribes again, then reads back what was stored meanwhile, and a later result arrives', async () => {
+    const redis = await startRedis();
+    const app = new Celery({ broker: redis.url(0), backend: redis.url(1) });
+    const monitor = await redis.client.duplicate().monitor();
+    try {
+      const id = 'resubscribe-0001';
+      const key = `celery-task-meta-${id}`;
+      const r = app.asyncResult(id);
+      const got = r.get(30);
+      await waitUntil(async () => ((await redis.client.pubsub('NUMSUB', key)) as [string, number])[1] === 1, 10, 'the subscription');
+      const seen: string[] = [];
+      monitor.on('monitor', (_time: string, args: string[]) => {
+        if (args.includes(key)) seen.push(args[0]!.toUpperCase());
+      });
+      // Redis drops a subscriber whose unread output passes client-output-buffer-limit (32 MB by
+      // default), with the messages in it: here every subscriber is dropped at once.
+      await redis.client.client('KILL', 'TYPE', 'pubsub');
+      await waitUntil(() => seen.includes('MGET') && seen.includes('SUBSCRIBE'), 10, 'the read-back and the subscription again');
+      // A result published before the SUBSCRIBE and stored after the MGET would be lost for good.
+      expect(seen.indexOf('SUBSCRIBE')).toBeLessThan(seen.indexOf('MGET'));
+      const record = JSON.stringify({ status: 'SUCCESS', result: 7, traceback: null, children: [], date_done: '2026-12-08T00:00:00.000000', task_id: id });
+      await redis.client.select(1);
+      await redis.client.set(key, record);
+      await redis.client.publish(key, record);
+      await redis.client.select(0);
+      expect(await got).toBe(7);
+    } finally {
+      monitor.disconnect();
+      await app.close();
+      await redis.stop();
+    }
+  });
+});
