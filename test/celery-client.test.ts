@@ -157,6 +157,22 @@ describe('the Node client and Python Celery workers', () => {
 });
 
 describe("the client's result subscription when Redis drops it", () => {
+  it('resultBackend, the Worker\'s name for the backend, is the backend too', async () => {
+    const redis = await startRedis();
+    const app = new Celery({ broker: redis.url(0), resultBackend: redis.url(1) });
+    try {
+      const record = JSON.stringify({ status: 'SUCCESS', result: 'from db 1', traceback: null, children: [], date_done: '2026-12-08T00:00:00.000000', task_id: 'rb-0001' });
+      await redis.client.select(1);
+      await redis.client.set('celery-task-meta-rb-0001', record);
+      await redis.client.select(0);
+      expect(await app.asyncResult('rb-0001').get(5)).toBe('from db 1');
+      expect(() => new Celery({ broker: redis.url(0), backend: redis.url(1), resultBackend: redis.url(2) })).toThrow(TypeError);
+    } finally {
+      await app.close();
+      await redis.stop();
+    }
+  });
+
   it('Redis drops the subscriber: the client subscribes again, then reads back what was stored meanwhile, and a later result arrives', async () => {
     const redis = await startRedis();
     const app = new Celery({ broker: redis.url(0), backend: redis.url(1) });
@@ -173,7 +189,7 @@ describe("the client's result subscription when Redis drops it", () => {
       });
       // Redis drops a subscriber whose unread output passes client-output-buffer-limit (32 MB by
       // default), with the messages in it: here every subscriber is dropped at once.
-      await redis.client.client('KILL', 'TYPE', 'pubsub');
+      await redis.client.call('CLIENT', 'KILL', 'TYPE', 'pubsub');
       await waitUntil(() => seen.includes('MGET') && seen.includes('SUBSCRIBE'), 10, 'the read-back and the subscription again');
       // A result published before the SUBSCRIBE and stored after the MGET would be lost for good.
       expect(seen.indexOf('SUBSCRIBE')).toBeLessThan(seen.indexOf('MGET'));

@@ -16,6 +16,8 @@ export interface CeleryOptions {
   broker: string;
   /** redis://... of the result backend (default: the broker); null: no results. */
   backend?: string | null;
+  /** The same as `backend`, by the name the Worker's options give it. */
+  resultBackend?: string | null;
   /** Body serializer (default json). */
   taskSerializer?: Serializer;
   /** Result serializer: must be the workers' (default json). */
@@ -157,7 +159,11 @@ export class Celery {
   constructor(options: CeleryOptions) {
     this.options = options;
     this.transport = new RedisTransport(options.broker, options.transport);
-    const backendUrl = options.backend === undefined ? options.broker : options.backend;
+    if (options.backend !== undefined && options.resultBackend !== undefined && options.backend !== options.resultBackend) {
+      throw new TypeError('options.backend and options.resultBackend name the same thing: give one');
+    }
+    const backend = options.backend !== undefined ? options.backend : options.resultBackend;
+    const backendUrl = backend === undefined ? options.broker : backend;
     this.backend = backendUrl === null ? null : new RedisBackend(backendUrl, { serializer: options.resultSerializer });
   }
 
