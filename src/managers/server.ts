@@ -130,6 +130,8 @@ function argsArray(args: unknown, fname: string): unknown[] {
 function asPythonError(e: unknown): Error {
   if (e instanceof PythonException || e instanceof BilliardError) return e;
   if (e instanceof TypeError) return pyError('TypeError', e.message);
+  // V8's stack overflow (a walk of a value nested too deep, as hashing a deep tuple key) is Python's RecursionError.
+  if (e instanceof RangeError && /Maximum call stack size exceeded/.test(e.message)) return pyError('RecursionError', 'maximum recursion depth exceeded');
   if (e instanceof RangeError) return pyError('ValueError', e.message);
   if (e instanceof Error) return pyError('Exception', `${e.name}: ${e.message}`);
   return pyError('Exception', String(e));
