@@ -233,7 +233,7 @@ describe('the Node worker under faults', () => {
     closers.push(() => w.shutdown());
     expect(await first.get(20)).toBe(3);
     // Arriving while the worker waits in BRPOP: taken whole, dropped before it is decoded.
-    await new Promise((res) => setTimeout(res, 300));
+    await waitUntil(async () => /blocked_clients:[1-9]/.test(await redis!.client.info('clients')), 10, 'the worker to wait in BRPOP');
     await c.sendTask('tasks.echo', [`${big}!`]);
     expect(await (await c.sendTask('tasks.add', [3, 4])).get(20)).toBe(7);
     await waitUntil(() => rejected.length === 2, 10, 'both large messages to be dropped');
