@@ -16,7 +16,7 @@ import { inflateSync } from 'node:zlib';
 import {
   concat, genProgram, genRawOp, hex, interesting, INTERESTING_BYTES, MAX_INPUT, Op, OPCODES, type OpSpan, randomSpec, Rng, walk, WIDTH, writeLE,
 } from './core.js';
-import { genHandlerBomb, genHandlerCall, genHugeLength, genMemoHuge, genRepeat, type HandlerInfo } from './hostile.js';
+import { genHandlerBomb, genHandlerCall, genHashFlood, genHugeLength, genMemoHuge, genRepeat, type HandlerInfo } from './hostile.js';
 // ====================================================================== corpus
 
 export interface Corpus {
@@ -238,6 +238,7 @@ export const FAMILIES: ReadonlyArray<readonly [name: string, weight: number]> = 
   ['huge-repeat', 30],
   ['handler-call', 45],
   ['handler-bomb', 30],
+  ['hash-flood', 10],
   ['mutated-seed', 480],
 ];
 
@@ -313,7 +314,8 @@ export function generate(ctx: GenContext, seed: number, index: number): Generate
           : family === 'huge-length' ? genHugeLength(r)
             : family === 'huge-repeat' ? genRepeat(r)
               : family === 'handler-call' ? genHandlerCall(r, handlers)
-                : genHandlerBomb(r, handlers);
+                : family === 'hash-flood' ? genHashFlood(r)
+                  : genHandlerBomb(r, handlers);
         input = h.input;
         how = h.how;
         // Now and then one mutation on top (small inputs only: walk() is linear).

@@ -22,9 +22,11 @@
  * - `handler-bomb`: one handler call memoized and repeated up to a thousand
  *   times (5 bytes per call), the shape of the `bytearray(2**20)`
  *   amplification (issue 7 item 4).
+ * - `hash-flood`: dicts and sets of number or bigint keys that share one
+ *   bucket of V8's hash table (maxHashCollisions).
  */
 
-import { DOUBLES, enc, encodeLong, Gen, INTS, latin1, le, MAX_INPUT, NAMES, Op, type Rng } from './core.js';
+import { ByteSink, DOUBLES, enc, encodeLong, Gen, INTS, latin1, le, MAX_INPUT, NAMES, Op, type Rng } from './core.js';
 
 /** A registered global, as the registry under test lists it. */
 export interface HandlerInfo {
@@ -672,4 +674,138 @@ export function genHandlerBomb(r: Rng, handlers: readonly HandlerInfo[]): Hostil
   }
   g.emit(Op.STOP);
   return { input: g.out.bytes(), how: `handler-bomb ${h.module}.${h.name}(${arg}) x${k} ${shape < 6 ? 'list' : shape < 8 ? 'dict' : 'chain'}` };
+}
+
+// ====================================================================== hash-flood
+
+// V8 hashes a number or bigint key of a Map or Set without a seed
+// (src/pickle/v8-hash.ts): ComputeUnseededHash of an int32, ComputeLongHash
+// of a double's bits or of a bigint's low 64 bits. Both mixes can be
+// inverted, so keys that share a bucket are made by picking hashes that
+// share their low bits and inverting them.
+const M32 = (1n << 32n) - 1n;
+const M64 = (1n << 64n) - 1n;
+
+function inverseMod(a: bigint, mask: bigint): bigint {
+  let x = a;
+  for (let i = 0; i < 7; i++) x = (x * (2n - a * x)) & mask;
+  return x;
+}
+
+/** The inverse of `y = x ^ (x >> s)` on `bits`-bit integers. */
+function unxorshift(h: bigint, s: bigint, bits: number): bigint {
+  let y = h;
+  for (let i = 0; i * Number(s) < bits; i++) y = h ^ (y >> s);
+  return y;
+}
+
+const INV_2057 = inverseMod(2057n, M32);
+const INV_5 = inverseMod(5n, M32);
+const INV_2_15 = inverseMod((1n << 15n) - 1n, M32);
+const INV_65 = inverseMod(65n, M64);
+const INV_21 = inverseMod(21n, M64);
+const INV_2_18 = inverseMod((1n << 18n) - 1n, M64);
+
+/** An int32 whose ComputeUnseededHash (before V8 keeps 30 bits) is `h`. */
+function unseededInverse(h: bigint): number {
+  let x = unxorshift(h, 16n, 32);
+  x = (x * INV_2057) & M32;
+  x = unxorshift(x, 4n, 32);
+  x = (x * INV_5) & M32;
+  x = unxorshift(x, 12n, 32);
+  return Number(BigInt.asIntN(32, ((x + 1n) * INV_2_15) & M32));
+}
+
+/** A 64-bit integer whose ComputeLongHash (before V8 keeps 30 bits) is `h`. */
+function longInverse(h: bigint): bigint {
+  let x = unxorshift(h, 22n, 64);
+  x = (x * INV_65) & M64;
+  x = unxorshift(x, 11n, 64);
+  x = (x * INV_21) & M64;
+  x = unxorshift(x, 31n, 64);
+  return ((x + 1n) * INV_2_18) & M64;
+}
+
+const FLOOD_KINDS = ['int32', 'float', 'u64', 'shift64'] as const;
+const FLOOD_CONTAINERS = ['dict', 'setitem', 'set', 'frozenset', 'set()'] as const;
+
+/**
+ * `hash-flood`: a dict or set (SETITEMS, SETITEM one by one, ADDITEMS,
+ * FROZENSET, or builtins.set of a list) of up to 60,000 number or bigint
+ * keys that all share one bucket of V8's table: int32s equal in the low 16
+ * bits of their hash, crafted floats and 64-bit bigints with one hash, or
+ * bigints k << 64. Without maxHashCollisions a load costs the square of
+ * their number (40,000 `k << 64` keys: 5.9 s), which the supervisor reports
+ * as `slow` or `timeout`.
+ */
+/** The encoded keys of each kind, made once a process (inverting the hashes takes a few microseconds a key). */
+const floodCache = new Map<string, { keys: Uint8Array[]; next: bigint }>();
+
+function floodKeys(kind: (typeof FLOOD_KINDS)[number], n: number, sign: bigint): Uint8Array[] {
+  const id = `${kind} ${kind === 'shift64' ? sign : ''}`;
+  let made = floodCache.get(id);
+  if (made === undefined) floodCache.set(id, (made = { keys: [], next: 1n }));
+  const { keys } = made;
+  const view = new DataView(new ArrayBuffer(8));
+  const target = 0x2345n;
+  for (; keys.length < n; made.next++) {
+    const j = made.next;
+    if (kind === 'int32') {
+      keys.push(Uint8Array.of(Op.BININT, ...le(4, BigInt.asUintN(32, BigInt(unseededInverse(target + (j << 16n)))))));
+    } else if (kind === 'float') {
+      // Some hashes invert to NaN, infinities or integral doubles: skipped.
+      view.setBigUint64(0, longInverse(target + (j << 30n)));
+      const d = view.getFloat64(0);
+      if (!Number.isFinite(d) || Number.isInteger(d)) continue;
+      keys.push(Uint8Array.of(Op.BINFLOAT, ...new Uint8Array(view.buffer))); // big-endian, as BINFLOAT
+    } else {
+      const b = encodeLong(kind === 'u64' ? longInverse(target + (j << 30n)) : (j << 64n) * sign);
+      keys.push(Uint8Array.of(Op.LONG1, b.length, ...b));
+    }
+  }
+  return keys.slice(0, n);
+}
+
+export function genHashFlood(r: Rng): Hostile {
+  const kind = r.pick(FLOOD_KINDS);
+  const container = r.pick(FLOOD_CONTAINERS);
+  // int32s can share only the low 16 bits of their hash (65,536 of them at most).
+  const n = r.pick(kind === 'int32' ? [100, 1000, 5000, 20000] : [100, 1000, 5000, 20000, 60000]);
+  const keys = floodKeys(kind, n, r.chance(0.5) ? 1n : -1n);
+  const out = new ByteSink();
+  out.push(Op.PROTO, 4);
+  const batches = (close: number, value: boolean): void => {
+    for (let i = 0; i < keys.length; i += 1000) {
+      out.push(Op.MARK);
+      for (const k of keys.slice(i, i + 1000)) {
+        out.append(k);
+        if (value) out.push(Op.NONE);
+      }
+      out.push(close);
+    }
+  };
+  if (container === 'dict') {
+    out.push(Op.EMPTY_DICT);
+    batches(Op.SETITEMS, true);
+  } else if (container === 'setitem') {
+    out.push(Op.EMPTY_DICT);
+    for (const k of keys) {
+      out.append(k);
+      out.push(Op.NONE, Op.SETITEM);
+    }
+  } else if (container === 'set') {
+    out.push(Op.EMPTY_SET);
+    batches(Op.ADDITEMS, false);
+  } else if (container === 'frozenset') {
+    out.push(Op.MARK);
+    for (const k of keys) out.append(k);
+    out.push(Op.FROZENSET);
+  } else {
+    out.append(latin1('cbuiltins\nset\n'));
+    out.push(Op.EMPTY_LIST);
+    batches(Op.APPENDS, false);
+    out.push(Op.TUPLE1, Op.REDUCE);
+  }
+  out.push(Op.STOP);
+  return { input: out.bytes(), how: `hash-flood ${kind} ${container} x${n}` };
 }

@@ -523,6 +523,7 @@ export function bucketOf(how: string): string {
     case 'huge-repeat': return `huge-repeat ${w[1]}`;
     case 'handler-call': return `handler-call ${w[1]}`;
     case 'handler-bomb': return `handler-bomb ${w[1]!.replace(/\(.*$/, '')}`;
+    case 'hash-flood': return `hash-flood ${w[1]} ${w[2]}`;
     case 'truncate': return 'truncate-seed';
     default: return w[0]!;
   }
