@@ -22,6 +22,7 @@ import { fileURLToPath } from 'node:url';
 
 import { Client } from '../src/index.js';
 import { findPython } from '../src/process/python.js';
+import { collidingKeys } from '../test/helpers/v8-collisions.js';
 
 const ROOT = dirname(dirname(fileURLToPath(import.meta.url)));
 const KEY = randomBytes(32);
@@ -68,18 +69,6 @@ function billionLaughs(): Buffer {
   return Buffer.concat(parts);
 }
 
-/** V8's hash of a small-integer key of a Map (ComputeUnseededHash): the same in every process. */
-function v8IntHash(key: number): number {
-  let x = key >>> 0;
-  x = (~x + (x << 15)) >>> 0;
-  x = (x ^ (x >>> 12)) >>> 0;
-  x = (x + (x << 2)) >>> 0;
-  x = (x ^ (x >>> 4)) >>> 0;
-  x = Math.imul(x, 2057) >>> 0;
-  x = (x ^ (x >>> 16)) >>> 0;
-  return x & 0x3fffffff;
-}
-
 /**
  * n far memo indexes (LONG_BINPUT) whose V8 hashes share their low 16 bits:
  * as number keys of one Map they all land in one bucket (16,000 of them took
@@ -87,12 +76,12 @@ function v8IntHash(key: number): number {
  */
 function farMemoFlood(n: number): Buffer {
   const parts = [h('8004')];
-  for (let k = 1000, found = 0; found < n; k++) {
-    if ((v8IntHash(k) & 0xffff) !== 0) continue;
+  // Non-negative int32s whose hashes end in 16 zero bits (small integers as the far memo's keys once were).
+  const ks = collidingKeys.int32s(3 * n, 0n).filter((k) => k >= 1000).slice(0, n);
+  for (const k of ks) {
     const put = Buffer.from([0x4e, 0x72, 0, 0, 0, 0, 0x30]); // NONE LONG_BINPUT k POP
     put.writeUInt32LE(k, 2);
     parts.push(put);
-    found++;
   }
   parts.push(h('4e2e'));
   return Buffer.concat(parts);

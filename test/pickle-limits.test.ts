@@ -12,6 +12,7 @@ import { beforeAll, describe, expect, test } from 'vitest';
 
 import { defaultRegistry, dumps, loads, PyByteArray, PyDict, PyFrozenSet, PyGlobal, PyObject, PyTuple, tuple, UnpicklingError, type UnpicklerOptions } from '../src/pickle/index.js';
 import { PEER_DIR, pythonFor } from './helpers/peers.js';
+import { collidingKeys, v8KeyHash } from './helpers/v8-collisions.js';
 
 const latin1 = (s: string): Uint8Array => new Uint8Array(Buffer.from(s, 'latin1'));
 const hexOf = (b: Uint8Array): string => Buffer.from(b).toString('hex');
@@ -457,81 +458,12 @@ describe('strings longer than 16,383 characters as keys (V8 hashes them by lengt
 });
 
 describe('number and bigint keys that share V8 hash buckets (V8 hashes them without a seed)', () => {
-  // V8's two integer hashes (src/utils/utils.h), written here with BigInts and
-  // independently of src/pickle/v8-hash.ts, and their inverses, which craft keys.
-  const M32 = (1n << 32n) - 1n;
-  const M64 = (1n << 64n) - 1n;
-  const inverse = (a: bigint, mask: bigint): bigint => {
-    let x = a;
-    for (let i = 0; i < 7; i++) x = (x * (2n - a * x)) & mask;
-    return x;
-  };
-  const unshift = (h: bigint, s: bigint): bigint => {
-    let y = h;
-    for (let i = 0; i < 64; i++) y = h ^ (y >> s);
-    return y;
-  };
-  const unseeded = (key: number): number => {
-    let h = BigInt(key >>> 0);
-    h = (((h ^ M32) + (h << 15n)) & M32);
-    h ^= h >> 12n;
-    h = (h + (h << 2n)) & M32;
-    h ^= h >> 4n;
-    h = (h * 2057n) & M32;
-    h ^= h >> 16n;
-    return Number(h & 0x3fffffffn);
-  };
-  const unseededInverse = (h: bigint): number => {
-    let x = unshift(h, 16n);
-    x = (x * inverse(2057n, M32)) & M32;
-    x = unshift(x, 4n);
-    x = (x * inverse(5n, M32)) & M32;
-    x = unshift(x, 12n);
-    return Number(BigInt.asIntN(32, ((x + 1n) * inverse((1n << 15n) - 1n, M32)) & M32));
-  };
-  const long = (x: bigint): number => {
-    let h = x;
-    h = ((h ^ M64) + (h << 18n)) & M64;
-    h ^= h >> 31n;
-    h = (h * 21n) & M64;
-    h ^= h >> 11n;
-    h = (h + (h << 6n)) & M64;
-    h ^= h >> 22n;
-    return Number(h & 0x3fffffffn);
-  };
-  const longInverse = (h: bigint): bigint => {
-    let x = unshift(h, 22n);
-    x = (x * inverse(65n, M64)) & M64;
-    x = unshift(x, 11n);
-    x = (x * inverse(21n, M64)) & M64;
-    x = unshift(x, 31n);
-    return ((x + 1n) * inverse((1n << 18n) - 1n, M64)) & M64;
-  };
-  const bits = new DataView(new ArrayBuffer(8));
-  const doubleOf = (x: bigint): number => {
-    bits.setBigUint64(0, x);
-    return bits.getFloat64(0);
-  };
-  const v8Hash = (k: number | bigint): number => {
-    if (typeof k === 'bigint') return long(BigInt.asUintN(64, k < 0n ? -k : k));
-    if ((k | 0) === k) return unseeded(k);
-    bits.setFloat64(0, k);
-    return long(bits.getBigUint64(0));
-  };
-
-  // n keys of each kind, all with one hash (ints: one hash in their low 16 bits, as many as int32 allows).
+  // Keys crafted with V8's hashes as test/helpers/v8-collisions.ts writes them (ints: one hash in their low 16 bits).
   const crafted = {
-    'int32s': (n: number): number[] => Array.from({ length: n }, (_, j) => unseededInverse(0x1234n + (BigInt(j + 1) << 16n))),
-    'floats': (n: number): number[] => {
-      const out: number[] = [];
-      for (let j = 1n; out.length < n; j++) {
-        const d = doubleOf(longInverse(0x2345n + (j << 30n)));
-        if (Number.isFinite(d) && !Number.isInteger(d)) out.push(d);
-      }
-      return out;
-    },
-    'bigints below 2**64': (n: number): bigint[] => Array.from({ length: n }, (_, j) => longInverse(0x3456n + (BigInt(j + 1) << 30n))),
-    'bigints k << 64 (equal low 64 bits)': (n: number): bigint[] => Array.from({ length: n }, (_, j) => (BigInt(j + 1) << 64n) * (j % 2 ? -1n : 1n)),
+    'int32s': (n: number): number[] => collidingKeys.int32s(n),
+    'floats': (n: number): number[] => collidingKeys.floats(n),
+    'bigints below 2**64': (n: number): bigint[] => collidingKeys.u64s(n),
+    'bigints k << 64 (equal low 64 bits)': (n: number): bigint[] => collidingKeys.shifted(n),
   };
   const containers: Array<[string, (ks: Array<number | bigint>) => Uint8Array, UnpicklerOptions?]> = [
     ['a dict', (ks) => dumps(new PyDict(ks.map((k) => [k, null])))],
@@ -544,7 +476,7 @@ describe('number and bigint keys that share V8 hash buckets (V8 hashes them with
 
   test('the crafted keys do have one V8 hash each kind', () => {
     for (const [kind, make] of Object.entries(crafted)) {
-      const hashes = new Set(make(50).map((k) => (kind === 'int32s' ? v8Hash(k) & 0xffff : v8Hash(k))));
+      const hashes = new Set(make(50).map((k) => (kind === 'int32s' ? v8KeyHash(k) & 0xffff : v8KeyHash(k))));
       expect(hashes.size, kind).toBe(1);
     }
   });
@@ -556,7 +488,7 @@ describe('number and bigint keys that share V8 hash buckets (V8 hashes them with
       samples.push((Math.random() * 2 ** 32) | 0, (Math.random() - 0.5) * 10 ** (Math.random() * 60 - 30), Math.floor(Math.random() * 2 ** 53));
       samples.push(BigInt(Math.floor(Math.random() * 2 ** 53)) * BigInt(Math.floor(Math.random() * 2 ** 53)) * (i % 2 ? -1n : 1n));
     }
-    for (const k of samples) expect(keyHash(k), String(k)).toBe(v8Hash(k));
+    for (const k of samples) expect(keyHash(k), String(k)).toBe(v8KeyHash(k));
   });
 
   test('maxHashCollisions bounds the comparisons crafted keys would cost, in every kind of dict and set', () => {

@@ -26,6 +26,7 @@
  *   bucket of V8's hash table (maxHashCollisions).
  */
 
+import { collidingKeys } from '../../test/helpers/v8-collisions.js';
 import { ByteSink, DOUBLES, enc, encodeLong, Gen, INTS, latin1, le, MAX_INPUT, NAMES, Op, type Rng } from './core.js';
 
 /** A registered global, as the registry under test lists it. */
@@ -678,54 +679,8 @@ export function genHandlerBomb(r: Rng, handlers: readonly HandlerInfo[]): Hostil
 
 // ====================================================================== hash-flood
 
-// V8 hashes a number or bigint key of a Map or Set without a seed
-// (src/pickle/v8-hash.ts): ComputeUnseededHash of an int32, ComputeLongHash
-// of a double's bits or of a bigint's low 64 bits. Both mixes can be
-// inverted, so keys that share a bucket are made by picking hashes that
-// share their low bits and inverting them.
-const M32 = (1n << 32n) - 1n;
-const M64 = (1n << 64n) - 1n;
-
-function inverseMod(a: bigint, mask: bigint): bigint {
-  let x = a;
-  for (let i = 0; i < 7; i++) x = (x * (2n - a * x)) & mask;
-  return x;
-}
-
-/** The inverse of `y = x ^ (x >> s)` on `bits`-bit integers. */
-function unxorshift(h: bigint, s: bigint, bits: number): bigint {
-  let y = h;
-  for (let i = 0; i * Number(s) < bits; i++) y = h ^ (y >> s);
-  return y;
-}
-
-const INV_2057 = inverseMod(2057n, M32);
-const INV_5 = inverseMod(5n, M32);
-const INV_2_15 = inverseMod((1n << 15n) - 1n, M32);
-const INV_65 = inverseMod(65n, M64);
-const INV_21 = inverseMod(21n, M64);
-const INV_2_18 = inverseMod((1n << 18n) - 1n, M64);
-
-/** An int32 whose ComputeUnseededHash (before V8 keeps 30 bits) is `h`. */
-function unseededInverse(h: bigint): number {
-  let x = unxorshift(h, 16n, 32);
-  x = (x * INV_2057) & M32;
-  x = unxorshift(x, 4n, 32);
-  x = (x * INV_5) & M32;
-  x = unxorshift(x, 12n, 32);
-  return Number(BigInt.asIntN(32, ((x + 1n) * INV_2_15) & M32));
-}
-
-/** A 64-bit integer whose ComputeLongHash (before V8 keeps 30 bits) is `h`. */
-function longInverse(h: bigint): bigint {
-  let x = unxorshift(h, 22n, 64);
-  x = (x * INV_65) & M64;
-  x = unxorshift(x, 11n, 64);
-  x = (x * INV_21) & M64;
-  x = unxorshift(x, 31n, 64);
-  return ((x + 1n) * INV_2_18) & M64;
-}
-
+// Keys that share one bucket of V8's table, made by inverting V8's unseeded
+// integer hashes (test/helpers/v8-collisions.ts; src/pickle/v8-hash.ts).
 const FLOOD_KINDS = ['int32', 'float', 'u64', 'shift64'] as const;
 const FLOOD_CONTAINERS = ['dict', 'setitem', 'set', 'frozenset', 'set()'] as const;
 
@@ -739,29 +694,25 @@ const FLOOD_CONTAINERS = ['dict', 'setitem', 'set', 'frozenset', 'set()'] as con
  * as `slow` or `timeout`.
  */
 /** The encoded keys of each kind, made once a process (inverting the hashes takes a few microseconds a key). */
-const floodCache = new Map<string, { keys: Uint8Array[]; next: bigint }>();
+const floodCache = new Map<string, Uint8Array[]>();
 
 function floodKeys(kind: (typeof FLOOD_KINDS)[number], n: number, sign: bigint): Uint8Array[] {
-  const id = `${kind} ${kind === 'shift64' ? sign : ''}`;
-  let made = floodCache.get(id);
-  if (made === undefined) floodCache.set(id, (made = { keys: [], next: 1n }));
-  const { keys } = made;
-  const view = new DataView(new ArrayBuffer(8));
-  const target = 0x2345n;
-  for (; keys.length < n; made.next++) {
-    const j = made.next;
-    if (kind === 'int32') {
-      keys.push(Uint8Array.of(Op.BININT, ...le(4, BigInt.asUintN(32, BigInt(unseededInverse(target + (j << 16n)))))));
-    } else if (kind === 'float') {
-      // Some hashes invert to NaN, infinities or integral doubles: skipped.
-      view.setBigUint64(0, longInverse(target + (j << 30n)));
-      const d = view.getFloat64(0);
-      if (!Number.isFinite(d) || Number.isInteger(d)) continue;
-      keys.push(Uint8Array.of(Op.BINFLOAT, ...new Uint8Array(view.buffer))); // big-endian, as BINFLOAT
-    } else {
-      const b = encodeLong(kind === 'u64' ? longInverse(target + (j << 30n)) : (j << 64n) * sign);
-      keys.push(Uint8Array.of(Op.LONG1, b.length, ...b));
-    }
+  const id = `${kind} ${sign}`;
+  let keys = floodCache.get(id);
+  if (keys === undefined || keys.length < n) {
+    const values: Array<number | bigint> =
+      kind === 'int32' ? collidingKeys.int32s(n) : kind === 'float' ? collidingKeys.floats(n) : kind === 'u64' ? collidingKeys.u64s(n) : collidingKeys.shifted(n).map((v) => (v < 0n ? -v : v) * sign);
+    const view = new DataView(new ArrayBuffer(8));
+    keys = values.map((v) => {
+      if (typeof v === 'bigint') {
+        const b = encodeLong(v);
+        return Uint8Array.of(Op.LONG1, b.length, ...b);
+      }
+      if (kind === 'int32') return Uint8Array.of(Op.BININT, ...le(4, BigInt.asUintN(32, BigInt(v))));
+      view.setFloat64(0, v);
+      return Uint8Array.of(Op.BINFLOAT, ...new Uint8Array(view.buffer)); // big-endian, as BINFLOAT
+    });
+    floodCache.set(id, keys);
   }
   return keys.slice(0, n);
 }
