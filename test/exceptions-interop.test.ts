@@ -23,6 +23,8 @@ import {
   getContext,
   loads,
   OSError,
+  PickleError,
+  PicklingError,
   ProcessError,
   PyFloat,
   PythonException,
@@ -32,6 +34,7 @@ import {
   Terminated,
   TimeLimitExceeded,
   TimeoutError,
+  UnpicklingError,
   ValueError,
   WorkerLostError,
 } from '../src/index.js';
@@ -73,6 +76,10 @@ const EXPECTED: Record<string, Expected> = {
   RuntimeError: { make: () => new RuntimeError('context has already been set'), is: [PythonException, RuntimeError], pyType: 'builtins.RuntimeError', args: ['context has already been set'] },
   // At protocols 0-2 Python writes it as exceptions.OSError (Python's OSError(2, ...) then makes a FileNotFoundError again).
   FileNotFoundError: { is: [PythonException, OSError], pyType: 'builtins.FileNotFoundError', args: [2, 'No such file or directory'] },
+  // Python writes pickle's own errors under _pickle; they load as billiard-ts's classes, which pickle under pickle (the same Python classes).
+  UnpicklingError: { is: [UnpicklingError, PickleError], pyType: 'pickle.UnpicklingError', args: ['pickle data was truncated'] },
+  PicklingError: { is: [PicklingError, PickleError], pyType: 'pickle.PicklingError', args: ['cannot pickle'] },
+  PickleError: { is: [PickleError], pyType: 'pickle.PickleError', args: ['base'] },
   TimeLimitExceeded: { make: () => new TimeLimitExceeded(3), is: [TimeLimitExceeded], pyType: 'billiard.exceptions.TimeLimitExceeded', args: [3] },
   'TimeLimitExceeded(2.5)': { make: () => new TimeLimitExceeded(2.5), is: [TimeLimitExceeded], pyType: 'billiard.exceptions.TimeLimitExceeded', args: [2.5] },
   SoftTimeLimitExceeded: { make: () => new SoftTimeLimitExceeded(), is: [SoftTimeLimitExceeded], pyType: 'billiard.exceptions.SoftTimeLimitExceeded', args: [] },
@@ -91,7 +98,7 @@ const EXPECTED: Record<string, Expected> = {
 const BILLIARD_ONLY = ['TimeLimitExceeded', 'TimeLimitExceeded(2.5)', 'SoftTimeLimitExceeded', 'WorkerLostError', 'Terminated', 'RestartFreqExceeded', 'CoroStop'];
 
 /** The classes that must not match a case (a loaded TimeoutError is no AuthenticationError...). */
-const ALL_CLASSES: ErrorClass[] = [ProcessError, BufferTooShort, TimeoutError, AuthenticationError, TimeLimitExceeded, SoftTimeLimitExceeded, WorkerLostError, Terminated, RestartFreqExceeded, CoroStop, ValueError, EOFError, OSError, AssertionError, RuntimeError];
+const ALL_CLASSES: ErrorClass[] = [PickleError, PicklingError, UnpicklingError, ProcessError, BufferTooShort, TimeoutError, AuthenticationError, TimeLimitExceeded, SoftTimeLimitExceeded, WorkerLostError, Terminated, RestartFreqExceeded, CoroStop, ValueError, EOFError, OSError, AssertionError, RuntimeError];
 
 interface PeerDump {
   info: { python: string; billiard: boolean; cases: string[] };

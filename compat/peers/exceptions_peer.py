@@ -32,6 +32,10 @@ CASES = {
     'AssertionError': lambda: AssertionError('cannot start a process twice'),
     'RuntimeError': lambda: RuntimeError('context has already been set'),
     'FileNotFoundError': lambda: FileNotFoundError(2, 'No such file or directory'),
+    # CPython pickles these as _pickle.* (the C accelerator's classes, re-exported by pickle).
+    'UnpicklingError': lambda: pickle.UnpicklingError('pickle data was truncated'),
+    'PicklingError': lambda: pickle.PicklingError('cannot pickle'),
+    'PickleError': lambda: pickle.PickleError('base'),
 }
 
 try:

@@ -5,6 +5,7 @@
  * (spec/pickle.md section 9).
  */
 
+import { PickleError, PicklingError, UnpicklingError } from './errors.js';
 import { PythonException } from './exceptions.js';
 import { BUILTIN_EXCEPTIONS } from './python-tables.js';
 import { handlerOf, NOT_HANDLED, UNLIMITED_LOAD_CONTEXT, type LoadContext, type PickleRegistry } from './registry.js';
@@ -515,6 +516,12 @@ export function installStdlib(registry: PickleRegistry): void {
     },
   });
   for (const name of BUILTIN_EXCEPTIONS) r.registerException('builtins', name);
+  // pickle's own errors, under the module CPython pickles them with (_pickle) and the one they are
+  // known by (pickle, as billiard-ts's classes pickle): the billiard-ts classes, with the args kept.
+  const errorText = (a: PyTuple): string => (a.length === 0 ? '' : String(a[0]));
+  r.registerError(['pickle.PickleError', '_pickle.PickleError'], (a) => new PickleError(errorText(a)));
+  r.registerError(['pickle.PicklingError', '_pickle.PicklingError'], (a) => new PicklingError(errorText(a)));
+  r.registerError(['pickle.UnpicklingError', '_pickle.UnpicklingError'], (a) => new UnpicklingError(errorText(a)));
   // _codecs.encode: protocol 0-2 bytes
   r.register('_codecs', 'encode', {
     call: (a, _g, context) => {
