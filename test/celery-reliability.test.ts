@@ -16,6 +16,7 @@ import { Celery, Worker } from '../src/celery/index.js';
 import { pyJsonLoads } from '../src/celery/pyjson.js';
 import { celeryPython, pythonClient, startNodeWorkerProcess, startRedis, within, type NodeWorkerProcess, type RedisServer } from './helpers/celery.js';
 import { waitUntil } from './helpers/until.js';
+import { collidingKeys } from './helpers/v8-collisions.js';
 
 const TASKS = new URL('./peers/celery/tasks.ts', import.meta.url);
 
@@ -250,6 +251,30 @@ describe('the Node worker under faults', () => {
     await waitUntil(async () => (await redis!.client.hlen('unacked')) === 0, 10, 'every message to be acknowledged');
     expect(await redis.client.llen('celery')).toBe(0);
     expect(() => new Worker({ app: TASKS, broker: redis!.url(0), maxMessageBytes: -1 })).toThrow(TypeError);
+  });
+
+  it('a pickled message over the unpickler\'s default limits is rejected (FAILURE DecodeError); a worker with loadLimits raised loads it, and so does its pool', async () => {
+    redis = await startRedis();
+    // 2,000 bigint keys k << 64 share one V8 hash (test/helpers/v8-collisions.ts): over the default maxHashCollisions.
+    const big = new Map(collidingKeys.shifted(2000).map((k, j) => [k, j]));
+    const c = client(redis);
+    for (const loadLimits of [undefined, { maxHashCollisions: Infinity }]) {
+      const rejected: string[] = [];
+      const w = new Worker({ app: TASKS, broker: redis.url(0), resultBackend: redis.url(1), concurrency: 1, accept: ['json', 'pickle'], loadLimits, log: () => {} });
+      w.on('rejected', (e: { reason: string }) => rejected.push(e.reason));
+      await w.start();
+      const r = await c.sendTask('tasks.size', [big], {}, { serializer: 'pickle' });
+      if (loadLimits === undefined) {
+        await expect(r.get(20)).rejects.toThrow(/Can't decode message body.*maxHashCollisions/);
+        expect(rejected.join('\n')).toMatch(/maxHashCollisions/);
+      } else {
+        expect(await r.get(20)).toBe(2000);
+        expect(rejected).toEqual([]);
+      }
+      expect(await (await c.sendTask('tasks.add', [1, 2])).get(20)).toBe(3);
+      await w.shutdown();
+    }
+    expect(() => new Worker({ app: TASKS, broker: redis!.url(0), loadLimits: { maxHashColisions: 1 } as never })).toThrow(/not a load limit/);
   });
 
   it('a task waiting for a pool process is dropped when it expires or is revoked (REVOKED expired / revoked); the next one runs', async () => {

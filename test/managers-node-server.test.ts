@@ -7,7 +7,8 @@
  */
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 
-import { dumps, loads, Process, PyDict, pyfunc, RemoteError, SyncManager, tuple, type Address } from '../src/index.js';
+import { DictProxy, dumps, loads, Process, PyDict, pyfunc, RemoteError, SyncManager, tuple, UnpicklingError, type Address } from '../src/index.js';
+import { collidingKeys } from './helpers/v8-collisions.js';
 import { exerciseSyncManager } from './helpers/manager-scenario.js';
 import { KEY, runPeerClient, type PeerResult } from './helpers/manager-peers.js';
 import { type PyVersion } from './helpers/peers.js';
@@ -157,6 +158,40 @@ describe('Node clients of a Node manager', () => {
       await pool._decref();
     }
   }, 120_000);
+});
+
+describe('loadLimits of a Node manager and of its clients', () => {
+  test('a value over the default limits is refused by the server (request) and by a client (reply); a manager with the limits raised serves it, in its start() child and in its proxies', async () => {
+    // 2,000 bigint keys k << 64 share one V8 hash (test/helpers/v8-collisions.ts): over the default maxHashCollisions.
+    const big = new Map(collidingKeys.shifted(2000).map((k, j) => [k, j]));
+    await using raised = new SyncManager({ authkey: KEY, loadLimits: { maxHashCollisions: Infinity } });
+    await raised.start();
+    const d = await raised.dict();
+    await d.setItem('big', big);
+    expect(((await d.getItem('big')) as Map<bigint, number>).size).toBe(2000);
+
+    // A client with the defaults, on the same server: the reply holding the dict does not load.
+    const plain = new SyncManager({ address: raised.address, authkey: KEY });
+    await plain.connect();
+    const seen = new DictProxy(d._token, { manager: plain });
+    await seen.setItem('small', 1);
+    const err = await seen.getItem('big').catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(UnpicklingError);
+    expect(String((err as Error).message)).toMatch(/maxHashCollisions/);
+    expect(await seen.getItem('small')).toBe(1); // the connection is still in step
+
+    // A server with the defaults: the request holding the dict does not load; the server goes on.
+    await using strict = new SyncManager({ authkey: KEY });
+    await strict.start();
+    const s = await strict.dict();
+    const refused = await s.setItem('big', big).catch((e: unknown) => e);
+    expect(refused).toBeInstanceOf(Error);
+    expect(String(refused)).toMatch(/maxHashCollisions/);
+    await s.setItem('small', 2);
+    expect(await s.getItem('small')).toBe(2);
+
+    expect(() => new SyncManager({ loadLimits: { maxHashColisions: 1 } as never })).toThrow(/not a load limit/);
+  }, 60_000);
 });
 
 describe("a Node manager's dict with keys over 16,383 characters", () => {

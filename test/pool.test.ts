@@ -14,7 +14,7 @@ import { describe, expect, test } from 'vitest';
 
 import { ExceptionInfo, getContext, PyFloat, RestartFreqExceeded, TimeLimitExceeded, PicklingError, UnpicklingError, IMapIterator, Pool, PythonException, RemoteTraceback, Terminated, ValueError, WorkerLostError } from '../src/index.js';
 import { AssertionError } from '../src/process/errors.js';
-import { add, boom, delayed, failInit, sendBadLength, sendGarbage, sendMalformed, hang, init, initValue, jsTypeError, mixedSquare, pid, power, same, sleepThen, slowSquare, spinForever, square, whoAmINow } from './fixtures/pool-targets.js';
+import { add, boom, delayed, failInit, sendBadLength, sendGarbage, sendMalformed, hang, init, initValue, jsTypeError, mapSize, mixedSquare, pid, shiftedKeyDict, power, same, sleepThen, slowSquare, spinForever, square, whoAmINow } from './fixtures/pool-targets.js';
 
 /** Resolves true once no process `pid` exists, false if one still does after `seconds`. */
 async function gone(pid: number, seconds: number): Promise<boolean> {
@@ -289,6 +289,30 @@ describe('Pool', () => {
     }
   });
 
+  test('loadLimits: a result or a job over the unpickler\'s limits fails its own job with UnpicklingError and the worker goes on; with the limits raised, the pool and its workers load both', async () => {
+    // 2,000 bigint keys k << 64 share one V8 hash (test/helpers/v8-collisions.ts): over the default maxHashCollisions.
+    const n = 2000;
+    for (const synack of [false, true]) {
+      await using pool = new Pool({ processes: 1, synack });
+      const worker = await pool.apply(pid, []);
+      // The result, loaded by the pool.
+      await expect(pool.apply(shiftedKeyDict, [n])).rejects.toThrow(UnpicklingError);
+      // The job, loaded by the worker: that job fails with the load's error, the worker lives.
+      const err = await pool.apply(mapSize, [shiftedKeyDict(n)]).catch((e: unknown) => e);
+      expect(err).toBeInstanceOf(UnpicklingError);
+      expect(String((err as Error).message)).toMatch(/maxHashCollisions/);
+      expect(await pool.apply(square, [7])).toBe(49);
+      expect(await pool.apply(pid, [])).toBe(worker);
+    }
+    {
+      await using pool = new Pool({ processes: 1, loadLimits: { maxHashCollisions: Infinity } });
+      expect(((await pool.apply(shiftedKeyDict, [n])) as Map<bigint, number>).size).toBe(n);
+      expect(await pool.apply(mapSize, [shiftedKeyDict(n)])).toBe(n);
+    }
+    expect(() => new Pool({ processes: 1, loadLimits: { maxHashColisions: 1 } as never })).toThrow(/maxHashColisions is not a load limit/);
+    expect(() => new Pool({ processes: 1, loadLimits: { maxDepth: -1 } })).toThrow(TypeError);
+  });
+
   test('a map of 300,000 one-item parts is queued (no stack overflow), and terminate fails it and what waits behind it', async () => {
     const pool = new Pool({ processes: 1 });
     const items = Array.from({ length: 300_000 }, (_, k) => k);
@@ -304,6 +328,14 @@ describe('Pool', () => {
     const r = spawnSync(process.execPath, ['--import', 'tsx', 'examples/pool-square.ts'], { encoding: 'utf8', cwd: new URL('..', import.meta.url).pathname, timeout: 60_000 });
     expect(r.stderr).toBe('');
     expect(r.stdout).toBe('[1, 4, 9, 16, 25]\n');
+    expect(r.status).toBe(0);
+  });
+
+  test('a Pool constructor that throws (bad options) leaves nothing that keeps the process alive', () => {
+    const script = "import { Pool } from './src/index.ts'; for (const o of [{ processes: 0 }, { loadLimits: { maxMemo: -1 } }]) { try { new Pool(o); } catch (e) { console.log(e.name); } }";
+    const r = spawnSync(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script], { encoding: 'utf8', cwd: new URL('..', import.meta.url).pathname, timeout: 20_000 });
+    expect(r.stdout).toBe('ValueError\nTypeError\n');
+    expect(r.signal).toBe(null); // not killed by the timeout
     expect(r.status).toBe(0);
   });
 

@@ -11,7 +11,8 @@ import { write as fsWrite, writeSync } from 'node:fs';
 
 import { afterAll, describe, expect, test } from 'vitest';
 
-import { EOFError, OSError, Queue } from '../src/index.js';
+import { EOFError, JoinableQueue, OSError, Queue, SimpleQueue, type QueueOptions } from '../src/index.js';
+import { collidingKeys } from './helpers/v8-collisions.js';
 import { readNoWait, takeFrame } from '../src/native/index.js';
 import { dumps, UnpicklingError } from '../src/pickle/index.js';
 
@@ -189,4 +190,26 @@ test('draining a full queue lets timers run (a get that needs no wait yields now
   expect(fired).toBeGreaterThanOrEqual(0);
   expect(fired).toBeLessThan(2000);
   q.close();
+});
+
+describe('loadLimits of the queues', () => {
+  test('an item over the default limits is the get\'s UnpicklingError and the next item is whole; a queue with the limits raised loads it (Queue, JoinableQueue, SimpleQueue)', async () => {
+    // 2,000 bigint keys k << 64 share one V8 hash (test/helpers/v8-collisions.ts): over the default maxHashCollisions.
+    const big = new Map(collidingKeys.shifted(2000).map((k, j) => [k, j]));
+    const raised = { loadLimits: { maxHashCollisions: Infinity } };
+    for (const make of [(o?: QueueOptions) => new Queue(0, o), (o?: QueueOptions) => new JoinableQueue(0, o), (o?: QueueOptions) => new SimpleQueue(o)]) {
+      const plain = make();
+      await plain.put(big);
+      await plain.put('after');
+      await expect(plain.get()).rejects.toThrow(/maxHashCollisions/);
+      expect(await plain.get()).toBe('after');
+      plain.close();
+      const q = make(raised);
+      await q.put(big);
+      expect(((await q.get()) as Map<bigint, number>).size).toBe(2000);
+      q.close();
+    }
+    expect(() => new Queue(0, { loadLimits: { maxHashColisions: 1 } as never })).toThrow(/not a load limit/);
+    expect(() => new SimpleQueue({ loadLimits: { maxMemo: 1.5 } })).toThrow(TypeError);
+  });
 });

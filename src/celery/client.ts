@@ -10,6 +10,7 @@ import { Timer, timeoutSeconds } from '../connection/timers.js';
 import { exceptionFromRecord, READY_STATES, RedisBackend, type TaskState } from './backend.js';
 import { buildJsonEnvelope, buildTaskMessage, decodeBody, JSON_TYPE, parseEnvelope, type Embed, type Serializer, type Signature, type TaskMessageInit } from './message.js';
 import { RedisTransport, type TransportOptions } from './transport.js';
+import { checkOptionNames, optionNames } from '../connection/options.js';
 
 export interface CeleryOptions {
   /** redis://host:port/db of the broker. */
@@ -24,6 +25,10 @@ export interface CeleryOptions {
   resultSerializer?: Serializer;
   transport?: TransportOptions;
 }
+
+const CELERY_OPTIONS = optionNames<CeleryOptions>()({
+  broker: 1, backend: 1, resultBackend: 1, taskSerializer: 1, resultSerializer: 1, transport: 1,
+});
 
 /** Options of {@link Celery.sendTask}: `apply_async`'s, camelCase, seconds. */
 export type SendTaskOptions = Omit<TaskMessageInit, 'name' | 'args' | 'kwargs' | 'embed' | 'serializer'> & {
@@ -157,6 +162,7 @@ export class Celery {
   #broadcasts: Promise<unknown> = Promise.resolve();
 
   constructor(options: CeleryOptions) {
+    checkOptionNames(options, CELERY_OPTIONS, 'new Celery()');
     this.options = options;
     this.transport = new RedisTransport(options.broker, options.transport);
     if (options.backend !== undefined && options.resultBackend !== undefined && options.backend !== options.resultBackend) {

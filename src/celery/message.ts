@@ -8,7 +8,7 @@ import { hostname } from 'node:os';
 
 import { dumps } from '../pickle/pickler.js';
 import { PyTuple, tuple } from '../pickle/types.js';
-import { loads } from '../pickle/unpickler.js';
+import { loads, type LoadLimits } from '../pickle/unpickler.js';
 import { isoUtc, pyJsonDumps, pyJsonLoads } from './pyjson.js';
 import { argsRepr, pyRepr } from './repr.js';
 
@@ -77,6 +77,8 @@ export function originName(): string {
 }
 
 const UTF8 = new TextDecoder('utf-8', { fatal: true });
+/** Message pickles load strictly (unregistered globals refused); frozen, so that loads() resolves it once. */
+const STRICT = Object.freeze({ strict: true });
 
 /** Bytes shown in a log line about a bad message: at most `max`, the rest counted. */
 export function truncated(raw: Uint8Array | string, max = 256): string {
@@ -129,8 +131,12 @@ export function bodyBytes(env: Envelope): Uint8Array {
   return new TextEncoder().encode(env.body);
 }
 
-/** Decodes a body by content type; only the types in `accept` are read. Pickles resolve only registered globals. */
-export function decodeBody(env: Envelope, accept: ReadonlySet<string>): unknown {
+/**
+ * Decodes a body by content type; only the types in `accept` are read.
+ * Pickles resolve only registered globals, within the unpickler's default
+ * limits or `limits`.
+ */
+export function decodeBody(env: Envelope, accept: ReadonlySet<string>, limits?: Readonly<LoadLimits>): unknown {
   const type = env['content-type'];
   if (!accept.has(type)) throw new ContentDisallowed(`Refusing to deserialize untrusted content of type ${type} (${type})`);
   const bytes = bodyBytes(env);
@@ -143,7 +149,7 @@ export function decodeBody(env: Envelope, accept: ReadonlySet<string>): unknown 
   }
   if (type === PICKLE_TYPE) {
     try {
-      return loads(bytes, { strict: true });
+      return loads(bytes, limits === undefined ? STRICT : { ...limits, strict: true });
     } catch (e) {
       throw new DecodeError(`Can't decode message body: ${(e as Error).message}`);
     }

@@ -13,6 +13,7 @@ import { pathToFileURL } from 'node:url';
 
 import { Timer } from '../connection/timers.js';
 import { Pool, type ApplyResult } from '../pool/pool.js';
+import { checkLoadLimits, type LoadLimits } from '../pickle/unpickler.js';
 import { TimeLimitExceeded, WorkerLostError, Terminated } from '../process/errors.js';
 import { exceptionFromRecord, exceptionRecord, naiveUtcNow, RedisBackend, type ExceptionRecord, type ResultMeta, type TaskState } from './backend.js';
 import {
@@ -36,6 +37,7 @@ import { pyRepr } from './repr.js';
 import { initApp, runTask, warmUp, type Outcome } from './runner.js';
 import { taskOptions, type PackedRequest, type TaskOptions } from './task.js';
 import { RedisTransport, type Delivery, type TransportOptions } from './transport.js';
+import { checkOptionNames, optionNames } from '../connection/options.js';
 
 export type LogLevel = 'debug' | 'info' | 'warning' | 'error' | 'critical';
 const LEVELS: Record<LogLevel, number> = { debug: 10, info: 20, warning: 30, error: 40, critical: 50 };
@@ -89,6 +91,11 @@ export interface WorkerOptions {
    * proportion (default 64 MiB; 0: no limit but Redis's 512 MiB).
    */
   maxMessageBytes?: number;
+  /**
+   * Limits on loading pickled messages and the pool's results, over the
+   * unpickler's defaults (see {@link LoadLimits}); also passed to the pool.
+   */
+  loadLimits?: LoadLimits | null;
   /** Send task events (task-received, -started, -succeeded, -failed, -retried, -revoked, -rejected) in task.multi batches (Celery's -E). */
   taskEvents?: boolean;
   /** Results over this many bytes are stored as a FAILURE instead (default 512 MiB, Redis's limit). */
@@ -102,6 +109,13 @@ export interface WorkerOptions {
   log?: ((level: LogLevel, message: string) => void) | null;
   loglevel?: LogLevel;
 }
+
+const WORKER_OPTIONS = optionNames<WorkerOptions>()({
+  app: 1, appName: 1, broker: 1, resultBackend: 1, concurrency: 1, softTimeLimit: 1, timeLimit: 1, maxTasksPerChild: 1,
+  maxMemoryPerChild: 1, queues: 1, prefetchMultiplier: 1, hostname: 1, accept: 1, resultSerializer: 1, resultExpires: 1,
+  trackStarted: 1, acksLate: 1, transport: 1, sweepInterval: 1, deadLetterQueue: 1, maxMessageBytes: 1, loadLimits: 1,
+  taskEvents: 1, resultMaxBytes: 1, heartbeat: 1, heartbeatInterval: 1, context: 1, log: 1, loglevel: 1,
+});
 
 interface TaskEntry {
   name: string;
@@ -227,6 +241,8 @@ export class Worker extends EventEmitter {
   #accept: Set<string>;
   #prefetch: number;
   readonly #maxMessageBytes: number;
+  /** WorkerOptions.loadLimits, checked; undefined for none. */
+  readonly #loadLimits: Readonly<LoadLimits> | undefined;
   #seq = 0;
   #held = new Map<number, Job>();
   #reserved: Job[] = [];
@@ -251,6 +267,7 @@ export class Worker extends EventEmitter {
 
   constructor(options: WorkerOptions) {
     super();
+    checkOptionNames(options, WORKER_OPTIONS, 'new Worker()');
     this.options = options;
     this.hostname = expandHostname(options.hostname ?? 'celery@%h');
     const concurrency = options.concurrency ?? availableParallelism();
@@ -271,6 +288,8 @@ export class Worker extends EventEmitter {
     const maxMessageBytes = options.maxMessageBytes ?? DEFAULT_MAX_MESSAGE_BYTES;
     if (!Number.isInteger(maxMessageBytes) || maxMessageBytes < 0) throw new TypeError(`maxMessageBytes must be a non-negative integer, not ${String(maxMessageBytes)}`);
     this.#maxMessageBytes = maxMessageBytes;
+    const limits = checkLoadLimits(options.loadLimits, 'options.loadLimits');
+    this.#loadLimits = Object.keys(limits).length === 0 ? undefined : limits;
   }
 
   /** The prefetch limit: unacknowledged messages held at once (0: none). */
@@ -318,6 +337,7 @@ export class Worker extends EventEmitter {
       processes: this.concurrency,
       maxtasksperchild: this.options.maxTasksPerChild ?? null,
       maxMemoryPerChild: this.options.maxMemoryPerChild ?? null,
+      loadLimits: this.#loadLimits,
       enableTimeouts: true,
       // A job is written to a pool process only when it is idle, so it starts
       // at once; until then it waits in this process, where a revoke, an
@@ -503,7 +523,7 @@ export class Worker extends EventEmitter {
     let eta: number | null;
     let expires: number | null;
     try {
-      body = taskBody(decodeBody(env, this.#accept));
+      body = taskBody(decodeBody(env, this.#accept, this.#loadLimits));
       eta = parseDateHeader(headers.eta, 'eta');
       expires = parseDateHeader(headers.expires, 'expires');
     } catch (e) {

@@ -21,6 +21,7 @@ import { BufferTooShort, EOFError, OSError } from './errors.js';
 import { ASSEMBLE_THRESHOLD, FrameReader, HEADER_SIZE, longHeader, MAX_SHORT_PAYLOAD, SINGLE_WRITE_LIMIT, writeHeader } from './frames.js';
 import { isShared, readIntoSharedBuffer } from './shared-read.js';
 import { timeoutSeconds, Timer } from './timers.js';
+import { checkOptionNames, optionNames } from './options.js';
 
 /** Options of a {@link Connection}. */
 export interface ConnectionOptions {
@@ -53,6 +54,8 @@ export interface ConnectionOptions {
    */
   maxMessageSize?: number;
 }
+
+const CONNECTION_OPTIONS = optionNames<ConnectionOptions>()({ readable: 1, writable: 1, protocol: 1, loadOptions: 1, largeFrames: 1, maxMessageSize: 1 });
 
 /** The receive limit of the connections a Listener accepts, unless its `connection.maxMessageSize` says otherwise. */
 export const DEFAULT_MAX_MESSAGE_SIZE = 64 * 1024 * 1024;
@@ -250,6 +253,7 @@ export class Connection {
    * and that flag is shared with every process holding the descriptor).
    */
   constructor(source: Duplex | number, options?: ConnectionOptions) {
+    checkOptionNames(options, CONNECTION_OPTIONS, 'new Connection()');
     const readable = options?.readable ?? true;
     const writable = options?.writable ?? true;
     if (!readable && !writable) throw new RangeError('at least one of `readable` and `writable` must be true');

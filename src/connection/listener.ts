@@ -17,6 +17,7 @@ import { Connection, DEFAULT_MAX_MESSAGE_SIZE, kHoldsProcess, kReceiveLimit, typ
 import { OSError, TimeoutError } from './errors.js';
 import { answerChallenge, deliverChallenge, HANDSHAKE_MAX_LENGTH, handshakeNative, nativeHandshakeUsable, NativeConnectError, type DigestName } from './handshake.js';
 import { race, sleep, timeoutSeconds } from './timers.js';
+import { checkOptionNames, optionNames } from './options.js';
 
 /** An address: `[host, port]` (a tuple or array) for AF_INET; a path, or a Linux abstract name starting with NUL, for AF_UNIX. */
 export type Address = PyTuple<string | number> | readonly [string, number] | string | Uint8Array;
@@ -132,6 +133,8 @@ export interface ListenerOptions {
   connection?: ConnectionOptions;
 }
 
+const LISTENER_OPTIONS = optionNames<ListenerOptions>()({ address: 1, family: 1, backlog: 1, authkey: 1, handshakeTimeout: 1, digest: 1, maxPending: 1, connection: 1 });
+
 const DEFAULT_HANDSHAKE_TIMEOUT = 60;
 const DEFAULT_BACKLOG = 128;
 const MAX_DEFAULT_PENDING = 128;
@@ -225,6 +228,7 @@ export class Listener extends EventEmitter<ListenerEvents> {
   constructor(address: Address | null | undefined, options?: ListenerOptions);
   constructor(first?: Address | ListenerOptions | null, second?: ListenerOptions) {
     super();
+    checkOptionNames(isOptionsObject(first) ? first : second, LISTENER_OPTIONS, 'new Listener()');
     const options: ListenerOptions = isOptionsObject(first) ? first : { ...second, address: first ?? second?.address ?? null };
     const address = options.address ?? null;
     const family = options.family ?? (address === null ? defaultFamily : addressType(address));
@@ -575,6 +579,8 @@ export interface ClientOptions {
   connection?: ConnectionOptions;
 }
 
+const CLIENT_OPTIONS = optionNames<ClientOptions>()({ family: 1, authkey: 1, timeout: 1, signal: 1, digest: 1, connection: 1 });
+
 /** Backoff while an AF_UNIX listener's accept queue is full (Python's default backlog is 1), in seconds. */
 const EAGAIN_FIRST_DELAY = 0.001;
 const EAGAIN_MAX_DELAY = 0.05;
@@ -664,6 +670,7 @@ async function connectTo(address: Address, family: Family, deadline: number | nu
  * either.
  */
 export async function Client(address: Address, options?: ClientOptions): Promise<Connection> {
+  checkOptionNames(options, CLIENT_OPTIONS, 'Client()');
   const family = checkFamily(address, options?.family);
   const authkey = checkAuthkey(options?.authkey);
   const timeout = seconds(options?.timeout, 'options.timeout');

@@ -7,6 +7,7 @@
 
 import { pipe, socketpair } from '../native/index.js';
 import { Connection, type ConnectionOptions } from './connection.js';
+import { checkOptionNames, optionNames } from './options.js';
 
 /** Options of {@link Pipe}. */
 export interface PipeOptions {
@@ -16,6 +17,8 @@ export interface PipeOptions {
   connection?: Omit<ConnectionOptions, 'readable' | 'writable'>;
 }
 
+const PIPE_OPTIONS = optionNames<PipeOptions>()({ duplex: 1, connection: 1 });
+
 /**
  * A pair of connected Connections. With `duplex: false` the first end only
  * reads and the second only writes (an `os.pipe()`), as in Python.
@@ -24,6 +27,7 @@ export function Pipe(options?: PipeOptions): [Connection, Connection] {
   if (options !== undefined && (options === null || typeof options !== 'object')) {
     throw new TypeError('Pipe() takes an options object: Pipe({ duplex: false }) for a one-way pipe');
   }
+  checkOptionNames(options, PIPE_OPTIONS, 'Pipe()');
   const opts: PipeOptions = options ?? {};
   const duplex = opts.duplex ?? true;
   if (duplex) {

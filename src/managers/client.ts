@@ -17,6 +17,7 @@
 import { Client, EOFError, OSError, type Address, type Connection, type DigestName } from '../connection/index.js';
 import { kSendNow } from '../connection/connection.js';
 import { PicklingError, UnpicklingError } from '../pickle/index.js';
+import { loadLimitsKey, type LoadLimits } from '../pickle/unpickler.js';
 import { currentProcess } from '../process/index.js';
 import { convertToError, dispatch, request, RETURN, splitReply, type Kwds } from './protocol.js';
 import { addressKey } from './token.js';
@@ -29,6 +30,8 @@ export interface Endpoint {
   digest?: DigestName | 'legacy';
   /** Seconds for connecting plus the handshake; default 60. */
   connectTimeout?: number | null;
+  /** Limits on loading the server's replies (checked), over the unpickler's defaults. */
+  loadLimits?: Readonly<LoadLimits>;
 }
 
 const DEFAULT_CONNECT_TIMEOUT = 60;
@@ -36,7 +39,12 @@ const DEFAULT_CONNECT_TIMEOUT = 60;
 const MAX_IDLE = 16;
 
 function connectOptions(ep: Endpoint): Parameters<typeof Client>[1] {
-  return { authkey: ep.authkey, digest: ep.digest, timeout: ep.connectTimeout === undefined ? DEFAULT_CONNECT_TIMEOUT : ep.connectTimeout };
+  return {
+    authkey: ep.authkey,
+    digest: ep.digest,
+    timeout: ep.connectTimeout === undefined ? DEFAULT_CONNECT_TIMEOUT : ep.connectTimeout,
+    connection: ep.loadLimits === undefined || Object.keys(ep.loadLimits).length === 0 ? undefined : { loadOptions: ep.loadLimits },
+  };
 }
 
 /**
@@ -216,7 +224,7 @@ function keyHex(key: Uint8Array): string {
 
 /** The pool of serving connections for a manager (one per address and key in this process). */
 export function poolFor(ep: Endpoint): ServingPool {
-  const k = `${addressKey(ep.address)}|${keyHex(ep.authkey)}`;
+  const k = `${addressKey(ep.address)}|${keyHex(ep.authkey)}|${ep.loadLimits === undefined ? '' : loadLimitsKey(ep.loadLimits)}`;
   let p = pools.get(k);
   if (p === undefined) {
     p = new ServingPool(ep);

@@ -9,6 +9,7 @@
 import type { Address, DigestName } from '../connection/index.js';
 import { Pipe, ProcessError } from '../connection/index.js';
 import { PyGlobal } from '../pickle/index.js';
+import { checkLoadLimits, type LoadLimits } from '../pickle/unpickler.js';
 import { funcRef } from '../pool/protocol.js';
 import { resolveFunction } from '../pool/worker.js';
 import { ValueError } from '../process/errors.js';
@@ -42,6 +43,7 @@ import { ManagedPool } from './pool.js';
 import { pyError, pyTypeName } from './pyvalues.js';
 import { Server, type ManagerCallable, type Registry, type TypeidEntry } from './server.js';
 import { MP_MODULE, Token, wireAddress, type ManagersModule } from './token.js';
+import { checkOptionNames, optionNames } from '../connection/options.js';
 
 setFuncRef(funcRef);
 
@@ -68,6 +70,14 @@ export interface BaseManagerOptions {
   tokenModule?: ManagersModule;
   /** Seconds to connect and authenticate before a call fails; default 60. */
   connectTimeout?: number | null;
+  /**
+   * Limits on loading what the other side sends, over the unpickler's
+   * defaults (see {@link LoadLimits}): the replies this manager's proxies
+   * read, and the requests of the server it starts or serves. For values
+   * that honestly need more (a dict of thousands of bigint keys equal in
+   * their low 64 bits needs a higher `maxHashCollisions`).
+   */
+  loadLimits?: LoadLimits | null;
 }
 
 /** What `register()` takes (Python's `register(typeid, callable, proxytype, exposed, method_to_typeid, create_method)`). */
@@ -83,6 +93,11 @@ export interface RegisterOptions {
   /** Add a method named `typeid` to the manager (default true). */
   createMethod?: boolean;
 }
+
+const MANAGER_OPTIONS = optionNames<BaseManagerOptions>()({
+  address: 1, authkey: 1, serializer: 1, context: 1, shutdownTimeout: 1, digest: 1, tokenModule: 1, connectTimeout: 1, loadLimits: 1,
+});
+const REGISTER_OPTIONS = optionNames<RegisterOptions>()({ callable: 1, proxytype: 1, exposed: 1, methodToTypeid: 1, createMethod: 1 });
 
 const kRegistry = Symbol('billiard-ts.managers.registry');
 
@@ -118,9 +133,12 @@ export class BaseManager implements ProxyManager {
   #state: number = State.INITIAL;
   #process: Process | null = null;
   #server: Server | null = null;
+  readonly #loadLimits: Readonly<LoadLimits>;
 
   constructor(options?: BaseManagerOptions) {
+    checkOptionNames(options, MANAGER_OPTIONS, `new ${new.target.name}()`);
     const o = options ?? {};
+    this.#loadLimits = checkLoadLimits(o.loadLimits, 'options.loadLimits');
     if (o.serializer !== undefined && o.serializer !== 'pickle') throw new ValueError(`unsupported serializer ${JSON.stringify(o.serializer)}: billiard-ts speaks 'pickle' only`);
     this.#options = o;
     this.#authkey = new Uint8Array(o.authkey ?? currentProcess().authkey);
@@ -137,6 +155,7 @@ export class BaseManager implements ProxyManager {
    */
   static register(typeid: string, options?: RegisterOptions): void {
     if (typeof typeid !== 'string' || typeid === '') throw new TypeError('typeid must be a non-empty string');
+    checkOptionNames(options, REGISTER_OPTIONS, `${this.name}.register()`);
     const o = options ?? {};
     const proxytype = o.proxytype ?? AutoProxy;
     const m2t = o.methodToTypeid ?? null;
@@ -190,6 +209,11 @@ export class BaseManager implements ProxyManager {
     return this.#options.digest;
   }
 
+  /** The limits (checked) on loading what the other side sends (BaseManagerOptions.loadLimits). */
+  get loadLimits(): Readonly<LoadLimits> {
+    return this.#loadLimits;
+  }
+
   /** `State.INITIAL`, `State.STARTED` or `State.SHUTDOWN`. */
   get state(): number {
     return this.#state;
@@ -210,7 +234,7 @@ export class BaseManager implements ProxyManager {
 
   #endpoint(): Endpoint {
     if (this.#address === null) throw new ProcessError('the manager has no address: start() or connect() it first');
-    return { address: this.#address, authkey: this.#authkey, digest: this.#options.digest, connectTimeout: this.#options.connectTimeout };
+    return { address: this.#address, authkey: this.#authkey, digest: this.#options.digest, connectTimeout: this.#options.connectTimeout, loadLimits: this.#loadLimits };
   }
 
   /** A server for this manager's registry, to serve from this process: `await m.getServer().serveForever()`. */
@@ -221,6 +245,7 @@ export class BaseManager implements ProxyManager {
       authkey: this.#authkey,
       registry: registryOf(this.constructor as ManagerClass),
       tokenModule: this.#options.tokenModule,
+      loadLimits: this.#loadLimits,
     });
     this.#server = server;
     void server.ready.then(
@@ -254,7 +279,7 @@ export class BaseManager implements ProxyManager {
     const name = `${this.constructor.name}-${++managerCount}`;
     const proc = new Cls({
       target: runManagerServer,
-      args: [cls, this.#address === null ? null : wireAddress(this.#address), this.#authkey, writer, init, [...initargs], this.#options.tokenModule ?? MP_MODULE],
+      args: [cls, this.#address === null ? null : wireAddress(this.#address), this.#authkey, writer, init, [...initargs], this.#options.tokenModule ?? MP_MODULE, this.#loadLimits],
       name,
       daemon: true,
     });
@@ -366,10 +391,11 @@ export async function runManagerServer(
   initializer: PyGlobal | null,
   initargs: unknown[],
   tokenModule: ManagersModule,
+  loadLimits: LoadLimits | null = null,
 ): Promise<void> {
   const Cls = (await resolveFunction(cls)) as unknown as new (o: BaseManagerOptions) => BaseManager;
   if (initializer !== null) await (await resolveFunction(initializer))(...(initargs ?? []));
-  const manager = new Cls({ address, authkey, tokenModule });
+  const manager = new Cls({ address, authkey, tokenModule, loadLimits });
   const server = manager.getServer();
   await server.ready;
   await writer.send(wireAddress(server.address));

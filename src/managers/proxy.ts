@@ -14,6 +14,7 @@
 
 import type { Address, DigestName } from '../connection/index.js';
 import { defaultRegistry, PyGlobal, PySlice, PythonException, tuple, type ReduceValue } from '../pickle/index.js';
+import type { LoadLimits } from '../pickle/unpickler.js';
 import { AuthenticationString, currentProcess } from '../process/index.js';
 import { addExitHook } from '../process/exit-hooks.js';
 import { addSpawnReducers } from '../process/reduction.js';
@@ -27,6 +28,8 @@ export interface ProxyManager {
   readonly address: Address | null;
   readonly authkey: Uint8Array;
   readonly digest: DigestName | 'legacy' | undefined;
+  /** Limits on loading the server's replies (the manager's loadLimits), if any. */
+  readonly loadLimits?: Readonly<LoadLimits>;
   /** True once the manager was shut down: released proxies then send nothing. */
   readonly isShutDown: boolean;
   /** The proxy type registered for `typeid`, if any. */
@@ -147,7 +150,7 @@ export class BaseProxy {
     this._manager = options?.manager ?? null;
     this._authkey = options?.authkey ?? this._manager?.authkey ?? currentProcess().authkey;
     this._exposed = options?.exposed ?? null;
-    this._endpoint = { address: token.address, authkey: this._authkey, digest: options?.digest ?? this._manager?.digest };
+    this._endpoint = { address: token.address, authkey: this._authkey, digest: options?.digest ?? this._manager?.digest, loadLimits: this._manager?.loadLimits };
     this.#pool = poolFor(this._endpoint);
     if ((this.constructor as typeof BaseProxy).ownConnection) this.#channel = this.#pool.channel();
     if (options?.incref === false) {

@@ -19,12 +19,14 @@ import { EventEmitter } from 'node:events';
 import { EOFError, Listener, type Address, type Connection, type DigestName } from '../connection/index.js';
 import { kSendNow } from '../connection/connection.js';
 import { BilliardError, loads, PythonException, tuple, type UnpicklerOptions } from '../pickle/index.js';
+import { checkLoadLimits, type LoadLimits } from '../pickle/unpickler.js';
 import { addLocalServer, removeLocalServer } from './local.js';
 import { ClientGone, Managed, ServerTraceback, type CallContext } from './objects.js';
 import { ERROR, GETVALUE, PROXY, RETURN, TRACEBACK, UNSERIALIZABLE, type Kwds } from './protocol.js';
 import type { ProxyType } from './proxy.js';
 import { entriesOf, pyError, pyRepr, pyTypeName } from './pyvalues.js';
 import { MP_MODULE, Token, type ManagersModule } from './token.js';
+import { checkOptionNames, optionNames } from '../connection/options.js';
 
 /** What builds a typeid's object: a function, or a class (called with `new`). */
 export type ManagerCallable = ((...args: never[]) => unknown) | (new (...args: never[]) => unknown);
@@ -64,7 +66,13 @@ export interface ServerOptions {
   allowShutdown?: boolean;
   /** Connections held in their handshake or waiting to be served; see ListenerOptions.maxPending. */
   maxPending?: number;
+  /** Limits on loading the clients' requests, over the unpickler's defaults (see {@link LoadLimits}). */
+  loadLimits?: LoadLimits | null;
 }
+
+const SERVER_OPTIONS = optionNames<ServerOptions>()({
+  address: 1, authkey: 1, registry: 1, digest: 1, handshakeTimeout: 1, maxMessageSize: 1, tokenModule: 1, allowShutdown: 1, maxPending: 1, loadLimits: 1,
+});
 
 /** Requests a serving connection reads ahead of the one being handled. */
 const MAX_PIPELINED = 64;
@@ -173,10 +181,11 @@ export class Server extends EventEmitter<ServerEvents> {
 
   constructor(options: ServerOptions) {
     super();
+    checkOptionNames(options, SERVER_OPTIONS, 'new Server()');
     this.registry = options.registry;
     this.#tokenModule = options.tokenModule ?? MP_MODULE;
     this.#allowShutdown = options.allowShutdown ?? true;
-    this.#loadOptions = Object.freeze({});
+    this.#loadOptions = checkLoadLimits(options.loadLimits, 'options.loadLimits');
     this.#listener = new Listener({
       address: options.address ?? ['127.0.0.1', 0],
       authkey: options.authkey,

@@ -5,7 +5,7 @@
  */
 
 export { dumps, Pickler, type PicklerOptions } from './pickler.js';
-export { loads, Unpickler, type UnpicklerOptions } from './unpickler.js';
+export { loads, Unpickler, type LoadLimits, type UnpicklerOptions } from './unpickler.js';
 export { DEFAULT_PROTOCOL, HIGHEST_PROTOCOL } from './opcodes.js';
 export {
   BilliardError,

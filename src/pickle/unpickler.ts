@@ -272,14 +272,55 @@ function farKey(idx: number): string {
   return `m${idx}`;
 }
 
+/** The names of the options that bound what one load may cost. */
+const LIMIT_NAMES = ['maxLongDigits', 'maxLongBytes', 'maxAllocBytes', 'maxMemo', 'maxMarks', 'maxDepth', 'maxLongKeys', 'maxHashCollisions'] as const;
+type LimitName = (typeof LIMIT_NAMES)[number];
+
+/**
+ * The options of {@link UnpicklerOptions} that bound what one load may cost.
+ * The layers that load what peers send (the Pool, the managers, the queues,
+ * the Celery worker) take them as `loadLimits`, for data that honestly needs
+ * more than the defaults allow.
+ */
+export type LoadLimits = Pick<UnpicklerOptions, LimitName>;
+
 /** Reads a limit option, `undefined` when not given: a non-negative integer or Infinity. */
-function limitOption(options: UnpicklerOptions | undefined, name: 'maxLongDigits' | 'maxLongBytes' | 'maxAllocBytes' | 'maxMemo' | 'maxMarks' | 'maxDepth' | 'maxLongKeys' | 'maxHashCollisions'): number | undefined {
+function limitOption(options: UnpicklerOptions | undefined, name: LimitName, where = 'options'): number | undefined {
   const v = options?.[name];
   if (v === undefined) return undefined;
   if (typeof v !== 'number' || !(v >= 0) || (!Number.isInteger(v) && v !== Infinity)) {
-    throw new TypeError(`options.${name} must be a non-negative integer or Infinity, got ${String(v)}`);
+    throw new TypeError(`${where}.${name} must be a non-negative integer or Infinity, got ${String(v)}`);
   }
   return v;
+}
+
+const NO_LIMITS: Readonly<LoadLimits> = Object.freeze({});
+
+/**
+ * Checks a `loadLimits` option (`where` names it in errors): an object of
+ * {@link LoadLimits} only, each a non-negative integer or Infinity. Returns
+ * a frozen copy of the limits given (an empty object for none), plain data
+ * that pickles to a child process. @internal
+ */
+export function checkLoadLimits(value: unknown, where: string): Readonly<LoadLimits> {
+  if (value === undefined || value === null) return NO_LIMITS;
+  if (typeof value !== 'object' || Array.isArray(value)) throw new TypeError(`${where} must be an object of unpickler limits, got ${String(value)}`);
+  const out: Record<string, number> = {};
+  for (const key of Object.keys(value)) {
+    if (!(LIMIT_NAMES as readonly string[]).includes(key)) {
+      throw new TypeError(`${where}.${key} is not a load limit (the limits: ${LIMIT_NAMES.join(', ')})`);
+    }
+    const v = limitOption(value as UnpicklerOptions, key as LimitName, where);
+    if (v !== undefined) out[key] = v;
+  }
+  return Object.keys(out).length === 0 ? NO_LIMITS : Object.freeze(out);
+}
+
+/** A stable text of checked limits (for keying things by them); '' for none. @internal */
+export function loadLimitsKey(limits: Readonly<LoadLimits>): string {
+  let k = '';
+  for (const name of LIMIT_NAMES) if (limits[name] !== undefined) k += `${name}=${limits[name]};`;
+  return k;
 }
 
 /**

@@ -27,6 +27,7 @@ import type { Sentinel } from '../connection/wait.js';
 import { EOFError, UnpicklingError } from '../pickle/errors.js';
 import { dumps, loads, PyFloat, PyGlobal, PyTuple, tuple, type PickleRegistry } from '../pickle/index.js';
 import { makeTuple } from '../pickle/types.js';
+import { checkLoadLimits, type LoadLimits, type UnpicklerOptions } from '../pickle/unpickler.js';
 import { AssertionError, RestartFreqExceeded, Terminated, TimeLimitExceeded, ValueError, WorkerLostError } from '../process/errors.js';
 import { AttributeError } from '../sharedctypes/errors.js';
 import { packagePath } from '../native/package.js';
@@ -38,6 +39,7 @@ import { ACK, ackFields, decodeAck, decodeReady, DEATH, encodeTaskFrame, Excepti
 import { Fifo } from './fifo.js';
 import { poolWorker } from './worker.js';
 import { poolRegistry } from './protocol.js';
+import { checkOptionNames, optionNames } from '../connection/options.js';
 
 // eslint-disable-next-line @typescript-eslint/no-explicit-any -- any function, whatever its parameters
 type AnyFn = (...args: any[]) => unknown;
@@ -145,7 +147,21 @@ export interface PoolOptions {
    * is refused when submitted (see src/pool/README.md).
    */
   python?: PythonWorkers | boolean | null;
+  /**
+   * Limits on loading what the workers send back (results, errors) and, in
+   * Node workers, the jobs they are sent, over the unpickler's defaults:
+   * for results that honestly need more (a dict of thousands of bigint keys
+   * equal in their low 64 bits needs a higher `maxHashCollisions`). See
+   * {@link LoadLimits}. Python workers load with Python's own unpickler.
+   */
+  loadLimits?: LoadLimits | null;
 }
+
+const POOL_OPTIONS = optionNames<PoolOptions>()({
+  processes: 1, initializer: 1, initargs: 1, maxtasksperchild: 1, context: 1, timeout: 1, softTimeout: 1, lostWorkerTimeout: 1,
+  maxRestarts: 1, maxRestartFreq: 1, onProcessUp: 1, onProcessDown: 1, onProcessExit: 1, onTimeoutSet: 1, onTimeoutCancel: 1,
+  putlocks: 1, allowRestart: 1, synack: 1, maxMemoryPerChild: 1, enableTimeouts: 1, threads: 1, maxQueue: 1, prefetch: 1, python: 1, loadLimits: 1,
+});
 
 /** How a Python pool starts its workers. */
 export interface PythonWorkers {
@@ -817,7 +833,9 @@ export class Pool extends EventEmitter<PoolEvents> {
   readonly #lost = new Map<ResultBase, Task[]>();
   readonly #registry: PickleRegistry = poolRegistry();
   /** Frozen: loads() resolves them once. */
-  readonly #loadOptions = Object.freeze({ registry: this.#registry });
+  readonly #loadOptions: UnpicklerOptions;
+  /** What the Node workers load their jobs with (PoolOptions.loadLimits). */
+  readonly #loadLimits: Readonly<LoadLimits>;
   #workerCount = 0;
   /** Calls of #dispatch, to tell the parts one call hands out. */
   #dispatches = 0;
@@ -841,11 +859,12 @@ export class Pool extends EventEmitter<PoolEvents> {
    * does, while a job is pending or join() waits (as Python's main thread
    * blocked in get() or join() keeps its process alive).
    */
-  readonly #keepAlive: NodeJS.Timeout = setInterval(() => undefined, 1 << 30);
+  readonly #keepAlive: NodeJS.Timeout = setInterval(() => undefined, 1 << 30).unref(); // unref'd until a job is pending: a constructor that throws leaves nothing behind
   #joining = 0;
 
   constructor(options?: PoolOptions) {
     super();
+    checkOptionNames(options, POOL_OPTIONS, 'new Pool()');
     const processes = options?.processes ?? availableParallelism();
     if (!Number.isInteger(processes) || processes < 1) throw new ValueError('Number of processes must be at least 1');
     const maxtasks = options?.maxtasksperchild ?? null;
@@ -854,6 +873,8 @@ export class Pool extends EventEmitter<PoolEvents> {
     if (init !== null && typeof init !== 'function' && !(init instanceof PyGlobal)) throw new TypeError('initializer must be a callable');
     const onExit = options?.onProcessExit ?? null;
     if (onExit !== null && typeof onExit !== 'function' && !(onExit instanceof PyGlobal)) throw new TypeError('on_process_exit must be callable');
+    this.#loadLimits = checkLoadLimits(options?.loadLimits, 'options.loadLimits');
+    this.#loadOptions = Object.freeze({ registry: this.#registry, ...this.#loadLimits });
     this.#processes = processes;
     this.maxtasksperchild = maxtasks;
     this.timeout = limitSeconds(options?.timeout, 'timeout');
@@ -888,7 +909,6 @@ export class Pool extends EventEmitter<PoolEvents> {
     this.#onProcessExit = onExit === null ? null : funcRef(onExit);
     const ctx = options?.context;
     this.#startMethod = typeof ctx === 'string' ? ctx : (ctx?.startMethod ?? getStartMethod() ?? undefined);
-    this.#keepAlive.unref();
     for (let n = 0; n < processes; n++) this.#startWorker();
   }
 
@@ -943,7 +963,7 @@ export class Pool extends EventEmitter<PoolEvents> {
     } else {
       const name = `${this.#startMethod === 'forkserver' ? 'ForkServer' : 'Spawn'}PoolWorker-${++this.#workerCount}`;
       const Cls = this.#startMethod === 'forkserver' ? ForkServerProcess : this.#startMethod === 'spawn' ? SpawnProcess : Process;
-      const args: Parameters<typeof poolWorker> = [inq, outq, this.#initializer, [...this.#initargs], this.maxtasksperchild, synq, this.maxMemoryPerChild, this.#onProcessExit];
+      const args: Parameters<typeof poolWorker> = [inq, outq, this.#initializer, [...this.#initargs], this.maxtasksperchild, synq, this.maxMemoryPerChild, this.#onProcessExit, this.#loadLimits];
       proc = new Cls({ target: poolWorker, args, name, daemon: true });
     }
     const w: Worker = {

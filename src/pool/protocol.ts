@@ -171,6 +171,33 @@ function messageStart(b: Uint8Array, kind: number): boolean {
   return true;
 }
 
+/** The job id and part index {@link decodeJobHead} read last. */
+export const jobHead: { job: number; i: number | null } = { job: 0, i: null };
+
+/**
+ * Reads the job id and part index at the head of a TASK frame's payload
+ * (`(TASK, (job, i, func, args, kwargs))`, as every pickler here writes it:
+ * `[PROTO] [FRAME n] BININT1 2 MARK job i ...`) without unpickling the rest,
+ * for a worker whose job will not load (over a load limit): it can then
+ * fail that job rather than die with it. Fills {@link jobHead} and returns
+ * true, or returns false for any other bytes.
+ */
+export function decodeJobHead(b: Uint8Array): boolean {
+  const n = b.length;
+  at = 0;
+  if (b[0] === 0x80) at = 2;
+  if (b[at] === 0x95) at += 9;
+  if (at + 3 > n || b[at] !== 0x4b || b[at + 1] !== TASK || b[at + 2] !== 0x28) return false;
+  at += 3;
+  const job = intAt(b);
+  if (job !== job) return false;
+  const i = intOrNoneAt(b);
+  if (i !== i) return false;
+  jobHead.job = job;
+  jobHead.i = i;
+  return true;
+}
+
 /**
  * A worker's ACK and plain READY frames, written without tuples or the
  * pickler: the same bytes `Connection.send(tuple(ACK, tuple(...)))` writes

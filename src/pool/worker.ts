@@ -35,12 +35,13 @@ import { closeSync } from 'node:fs';
 
 import { kBatch, kFlushBatch } from '../connection/connection.js';
 import { defaultRegistry, PyGlobal, PyTuple, dumps, loads, tuple } from '../pickle/index.js';
+import { checkLoadLimits, type LoadLimits, type UnpicklerOptions } from '../pickle/unpickler.js';
 import { SoftTimeLimitExceeded } from '../process/errors.js';
 import { importUserModule } from '../process/current.js';
 import { parseRef } from '../process/locate.js';
 import { quickenTierUp } from '../process/tierup.js';
 import { SimpleQueue } from '../queues/index.js';
-import { ACK, DEATH, encodeAckFrame, encodeReadyFrame, frameScratch, EX_FAILURE, EX_OK, EX_RECYCLE, exceptionInfoObject, MaybeEncodingError, NACK, READY, TASK, monotonic } from './protocol.js';
+import { ACK, DEATH, encodeAckFrame, encodeReadyFrame, frameScratch, EX_FAILURE, EX_OK, EX_RECYCLE, exceptionInfoObject, MaybeEncodingError, NACK, READY, TASK, monotonic, decodeJobHead, jobHead } from './protocol.js';
 
 type Fn = (...args: unknown[]) => unknown;
 
@@ -290,6 +291,8 @@ interface LoopOptions {
   maxtasks: number | null;
   maxMemoryPerChild: number | null;
   onExit: PyGlobal | null;
+  /** What jobs are loaded with (the pool's loadLimits), or undefined for the defaults. */
+  loadOptions: UnpicklerOptions | undefined;
   /**
    * The queues are billiard's own, shared by every worker of a billiard
    * Pool: each job frame is read under the inqueue's read lock (exactly one
@@ -307,7 +310,8 @@ interface LoopOptions {
  * (or null) called as `initializer(...initargs)` before the first job;
  * `maxtasks` null means no limit; `synq` (or null) is the syn queue of
  * synack; `maxMemoryPerChild` is in KiB (null: no limit); `onExit` (a global
- * reference, or null) is called as `onExit(pid, exitcode)` before DEATH.
+ * reference, or null) is called as `onExit(pid, exitcode)` before DEATH;
+ * `loadLimits` (the pool's, or null) bound the loads of its jobs.
  */
 export async function poolWorker(
   inq: SimpleQueue,
@@ -318,8 +322,11 @@ export async function poolWorker(
   synq: SimpleQueue | null = null,
   maxMemoryPerChild: number | null = null,
   onExit: PyGlobal | null = null,
+  loadLimits: LoadLimits | null = null,
 ): Promise<void> {
-  await workLoop({ inq, outq, synq, initializer, initargs, maxtasks, maxMemoryPerChild, onExit, shared: false });
+  const limits = checkLoadLimits(loadLimits, 'loadLimits');
+  const loadOptions = Object.keys(limits).length === 0 ? undefined : limits;
+  await workLoop({ inq, outq, synq, initializer, initargs, maxtasks, maxMemoryPerChild, onExit, loadOptions, shared: false });
 }
 
 /** A `'<module URL>#<export>'` string as the global reference it names. */
@@ -382,6 +389,7 @@ export async function billiardPoolWorker(
     maxtasks,
     maxMemoryPerChild,
     onExit: null,
+    loadOptions: undefined,
     shared: true,
   });
 }
@@ -441,8 +449,32 @@ async function workLoop(o: LoopOptions): Promise<void> {
     mark('job read');
     let msg: unknown;
     try {
-      msg = loads(payload);
+      msg = loads(payload, o.loadOptions);
     } catch (e) {
+      if (decodeJobHead(payload)) {
+        // A job whose arguments will not load (a load limit, a global this worker cannot resolve):
+        // the frame was read whole, so the pipe is in step; that job fails with the error, and the
+        // worker goes on. Dying instead would hand the same job to every replacement in turn.
+        const { job, i } = jobHead;
+        const accepted = monotonic();
+        const ack = tuple(ACK, tuple(job, i, accepted, process.pid, synqWFd));
+        if (shared) await outq.sendPayloadAtomic(dumps(ack)).catch(ignore);
+        else {
+          batch(ack);
+          flush();
+        }
+        if (synq !== null) {
+          try {
+            await synq.reader.recv(); // the pool's answer to the ACK: a NACKed job needs no failure, but one does no harm
+          } catch {
+            break; // the pool is gone
+          }
+        }
+        if (shared) await outq.sendPayloadAtomic(writeReady(pickled, job, i, false, e, inqWFd)).catch(ignore);
+        else writeReady(batch, job, i, false, e, inqWFd);
+        completed++;
+        continue;
+      }
       process.stderr.write(`billiard-ts pool worker ${process.pid}: undecodable job frame: ${String(e)}\n`);
       exitcode = EX_FAILURE;
       break;

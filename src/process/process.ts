@@ -30,6 +30,7 @@ import { forkServer } from './forkserver.js';
 import { findPython, knownPython } from './python.js';
 import { launchNode, launchPython, type Launched } from './spawn.js';
 import { getStartMethod, type StartMethod } from './start-method.js';
+import { checkOptionNames, optionNames } from '../connection/options.js';
 
 /**
  * A function a child can run: an exported function of a module (the child
@@ -91,6 +92,10 @@ export type ProcessOptions<F extends ProcessTarget = ProcessTarget> = ProcessBas
         kwargs?: Record<string, unknown> | null;
       }
   );
+
+const PROCESS_OPTIONS = optionNames<ProcessBaseOptions & { target?: unknown; args?: unknown; kwargs?: unknown }>()({
+  name: 1, daemon: 1, env: 1, python: 1, pythonPath: 1, target: 1, args: 1, kwargs: 1,
+});
 
 /** Options of {@link Process.join}. */
 export interface JoinOptions {
@@ -162,6 +167,7 @@ export class Process<F extends ProcessTarget = ProcessTarget> {
   readonly #spawned = settable<number | null>();
 
   constructor(options?: ProcessOptions<F>) {
+    checkOptionNames(options, PROCESS_OPTIONS, `new ${new.target.name}()`);
     const target = options?.target ?? null;
     if (target !== null && typeof target !== 'function' && !(target instanceof PyGlobal)) {
       throw new TypeError('options.target must be a function or a pyfunc(...) reference');

@@ -20,9 +20,11 @@ import { timeoutSeconds } from '../connection/timers.js';
 import { NativeError, pipe, readable, readFrame, takeFrame, writeBytes, writeBytesNow } from '../native/index.js';
 import { BilliardError } from '../pickle/errors.js';
 import { dumps, loads } from '../pickle/index.js';
+import { checkLoadLimits, type LoadLimits, type UnpicklerOptions } from '../pickle/unpickler.js';
 import { AssertionError, ValueError } from '../process/errors.js';
 import { addExitHook } from '../process/exit-hooks.js';
 import { BoundedSemaphore, Condition, isRebuilding, Lock, SEM_VALUE_MAX, Semaphore, SPIN_MS } from '../synchronize/index.js';
+import { checkOptionNames, optionNames } from '../connection/options.js';
 
 /** Python's `queue.Empty` (pickled as `_queue.Empty`): nothing to get in time. */
 export class Empty extends BilliardError {
@@ -66,7 +68,16 @@ export interface QueueOptions {
    * EOFError. Default 60.
    */
   stallTimeout?: number;
+  /**
+   * Limits on loading the items this process gets, over the unpickler's
+   * defaults (see {@link LoadLimits}). They stay with this process's
+   * queue object: a queue passed to a child process travels as billiard's
+   * does (its pipe and locks), and the child loads with the defaults.
+   */
+  loadLimits?: LoadLimits | null;
 }
+
+const QUEUE_OPTIONS = optionNames<QueueOptions>()({ stallTimeout: 1, loadLimits: 1 });
 
 const HEADER = 4;
 const BATCH_BYTES = 1 << 20;
@@ -162,11 +173,16 @@ abstract class PipeQueue {
   /** @internal */ rlock!: Lock;
   /** @internal */ wlock!: Lock;
   /** @internal */ stall = 60;
+  /** What items are loaded with (QueueOptions.loadLimits); undefined: the defaults. @internal */
+  loadOptions: UnpicklerOptions | undefined = undefined;
   /** A torn frame broke the pipe's framing: every get fails with it. @internal */
   broken: Error | null = null;
 
   /** @internal */
   makePipe(options?: QueueOptions): void {
+    checkOptionNames(options, QUEUE_OPTIONS, `new ${this.constructor.name}()`);
+    const limits = checkLoadLimits(options?.loadLimits, 'options.loadLimits');
+    if (Object.keys(limits).length > 0) this.loadOptions = limits;
     const [r, w] = pipe();
     this.reader = Connection.fromFd(r, { readable: true, writable: false });
     this.writer = Connection.fromFd(w, { readable: false, writable: true });
@@ -446,7 +462,7 @@ export class Queue extends PipeQueue {
       this.rlock.release();
     }
     // No await since the read: `scratch` still holds this frame.
-    return loads(bytes);
+    return loads(bytes, this.loadOptions);
   }
 
   /** `get({ block: false })`. */
@@ -602,7 +618,7 @@ export class SimpleQueue extends PipeQueue {
 
   /** Reads and unpickles the next item. */
   async get(): Promise<unknown> {
-    return loads(await this.getPayload());
+    return loads(await this.getPayload(), this.loadOptions);
   }
 
   /** Closes both ends here. */

@@ -104,6 +104,11 @@ export function unencodable(): Set<number> {
   return new Set([1, 2]);
 }
 
+/** The number of entries of a Map (or items of an array) argument. */
+export function size(value: Map<unknown, unknown> | unknown[]): number {
+  return value instanceof Map ? value.size : value.length;
+}
+
 export function echo(value: unknown): unknown {
   return value;
 }

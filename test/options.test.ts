@@ -1,0 +1,64 @@
+/**
+ * Unknown option names are TypeErrors, as Python's unexpected keyword
+ * arguments are (src/connection/options.ts): a misspelt option must not be
+ * ignored. `maxTasksPerChild` given to a Pool (billiard's name is
+ * `maxtasksperchild`) would otherwise start a pool that never recycles.
+ * Each constructor checks before it makes anything.
+ */
+import { describe, expect, test } from 'vitest';
+
+import { BaseManager, Client, Connection, JoinableQueue, Listener, Pipe, Pool, Process, Queue, SimpleQueue, SyncManager } from '../src/index.js';
+import { Celery, Worker } from '../src/celery/index.js';
+import { Server } from '../src/managers/server.js';
+import { square } from './fixtures/pool-targets.js';
+
+const TASKS = new URL('./peers/celery/tasks.ts', import.meta.url);
+
+describe('unknown option names', () => {
+  test('each constructor names the unknown option and, for another spelling of a known one, the known one', async () => {
+    const cases: Array<[string, () => unknown, RegExp]> = [
+      ['Pool', () => new Pool({ processes: 1, maxTasksPerChild: 2 } as never), /^new Pool\(\): unknown option 'maxTasksPerChild' \(did you mean 'maxtasksperchild'\?\)$/],
+      ['Pool (no near name)', () => new Pool({ processes: 1, workers: 2 } as never), /^new Pool\(\): unknown option 'workers'$/],
+      ['Process', () => new Process({ target: square, arg: [2] } as never), /^new Process\(\): unknown option 'arg'$/],
+      ['Queue', () => new Queue(0, { stall_timeout: 1 } as never), /^new Queue\(\): unknown option 'stall_timeout' \(did you mean 'stallTimeout'\?\)$/],
+      ['JoinableQueue', () => new JoinableQueue(0, { loadlimits: {} } as never), /^new JoinableQueue\(\): unknown option 'loadlimits' \(did you mean 'loadLimits'\?\)$/],
+      ['SimpleQueue', () => new SimpleQueue({ maxsize: 3 } as never), /^new SimpleQueue\(\): unknown option 'maxsize'$/],
+      ['SyncManager', () => new SyncManager({ authKey: new Uint8Array(4) } as never), /^new SyncManager\(\): unknown option 'authKey' \(did you mean 'authkey'\?\)$/],
+      ['register', () => BaseManager.register('thing', { callabel: () => 1 } as never), /^BaseManager\.register\(\): unknown option 'callabel'$/],
+      ['Server', () => new Server({ authkey: new Uint8Array(4), registry: new Map(), backlog: 5 } as never), /^new Server\(\): unknown option 'backlog'$/],
+      ['Listener', () => new Listener({ adress: ['127.0.0.1', 0] } as never), /^new Listener\(\): unknown option 'adress'$/],
+      ['Listener(address, options)', () => new Listener(['127.0.0.1', 0], { authKey: null } as never), /^new Listener\(\): unknown option 'authKey' \(did you mean 'authkey'\?\)$/],
+      ['Connection', () => new Connection(0, { readonly: true } as never), /^new Connection\(\): unknown option 'readonly'$/],
+      ['Pipe', () => Pipe({ duplx: false } as never), /^Pipe\(\): unknown option 'duplx'$/],
+      ['Worker', () => new Worker({ app: TASKS, broker: 'redis://127.0.0.1:1/0', max_tasks_per_child: 3 } as never), /^new Worker\(\): unknown option 'max_tasks_per_child' \(did you mean 'maxTasksPerChild'\?\)$/],
+      ['Celery', () => new Celery({ broker: 'redis://127.0.0.1:1/0', result_backend: 'redis://127.0.0.1:1/1' } as never), /^new Celery\(\): unknown option 'result_backend' \(did you mean 'resultBackend'\?\)$/],
+    ];
+    for (const [name, make, message] of cases) {
+      let error: unknown = null;
+      try {
+        make();
+      } catch (e) {
+        error = e;
+      }
+      expect(error, name).toBeInstanceOf(TypeError);
+      expect((error as Error).message, name).toMatch(message);
+    }
+    await expect(Client(['127.0.0.1', 1], { timout: 1 } as never)).rejects.toThrow(/^Client\(\): unknown option 'timout'$/);
+    // Options that are not an object at all.
+    expect(() => new Pool(3 as never)).toThrow(/^new Pool\(\): the options must be an object, not number$/);
+  });
+
+  test('the known names still work, and undefined or null options are none', async () => {
+    const q = new Queue(0, { stallTimeout: 5, loadLimits: { maxMemo: 1000 } });
+    await q.put('x');
+    expect(await q.get()).toBe('x');
+    q.close();
+    const s = new SimpleQueue(undefined);
+    s.close();
+    const [a, b] = Pipe({ duplex: true, connection: { protocol: 5 } });
+    await a.send('y');
+    expect(await b.recv()).toBe('y');
+    a.close();
+    b.close();
+  });
+});
