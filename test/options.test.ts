@@ -48,6 +48,18 @@ describe('unknown option names', () => {
     expect(() => new Pool(3 as never)).toThrow(/^new Pool\(\): the options must be an object, not number$/);
   });
 
+  test("a Pool's submissions check theirs too, before anything is queued", async () => {
+    await using pool = new Pool({ processes: 1 });
+    expect(() => pool.applyAsync(square, [2], { errorcallback: () => {} } as never)).toThrow(/^Pool\.applyAsync\(\): unknown option 'errorcallback' \(did you mean 'errorCallback'\?\)$/);
+    await expect(pool.apply(square, [2], { kwargs: {} } as never)).rejects.toThrow(/^Pool\.applyAsync\(\): unknown option 'kwargs'$/);
+    expect(() => pool.mapAsync(square, [1], { chunkSize: 1 } as never)).toThrow(/^Pool\.map\(\): unknown option 'chunkSize' \(did you mean 'chunksize'\?\)$/);
+    expect(() => pool.starmapAsync(square, [[1]], { soft_timeout: 1 } as never)).toThrow(/^Pool\.starmap\(\): unknown option 'soft_timeout' \(did you mean 'softTimeout'\?\)$/);
+    expect(() => pool.imap(square, [1], { callback: () => {} } as never)).toThrow(/^Pool\.imap\(\): unknown option 'callback'$/);
+    expect(() => pool.imapUnordered(square, [1], { ordered: false } as never)).toThrow(/^Pool\.imapUnordered\(\): unknown option 'ordered'$/);
+    expect(pool.stats().queued).toBe(0);
+    expect(await pool.apply(square, [3], { timeout: 10, callback: () => {} })).toBe(9);
+  });
+
   test('the known names still work, and undefined or null options are none', async () => {
     const q = new Queue(0, { stallTimeout: 5, loadLimits: { maxMemo: 1000 } });
     await q.put('x');

@@ -224,6 +224,11 @@ export interface IMapOptions extends SubmitOptions {
   chunksize?: number;
 }
 
+const SUBMIT_NAMES = { timeout: 1, softTimeout: 1, timeoutCallback: 1, signal: 1, lostWorkerTimeout: 1, callbacksPropagate: 1, correlationId: 1 } as const;
+const APPLY_OPTIONS = optionNames<ApplyOptions<unknown>>()({ ...SUBMIT_NAMES, kwds: 1, callback: 1, errorCallback: 1, acceptCallback: 1, waitforslot: 1 });
+const MAP_OPTIONS = optionNames<MapOptions<unknown>>()({ ...SUBMIT_NAMES, chunksize: 1, callback: 1, errorCallback: 1 });
+const IMAP_OPTIONS = optionNames<IMapOptions>()({ ...SUBMIT_NAMES, chunksize: 1 });
+
 /** Run and wait times of `stats()`, in milliseconds, over the last parts. */
 export interface TimeSummary {
   count: number;
@@ -1577,6 +1582,7 @@ export class Pool extends EventEmitter<PoolEvents> {
   applyAsync<F extends AnyFn>(fn: F, args?: Readonly<Parameters<F>>, options?: ApplyOptions<Awaited<ReturnType<F>>>): ApplyResult<Awaited<ReturnType<F>>>;
   applyAsync<T = unknown>(fn: PyGlobal, args?: readonly unknown[], options?: ApplyOptions<T>): ApplyResult<T>;
   applyAsync(fn: AnyFn | PyGlobal, args: readonly unknown[] = [], options?: ApplyOptions<unknown>): ApplyResult<unknown> {
+    checkOptionNames(options, APPLY_OPTIONS, 'Pool.applyAsync()');
     this.#checkRunning();
     const result = new ApplyResult<unknown>(this, 1, options?.callback, options?.errorCallback);
     result.acceptCallback = options?.acceptCallback ?? null;
@@ -1600,6 +1606,7 @@ export class Pool extends EventEmitter<PoolEvents> {
   }
 
   #mapAsync<T>(star: boolean, fn: PoolFunction, iterable: Iterable<unknown>, options?: MapOptions<T>): MapResult<T> {
+    checkOptionNames(options, MAP_OPTIONS, star ? 'Pool.starmap()' : 'Pool.map()');
     this.#checkRunning();
     const items = [...iterable];
     const chunksize = this.#chunksize(items.length, options?.chunksize);
@@ -1639,6 +1646,7 @@ export class Pool extends EventEmitter<PoolEvents> {
   }
 
   #imap<T>(ordered: boolean, fn: PoolFunction, iterable: Iterable<unknown> | AsyncIterable<unknown>, options: IMapOptions | undefined): IMapIterator<T> {
+    checkOptionNames(options, IMAP_OPTIONS, ordered ? 'Pool.imap()' : 'Pool.imapUnordered()');
     this.#checkRunning();
     const chunksize = options?.chunksize;
     const size = chunksize ?? 1;
