@@ -427,7 +427,8 @@ describe('the adaptive pool', () => {
 
   test('a burst that empties the pool grows it by its cold starts; the next burst of that size is served warm; idle, it shrinks back', async () => {
     forkserver.setPoolSize(null);
-    forkServer().idleSeconds = 4;
+    // Long enough that a loaded machine's slow cold starts and growth do not reach it before the second burst.
+    forkServer().idleSeconds = 10;
     try {
       await forkserver.ensureRunning();
       const base = forkServer().size;
@@ -441,7 +442,7 @@ describe('the adaptive pool', () => {
       const second = await burst(n);
       for (const pid of second) expect(warm.has(pid)).toBe(true);
       // No start for idleSeconds: back to the base size, the extra children retired.
-      const deadline = Date.now() + 20_000;
+      const deadline = Date.now() + 30_000;
       while (forkServer().size !== base || forkServer().pids.length > base) {
         expect(Date.now()).toBeLessThan(deadline);
         await new Promise((r) => setTimeout(r, 50));
