@@ -18,13 +18,6 @@ export function optionNames<T extends object>(): (names: { readonly [K in keyof 
   return (names) => new Set(Object.keys(names));
 }
 
-/** The union of option name sets (an options interface that extends another). */
-export function mergeNames(...sets: OptionNames[]): OptionNames {
-  const out = new Set<string>();
-  for (const s of sets) for (const n of s) out.add(n);
-  return out;
-}
-
 function suggestion(name: string, names: OptionNames): string {
   const folded = name.toLowerCase().replace(/[_-]/g, '');
   for (const n of names) if (n.toLowerCase().replace(/[_-]/g, '') === folded) return ` (did you mean '${n}'?)`;
