@@ -7,7 +7,7 @@
  */
 import { describe, expect, test } from 'vitest';
 
-import { BaseManager, Client, Connection, JoinableQueue, Listener, Pipe, Pool, Process, Queue, SimpleQueue, SyncManager } from '../src/index.js';
+import { BaseManager, Client, Connection, JoinableQueue, Listener, Lock, Pipe, Pool, Process, Queue, Semaphore, SimpleQueue, SyncManager } from '../src/index.js';
 import { Celery, Worker } from '../src/celery/index.js';
 import { Server } from '../src/managers/server.js';
 import { square } from './fixtures/pool-targets.js';
@@ -59,6 +59,27 @@ describe('unknown option names', () => {
     expect(pool.stats().queued).toBe(0);
     expect(await pool.apply(square, [3], { timeout: 10, callback: () => {} })).toBe(9);
   });
+
+  test('calls that wait check theirs: a misspelt timeout must not wait for ever (queues, locks, manager proxies)', async () => {
+    const q = new Queue();
+    await expect(q.get({ timout: 0.1 } as never)).rejects.toThrow(/^Queue\.get\(\): unknown option 'timout'$/);
+    await expect(q.put(1, { Block: false } as never)).rejects.toThrow(/^Queue\.put\(\): unknown option 'Block' \(did you mean 'block'\?\)$/);
+    await expect(new JoinableQueue().put(1, { blocking: false } as never)).rejects.toThrow(/^Queue\.put\(\): unknown option 'blocking'$/);
+    q.close();
+    await expect(new Lock().acquire({ timeOut: 1 } as never)).rejects.toThrow(/^Lock\.acquire\(\): unknown option 'timeOut' \(did you mean 'timeout'\?\)$/);
+    await expect(new Semaphore(0).acquire({ blocking: false } as never)).rejects.toThrow(/^Semaphore\.acquire\(\): unknown option 'blocking'$/);
+    await using m = new SyncManager();
+    await m.start();
+    const lock = await m.Lock();
+    await expect(lock.acquire({ blocking: false } as never)).rejects.toThrow(/^AcquirerProxy\.acquire\(\): unknown option 'blocking'$/);
+    const mq = await m.Queue();
+    await expect(mq.get({ timout: 0.1 } as never)).rejects.toThrow(/^QueueProxy\.get\(\): unknown option 'timout'$/);
+    await expect(mq.put(1, { time_out: 1 } as never)).rejects.toThrow(/^QueueProxy\.put\(\): unknown option 'time_out' \(did you mean 'timeout'\?\)$/);
+    // The right names work.
+    expect(await lock.acquire({ block: false })).toBe(true);
+    await mq.put(2, { timeout: 1 });
+    expect(await mq.get({ timeout: 1 })).toBe(2);
+  }, 60_000);
 
   test('the known names still work, and undefined or null options are none', async () => {
     const q = new Queue(0, { stallTimeout: 5, loadLimits: { maxMemo: 1000 } });

@@ -22,6 +22,7 @@ import { Channel, controlCall, poolFor, unwrap, type CallOptions, type Endpoint,
 import { GETVALUE, PROXY, type Kwds } from './protocol.js';
 import { localReferent } from './local.js';
 import { addressKey, MP_MODULE, Token, wireAddress, type ManagersModule } from './token.js';
+import { checkOptionNames, optionNames } from '../connection/options.js';
 
 /** What a proxy needs of the manager that made it. */
 export interface ProxyManager {
@@ -347,12 +348,19 @@ export interface ProxyAcquireOptions extends CallOptions {
   timeout?: number | null;
 }
 
+const PROXY_ACQUIRE_OPTIONS = optionNames<ProxyAcquireOptions>()({ block: 1, timeout: 1, signal: 1 });
+
 /** Proxies of Lock, RLock, Semaphore and BoundedSemaphore (Python's AcquirerProxy). */
 export class AcquirerProxy extends BaseProxy {
   static override readonly pyName: string = 'AcquirerProxy';
 
   /** `acquire(blocking=True, timeout=None)`: sent as `(blocking,)` or `(blocking, timeout)`, as Python's proxy does. */
   acquire(options?: ProxyAcquireOptions): Promise<boolean> {
+    try {
+      checkOptionNames(options, PROXY_ACQUIRE_OPTIONS, 'AcquirerProxy.acquire()');
+    } catch (e) {
+      return Promise.reject(e);
+    }
     const block = options?.block ?? true;
     const args = options?.timeout === undefined || options.timeout === null ? [block] : [block, options.timeout];
     return this._callmethod('acquire', args, null, options) as Promise<boolean>;
@@ -682,14 +690,26 @@ export interface ProxyPutOptions extends CallOptions {
   timeout?: number | null;
 }
 
+const PROXY_PUT_OPTIONS = optionNames<ProxyPutOptions>()({ block: 1, timeout: 1, signal: 1 });
+
 /** Proxies of Queue and JoinableQueue (AutoProxy in Python, with the names of `queue.Queue`). */
 export class QueueProxy<T = unknown> extends BaseProxy {
   static override readonly pyName: string = 'AutoProxy';
   put(item: T, options?: ProxyPutOptions): Promise<void> {
+    try {
+      checkOptionNames(options, PROXY_PUT_OPTIONS, 'QueueProxy.put()');
+    } catch (e) {
+      return Promise.reject(e);
+    }
     const args = options?.block === undefined && (options?.timeout ?? null) === null ? [item] : [item, options?.block ?? true, options?.timeout ?? null];
     return this._callmethod('put', args, null, options) as Promise<void>;
   }
   get(options?: ProxyPutOptions): Promise<T> {
+    try {
+      checkOptionNames(options, PROXY_PUT_OPTIONS, 'QueueProxy.get()');
+    } catch (e) {
+      return Promise.reject(e);
+    }
     const args = options?.block === undefined && (options?.timeout ?? null) === null ? [] : [options?.block ?? true, options?.timeout ?? null];
     return this._callmethod('get', args, null, options) as Promise<T>;
   }

@@ -78,6 +78,8 @@ export interface QueueOptions {
 }
 
 const QUEUE_OPTIONS = optionNames<QueueOptions>()({ stallTimeout: 1, loadLimits: 1 });
+const PUT_OPTIONS = optionNames<PutOptions>()({ block: 1, timeout: 1, signal: 1 });
+const GET_OPTIONS = optionNames<GetOptions>()({ block: 1, timeout: 1, signal: 1 });
 
 const HEADER = 4;
 const BATCH_BYTES = 1 << 20;
@@ -285,6 +287,7 @@ export class Queue extends PipeQueue {
    * writing to the feeder. After close(): AssertionError, as billiard.
    */
   async put(obj: unknown, options?: PutOptions): Promise<void> {
+    checkOptionNames(options, PUT_OPTIONS, 'Queue.put()');
     if (this.#closed) throw new AssertionError('the queue is closed');
     const frame = dumps(obj);
     if (!(await this.sem.acquire({ block: options?.block, timeout: options?.timeout, signal: options?.signal }))) throw new Full();
@@ -422,6 +425,7 @@ export class Queue extends PipeQueue {
    * once with `block: false`). The read runs off the event loop.
    */
   async get(options?: GetOptions): Promise<unknown> {
+    checkOptionNames(options, GET_OPTIONS, 'Queue.get()');
     const block = options?.block !== false;
     const timeout = block ? timeoutSeconds(options?.timeout) : 0;
     const deadline = timeout === null ? null : performance.now() + timeout * 1000;

@@ -18,6 +18,7 @@ import { setState } from '../pickle/index.js';
 import { AssertionError, ValueError } from '../process/errors.js';
 import { flushLaunches } from '../process/launcher.js';
 import { registerSemaphore, unlinkSemaphore } from './tracker.js';
+import { checkOptionNames, optionNames } from '../connection/options.js';
 
 /** SemLock kinds, as CPython numbers them. */
 export const RECURSIVE_MUTEX = 0;
@@ -34,6 +35,8 @@ export interface AcquireOptions {
   /** Gives up the wait (the promise rejects with the signal's reason). */
   signal?: AbortSignal;
 }
+
+const ACQUIRE_OPTIONS = optionNames<AcquireOptions>()({ block: 1, timeout: 1, signal: 1 });
 
 const TRUE = Promise.resolve(true);
 const FALSE = Promise.resolve(false);
@@ -236,6 +239,7 @@ export class SemLock {
    */
   acquire(options?: AcquireOptions): Promise<boolean> {
     try {
+      checkOptionNames(options, ACQUIRE_OPTIONS, `${this.constructor.name}.acquire()`);
       const r = this.#acquireNow(options);
       if (r !== null) return r ? TRUE : FALSE;
       if (this.#spin()) {
