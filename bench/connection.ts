@@ -4,9 +4,11 @@
  *
  * A pair is a driver (the process that times) and an echo child it starts
  * on an inherited socket pair end (Pipe) and, on demand, over TCP. Drivers
- * are this Node process (billiard-ts) or a billiard process
- * (bench/py_conn_bench.py --serve); children are bench/conn-echo-child.ts
- * (billiard-ts) or bench/py_conn_bench.py --echo (billiard). The four pairs
+ * are a plain `node` process on dist/ (bench/conn-node-driver.mjs,
+ * billiard-ts) or a billiard process (bench/py_conn_bench.py --serve);
+ * children are bench/conn-echo-child.mjs (billiard-ts, plain `node` on
+ * dist/) or bench/py_conn_bench.py --echo (billiard). No TypeScript loader
+ * runs in a measured process. The four pairs
  * Node/Node, Node/billiard, billiard/Node and billiard/billiard run the same
  * commands; for each cell they take turns in alternating rounds, and their
  * samples are pooled, so that a change of machine load hits all of them alike.
@@ -20,14 +22,13 @@
  * all on CPU 0 (same), or drivers on CPU 0 and children on CPU 1 (split).
  */
 
-import { spawn, spawnSync } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
 import { cpus, loadavg } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
-import { Client, Listener, Pipe, tuple, type Address, type Connection } from '../src/index.js';
 import { findPythonSync } from '../src/process/python.js';
+import { measuresDist } from './dist.js';
 import { fmt, formatTable, quantiles, type Column } from './table.js';
 import { JsonLineWorker } from './json-worker.js';
 
@@ -56,12 +57,10 @@ export interface ConnectionBenchOptions {
 const BENCH_DIR = dirname(fileURLToPath(import.meta.url));
 const ROOT = dirname(BENCH_DIR);
 const PY_SCRIPT = join(BENCH_DIR, 'py_conn_bench.py');
-const NODE_CHILD = join(BENCH_DIR, 'conn-echo-child.ts');
-const NODE_CHILD_CMD = [process.execPath, '--import', 'tsx', '--import', join(BENCH_DIR, 'use-dist.mjs'), NODE_CHILD];
-
-const OBJ = { id: 1, name: 'x' };
-const BYTES64 = new Uint8Array(64).fill(0x78);
-const AUTHKEY = new TextEncoder().encode('billiard-ts connection benchmark');
+/** How the Node processes start: plain node on dist/, or tsx on src/ with BENCH_SOURCE=src. */
+const NODE = measuresDist ? [process.execPath] : [process.execPath, '--import', 'tsx'];
+const NODE_CHILD_CMD = [...NODE, join(BENCH_DIR, 'conn-echo-child.mjs')];
+const NODE_DRIVER = join(BENCH_DIR, 'conn-node-driver.mjs');
 const SIZES = [1024, 64 * 1024, 1024 * 1024] as const;
 /**
  * Messages per throughput batch (one sample is one batch): 1 MiB of 1 KiB
@@ -76,16 +75,6 @@ const IMPL_NAME: Record<Impl, string> = { node: 'billiard-ts', python: 'billiard
 const DIRECTIONS: readonly Dir[] = ['send', 'recv'];
 
 const now = (): bigint => process.hrtime.bigint();
-const ns = (seconds: number): bigint => BigInt(Math.round(seconds * 1e9));
-
-/** The CPUs this process may run on (Linux), e.g. "0" or "0-1". */
-function allowedCpus(): string {
-  try {
-    return /^Cpus_allowed_list:\s*(.+)$/m.exec(readFileSync('/proc/self/status', 'utf8'))?.[1]?.trim() ?? '?';
-  } catch {
-    return '?';
-  }
-}
 
 interface ProcInfo {
   impl: string;
@@ -117,8 +106,6 @@ interface Pinning {
   /** Prefix of the children's command lines. */
   childPrefix: string[];
   note: string;
-  /** Pins this process (the Node driver) and returns the undo. */
-  pinSelf(): () => void;
 }
 
 function hasTaskset(): boolean {
@@ -127,7 +114,7 @@ function hasTaskset(): boolean {
 }
 
 function makePinning(requested: PinMode): Pinning {
-  const none: Pinning = { mode: 'none', driverPrefix: [], childPrefix: [], note: 'unpinned', pinSelf: () => () => undefined };
+  const none: Pinning = { mode: 'none', driverPrefix: [], childPrefix: [], note: 'unpinned' };
   if (requested === 'none') return none;
   if (!hasTaskset()) return { ...none, note: `BENCH_PIN=${requested} asked, but taskset (util-linux) is not installed: running unpinned` };
   let mode = requested;
@@ -143,16 +130,6 @@ function makePinning(requested: PinMode): Pinning {
     driverPrefix: ['taskset', '-c', '0'],
     childPrefix: ['taskset', '-c', childCpu],
     note,
-    pinSelf: () => {
-      // Every thread of this process (V8's and libuv's included) to CPU 0; restored afterwards.
-      const pid = String(process.pid);
-      const before = /mask:\s*([0-9a-fA-F,]+)/.exec(spawnSync('taskset', ['-p', pid], { encoding: 'utf8' }).stdout)?.[1];
-      const r = spawnSync('taskset', ['-a', '-cp', '0', pid], { stdio: 'ignore' });
-      if (r.status !== 0) throw new Error(`taskset -a -cp 0 ${pid} failed`);
-      return () => {
-        if (before !== undefined) spawnSync('taskset', ['-a', '-p', before, pid], { stdio: 'ignore' });
-      };
-    },
   };
 }
 
@@ -161,192 +138,28 @@ function exitOrTimeout(exited: Promise<unknown>): Promise<unknown> {
   return Promise.race([exited, new Promise((r) => setTimeout(r, 10_000).unref())]);
 }
 
-// ------------------------------------------------------------------ Node driver
+// ------------------------------------------------------------------ drivers
 
-/** This process drives; the child (Node or billiard) echoes on an inherited socket pair end. */
-class NodePair implements Pair {
-  readonly driver = 'node' as const;
-  readonly #pipe: Connection;
-  #conn: Connection;
-  #transport: Transport = 'pipe';
-  #listener: Listener | null = null;
-  #connectAddress: Address | null = null;
-  #connectEstimateNs: number | null = null;
-  readonly #exited: Promise<number | null>;
-  readonly #sources = new Map<number, Uint8Array>();
-
-  constructor(
-    readonly child: Impl,
-    python: string,
-    childPrefix: readonly string[],
-  ) {
-    const [mine, theirs] = Pipe();
-    const cmd = child === 'node' ? [...NODE_CHILD_CMD, '--fd', '3'] : [python, PY_SCRIPT, '--echo', '--fd', '3'];
-    const full = [...childPrefix, ...cmd];
-    // The child's end becomes its fd 3; this process never opens it, so it stays blocking for Python.
-    const proc = spawn(full[0]!, full.slice(1), { stdio: ['ignore', 'ignore', 'inherit', theirs.fileno()], cwd: ROOT });
-    theirs.close();
-    this.#exited = new Promise((resolve) => proc.on('exit', (code) => resolve(code)));
-    proc.on('error', () => undefined);
-    this.#pipe = mine;
-    this.#conn = mine;
-  }
-
-  async #use(transport: Transport): Promise<void> {
-    if (transport === this.#transport) return;
-    if (transport === 'tcp') {
-      this.#listener ??= await Listener.create(['127.0.0.1', 0]);
-      await this.#pipe.send(tuple('tcp', this.#listener.address));
-      this.#conn = await this.#listener.accept();
-    } else {
-      await this.#conn.send(tuple('back'));
-      this.#conn.close();
-      this.#conn = this.#pipe;
-    }
-    this.#transport = transport;
-  }
-
-  async info(): Promise<{ driver: ProcInfo; child: ProcInfo }> {
-    await this.#conn.send(tuple('info'));
-    const child = (await this.#conn.recv()) as ProcInfo;
-    return { driver: { impl: 'billiard-ts', runtime: `Node ${process.version}`, pid: process.pid, cpus: allowedCpus() }, child: { ...child } };
-  }
-
-  async rtt(transport: Transport, payload: Payload, seconds: number, warmup: number): Promise<number[]> {
-    await this.#use(transport);
-    const c = this.#conn;
-    const samples: number[] = [];
-    if (payload === 'obj') {
-      await c.send(tuple('echo_obj'));
-      const warmEnd = now() + ns(warmup);
-      while (now() < warmEnd) {
-        await c.send(OBJ);
-        await c.recv();
-      }
-      const end = now() + ns(seconds);
-      for (;;) {
-        const t0 = now();
-        await c.send(OBJ);
-        await c.recv();
-        const t1 = now();
-        samples.push(Number(t1 - t0));
-        if (t1 >= end && samples.length >= 2) break;
-      }
-      await c.send(null);
-    } else {
-      await c.send(tuple('echo_bytes'));
-      const warmEnd = now() + ns(warmup);
-      while (now() < warmEnd) {
-        await c.sendBytes(BYTES64);
-        await c.recvBytes();
-      }
-      const end = now() + ns(seconds);
-      for (;;) {
-        const t0 = now();
-        await c.sendBytes(BYTES64);
-        await c.recvBytes();
-        const t1 = now();
-        samples.push(Number(t1 - t0));
-        if (t1 >= end && samples.length >= 2) break;
-      }
-      await c.sendBytes(new Uint8Array(0));
-    }
-    return samples;
-  }
-
-  async #batch(dir: Dir, size: number, count: number): Promise<[number, number]> {
-    const c = this.#conn;
-    let buf = this.#sources.get(size);
-    if (buf === undefined) this.#sources.set(size, (buf = new Uint8Array(size).fill(0x78)));
-    const t0 = now();
-    let total = 0;
-    if (dir === 'send') {
-      await c.send(tuple('sink', count));
-      for (let i = 0; i < count; i++) await c.sendBytes(buf);
-      total = ((await c.recv()) as [string, number])[1];
-    } else {
-      await c.send(tuple('source', count, size));
-      for (let i = 0; i < count; i++) total += (await c.recvBytes()).length;
-    }
-    const t1 = now();
-    if (total !== size * count) throw new Error(`${total} bytes arrived, ${size * count} expected`);
-    return [total, Number(t1 - t0)];
-  }
-
-  async tput(transport: Transport, dir: Dir, size: number, count: number, seconds: number, warmup: number): Promise<Array<[number, number]>> {
-    await this.#use(transport);
-    const warmEnd = now() + ns(warmup);
-    while (now() < warmEnd) await this.#batch(dir, size, count);
-    const batches: Array<[number, number]> = [];
-    const end = now() + ns(seconds);
-    while (batches.length === 0 || now() < end) batches.push(await this.#batch(dir, size, count));
-    return batches;
-  }
-
-  async #connects(n: number, samples: number[] | null): Promise<void> {
-    await this.#conn.send(tuple('accept', n));
-    const address = this.#connectAddress!;
-    for (let i = 0; i < n; i++) {
-      const t0 = now();
-      const c = await Client(address, { authkey: AUTHKEY });
-      const t1 = now();
-      c.close();
-      samples?.push(Number(t1 - t0));
-    }
-    const reply = (await this.#conn.recv()) as unknown[];
-    if (reply[0] !== 'accepted' || reply[1] !== n) throw new Error(`unexpected reply ${String(reply)}`);
-  }
-
-  async connect(seconds: number, warmup: number, maxCount: number): Promise<number[]> {
-    if (this.#connectAddress === null) {
-      await this.#conn.send(tuple('listen', AUTHKEY));
-      this.#connectAddress = ((await this.#conn.recv()) as unknown[])[1] as Address;
-    }
-    if (this.#connectEstimateNs === null) {
-      const est: number[] = [];
-      await this.#connects(10, est);
-      this.#connectEstimateNs = Math.max(1, est.sort((a, b) => a - b)[est.length >> 1]!);
-    } else {
-      await this.#connects(Math.max(1, Math.min(50, Math.floor((warmup * 1e9) / this.#connectEstimateNs))), null);
-    }
-    const n = Math.max(5, Math.min(maxCount, Math.floor((seconds * 1e9) / this.#connectEstimateNs) + 1));
-    const samples: number[] = [];
-    await this.#connects(n, samples);
-    return samples;
-  }
-
-  async close(): Promise<void> {
-    try {
-      if (this.#connectAddress !== null) {
-        await this.#conn.send(tuple('unlisten'));
-        await this.#conn.recv();
-      }
-      await this.#use('pipe');
-      await this.#pipe.send(tuple('exit'));
-    } finally {
-      this.#pipe.close();
-      this.#listener?.close();
-      await exitOrTimeout(this.#exited);
-    }
-  }
-}
-
-// ------------------------------------------------------------------ billiard driver
-
-/** A billiard driver process (py_conn_bench.py --serve) with its child: one JSON request per line. */
-class PythonPair implements Pair {
-  readonly driver = 'python' as const;
+/**
+ * A driver process with its child, one JSON request per line: billiard's
+ * (py_conn_bench.py --serve) or billiard-ts's (conn-node-driver.mjs), which
+ * answer the same requests.
+ */
+class DriverPair implements Pair {
   readonly #worker: JsonLineWorker;
 
   constructor(
+    readonly driver: Impl,
     readonly child: Impl,
     python: string,
     driverPrefix: readonly string[],
     childPrefix: readonly string[],
   ) {
-    const args = [PY_SCRIPT, '--serve', '--child', child, '--child-prefix', JSON.stringify(childPrefix)];
-    if (child === 'node') args.push('--node-cmd', JSON.stringify(NODE_CHILD_CMD));
-    this.#worker = new JsonLineWorker([...driverPrefix, python, ...args], 'billiard driver', { cwd: ROOT });
+    const command =
+      driver === 'python'
+        ? [python, PY_SCRIPT, '--serve', '--child', child, '--child-prefix', JSON.stringify(childPrefix), ...(child === 'node' ? ['--node-cmd', JSON.stringify(NODE_CHILD_CMD)] : [])]
+        : [...NODE, NODE_DRIVER, '--child', child, '--python', python, '--child-prefix', JSON.stringify(childPrefix), '--node-child', JSON.stringify(NODE_CHILD_CMD)];
+    this.#worker = new JsonLineWorker([...driverPrefix, ...command], `${IMPL_NAME[driver]} driver`, { cwd: ROOT });
   }
 
   #request<T>(req: Record<string, unknown>): Promise<T> {
@@ -444,16 +257,12 @@ export async function run(options: ConnectionBenchOptions = {}): Promise<string>
 
   const started = now();
   const loadBefore = loadavg()[0]!;
-  const unpin = pinning.pinSelf();
   const pairs: Pair[] = [];
   try {
     progress('starting the drivers and echo children');
-    pairs.push(
-      new NodePair('node', python, pinning.childPrefix),
-      new NodePair('python', python, pinning.childPrefix),
-      new PythonPair('node', python, pinning.driverPrefix, pinning.childPrefix),
-      new PythonPair('python', python, pinning.driverPrefix, pinning.childPrefix),
-    );
+    for (const driver of ['node', 'python'] as const) {
+      for (const child of ['node', 'python'] as const) pairs.push(new DriverPair(driver, child, python, pinning.driverPrefix, pinning.childPrefix));
+    }
     const infos = new Map<string, { driver: ProcInfo; child: ProcInfo }>();
     for (const p of pairs) infos.set(pairKey(p), await p.info());
 
@@ -486,7 +295,6 @@ export async function run(options: ConnectionBenchOptions = {}): Promise<string>
     return report({ python, pinning, infos, rtts, tputs, connectStats, seconds, warmupSeconds, rounds, elapsed, load });
   } finally {
     await Promise.allSettled(pairs.map((p) => p.close()));
-    unpin();
   }
 }
 

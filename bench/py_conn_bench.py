@@ -5,7 +5,7 @@ Three modes:
   py_conn_bench.py --echo --fd N
       the echo child: wraps the inherited descriptor N in billiard's
       Connection and serves the commands below until ('exit',) or end of file.
-      bench/conn-echo-child.ts is the same child in Node.
+      bench/conn-echo-child.mjs is the same child in Node.
 
   py_conn_bench.py --serve --child python|node [--child-prefix JSON]
                    [--node-cmd JSON]

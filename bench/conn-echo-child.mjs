@@ -4,22 +4,25 @@
  * commands as bench/py_conn_bench.py --echo, so that a Node child and a
  * billiard child are interchangeable for the driver that times them.
  *
- *   node --import tsx bench/conn-echo-child.ts --fd N      (from the repo root)
+ *   node bench/conn-echo-child.mjs --fd N
  *
- * Commands are pickled tuples; see serve() in bench/py_conn_bench.py for the
- * list. It exits on ('exit',) or end of file on the inherited connection.
+ * Plain JavaScript on the compiled package (dist/), as an installed user runs
+ * it: no TypeScript loader in the process. With BENCH_SOURCE=src it loads
+ * src/ instead (run it with `--import tsx`). Commands are pickled tuples; see
+ * serve() in bench/py_conn_bench.py for the list. It exits on ('exit',) or end
+ * of file on the inherited connection.
  */
 
 import { readFileSync } from 'node:fs';
 
-import { Client, Connection, EOFError, Listener, tuple, type Address } from '../src/index.js';
+const { Client, Connection, EOFError, Listener, tuple } = await import(process.env.BENCH_SOURCE === 'src' ? '../src/index.ts' : '../dist/index.js');
 
 const at = process.argv.indexOf('--fd');
 const fd = at >= 0 ? Number(process.argv[at + 1]) : NaN;
-if (!Number.isInteger(fd) || fd < 0) throw new Error('usage: conn-echo-child.ts --fd N');
+if (!Number.isInteger(fd) || fd < 0) throw new Error('usage: conn-echo-child.mjs --fd N');
 
 /** The CPUs this process may run on (Linux), e.g. "0" or "0-1". */
-function allowedCpus(): string {
+function allowedCpus() {
   try {
     return /^Cpus_allowed_list:\s*(.+)$/m.exec(readFileSync('/proc/self/status', 'utf8'))?.[1]?.trim() ?? '?';
   } catch {
@@ -27,15 +30,15 @@ function allowedCpus(): string {
   }
 }
 
-const state: { listener: Listener | null } = { listener: null };
-const sources = new Map<number, Uint8Array>();
+const state = { listener: null };
+const sources = new Map();
 
 /** Serves commands on `conn` until ('exit',) (returns 'exit'), ('back',) (returns 'back') or end of file. */
-async function serve(conn: Connection): Promise<'exit' | 'back'> {
+async function serve(conn) {
   for (;;) {
-    let cmd: unknown[];
+    let cmd;
     try {
-      cmd = (await conn.recv()) as unknown[];
+      cmd = await conn.recv();
     } catch (e) {
       if (e instanceof EOFError) return 'exit';
       throw e;
@@ -61,15 +64,15 @@ async function serve(conn: Connection): Promise<'exit' | 'back'> {
         }
         break;
       case 'sink': {
-        const count = cmd[1] as number;
+        const count = cmd[1];
         let total = 0;
         for (let i = 0; i < count; i++) total += (await conn.recvBytes()).length;
         await conn.send(tuple('done', total));
         break;
       }
       case 'source': {
-        const count = cmd[1] as number;
-        const size = cmd[2] as number;
+        const count = cmd[1];
+        const size = cmd[2];
         let buf = sources.get(size);
         if (buf === undefined) sources.set(size, (buf = new Uint8Array(size).fill(0x78)));
         for (let i = 0; i < count; i++) await conn.sendBytes(buf);
@@ -77,7 +80,7 @@ async function serve(conn: Connection): Promise<'exit' | 'back'> {
       }
       case 'tcp': {
         // Serve the same commands over TCP until ('back',), then return to this connection.
-        const c = await Client(cmd[1] as Address);
+        const c = await Client(cmd[1]);
         const how = await serve(c);
         c.close();
         if (how === 'exit') return 'exit';
@@ -86,13 +89,13 @@ async function serve(conn: Connection): Promise<'exit' | 'back'> {
       case 'back':
         return 'back';
       case 'listen':
-        state.listener = await Listener.create(['127.0.0.1', 0], { authkey: cmd[1] as Uint8Array });
+        state.listener = await Listener.create(['127.0.0.1', 0], { authkey: cmd[1] });
         await conn.send(tuple('listening', state.listener.address));
         break;
       case 'accept': {
         // Accept n connections (each with the handshake), closing each at once.
-        const n = cmd[1] as number;
-        for (let i = 0; i < n; i++) (await state.listener!.accept()).close();
+        const n = cmd[1];
+        for (let i = 0; i < n; i++) (await state.listener.accept()).close();
         await conn.send(tuple('accepted', n));
         break;
       }
