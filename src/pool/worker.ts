@@ -452,9 +452,9 @@ async function workLoop(o: LoopOptions): Promise<void> {
       msg = loads(payload, o.loadOptions);
     } catch (e) {
       if (decodeJobHead(payload)) {
-        // A job whose arguments will not load (a load limit, a global this worker cannot resolve):
-        // the frame was read whole, so the pipe is in step; that job fails with the error, and the
-        // worker goes on. Dying instead would hand the same job to every replacement in turn.
+        // A job whose arguments will not load (over a load limit): the frame was read whole, so the
+        // pipe is in step; that job fails with the error, and the worker goes on. Dying instead would
+        // hand the same job to every replacement in turn.
         const { job, i } = jobHead;
         const accepted = monotonic();
         const ack = tuple(ACK, tuple(job, i, accepted, process.pid, synqWFd));
