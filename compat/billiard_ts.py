@@ -334,8 +334,9 @@ def _package_module_url(script, module):
 
 
 class _NodeWorkerOptions:
-    def __init__(self, node, entry, cwd, initializer, initargs, implementations):
+    def __init__(self, node, entry, cwd, initializer, initargs, implementations, load_limits=None):
         self.node = node
+        self.load_limits = dict(load_limits) if load_limits else None
         self.entry = entry
         self.cwd = cwd
         self.initializer = initializer
@@ -374,7 +375,7 @@ def _node_worker_process_class():
             cmd = child_command(opts.node, None, opts.cwd, opts.entry)
             target = _package_module_url(cmd[-1], os.path.join('pool', 'worker')) + '#billiardPoolWorker'
             args = (worker.inq, worker.outq, worker.synq, worker.maxtasks, worker.max_memory_per_child,
-                    opts.initializer, opts.initargs, opts.implementations)
+                    opts.initializer, opts.initargs, opts.implementations, opts.load_limits)
             prep, spec = _bootstrap_payload(self, process_obj.name, process_obj._identity, process_obj.daemon,
                                             opts.cwd, target, args, {}, opts.node, opts.entry)
             ours, theirs = socket.socketpair()
@@ -443,6 +444,10 @@ def _pool_class():
           Node worker before its first job (`initializer` is for Python ones).
         - `node`: the node executable; `entry`: 'dist' or 'source' (see
           child_command); `cwd`: the directory the Node workers run in.
+        - `node_load_limits`: {'maxHashCollisions': ..., ...}, the limits
+          billiard-ts's unpickler loads the Node workers' jobs with, over its
+          defaults (billiard-ts's LoadLimits). A job over them fails with
+          pickle.UnpicklingError and the worker goes on.
 
         `on_process_exit` runs in Python workers only; `allow_restart`'s
         restart() reaches Python workers only.
@@ -450,7 +455,7 @@ def _pool_class():
 
         def __init__(self, processes=None, initializer=None, initargs=(), *args, node_processes=None,
                      node_tasks=None, node_initializer=None, node_initargs=(), node='node', entry=None,
-                     cwd=None, context=None, **kwargs):
+                     cwd=None, context=None, node_load_limits=None, **kwargs):
             context = context or get_context('spawn')
             if context.get_start_method() == 'fork':
                 raise ValueError("a NodePool needs a 'spawn' or 'forkserver' context: Node workers take the "
@@ -466,7 +471,7 @@ def _pool_class():
             self._node_implementations = implementations
             cwd = cwd or os.getcwd()
             init = None if node_initializer is None else node_task(node_initializer).spec
-            self._node_options = _NodeWorkerOptions(node, entry, cwd, init, node_initargs, implementations)
+            self._node_options = _NodeWorkerOptions(node, entry, cwd, init, node_initargs, implementations, node_load_limits)
             self._node_process_class = _node_worker_process_class()
             self._creating = threading.local()
             if self._node_count:

@@ -313,3 +313,19 @@ def test_the_example_runs(built):
     assert r.stderr == ""
     assert r.stdout == "[1, 4, 9, 16, 25]\nhi billiard\n[0, 1, 4, 9, 16, 25, 36, 49, 64, 81]\n"
     assert r.returncode == 0
+
+
+def test_a_job_over_the_load_limits_fails_alone_and_node_load_limits_raise_them():
+    # 2,000 int keys k << 64 share one V8 hash: over billiard-ts's default maxHashCollisions.
+    big = {(k + 1) << 64: k for k in range(2000)}
+    with node_pool(1) as pool:
+        before = worker_pids(pool)
+        with pytest.raises(Exception) as info:
+            pool.apply(t("size"), (big,))
+        assert type(real(info.value)).__name__ == "UnpicklingError"
+        assert "maxHashCollisions" in str(real(info.value))
+        # The worker failed that job and went on.
+        assert pool.apply(t("square"), (7,)) == 49
+        assert worker_pids(pool) == before
+    with node_pool(1, node_load_limits={"maxHashCollisions": float("inf")}) as pool:
+        assert pool.apply(t("size"), (big,)) == 2000

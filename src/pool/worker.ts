@@ -345,7 +345,8 @@ defaultRegistry.register('billiard_ts', 'node_task', { call: (args) => refOf(Str
  * semaphores, which this process takes as billiard's workers do.
  * `initializer` is a `'<module URL>#<export>'` string (or null); `aliases`
  * maps Python qualified names (`module.qualname`, as pickle writes them) to
- * the `'<module URL>#<export>'` of their Node implementation.
+ * the `'<module URL>#<export>'` of their Node implementation; `loadLimits`
+ * (or null) bound the loads of its jobs (see LoadLimits).
  */
 export async function billiardPoolWorker(
   inq: SimpleQueue,
@@ -356,7 +357,9 @@ export async function billiardPoolWorker(
   initializer: string | null,
   initargs: unknown[] | PyTuple | null,
   aliases: Map<string, string> | Record<string, string> | null,
+  loadLimits: LoadLimits | null = null,
 ): Promise<void> {
+  const limits = checkLoadLimits(loadLimits, 'loadLimits');
   const entries = aliases instanceof Map ? [...aliases] : Object.entries(aliases ?? {});
   for (const [name, spec] of entries) implementations.set(String(name), refOf(String(spec)));
   // The pool answers DEATH, shrink() and terminate() with SIGTERM. A worker idle in its read holds
@@ -389,7 +392,7 @@ export async function billiardPoolWorker(
     maxtasks,
     maxMemoryPerChild,
     onExit: null,
-    loadOptions: undefined,
+    loadOptions: Object.keys(limits).length === 0 ? undefined : limits,
     shared: true,
   });
 }
