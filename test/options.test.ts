@@ -7,7 +7,7 @@
  */
 import { describe, expect, test } from 'vitest';
 
-import { BaseManager, Client, Connection, JoinableQueue, Listener, Lock, Pipe, Pool, Process, Queue, Semaphore, SimpleQueue, SyncManager } from '../src/index.js';
+import { BaseManager, Client, Connection, JoinableQueue, Listener, Lock, Pipe, Pool, Process, Queue, Semaphore, SimpleQueue, SyncManager, wait } from '../src/index.js';
 import { Celery, Worker } from '../src/celery/index.js';
 import { Server } from '../src/managers/server.js';
 import { square } from './fixtures/pool-targets.js';
@@ -80,6 +80,23 @@ describe('unknown option names', () => {
     await mq.put(2, { timeout: 1 });
     expect(await mq.get({ timeout: 1 })).toBe(2);
   }, 60_000);
+
+  test('connections, wait() and join() check theirs: a misspelt offset must not send the whole buffer', async () => {
+    const [a, b] = Pipe();
+    const buf = Uint8Array.from([1, 2, 3, 4]);
+    await expect(a.sendBytes(buf, { ofset: 2 } as never)).rejects.toThrow(/^Connection\.sendBytes\(\): unknown option 'ofset'$/);
+    await a.sendBytes(buf, { offset: 2 });
+    expect([...(await b.recvBytes())]).toEqual([3, 4]);
+    await expect(b.recv({ Signal: null } as never)).rejects.toThrow(/^Connection\.recv\(\): unknown option 'Signal' \(did you mean 'signal'\?\)$/);
+    await expect(b.recvBytes(null, { abort: null } as never)).rejects.toThrow(/^Connection\.recvBytes\(\): unknown option 'abort'$/);
+    await expect(b.recvBytesInto(new Uint8Array(4), 0, { timeout: 1 } as never)).rejects.toThrow(/^Connection\.recvBytesInto\(\): unknown option 'timeout'$/);
+    await expect(b.poll(0, { timeout: 1 } as never)).rejects.toThrow(/^Connection\.poll\(\): unknown option 'timeout'$/);
+    await expect(wait([b], 0, { timeout: 1 } as never)).rejects.toThrow(/^wait\(\): unknown option 'timeout'$/);
+    const p = new Process({ target: null });
+    await expect(p.join(0, { timeout: 1 } as never)).rejects.toThrow(/^Process\.join\(\): unknown option 'timeout'$/);
+    a.close();
+    b.close();
+  });
 
   test('the known names still work, and undefined or null options are none', async () => {
     const q = new Queue(0, { stallTimeout: 5, loadLimits: { maxMemo: 1000 } });

@@ -184,6 +184,9 @@ export interface SendBytesOptions {
   size?: number;
 }
 
+const READ_OPTIONS = optionNames<ReadOptions>()({ signal: 1 });
+const SEND_BYTES_OPTIONS = optionNames<SendBytesOptions>()({ offset: 1, size: 1 });
+
 /** The file descriptor behind a Node stream, when it has one. */
 function fdOf(stream: Duplex): number {
   const handle = (stream as { _handle?: { fd?: number } })._handle;
@@ -506,6 +509,7 @@ export class Connection {
    * array or DataView is sent as its bytes.
    */
   async sendBytes(buf: ArrayBufferView | ArrayBuffer, options?: SendBytesOptions): Promise<void> {
+    checkOptionNames(options, SEND_BYTES_OPTIONS, 'Connection.sendBytes()');
     this.#checkWritable();
     const bytes = buf instanceof ArrayBuffer ? new Uint8Array(buf) : new Uint8Array(buf.buffer, buf.byteOffset, buf.byteLength);
     const offset = options?.offset ?? 0;
@@ -623,6 +627,7 @@ export class Connection {
    * The type parameter only casts: the value is whatever the peer sent.
    */
   async recv<T = unknown>(options?: ReadOptions): Promise<T> {
+    checkOptionNames(options, READ_OPTIONS, 'Connection.recv()');
     const frame = await this.#nextFrame(Number.MAX_SAFE_INTEGER, options?.signal);
     try {
       return loads(frame, this.#loadOptionsFor(frame)) as T;
@@ -654,6 +659,7 @@ export class Connection {
    * reading and a read-only end is closed.
    */
   async recvBytes(maxlength?: number | null, options?: ReadOptions): Promise<Uint8Array> {
+    checkOptionNames(options, READ_OPTIONS, 'Connection.recvBytes()');
     if (maxlength !== undefined && maxlength !== null && (typeof maxlength !== 'number' || maxlength < 0)) throw new RangeError('negative maxlength');
     const frame = await this.#nextFrame(maxlength ?? Number.MAX_SAFE_INTEGER, options?.signal);
     // A frame the reader assembled (or copied out of the shared read buffer) is already a buffer of its own; a view into a received chunk is copied.
@@ -715,6 +721,7 @@ export class Connection {
    * frame is consumed, the connection stays in step).
    */
   async recvBytesInto(buf: ArrayBufferView, offset = 0, options?: ReadOptions): Promise<number> {
+    checkOptionNames(options, READ_OPTIONS, 'Connection.recvBytesInto()');
     const target = new Uint8Array(buf.buffer, buf.byteOffset, buf.byteLength);
     if (offset < 0) throw new RangeError('negative offset');
     if (offset > target.length) throw new RangeError('offset too large');
@@ -731,6 +738,7 @@ export class Connection {
    * ever. An aborted `signal` rejects with its reason.
    */
   async poll(timeout: number | null = 0, options?: ReadOptions): Promise<boolean> {
+    checkOptionNames(options, READ_OPTIONS, 'Connection.poll()');
     this.#checkReadable();
     const seconds = timeoutSeconds(timeout);
     const signal = options?.signal;

@@ -103,6 +103,8 @@ export interface JoinOptions {
   signal?: AbortSignal;
 }
 
+const JOIN_OPTIONS = optionNames<JoinOptions>()({ signal: 1 });
+
 const children = new Set<Process>();
 const daemons = new Set<Process>();
 let exitHookInstalled = false;
@@ -300,6 +302,7 @@ export class Process<F extends ProcessTarget = ProcessTarget> {
    * `options.signal`, an abort rejects the wait with the signal's reason.
    */
   async join(timeout?: number | null, options?: JoinOptions): Promise<void> {
+    checkOptionNames(options, JOIN_OPTIONS, 'Process.join()');
     this.#checkClosed();
     if (this.#parentPid !== process.pid) throw new AssertionError('can only join a child process');
     const running = this.#running;
