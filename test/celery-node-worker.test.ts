@@ -88,6 +88,12 @@ describe('a Python Celery client and the Node worker', () => {
     expect(r).toMatchObject({ ok: ['done', 2], state: 'SUCCESS' });
   });
 
+  it('retry() with a misspelt option is a FAILURE TypeError naming it, not a retry', async () => {
+    const [r] = await pythonClient(redis, [{ task: 'tasks.retryTypo', timeout: 10 }]);
+    expect(r).toMatchObject({ state: 'FAILURE', error: { name: 'TypeError' } });
+    expect(JSON.stringify(r)).toMatch(/unknown option 'countdwn'/);
+  });
+
   it('an unknown task name is FAILURE NotRegistered, acknowledged, and the worker goes on', async () => {
     const [unknown, after] = await pythonClient(redis, [{ task: 'tasks.nonexistent' }, { task: 'tasks.add', args: [3, 4] }]);
     expect(unknown).toMatchObject({ state: 'FAILURE', error: { module: 'celery.exceptions', name: 'NotRegistered', args: ['tasks.nonexistent'] } });

@@ -8,7 +8,7 @@
 import { describe, expect, test } from 'vitest';
 
 import { BaseManager, Client, Connection, JoinableQueue, Listener, Lock, Pipe, Pool, Process, Queue, Semaphore, SimpleQueue, SyncManager, wait } from '../src/index.js';
-import { Celery, Worker } from '../src/celery/index.js';
+import { Celery, task, Worker } from '../src/celery/index.js';
 import { Server } from '../src/managers/server.js';
 import { square } from './fixtures/pool-targets.js';
 
@@ -96,6 +96,14 @@ describe('unknown option names', () => {
     await expect(p.join(0, { timeout: 1 } as never)).rejects.toThrow(/^Process\.join\(\): unknown option 'timeout'$/);
     a.close();
     b.close();
+  });
+
+  test("Celery's task(), broadcast() and revoke() check theirs (retry(): test/celery-node-worker.test.ts): a misspelt acksLate or terminate must not be ignored", async () => {
+    expect(() => task(() => 1, { acks_late: true } as never)).toThrow(/^task\(\): unknown option 'acks_late' \(did you mean 'acksLate'\?\)$/);
+    const c = new Celery({ broker: 'redis://127.0.0.1:1/0' });
+    await expect(c.broadcast('ping', { destinaton: ['x'] } as never)).rejects.toThrow(/^Celery\.broadcast\(\): unknown option 'destinaton'$/);
+    await expect(c.revoke('id', { termiante: true } as never)).rejects.toThrow(/^Celery\.revoke\(\): unknown option 'termiante'$/);
+    await c.close();
   });
 
   test('the known names still work, and undefined or null options are none', async () => {

@@ -149,6 +149,24 @@ export interface BroadcastOptions {
   limit?: number | null;
 }
 
+const BROADCAST_OPTIONS = optionNames<BroadcastOptions>()({ arguments: 1, destination: 1, pattern: 1, matcher: 1, reply: 1, timeout: 1, limit: 1 });
+
+/** Options of {@link Celery.revoke} (Celery's `control.revoke(id, terminate=..., signal=...)`). */
+export interface RevokeOptions {
+  /** Also end the task if it runs (the pool process is signalled). */
+  terminate?: boolean;
+  /** The signal `terminate` sends (default `'SIGTERM'`). */
+  signal?: string;
+  /** Wait for replies (default false). */
+  reply?: boolean;
+  /** Seconds to collect replies. */
+  timeout?: number;
+  /** Worker names (default: every worker). */
+  destination?: string[];
+}
+
+const REVOKE_OPTIONS = optionNames<RevokeOptions>()({ terminate: 1, signal: 1, reply: 1, timeout: 1, destination: 1 });
+
 /**
  * A Celery app's client: `sendTask(name, args, kwargs, options)`, results,
  * and remote control. Close it when done.
@@ -209,6 +227,11 @@ export class Celery {
    * limit (R-33).
    */
   broadcast(method: string, options: BroadcastOptions = {}): Promise<Array<Record<string, unknown>>> {
+    try {
+      checkOptionNames(options, BROADCAST_OPTIONS, 'Celery.broadcast()');
+    } catch (e) {
+      return Promise.reject(e);
+    }
     // One at a time: every broadcast of this client reads the same reply
     // queue, and one must not take (and drop) another's replies.
     const run = (): Promise<Array<Record<string, unknown>>> => this.#broadcast(method, options);
@@ -267,7 +290,12 @@ export class Celery {
   }
 
   /** `control.revoke(id, terminate=..., signal=...)`. */
-  revoke(taskId: string | string[], options: { terminate?: boolean; signal?: string; reply?: boolean; timeout?: number; destination?: string[] } = {}): Promise<Array<Record<string, unknown>>> {
+  revoke(taskId: string | string[], options: RevokeOptions = {}): Promise<Array<Record<string, unknown>>> {
+    try {
+      checkOptionNames(options, REVOKE_OPTIONS, 'Celery.revoke()');
+    } catch (e) {
+      return Promise.reject(e);
+    }
     return this.broadcast('revoke', {
       arguments: { task_id: taskId, terminate: options.terminate ?? false, signal: options.signal ?? 'SIGTERM' },
       reply: options.reply ?? false,

@@ -5,7 +5,7 @@
  * to the rest of the package.
  */
 export { Worker, type LogLevel, type WorkerOptions } from './worker.js';
-export { AsyncResult, Celery, signature, type BroadcastOptions, type CeleryOptions, type SendTaskOptions } from './client.js';
+export { AsyncResult, Celery, signature, type BroadcastOptions, type CeleryOptions, type RevokeOptions, type SendTaskOptions } from './client.js';
 export { currentRequest, Ignore, MaxRetriesExceededError, Reject, Retry, task, type DeliveryInfo, type Request, type RetryOptions, type TaskOptions } from './task.js';
 export { RedisBackend, type ResultMeta, type TaskState } from './backend.js';
 export { RedisTransport, type TransportOptions } from './transport.js';

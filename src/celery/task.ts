@@ -6,6 +6,7 @@
  */
 import { BilliardError } from '../pickle/errors.js';
 import { currentTask } from '../pool/worker.js';
+import { checkOptionNames, optionNames } from '../connection/options.js';
 
 /** Celery's task options (camelCase, seconds). */
 export interface TaskOptions {
@@ -32,6 +33,10 @@ export interface TaskOptions {
 }
 
 const kOptions = Symbol.for('billiard-ts.celery.taskOptions');
+const TASK_OPTIONS = optionNames<TaskOptions>()({
+  name: 1, acksLate: 1, rejectOnWorkerLost: 1, acksOnFailureOrTimeout: 1, ignoreResult: 1, timeLimit: 1, softTimeLimit: 1,
+  maxRetries: 1, defaultRetryDelay: 1, trackStarted: 1,
+});
 
 /**
  * Marks an exported function as a Celery task with these options and returns
@@ -41,6 +46,7 @@ const kOptions = Symbol.for('billiard-ts.celery.taskOptions');
  */
 export function task<F extends (...args: never[]) => unknown>(fn: F, options: TaskOptions = {}): F {
   if (typeof fn !== 'function') throw new TypeError('task() takes a function');
+  checkOptionNames(options, TASK_OPTIONS, 'task()');
   Object.defineProperty(fn, kOptions, { value: Object.freeze({ ...options }), enumerable: false, configurable: true });
   return fn;
 }
@@ -109,6 +115,8 @@ export interface RetryOptions {
   /** Overrides the task's maxRetries. */
   maxRetries?: number | null;
 }
+
+const RETRY_OPTIONS = optionNames<RetryOptions>()({ countdown: 1, eta: 1, exc: 1, maxRetries: 1 });
 
 /** The request a running task sees (Celery's `self.request`, camelCase). */
 export interface Request {
@@ -221,6 +229,7 @@ function makeRequest(info: RequestInfo): Request {
       currentTask()?.checkpoint();
     },
     retry(options?: RetryOptions): never {
+      checkOptionNames(options, RETRY_OPTIONS, 'retry()');
       const limit = options?.maxRetries !== undefined ? options.maxRetries : maxRetries;
       if (limit !== null && fields.retries >= limit) {
         if (options?.exc !== undefined) throw options.exc;

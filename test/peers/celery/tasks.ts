@@ -152,3 +152,8 @@ export function rejectDrop(): never {
 export function ignoreMe(): never {
   throw new Ignore('not stored');
 }
+
+/** retry() with a misspelt option: the task fails with the TypeError instead of retrying at once. */
+export function retryTypo(): never {
+  currentRequest().retry({ countdwn: 5 } as never);
+}
