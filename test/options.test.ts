@@ -2,8 +2,9 @@
  * Unknown option names are TypeErrors, as Python's unexpected keyword
  * arguments are (src/connection/options.ts): a misspelt option must not be
  * ignored. `maxTasksPerChild` given to a Pool (billiard's name is
- * `maxtasksperchild`) would otherwise start a pool that never recycles.
- * Each constructor checks before it makes anything.
+ * `maxtasksperchild`) would otherwise start a pool that never recycles,
+ * and `q.get({ timout: 1 })` would wait for ever. Each constructor checks
+ * before it makes anything, and each call before it queues, waits or sends.
  */
 import { describe, expect, test } from 'vitest';
 
