@@ -10,7 +10,7 @@ import { Timer, timeoutSeconds } from '../connection/timers.js';
 import { exceptionFromRecord, READY_STATES, RedisBackend, type TaskState } from './backend.js';
 import { buildJsonEnvelope, buildTaskMessage, decodeBody, JSON_TYPE, parseEnvelope, type Embed, type Serializer, type Signature, type TaskMessageInit } from './message.js';
 import { RedisTransport, type TransportOptions } from './transport.js';
-import { checkOptionNames, optionNames } from '../connection/options.js';
+import { checkOptionNames, optionNames, optionsRejection } from '../connection/options.js';
 
 export interface CeleryOptions {
   /** redis://host:port/db of the broker. */
@@ -227,11 +227,8 @@ export class Celery {
    * limit (R-33).
    */
   broadcast(method: string, options: BroadcastOptions = {}): Promise<Array<Record<string, unknown>>> {
-    try {
-      checkOptionNames(options, BROADCAST_OPTIONS, 'Celery.broadcast()');
-    } catch (e) {
-      return Promise.reject(e);
-    }
+    const bad = optionsRejection(options, BROADCAST_OPTIONS, 'Celery.broadcast()');
+    if (bad !== null) return bad;
     // One at a time: every broadcast of this client reads the same reply
     // queue, and one must not take (and drop) another's replies.
     const run = (): Promise<Array<Record<string, unknown>>> => this.#broadcast(method, options);
@@ -291,11 +288,8 @@ export class Celery {
 
   /** `control.revoke(id, terminate=..., signal=...)`. */
   revoke(taskId: string | string[], options: RevokeOptions = {}): Promise<Array<Record<string, unknown>>> {
-    try {
-      checkOptionNames(options, REVOKE_OPTIONS, 'Celery.revoke()');
-    } catch (e) {
-      return Promise.reject(e);
-    }
+    const bad = optionsRejection(options, REVOKE_OPTIONS, 'Celery.revoke()');
+    if (bad !== null) return bad;
     return this.broadcast('revoke', {
       arguments: { task_id: taskId, terminate: options.terminate ?? false, signal: options.signal ?? 'SIGTERM' },
       reply: options.reply ?? false,

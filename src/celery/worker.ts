@@ -288,8 +288,7 @@ export class Worker extends EventEmitter {
     const maxMessageBytes = options.maxMessageBytes ?? DEFAULT_MAX_MESSAGE_BYTES;
     if (!Number.isInteger(maxMessageBytes) || maxMessageBytes < 0) throw new TypeError(`maxMessageBytes must be a non-negative integer, not ${String(maxMessageBytes)}`);
     this.#maxMessageBytes = maxMessageBytes;
-    const limits = checkLoadLimits(options.loadLimits, 'options.loadLimits');
-    this.#loadLimits = Object.keys(limits).length === 0 ? undefined : limits;
+    this.#loadLimits = checkLoadLimits(options.loadLimits, 'options.loadLimits');
   }
 
   /** The prefetch limit: unacknowledged messages held at once (0: none). */

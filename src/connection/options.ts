@@ -36,3 +36,13 @@ export function checkOptionNames(options: unknown, names: OptionNames, where: st
     if (!names.has(key)) throw new TypeError(`${where}: unknown option '${key}'${suggestion(key, names)}`);
   }
 }
+
+/** {@link checkOptionNames} for a function that reports errors through the promise it returns: that rejection, or null. */
+export function optionsRejection(options: unknown, names: OptionNames, where: string): Promise<never> | null {
+  try {
+    checkOptionNames(options, names, where);
+    return null;
+  } catch (e) {
+    return Promise.reject(e);
+  }
+}

@@ -7,7 +7,7 @@
 import { Connection, kIsReady, kOnReadable } from './connection.js';
 import { OSError } from './errors.js';
 import { timeoutSeconds, Timer } from './timers.js';
-import { checkOptionNames, optionNames } from './options.js';
+import { optionNames, optionsRejection } from './options.js';
 
 /**
  * Something that becomes ready once, for good: what `Process.sentinel` gives
@@ -58,11 +58,8 @@ function isWaitable(o: unknown): o is Waitable {
  * Infinity waits for ever, 0 or less checks once).
  */
 export function wait<T extends Waitable>(objects: Iterable<T>, timeout: number | null = null, options?: WaitOptions): Promise<T[]> {
-  try {
-    checkOptionNames(options, WAIT_OPTIONS, 'wait()');
-  } catch (e) {
-    return Promise.reject(e);
-  }
+  const bad = optionsRejection(options, WAIT_OPTIONS, 'wait()');
+  if (bad !== null) return bad;
   const list = Array.from(new Set(objects));
   for (const o of list) {
     if (!isWaitable(o)) return Promise.reject(new TypeError('wait() takes Connections and sentinels'));

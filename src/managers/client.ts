@@ -43,7 +43,7 @@ function connectOptions(ep: Endpoint): Parameters<typeof Client>[1] {
     authkey: ep.authkey,
     digest: ep.digest,
     timeout: ep.connectTimeout === undefined ? DEFAULT_CONNECT_TIMEOUT : ep.connectTimeout,
-    connection: ep.loadLimits === undefined || Object.keys(ep.loadLimits).length === 0 ? undefined : { loadOptions: ep.loadLimits },
+    connection: ep.loadLimits === undefined ? undefined : { loadOptions: ep.loadLimits },
   };
 }
 
@@ -224,7 +224,7 @@ function keyHex(key: Uint8Array): string {
 
 /** The pool of serving connections for a manager (one per address and key in this process). */
 export function poolFor(ep: Endpoint): ServingPool {
-  const k = `${addressKey(ep.address)}|${keyHex(ep.authkey)}|${ep.loadLimits === undefined ? '' : loadLimitsKey(ep.loadLimits)}`;
+  const k = `${addressKey(ep.address)}|${keyHex(ep.authkey)}|${loadLimitsKey(ep.loadLimits)}`;
   let p = pools.get(k);
   if (p === undefined) {
     p = new ServingPool(ep);

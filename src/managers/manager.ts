@@ -133,7 +133,7 @@ export class BaseManager implements ProxyManager {
   #state: number = State.INITIAL;
   #process: Process | null = null;
   #server: Server | null = null;
-  readonly #loadLimits: Readonly<LoadLimits>;
+  readonly #loadLimits: Readonly<LoadLimits> | undefined;
 
   constructor(options?: BaseManagerOptions) {
     checkOptionNames(options, MANAGER_OPTIONS, `new ${new.target.name}()`);
@@ -209,8 +209,8 @@ export class BaseManager implements ProxyManager {
     return this.#options.digest;
   }
 
-  /** The limits (checked) on loading what the other side sends (BaseManagerOptions.loadLimits). */
-  get loadLimits(): Readonly<LoadLimits> {
+  /** The limits (checked) on loading what the other side sends (BaseManagerOptions.loadLimits), or undefined. */
+  get loadLimits(): Readonly<LoadLimits> | undefined {
     return this.#loadLimits;
   }
 
@@ -279,7 +279,7 @@ export class BaseManager implements ProxyManager {
     const name = `${this.constructor.name}-${++managerCount}`;
     const proc = new Cls({
       target: runManagerServer,
-      args: [cls, this.#address === null ? null : wireAddress(this.#address), this.#authkey, writer, init, [...initargs], this.#options.tokenModule ?? MP_MODULE, this.#loadLimits],
+      args: [cls, this.#address === null ? null : wireAddress(this.#address), this.#authkey, writer, init, [...initargs], this.#options.tokenModule ?? MP_MODULE, this.#loadLimits ?? null],
       name,
       daemon: true,
     });

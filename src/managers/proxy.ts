@@ -22,7 +22,7 @@ import { Channel, controlCall, poolFor, unwrap, type CallOptions, type Endpoint,
 import { GETVALUE, PROXY, type Kwds } from './protocol.js';
 import { localReferent } from './local.js';
 import { addressKey, MP_MODULE, Token, wireAddress, type ManagersModule } from './token.js';
-import { checkOptionNames, optionNames } from '../connection/options.js';
+import { optionNames, optionsRejection } from '../connection/options.js';
 
 /** What a proxy needs of the manager that made it. */
 export interface ProxyManager {
@@ -356,11 +356,8 @@ export class AcquirerProxy extends BaseProxy {
 
   /** `acquire(blocking=True, timeout=None)`: sent as `(blocking,)` or `(blocking, timeout)`, as Python's proxy does. */
   acquire(options?: ProxyAcquireOptions): Promise<boolean> {
-    try {
-      checkOptionNames(options, PROXY_ACQUIRE_OPTIONS, 'AcquirerProxy.acquire()');
-    } catch (e) {
-      return Promise.reject(e);
-    }
+    const bad = optionsRejection(options, PROXY_ACQUIRE_OPTIONS, 'AcquirerProxy.acquire()');
+    if (bad !== null) return bad;
     const block = options?.block ?? true;
     const args = options?.timeout === undefined || options.timeout === null ? [block] : [block, options.timeout];
     return this._callmethod('acquire', args, null, options) as Promise<boolean>;
@@ -696,20 +693,14 @@ const PROXY_PUT_OPTIONS = optionNames<ProxyPutOptions>()({ block: 1, timeout: 1,
 export class QueueProxy<T = unknown> extends BaseProxy {
   static override readonly pyName: string = 'AutoProxy';
   put(item: T, options?: ProxyPutOptions): Promise<void> {
-    try {
-      checkOptionNames(options, PROXY_PUT_OPTIONS, 'QueueProxy.put()');
-    } catch (e) {
-      return Promise.reject(e);
-    }
+    const bad = optionsRejection(options, PROXY_PUT_OPTIONS, 'QueueProxy.put()');
+    if (bad !== null) return bad;
     const args = options?.block === undefined && (options?.timeout ?? null) === null ? [item] : [item, options?.block ?? true, options?.timeout ?? null];
     return this._callmethod('put', args, null, options) as Promise<void>;
   }
   get(options?: ProxyPutOptions): Promise<T> {
-    try {
-      checkOptionNames(options, PROXY_PUT_OPTIONS, 'QueueProxy.get()');
-    } catch (e) {
-      return Promise.reject(e);
-    }
+    const bad = optionsRejection(options, PROXY_PUT_OPTIONS, 'QueueProxy.get()');
+    if (bad !== null) return bad;
     const args = options?.block === undefined && (options?.timeout ?? null) === null ? [] : [options?.block ?? true, options?.timeout ?? null];
     return this._callmethod('get', args, null, options) as Promise<T>;
   }

@@ -171,7 +171,7 @@ export class Server extends EventEmitter<ServerEvents> {
   readonly #held = new Map<string, Held>();
   readonly #ids = new WeakMap<object, string>();
   readonly #conns = new Set<Connection>();
-  readonly #loadOptions: UnpicklerOptions;
+  readonly #loadOptions: UnpicklerOptions | undefined;
   #nextId = 0x7f0000000000 + Math.floor(Math.random() * 0x100000) * 0x1000;
   #closed = false;
   #stopped: Promise<void>;

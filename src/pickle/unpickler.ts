@@ -294,16 +294,14 @@ function limitOption(options: UnpicklerOptions | undefined, name: LimitName, whe
   return v;
 }
 
-const NO_LIMITS: Readonly<LoadLimits> = Object.freeze({});
-
 /**
  * Checks a `loadLimits` option (`where` names it in errors): an object of
  * {@link LoadLimits} only, each a non-negative integer or Infinity. Returns
- * a frozen copy of the limits given (an empty object for none), plain data
- * that pickles to a child process. @internal
+ * a frozen copy of the limits given, plain data that pickles to a child
+ * process (and loads() resolves once), or undefined for none. @internal
  */
-export function checkLoadLimits(value: unknown, where: string): Readonly<LoadLimits> {
-  if (value === undefined || value === null) return NO_LIMITS;
+export function checkLoadLimits(value: unknown, where: string): Readonly<LoadLimits> | undefined {
+  if (value === undefined || value === null) return undefined;
   if (typeof value !== 'object' || Array.isArray(value)) throw new TypeError(`${where} must be an object of unpickler limits, got ${String(value)}`);
   const out: Record<string, number> = {};
   for (const key of Object.keys(value)) {
@@ -313,12 +311,13 @@ export function checkLoadLimits(value: unknown, where: string): Readonly<LoadLim
     const v = limitOption(value as UnpicklerOptions, key as LimitName, where);
     if (v !== undefined) out[key] = v;
   }
-  return Object.keys(out).length === 0 ? NO_LIMITS : Object.freeze(out);
+  return Object.keys(out).length === 0 ? undefined : Object.freeze(out);
 }
 
 /** A stable text of checked limits (for keying things by them); '' for none. @internal */
-export function loadLimitsKey(limits: Readonly<LoadLimits>): string {
+export function loadLimitsKey(limits: Readonly<LoadLimits> | undefined): string {
   let k = '';
+  if (limits === undefined) return k;
   for (const name of LIMIT_NAMES) if (limits[name] !== undefined) k += `${name}=${limits[name]};`;
   return k;
 }

@@ -840,7 +840,7 @@ export class Pool extends EventEmitter<PoolEvents> {
   /** Frozen: loads() resolves them once. */
   readonly #loadOptions: UnpicklerOptions;
   /** What the Node workers load their jobs with (PoolOptions.loadLimits). */
-  readonly #loadLimits: Readonly<LoadLimits>;
+  readonly #loadLimits: Readonly<LoadLimits> | undefined;
   #workerCount = 0;
   /** Calls of #dispatch, to tell the parts one call hands out. */
   #dispatches = 0;
@@ -968,7 +968,7 @@ export class Pool extends EventEmitter<PoolEvents> {
     } else {
       const name = `${this.#startMethod === 'forkserver' ? 'ForkServer' : 'Spawn'}PoolWorker-${++this.#workerCount}`;
       const Cls = this.#startMethod === 'forkserver' ? ForkServerProcess : this.#startMethod === 'spawn' ? SpawnProcess : Process;
-      const args: Parameters<typeof poolWorker> = [inq, outq, this.#initializer, [...this.#initargs], this.maxtasksperchild, synq, this.maxMemoryPerChild, this.#onProcessExit, this.#loadLimits];
+      const args: Parameters<typeof poolWorker> = [inq, outq, this.#initializer, [...this.#initargs], this.maxtasksperchild, synq, this.maxMemoryPerChild, this.#onProcessExit, this.#loadLimits ?? null];
       proc = new Cls({ target: poolWorker, args, name, daemon: true });
     }
     const w: Worker = {

@@ -324,8 +324,7 @@ export async function poolWorker(
   onExit: PyGlobal | null = null,
   loadLimits: LoadLimits | null = null,
 ): Promise<void> {
-  const limits = checkLoadLimits(loadLimits, 'loadLimits');
-  const loadOptions = Object.keys(limits).length === 0 ? undefined : limits;
+  const loadOptions = checkLoadLimits(loadLimits, 'loadLimits');
   await workLoop({ inq, outq, synq, initializer, initargs, maxtasks, maxMemoryPerChild, onExit, loadOptions, shared: false });
 }
 
@@ -359,7 +358,7 @@ export async function billiardPoolWorker(
   aliases: Map<string, string> | Record<string, string> | null,
   loadLimits: LoadLimits | null = null,
 ): Promise<void> {
-  const limits = checkLoadLimits(loadLimits, 'loadLimits');
+  const loadOptions = checkLoadLimits(loadLimits, 'loadLimits');
   const entries = aliases instanceof Map ? [...aliases] : Object.entries(aliases ?? {});
   for (const [name, spec] of entries) implementations.set(String(name), refOf(String(spec)));
   // The pool answers DEATH, shrink() and terminate() with SIGTERM. A worker idle in its read holds
@@ -392,7 +391,7 @@ export async function billiardPoolWorker(
     maxtasks,
     maxMemoryPerChild,
     onExit: null,
-    loadOptions: Object.keys(limits).length === 0 ? undefined : limits,
+    loadOptions,
     shared: true,
   });
 }

@@ -183,8 +183,7 @@ abstract class PipeQueue {
   /** @internal */
   makePipe(options?: QueueOptions): void {
     checkOptionNames(options, QUEUE_OPTIONS, `new ${this.constructor.name}()`);
-    const limits = checkLoadLimits(options?.loadLimits, 'options.loadLimits');
-    if (Object.keys(limits).length > 0) this.loadOptions = limits;
+    this.loadOptions = checkLoadLimits(options?.loadLimits, 'options.loadLimits');
     const [r, w] = pipe();
     this.reader = Connection.fromFd(r, { readable: true, writable: false });
     this.writer = Connection.fromFd(w, { readable: false, writable: true });

@@ -155,5 +155,5 @@ export function ignoreMe(): never {
 
 /** retry() with a misspelt option: the task fails with the TypeError instead of retrying at once. */
 export function retryTypo(): never {
-  currentRequest().retry({ countdwn: 5 } as never);
+  return currentRequest().retry({ countdwn: 5 } as never);
 }
